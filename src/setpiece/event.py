@@ -1,0 +1,236 @@
+"""The event envelope: CloudEvents 1.0 with the extensions setpiece's services carry.
+
+An :class:`Event` is an immutable fact. Its JSON wire form is the CloudEvents *structured* JSON
+format: the context attributes and the extensions side by side at the top level, the payload in
+``data``. Events shaped like Amazon EventBridge's (``detail-type``, ``source``, ``detail``) are
+accepted by :meth:`Event.from_dict` and mapped onto the envelope.
+
+Construction fills ``id`` (a UUID), ``time`` (now, UTC, RFC 3339) and ``specversion`` ("1.0").
+Every malformed envelope raises :class:`~setpiece.errors.EventError` naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from setpiece.errors import EventError
+
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "Event"]
+
+DEFAULT_MAX_EVENT_BYTES = 256 * 1024
+"""The default size limit of one encoded event, like EventBridge's 256 KiB."""
+
+# The attributes CloudEvents defines, then the extensions this envelope names (DESIGN.md §2).
+_CORE = ("id", "source", "specversion", "type", "datacontenttype", "dataschema", "subject", "time")
+_EXTENSIONS = (
+    "domain",
+    "subdomain",
+    "service",
+    "category",
+    "dataversion",
+    "traceparent",
+    "correlationid",
+    "causationid",
+    "partitionkey",
+    "tenant",
+)
+_KNOWN = frozenset((*_CORE, *_EXTENSIONS, "data", "data_base64", "extensions"))
+_EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+# EventBridge envelope fields that have no CloudEvents attribute; kept as extensions.
+_EVENTBRIDGE_EXTRA = ("account", "region", "resources", "version")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An immutable CloudEvents 1.0 event.
+
+    ``type`` is required. ``source`` is required on the wire; inside a handler it may be left
+    empty and the runtime fills in the service's name. Unknown extension attributes go in
+    ``extensions`` (names: lowercase letters and digits, at most 20, per CloudEvents).
+    """
+
+    type: str
+    source: str = ""
+    data: Any = None
+    id: str = msgspec.field(default_factory=_new_id)
+    time: str = msgspec.field(default_factory=_now)
+    specversion: str = "1.0"
+    subject: str | None = None
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+    domain: str | None = None
+    subdomain: str | None = None
+    service: str | None = None
+    category: str | None = None
+    dataversion: str | None = None
+    traceparent: str | None = None
+    correlationid: str | None = None
+    causationid: str | None = None
+    partitionkey: str | None = None
+    tenant: str | None = None
+    extensions: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.type, str) or not self.type:
+            raise EventError("type: must be a non-empty string", field="type")
+        if not isinstance(self.source, str):
+            raise EventError("source: must be a string", field="source")
+        if not isinstance(self.id, str) or not self.id:
+            raise EventError("id: must be a non-empty string", field="id")
+        if self.specversion != "1.0":
+            raise EventError(
+                f"specversion: must be '1.0', got {self.specversion!r}", field="specversion"
+            )
+        if not isinstance(self.time, str) or not _RFC3339.match(self.time):
+            raise EventError(
+                f"time: must be an RFC 3339 timestamp, got {self.time!r}", field="time"
+            )
+        if self.traceparent is not None and not _TRACEPARENT.match(self.traceparent):
+            raise EventError(
+                "traceparent: must be a W3C traceparent like '00-<32 hex>-<16 hex>-01'",
+                field="traceparent",
+            )
+        if self.extensions:
+            for name in self.extensions:
+                if not isinstance(name, str) or not _EXTENSION_NAME.match(name):
+                    raise EventError(
+                        f"extensions.{name}: extension names are 1-20 lowercase letters or digits",
+                        field=f"extensions.{name}",
+                    )
+                if name in _KNOWN:
+                    raise EventError(
+                        f"extensions.{name}: clashes with a defined attribute", field=name
+                    )
+
+    # -- conversions ----------------------------------------------------------------------
+
+    def replace(self, **changes: Any) -> Event:
+        """A copy with some attributes changed (events are immutable)."""
+        return msgspec.structs.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CloudEvents structured-mode dict: attributes and extensions flat, ``data`` apart."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        extra = out.pop("extensions", None)
+        if extra:
+            out.update(extra)
+        return out
+
+    def to_json(self) -> bytes:
+        """The CloudEvents structured JSON form."""
+        if self.extensions:
+            return _encoder.encode(self.to_dict())
+        return _encoder.encode(self)
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Event:
+        """Build an event from its structured-mode dict, or from an EventBridge-shaped one."""
+        if not isinstance(obj, dict):
+            raise EventError(f"event: must be a JSON object, got {type(obj).__name__}")
+        if "detail-type" in obj or "detail" in obj:
+            return cls._from_eventbridge(obj)
+        attrs: dict[str, Any] = {}
+        extensions: dict[str, Any] = {}
+        for name, value in obj.items():
+            if name in _KNOWN:
+                attrs[name] = value
+            else:
+                extensions[name] = value
+        if "data_base64" in attrs:
+            raise EventError(
+                "data_base64: binary data is not supported; send JSON data", field="data_base64"
+            )
+        nested = attrs.pop("extensions", None)
+        if nested:
+            if not isinstance(nested, dict):
+                raise EventError("extensions: must be an object", field="extensions")
+            extensions.update(nested)
+        if extensions:
+            attrs["extensions"] = extensions
+        if "type" not in attrs:
+            raise EventError("type: required attribute is missing", field="type")
+        if not attrs.get("source"):
+            raise EventError("source: required attribute is missing", field="source")
+        for name, value in attrs.items():
+            if name not in ("data", "extensions") and value is not None and not isinstance(
+                value, str
+            ):
+                raise EventError(
+                    f"{name}: must be a string, got {type(value).__name__}", field=name
+                )
+        try:
+            return msgspec.convert(attrs, cls)
+        except msgspec.ValidationError as exc:
+            raise EventError(f"event: {exc}") from None
+
+    @classmethod
+    def _from_eventbridge(cls, obj: dict[str, Any]) -> Event:
+        detail_type = obj.get("detail-type")
+        if not isinstance(detail_type, str) or not detail_type:
+            raise EventError("detail-type: must be a non-empty string", field="detail-type")
+        source = obj.get("source")
+        if not isinstance(source, str) or not source:
+            raise EventError("source: must be a non-empty string", field="source")
+        kwargs: dict[str, Any] = {"type": detail_type, "source": source, "data": obj.get("detail")}
+        if obj.get("id") is not None:
+            kwargs["id"] = str(obj["id"])
+        if obj.get("time") is not None:
+            kwargs["time"] = obj["time"]
+        extra = {k: obj[k] for k in _EVENTBRIDGE_EXTRA if k in obj}
+        if extra:
+            kwargs["extensions"] = extra
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event:
+        """Parse the structured JSON form (or an EventBridge-shaped event), checking its size."""
+        if len(text) > max_bytes:
+            raise EventError(
+                f"event: {len(text)} bytes is over the limit of {max_bytes} bytes", field="data"
+            )
+        try:
+            obj = msgspec.json.decode(text)
+        except msgspec.DecodeError as exc:
+            raise EventError(f"event: not valid JSON ({exc})") from None
+        return cls.from_dict(obj)
+
+    def pattern_view(self) -> dict[str, Any]:
+        """The dict that bus rules match against.
+
+        The structured-mode attributes, plus EventBridge's names for the same things
+        (``detail-type`` for ``type``, ``detail`` for ``data``) so rules ported from AWS work.
+        """
+        view = self.to_dict()
+        view["detail-type"] = self.type
+        view["detail"] = self.data
+        return view
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Event)
+
+
+def encode_event(event: Event) -> bytes:
+    """The engine's storage form: compact JSON, extensions nested (fast to decode)."""
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes) -> Event:
+    """Inverse of :func:`encode_event`."""
+    return _decoder.decode(data)

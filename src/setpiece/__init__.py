@@ -1,11 +1,14 @@
 """setpiece: event-driven microservices in Python.
 
-This module is the curated public API; everything else is internal unless a subpackage
-(``setpiece.patterns``, ``setpiece.workflows``, ``setpiece.testing``) documents it.
+This module is the curated public API. Subpackages with a public face of their own:
+``setpiece.patterns`` (event patterns), ``setpiece.workflows`` (state machines),
+``setpiece.engine`` (the engine contract, for engine authors), ``setpiece.testing``.
 """
 
 from __future__ import annotations
 
+from setpiece.bus import Bus, HttpTarget, Rule
+from setpiece.context import Context, SyncContext
 from setpiece.errors import (
     ConfigError,
     DefinitionError,
@@ -18,18 +21,40 @@ from setpiece.errors import (
     TaskFailed,
     WorkflowError,
 )
+from setpiece.event import Event
+from setpiece.policy import RetryPolicy
+from setpiece.runtime import DeadLetter, Runtime, RuntimeConfig
+from setpiece.service import Service
+from setpiece.signals import Drop, Retry
+from setpiece.stack import Stack
+from setpiece.stream import Stream
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Bus",
     "ConfigError",
+    "Context",
+    "DeadLetter",
     "DefinitionError",
     "DrainTimeout",
+    "Drop",
     "EngineError",
+    "Event",
     "EventError",
     "HandlerError",
+    "HttpTarget",
     "PatternError",
+    "Retry",
+    "RetryPolicy",
+    "Rule",
+    "Runtime",
+    "RuntimeConfig",
+    "Service",
     "SetpieceError",
+    "Stack",
+    "Stream",
+    "SyncContext",
     "TaskFailed",
     "WorkflowError",
     "__version__",

@@ -1,0 +1,128 @@
+"""What a handler gets besides its event: its service's store, a way to publish, and facts
+about the delivery. Everything done through a context commits with the delivery or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+
+from setpiece.event import Event
+
+if TYPE_CHECKING:
+    from setpiece.runtime.unit import Attempt
+
+__all__ = ["Context", "ServiceStore", "SyncContext", "SyncServiceStore"]
+
+T = TypeVar("T")
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+
+def store_namespace(service: str, tenant: str | None = None) -> str:
+    """The engine namespace that holds a service's store (one per tenant when tenants are used)."""
+    return f"svc:{service}" if tenant is None else f"svc:{service}@{tenant}"
+
+
+class ServiceStore:
+    """A service's own key-value store, seen from inside one delivery. Values are JSON data."""
+
+    __slots__ = ("_attempt", "namespace")
+
+    def __init__(self, attempt: Attempt, namespace: str) -> None:
+        self._attempt = attempt
+        self.namespace = namespace
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        raw = await self._attempt.get((self.namespace, key))
+        return default if raw is None else _decode(raw)
+
+    async def put(self, key: str, value: Any) -> None:
+        self._attempt.put((self.namespace, key), _encode(value))
+
+    async def delete(self, key: str) -> None:
+        self._attempt.put((self.namespace, key), None)
+
+
+Publish = Callable[[Event, str | None, str | None], None]
+
+
+class Context:
+    """The context of one delivery attempt."""
+
+    __slots__ = ("_publish", "attempt", "event", "handler", "log", "service", "store")
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        handler: str,
+        event: Event,
+        attempt: int,
+        store: ServiceStore,
+        publish: Publish,
+    ) -> None:
+        self.service = service
+        self.handler = handler
+        self.event = event
+        self.attempt = attempt
+        self.store = store
+        self.log = logging.getLogger(f"setpiece.service.{service}")
+        self._publish = publish
+
+    async def publish(
+        self, event: Event, *, bus: str | None = None, stream: str | None = None
+    ) -> None:
+        """Emit an event (onto the stack's default bus unless ``bus`` or ``stream`` is named).
+
+        It is appended only if this delivery commits. Causation, correlation, trace, partition
+        key and tenant are carried over from the event being handled unless set.
+        """
+        self._publish(event, bus, stream)
+
+    def sync(self) -> SyncContext:
+        return SyncContext(self, asyncio.get_running_loop())
+
+
+class SyncServiceStore:
+    """The store for plain ``def`` handlers, which run in a worker thread."""
+
+    __slots__ = ("_loop", "_store")
+
+    def __init__(self, store: ServiceStore, loop: asyncio.AbstractEventLoop) -> None:
+        self._store = store
+        self._loop = loop
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._run(self._store.get(key, default))
+
+    def put(self, key: str, value: Any) -> None:
+        self._run(self._store.put(key, value))
+
+    def delete(self, key: str) -> None:
+        self._run(self._store.delete(key))
+
+
+class SyncContext:
+    """The context for plain ``def`` handlers: the same, with blocking methods."""
+
+    __slots__ = ("_ctx", "attempt", "event", "handler", "log", "service", "store")
+
+    def __init__(self, ctx: Context, loop: asyncio.AbstractEventLoop) -> None:
+        self._ctx = ctx
+        self.service = ctx.service
+        self.handler = ctx.handler
+        self.event = ctx.event
+        self.attempt = ctx.attempt
+        self.log = ctx.log
+        self.store = SyncServiceStore(ctx.store, loop)
+
+    def publish(self, event: Event, *, bus: str | None = None, stream: str | None = None) -> None:
+        self._ctx._publish(event, bus, stream)

@@ -1,0 +1,356 @@
+"""A consumer: one consumer group on one stream, delivering records to one action.
+
+Every handler and every rule target is a consumer. Its loop:
+
+1. heartbeat the group now and then, and take the partitions it is assigned;
+2. read a batch from each owned partition, from the last committed offset;
+3. keep the records it accepts (the rule's pattern, a redrive or replay aimed elsewhere is not
+   ours), drop the ids its inbox has seen;
+4. run the deliveries — different partition keys concurrently, one key in order — each with its
+   retry policy; a delivery that keeps failing becomes a dead letter;
+5. commit everything the batch did in one unit of work, moving the offset by compare-and-set.
+
+A lost race (another member committed first, or a read key changed) commits nothing: the batch is
+read again from the committed offset, so effects happen once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from setpiece.engine.contract import Engine, OffsetCommit, Record, UnitOfWork
+from setpiece.errors import ConflictError, EngineError
+from setpiece.event import Event
+from setpiece.policy import RetryPolicy
+from setpiece.runtime.config import RuntimeConfig
+from setpiece.runtime.unit import Attempt, Batch
+from setpiece.service import InputDecodeError
+from setpiece.signals import Drop, Retry
+
+__all__ = ["DEAD_LETTERS", "Consumer", "Delivery"]
+
+DEAD_LETTERS = "setpiece.deadletters"
+TARGET_MARK = "sptarget"  # extension: a redrive aimed at one consumer group
+REPLAY_MARK = "spreplay"  # extension: the name of the replay that re-sent this event
+RULE_MARK = "sprule"  # extension: a replay aimed at one rule
+
+log = logging.getLogger("setpiece.runtime")
+
+Action = Callable[[Event, Attempt, int], Awaitable[None]]
+Accept = Callable[[dict[str, Any]], bool]
+_decode_raw = msgspec.json.Decoder().decode
+
+
+class Delivery(msgspec.Struct):
+    """One accepted record on its way to the action."""
+
+    record: Record
+    event: Event
+    inbox_key: str
+
+
+def match_view(raw: dict[str, Any]) -> dict[str, Any]:
+    """The dict a rule's pattern sees: extensions flat, EventBridge aliases added."""
+    view = dict(raw)
+    extensions = view.pop("extensions", None)
+    if extensions:
+        for name, value in extensions.items():
+            view.setdefault(name, value)
+    view["detail-type"] = view.get("type")
+    view["detail"] = view.get("data")
+    return view
+
+
+class Consumer:
+    """One consumer group on one stream. See the module docstring for its loop."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        config: RuntimeConfig,
+        group: str,
+        stream: str,
+        label: str,
+        action: Action,
+        retry: RetryPolicy,
+        concurrency: int,
+        accept: Accept | None = None,
+        rule: str | None = None,
+        start_at_end: bool = False,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.group = group
+        self.stream = stream
+        self.label = label
+        self.action = action
+        self.retry = retry
+        self.concurrency = concurrency
+        self.accept = accept
+        self.rule = rule
+        self.start_at_end = start_at_end
+        self._on_commit = on_commit
+        self.positions: dict[int, int] = {}
+        self.owned: tuple[int, ...] = ()
+        self.busy = False
+        self._stopping = False
+        self._next_heartbeat = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Create the group's offsets on first use: at the end for bus rules (new events only)."""
+        if (self.group, self.stream) in set(await self.engine.groups()):
+            return
+        ends = await self.engine.end_offsets(self.stream) if self.start_at_end else None
+        partitions = len(await self.engine.end_offsets(self.stream))
+        unit = UnitOfWork(
+            offsets=[
+                OffsetCommit(self.group, self.stream, p, 0, ends[p] if ends else 0)
+                for p in range(partitions)
+            ]
+        )
+        with contextlib.suppress(ConflictError):  # another process created the group first
+            await self.engine.commit(unit)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def run(self) -> None:
+        try:
+            while not self._stopping:
+                await self._maybe_heartbeat()
+                progressed = False
+                for partition in self.owned:
+                    if self._stopping:
+                        break
+                    progressed |= await self._turn(partition)
+                if not progressed and not self._stopping:
+                    timeout = max(0.0, self._next_heartbeat - time.monotonic())
+                    await self.engine.wait([self.stream], timeout)
+        finally:
+            if not self.engine_closed():
+                with contextlib.suppress(EngineError, asyncio.CancelledError):
+                    await asyncio.shield(
+                        self.engine.leave(self.group, self.stream, self.config.member)
+                    )
+
+    def engine_closed(self) -> bool:
+        return bool(getattr(self.engine, "_closed", False))
+
+    async def _maybe_heartbeat(self) -> None:
+        now = time.monotonic()
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + self.config.heartbeat_interval
+        assignment = await self.engine.heartbeat(
+            self.group, self.stream, self.config.member,
+            session_timeout=self.config.session_timeout,
+        )
+        if assignment.partitions != self.owned:
+            committed = await self.engine.committed(self.group, self.stream)
+            self.owned = assignment.partitions
+            self.positions = {p: committed[p] for p in self.owned}
+
+    # -- one batch --------------------------------------------------------------------------
+
+    async def _turn(self, partition: int) -> bool:
+        start = self.positions[partition]
+        records = await self.engine.read(self.stream, partition, start, self.config.batch_size)
+        if not records:
+            return False
+        self.busy = True
+        try:
+            end = records[-1].offset + 1
+            batch = Batch(self.engine)
+            deliveries = await self._accepted(records, batch)
+            if deliveries:
+                await self._run_deliveries(deliveries, batch)
+            batch.offsets.append(OffsetCommit(self.group, self.stream, partition, start, end))
+            try:
+                await self.engine.commit(batch.unit())
+            except ConflictError as exc:
+                log.debug("%s: %s; reading again from the committed offset", self.label, exc)
+                committed = await self.engine.committed(self.group, self.stream)
+                self.positions[partition] = committed[partition]
+                self._next_heartbeat = 0.0  # ownership may have moved
+                return True
+            self.positions[partition] = end
+            self._on_commit()
+            return True
+        finally:
+            self.busy = False
+
+    async def _accepted(self, records: list[Record], batch: Batch) -> list[Delivery]:
+        candidates: list[Delivery] = []
+        for record in records:
+            try:
+                raw = _decode_raw(record.value)
+                extensions = raw.get("extensions")
+                replay = None
+                if extensions:
+                    target = extensions.get(TARGET_MARK)
+                    if target is not None and target != self.group:
+                        continue
+                    rule = extensions.get(RULE_MARK)
+                    if rule is not None and rule != self.rule:
+                        continue
+                    replay = extensions.get(REPLAY_MARK)
+                if self.accept is not None and not self.accept(match_view(raw)):
+                    continue
+                if extensions:
+                    extensions.pop(TARGET_MARK, None)
+                    extensions.pop(RULE_MARK, None)
+                    if not extensions:
+                        del raw["extensions"]
+                event = msgspec.convert(raw, Event)
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+                # Not a readable event (appended by something else?): dead-letter it as it is.
+                self._dead_letter(batch, record, None, exc, 0)
+                continue
+            key = event.id if replay is None else f"{event.id}/{replay}"
+            candidates.append(Delivery(record, event, key))
+        if not candidates:
+            return []
+        seen = await self.engine.inbox_seen(self.group, [d.inbox_key for d in candidates])
+        out: list[Delivery] = []
+        for delivery in candidates:
+            if delivery.inbox_key in seen:
+                continue
+            seen.add(delivery.inbox_key)  # the same event twice in one batch: once
+            out.append(delivery)
+        return out
+
+    async def _run_deliveries(self, deliveries: list[Delivery], batch: Batch) -> None:
+        if self.concurrency == 1 or len(deliveries) == 1:
+            for delivery in deliveries:
+                await self._deliver(delivery, batch)
+            return
+        chains: dict[str, list[Delivery]] = {}
+        for delivery in deliveries:
+            key = delivery.event.partitionkey
+            chains.setdefault(key if key is not None else "\0" + delivery.event.id, []).append(
+                delivery
+            )
+        queue = list(chains.values())
+        queue.reverse()
+
+        async def worker() -> None:
+            while queue:
+                for delivery in queue.pop():
+                    await self._deliver(delivery, batch)
+
+        workers = min(self.concurrency, len(queue))
+        if workers == 1:
+            await worker()
+        else:
+            await asyncio.gather(*(worker() for _ in range(workers)))
+
+    async def _deliver(self, delivery: Delivery, batch: Batch) -> None:
+        await deliver(
+            self.action,
+            delivery.event,
+            batch,
+            retry=self.retry,
+            label=self.label,
+            inbox=(self.group, delivery.inbox_key),
+            dead=lambda exc, n: self._dead_letter(batch, delivery.record, delivery.event, exc, n),
+        )
+
+    def _dead_letter(
+        self, batch: Batch, record: Record, event: Event | None, exc: BaseException, n: int
+    ) -> None:
+        batch.appends.append(
+            dead_letter_record(
+                event, exc, n, label=self.label, group=self.group, record=record
+            )
+        )
+
+    # -- observation ------------------------------------------------------------------------
+
+    async def lag(self) -> int:
+        ends = await self.engine.end_offsets(self.stream)
+        committed = await self.engine.committed(self.group, self.stream)
+        return sum(max(0, end - committed.get(p, 0)) for p, end in enumerate(ends))
+
+
+async def deliver(
+    action: Action,
+    event: Event,
+    batch: Batch,
+    *,
+    retry: RetryPolicy,
+    label: str,
+    inbox: tuple[str, str] | None,
+    dead: Callable[[BaseException, int], None],
+) -> None:
+    """Run one delivery to success, a Drop, or a dead letter; merge what succeeded into batch."""
+    number = 0
+    while True:
+        number += 1
+        attempt = Attempt(batch)
+        try:
+            await action(event, attempt, number)
+        except Drop:
+            if inbox is not None:
+                batch.inbox.append(inbox)
+            return
+        except InputDecodeError as exc:  # retrying will not make the data fit
+            dead(exc, number)
+            return
+        except Exception as exc:
+            if number >= retry.max_attempts:
+                dead(exc, number)
+                return
+            delay = (
+                exc.delay
+                if isinstance(exc, Retry) and exc.delay is not None
+                else retry.delay(number)
+            )
+            log.info("%s: attempt %d of event %s failed (%s: %s); retrying in %.3fs",
+                     label, number, event.id, type(exc).__name__, exc, delay)
+            await asyncio.sleep(delay)
+            continue
+        if attempt.merge(inbox):
+            return
+        number -= 1  # lost an in-batch race on a store key: run again, not counted
+
+
+def dead_letter_record(
+    event: Event | None,
+    exc: BaseException,
+    attempts: int,
+    *,
+    label: str,
+    group: str | None,
+    record: Record | None,
+) -> tuple[str, str | None, bytes]:
+    """The dead-letter stream record for a delivery that failed for good."""
+    where = f"{record.stream}[{record.partition}]@{record.offset}" if record else label
+    log.warning("%s: %s dead-lettered after %d attempt(s): %s: %s",
+                label, event.id if event else where, attempts, type(exc).__name__, exc)
+    letter = {
+        "event": event.to_dict() if event else None,
+        "raw": record.value.decode("utf-8", "replace") if record and not event else None,
+        "error": f"{type(exc).__name__}: {exc}",
+        "traceback": "".join(traceback.format_exception(exc)),
+        "handler": label,
+        "group": group,
+        "stream": record.stream if record else None,
+        "partition": record.partition if record else None,
+        "offset": record.offset if record else None,
+        "attempts": attempts,
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    return (DEAD_LETTERS, None, msgspec.json.encode(letter))

@@ -1,0 +1,98 @@
+"""Events on their way out: filled in, checked, encoded, and appended in groups.
+
+:func:`prepare` fills what a handler left unset from the event it handled (source, causation,
+correlation, trace, partition key, tenant) and refuses what is malformed or too large.
+:class:`GroupCommitter` gathers the appends of many concurrent ``publish`` calls into one
+transaction (group commit): each caller awaits until its records are durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from setpiece.engine.contract import Engine, UnitOfWork
+from setpiece.errors import EventError
+from setpiece.event import Event, encode_event
+
+__all__ = ["GroupCommitter", "prepare"]
+
+
+def prepare(event: Event, *, cause: Event | None, service: str | None) -> Event:
+    """The event as it will be stored: defaults filled in from its cause and service."""
+    if not isinstance(event, Event):
+        raise EventError(f"event: expected setpiece.Event, got {type(event).__name__}")
+    changes: dict[str, Any] = {}
+    if not event.source:
+        if service is None:
+            raise EventError("source: required attribute is missing", field="source")
+        changes["source"] = service
+    if cause is not None:
+        if event.causationid is None:
+            changes["causationid"] = cause.id
+        if event.correlationid is None:
+            changes["correlationid"] = cause.correlationid or cause.id
+        if event.traceparent is None and cause.traceparent is not None:
+            changes["traceparent"] = cause.traceparent
+        if event.partitionkey is None and cause.partitionkey is not None:
+            changes["partitionkey"] = cause.partitionkey
+        if event.tenant is None and cause.tenant is not None:
+            changes["tenant"] = cause.tenant
+    return event.replace(**changes) if changes else event
+
+
+def encode_checked(event: Event, max_bytes: int) -> bytes:
+    data = encode_event(event)
+    if len(data) > max_bytes:
+        raise EventError(
+            f"event {event.type!r} ({event.id}): {len(data)} bytes encoded, over the limit of "
+            f"{max_bytes} bytes",
+            field="data",
+        )
+    return data
+
+
+class GroupCommitter:
+    """Appends from many callers, committed together: one transaction per loop turn."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._queue: list[tuple[str, str | None, bytes]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def append(self, records: list[tuple[str, str | None, bytes]]) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._queue.extend(records)
+        self._waiters.append(done)
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        await done
+
+    async def idle(self) -> None:
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
+    async def _flush(self) -> None:
+        try:
+            await asyncio.sleep(0)  # let the other publishers of this turn join
+            while self._queue:
+                records, self._queue = self._queue, []
+                waiters, self._waiters = self._waiters, []
+                try:
+                    await self._engine.commit(UnitOfWork(appends=records))
+                except asyncio.CancelledError:
+                    for waiter in waiters:
+                        waiter.cancel()
+                    raise
+                except Exception as exc:
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                    continue
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+        finally:
+            self._flusher = None

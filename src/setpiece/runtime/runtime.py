@@ -1,0 +1,557 @@
+"""The runtime: a stack brought to life on an engine.
+
+It creates the streams a stack declares, turns every handler and rule target into a consumer,
+fires schedules, and offers the handle that code and tests use: publish, drain, read a service's
+store, list and redrive dead letters, replay a bus's archive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from setpiece.bus import Bus, HttpTarget, Rule, bus_stream_name
+from setpiece.context import Context, ServiceStore, store_namespace
+from setpiece.engine.contract import Engine, KVWrite, StreamSpec, Timer, UnitOfWork
+from setpiece.errors import ConfigError, ConflictError, DrainTimeout, EventError, HandlerError
+from setpiece.event import Event, encode_event
+from setpiece.policy import RetryPolicy
+from setpiece.runtime.config import RuntimeConfig
+from setpiece.runtime.consumer import (
+    DEAD_LETTERS,
+    REPLAY_MARK,
+    RULE_MARK,
+    TARGET_MARK,
+    Consumer,
+    dead_letter_record,
+    deliver,
+)
+from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
+from setpiece.runtime.schedules import SCHEDULES, next_due
+from setpiece.runtime.unit import Attempt, Batch
+from setpiece.service import Handler
+from setpiece.stream import Stream
+
+if TYPE_CHECKING:
+    from setpiece.stack import Stack
+
+__all__ = ["DeadLetter", "Runtime", "StoreReader"]
+
+log = logging.getLogger("setpiece.runtime")
+DEFAULT_RETRY = RetryPolicy()
+_HOUSEKEEPING_INTERVAL = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A delivery that failed for good, with why. ``id`` names it for :meth:`Runtime.redrive`."""
+
+    id: str
+    event: Event | None
+    error: str
+    traceback: str
+    handler: str
+    group: str | None
+    stream: str | None
+    attempts: int
+    time: str
+    raw: str | None = None
+
+
+class StoreReader:
+    """A service's store read from outside a delivery (tests, tools). Reads committed state."""
+
+    def __init__(self, engine: Engine, namespace: str) -> None:
+        self._engine = engine
+        self.namespace = namespace
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        found = await self._engine.kv_get(self.namespace, [key])
+        return msgspec.json.decode(found[key][0]) if key in found else default
+
+    async def items(self, prefix: str = "", limit: int = 1000) -> list[tuple[str, Any]]:
+        rows = await self._engine.kv_scan(self.namespace, prefix, limit)
+        return [(k, msgspec.json.decode(v)) for k, v in rows]
+
+
+def _results(value: Any, where: str) -> Sequence[Event]:
+    if value is None:
+        return ()
+    if isinstance(value, Event):
+        return (value,)
+    if isinstance(value, list | tuple) and all(isinstance(v, Event) for v in value):
+        return value
+    raise HandlerError(
+        f"{where} returned {type(value).__name__}; return an Event, a list of Events, or None"
+    )
+
+
+class Runtime:
+    """A running stack. Get one from ``stack.start(...)``."""
+
+    def __init__(self, stack: Stack, engine: Engine, config: RuntimeConfig) -> None:
+        self.stack = stack
+        self.engine = engine
+        self.config = config
+        self.consumers: list[Consumer] = []
+        self._committer = GroupCommitter(engine)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._progress = asyncio.Event()
+        self._stopping = False
+        self._streams: set[str] = set()
+        self._schedules: dict[str, Handler] = {}
+        self._timer_wake = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._http: Any = None
+
+    # -- starting and stopping --------------------------------------------------------------
+
+    async def start(self) -> None:
+        for spec in self._stream_specs():
+            await self.engine.create_stream(spec)
+            self._streams.add(spec.name)
+        self._build_consumers()
+        for consumer in self.consumers:
+            await consumer.prepare()
+        await self._prepare_schedules()
+        loop = asyncio.get_running_loop()
+        for consumer in self.consumers:
+            self._tasks.append(loop.create_task(consumer.run(), name=consumer.label))
+        if self._schedules:
+            self._tasks.append(loop.create_task(self._run_schedules(), name="schedules"))
+        self._tasks.append(loop.create_task(self._housekeeping(), name="housekeeping"))
+
+    def _stream_specs(self) -> list[StreamSpec]:
+        specs = [StreamSpec(DEAD_LETTERS, 1, None)]
+        specs += [bus.stream for bus in self.stack.buses.values()]
+        specs += [
+            StreamSpec(s.name, s.partitions, s.retention)
+            for s in self.stack.streams.values()
+        ]
+        return specs
+
+    async def stop(self) -> None:
+        """Stop consuming: finish the batches in flight (up to the grace period), then leave."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for consumer in self.consumers:
+            consumer.stop()
+        self._timer_wake.set()
+        self._stopped.set()
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=self.config.shutdown_grace)
+            for task in pending:  # uncommitted work is handed back: it is read again later
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("task %s ended with %r", task.get_name(), task.exception())
+        await self._committer.idle()
+        if self._http is not None:
+            await self._http.aclose()
+
+    # -- consumers --------------------------------------------------------------------------
+
+    def _wanted(self, service: str) -> bool:
+        return not self.config.services or service in self.config.services
+
+    def _build_consumers(self) -> None:
+        for service in self.stack.services.values():
+            if not self._wanted(service.name):
+                continue
+            for handler in service.handlers:
+                if handler.kind == "schedule":
+                    self._schedules[handler.qualname] = handler
+                    continue
+                self.consumers.append(self._handler_consumer(handler))
+        if self.config.services:
+            return  # rule targets (forwarders) run in workers that run every service
+        for bus in self.stack.buses.values():
+            for rule in bus.rules:
+                for index, target in enumerate(rule.targets):
+                    self.consumers.append(self._target_consumer(bus, rule, index, target))
+
+    def _handler_consumer(self, handler: Handler) -> Consumer:
+        if handler.kind == "event":
+            assert handler.bus is not None and handler.compiled is not None
+            stream = bus_stream_name(handler.bus)
+            accept = handler.compiled.matches
+            start_at_end = True
+        else:
+            assert handler.stream is not None
+            stream, accept, start_at_end = handler.stream, None, False
+        return Consumer(
+            engine=self.engine,
+            config=self.config,
+            group=handler.qualname,
+            stream=stream,
+            label=handler.qualname,
+            action=self._handler_action(handler),
+            retry=handler.retry or DEFAULT_RETRY,
+            concurrency=handler.concurrency or self.config.concurrency,
+            accept=accept,
+            rule=handler.qualname,
+            start_at_end=start_at_end,
+            on_commit=self._progress.set,
+        )
+
+    def _target_consumer(self, bus: Bus, rule: Rule, index: int, target: Any) -> Consumer:
+        if isinstance(target, Stream):
+            name, action = f"stream:{target.name}", self._forward_action(rule, target.name)
+        elif isinstance(target, Bus):
+            name = f"bus:{target.name}"
+            action = self._forward_action(rule, bus_stream_name(target.name))
+        else:
+            assert isinstance(target, HttpTarget)
+            name, action = f"http:{index}", self._http_action(rule, target)
+        group = f"rule.{bus.name}.{rule.name}.{name}"
+        return Consumer(
+            engine=self.engine,
+            config=self.config,
+            group=group,
+            stream=bus_stream_name(bus.name),
+            label=f"rule {bus.name}/{rule.name} -> {name}",
+            action=action,
+            retry=rule.retry or DEFAULT_RETRY,
+            concurrency=self.config.concurrency,
+            accept=rule.compiled.matches,
+            rule=rule.name,
+            start_at_end=True,
+            on_commit=self._progress.set,
+        )
+
+    def _handler_action(self, handler: Handler) -> Any:
+        service = handler.service
+        transform = handler.transform
+
+        async def action(event: Event, attempt: Attempt, number: int) -> None:
+            if transform is not None:
+                event = event.replace(data=transform.apply(event.pattern_view()))
+            store = ServiceStore(attempt, store_namespace(service, event.tenant))
+
+            def publish(out: Event, bus: str | None, stream: str | None) -> None:
+                self._emit(attempt, out, bus, stream, cause=event, service=service)
+
+            ctx = Context(
+                service=service, handler=handler.name, event=event, attempt=number,
+                store=store, publish=publish,
+            )
+            for out in _results(await handler.invoke(event, ctx), f"handler {handler.qualname}"):
+                self._emit(attempt, out, None, None, cause=event, service=service)
+
+        return action
+
+    def _forward_action(self, rule: Rule, stream: str) -> Any:
+        transform = rule.transform
+
+        async def action(event: Event, attempt: Attempt, number: int) -> None:
+            if transform is not None:
+                event = event.replace(data=transform.apply(event.pattern_view()))
+            attempt.emit(stream, event.partitionkey, encode_event(event))
+
+        return action
+
+    def _http_action(self, rule: Rule, target: HttpTarget) -> Any:
+        transform = rule.transform
+
+        async def action(event: Event, attempt: Attempt, number: int) -> None:
+            if transform is not None:
+                event = event.replace(data=transform.apply(event.pattern_view()))
+            client = self._http_client()
+            headers = {"content-type": "application/cloudevents+json", **target.headers}
+            response = await client.post(
+                target.url, content=event.to_json(), headers=headers, timeout=target.timeout
+            )
+            if not 200 <= response.status_code < 300:
+                raise HandlerError(f"HTTP {response.status_code} from {target.url}")
+
+        return action
+
+    def _http_client(self) -> Any:
+        if self._http is None:
+            try:
+                import httpx
+            except ImportError:  # pragma: no cover - depends on the installed extras
+                raise ConfigError(
+                    "HttpTarget needs httpx: pip install 'setpiece[http]'"
+                ) from None
+            self._http = httpx.AsyncClient()
+        return self._http
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def _target_stream(self, bus: str | None, stream: str | None) -> str:
+        if stream is not None:
+            if bus is not None:
+                raise ConfigError("publish: name a bus or a stream, not both")
+            if stream not in self.stack.streams:
+                raise ConfigError(f"publish: the stack has no stream {stream!r}")
+            return stream
+        name = bus or self.stack.default_bus
+        if name not in self.stack.buses:
+            raise ConfigError(f"publish: the stack has no bus {name!r}")
+        return bus_stream_name(name)
+
+    def _emit(
+        self,
+        attempt: Attempt,
+        event: Event,
+        bus: str | None,
+        stream: str | None,
+        *,
+        cause: Event,
+        service: str,
+    ) -> None:
+        out = prepare(event, cause=cause, service=service)
+        attempt.emit(
+            self._target_stream(bus, stream),
+            out.partitionkey,
+            encode_checked(out, self.config.max_event_bytes),
+        )
+
+    async def publish(
+        self, event: Event, *, bus: str | None = None, stream: str | None = None
+    ) -> Event:
+        """Put an event onto a bus (the default bus unless named) or a stream; durable on return.
+
+        Returns the event as stored. Raises EventError for a malformed or oversized event.
+        """
+        return (await self.publish_many([event], bus=bus, stream=stream))[0]
+
+    async def publish_many(
+        self, events: Iterable[Event], *, bus: str | None = None, stream: str | None = None
+    ) -> list[Event]:
+        """Publish many events in one transaction (all are checked before any is stored)."""
+        target = self._target_stream(bus, stream)
+        out: list[Event] = []
+        records: list[tuple[str, str | None, bytes]] = []
+        for index, event in enumerate(events):
+            try:
+                ready = prepare(event, cause=None, service=None)
+                data = encode_checked(ready, self.config.max_event_bytes)
+            except EventError as exc:
+                raise EventError(f"event #{index}: {exc}", field=exc.field) from None
+            out.append(ready)
+            records.append((target, ready.partitionkey, data))
+        if records:
+            await self._committer.append(records)
+        return out
+
+    # -- waiting for quiet ------------------------------------------------------------------
+
+    async def lag(self) -> dict[str, int]:
+        """Records not yet committed, per consumer (handler or rule target)."""
+        return {c.label: await c.lag() for c in self.consumers}
+
+    async def drain(self, timeout: float = 60.0) -> None:
+        """Return once everything triggered so far is handled or dead-lettered.
+
+        Raises DrainTimeout (naming the consumers still behind) after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        quiet_turns = 0
+        while True:
+            await self._committer.idle()
+            self._progress.clear()
+            behind = {label: n for label, n in (await self.lag()).items() if n}
+            busy = any(c.busy for c in self.consumers)
+            if not behind and not busy:
+                quiet_turns += 1
+                if quiet_turns >= 2:
+                    return
+            else:
+                quiet_turns = 0
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                detail = ", ".join(f"{k}: {v}" for k, v in behind.items()) or "deliveries in flight"
+                raise DrainTimeout(f"drain: still pending after {timeout}s ({detail})")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), min(remaining, 0.05))
+
+    # -- stores -----------------------------------------------------------------------------
+
+    def store(self, service: str, *, tenant: str | None = None) -> StoreReader:
+        """Read a service's committed store from outside (tests, tools)."""
+        if service not in self.stack.services:
+            raise ConfigError(f"the stack has no service {service!r}")
+        return StoreReader(self.engine, store_namespace(service, tenant))
+
+    # -- dead letters -----------------------------------------------------------------------
+
+    async def dead_letters(self, *, include_redriven: bool = False) -> list[DeadLetter]:
+        """Dead letters, oldest first (those already redriven are left out by default)."""
+        redriven = {k for k, _ in await self.engine.kv_scan("setpiece.redriven", "", 1_000_000)}
+        out: list[DeadLetter] = []
+        offset = (await self.engine.start_offsets(DEAD_LETTERS))[0]
+        while True:
+            records = await self.engine.read(DEAD_LETTERS, 0, offset, 1000)
+            if not records:
+                return out
+            for record in records:
+                letter_id = str(record.offset)
+                if letter_id in redriven and not include_redriven:
+                    continue
+                raw = msgspec.json.decode(record.value)
+                event = Event.from_dict(raw["event"]) if raw.get("event") else None
+                out.append(
+                    DeadLetter(
+                        id=letter_id, event=event, error=raw["error"],
+                        traceback=raw["traceback"], handler=raw["handler"],
+                        group=raw.get("group"), stream=raw.get("stream"),
+                        attempts=raw["attempts"], time=raw["time"], raw=raw.get("raw"),
+                    )
+                )
+            offset = records[-1].offset + 1
+
+    async def redrive(self, ids: Iterable[str] | None = None) -> int:
+        """Send dead-lettered events back to the consumer that failed them; returns how many.
+
+        Each goes back onto its stream aimed at that one consumer group (others ignore it), and
+        is marked redriven in the same transaction.
+        """
+        wanted = None if ids is None else set(ids)
+        letters = [
+            d for d in await self.dead_letters()
+            if (wanted is None or d.id in wanted) and d.event is not None and d.stream
+        ]
+        if not letters:
+            return 0
+        unit = UnitOfWork()
+        for letter in letters:
+            assert letter.event is not None and letter.stream is not None
+            extensions = dict(letter.event.extensions or {})
+            if letter.group is not None:
+                extensions[TARGET_MARK] = letter.group
+            event = letter.event.replace(extensions=extensions or None)
+            unit.appends.append((letter.stream, event.partitionkey, encode_event(event)))
+            unit.writes.append(_redriven_mark(letter.id))
+        await self.engine.commit(unit)
+        return len(letters)
+
+    # -- archive replay ---------------------------------------------------------------------
+
+    async def replay(
+        self,
+        *,
+        bus: str | None = None,
+        start: datetime | float,
+        end: datetime | float | None = None,
+        rule: str | None = None,
+        name: str | None = None,
+    ) -> int:
+        """Re-send a bus's archived events from ``[start, end)`` through its rules.
+
+        With ``rule``, only that rule (or ``service.handler``) receives them. Replayed events keep
+        their ids but are deduplicated per replay ``name``, so handlers see them once more.
+        Returns how many events were replayed.
+        """
+        bus_name = bus or self.stack.default_bus
+        if bus_name not in self.stack.buses:
+            raise ConfigError(f"replay: the stack has no bus {bus_name!r}")
+        stream = bus_stream_name(bus_name)
+        t0 = start.timestamp() if isinstance(start, datetime) else float(start)
+        t1 = (end.timestamp() if isinstance(end, datetime) else float(end)) if end else time.time()
+        replay_name = name or f"replay-{int(time.time() * 1000)}"
+        firsts = await self.engine.offsets_for_time(stream, t0)
+        lasts = await self.engine.offsets_for_time(stream, t1)
+        records: list[tuple[str, str | None, bytes]] = []
+        for partition, (first, last) in enumerate(zip(firsts, lasts, strict=True)):
+            offset = first
+            while offset < last:
+                batch = await self.engine.read(stream, partition, offset, min(1000, last - offset))
+                if not batch:
+                    break
+                for record in batch:
+                    if record.offset >= last:
+                        break
+                    event = msgspec.json.decode(record.value, type=Event)
+                    extensions = dict(event.extensions or {})
+                    if REPLAY_MARK in extensions:
+                        continue  # replays are not replayed again
+                    extensions[REPLAY_MARK] = replay_name
+                    if rule is not None:
+                        extensions[RULE_MARK] = rule
+                    replayed = event.replace(extensions=extensions)
+                    records.append((stream, replayed.partitionkey, encode_event(replayed)))
+                offset = batch[-1].offset + 1
+        for start_at in range(0, len(records), 1000):
+            await self.engine.commit(UnitOfWork(appends=records[start_at : start_at + 1000]))
+        return len(records)
+
+    # -- schedules --------------------------------------------------------------------------
+
+    async def _prepare_schedules(self) -> None:
+        if not self._schedules:
+            return
+        existing = {t.id for t in await self.engine.timers(SCHEDULES)}
+        now = time.time()
+        fresh = [
+            Timer(SCHEDULES, name, next_due(handler, now))
+            for name, handler in self._schedules.items()
+            if name not in existing
+        ]
+        if fresh:
+            await self.engine.commit(UnitOfWork(timers=fresh))
+
+    async def _run_schedules(self) -> None:
+        while not self._stopping:
+            now = time.time()
+            for timer in await self.engine.due_timers(now, 1000):
+                if timer.namespace == SCHEDULES and timer.id in self._schedules:
+                    await self._fire(timer, self._schedules[timer.id])
+            ours = [t.due for t in await self.engine.timers(SCHEDULES) if t.id in self._schedules]
+            wait = min(ours, default=now + 1.0) - time.time()
+            self._timer_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_wake.wait(), max(0.0, min(wait, 1.0)))
+
+    async def _fire(self, timer: Timer, handler: Handler) -> None:
+        scheduled = datetime.fromtimestamp(timer.due).astimezone().isoformat()
+        event = Event(
+            type="setpiece.schedule",
+            source=f"setpiece/{handler.service}",
+            id=f"{timer.id}@{timer.due:.3f}",
+            data={"handler": handler.qualname, "scheduled": scheduled},
+        )
+        batch = Batch(self.engine)
+        await deliver(
+            self._handler_action(handler), event, batch,
+            retry=handler.retry or DEFAULT_RETRY, label=handler.qualname, inbox=None,
+            dead=lambda exc, n: batch.appends.append(
+                dead_letter_record(event, exc, n, label=handler.qualname, group=None, record=None)
+            ),
+        )
+        batch.fired.append(timer)
+        following = next_due(handler, max(timer.due, time.time()))
+        batch.timers.append(Timer(SCHEDULES, timer.id, following))
+        with contextlib.suppress(ConflictError):  # another worker fired this tick
+            await self.engine.commit(batch.unit())
+        self._progress.set()
+
+    # -- housekeeping -----------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        """Forget old inbox entries and trim streams past their retention, now and then."""
+        while not self._stopping:
+            try:
+                await self.engine.prune_inbox(time.time() - self.config.inbox_retention)
+                for spec in await self.engine.streams():
+                    if spec.name in self._streams and spec.retention is not None:
+                        await self.engine.trim(spec.name, time.time() - spec.retention)
+            except Exception:  # housekeeping must never stop the runtime
+                log.exception("housekeeping failed; trying again later")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), _HOUSEKEEPING_INTERVAL)
+
+
+def _redriven_mark(letter_id: str) -> KVWrite:
+    return KVWrite("setpiece.redriven", letter_id, b"1")

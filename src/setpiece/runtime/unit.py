@@ -1,0 +1,100 @@
+"""The uncommitted work of one batch of deliveries, and of each attempt inside it.
+
+A batch commits as one :class:`~setpiece.engine.contract.UnitOfWork`: the store writes of every
+successful attempt, the events they emitted, dead letters, inbox entries and the consumer offset.
+Attempts run concurrently (different partition keys), so each attempt buffers its own writes and
+merges them into the batch only if nothing it read was changed by another attempt meanwhile
+(optimistic concurrency in memory); the engine then checks the same against other processes.
+A failed attempt is simply dropped: nothing it did survives.
+"""
+
+from __future__ import annotations
+
+from setpiece.engine.contract import Engine, KVRead, KVWrite, OffsetCommit, Timer, UnitOfWork
+
+__all__ = ["Attempt", "Batch"]
+
+Key = tuple[str, str]  # (namespace, key)
+
+
+class Batch:
+    """Pending effects of one batch; reads see them before the engine's committed state."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.versions: dict[Key, int] = {}  # first version read from the engine
+        self.committed_values: dict[Key, bytes | None] = {}
+        self.pending: dict[Key, bytes | None] = {}
+        self.generation: dict[Key, int] = {}
+        self.appends: list[tuple[str, str | None, bytes]] = []
+        self.inbox: list[tuple[str, str]] = []
+        self.offsets: list[OffsetCommit] = []
+        self.timers: list[Timer] = []
+        self.cancel_timers: list[tuple[str, str]] = []
+        self.fired: list[Timer] = []
+
+    async def read(self, key: Key) -> tuple[bytes | None, int]:
+        """The value a new read sees, and the key's in-batch generation."""
+        if key in self.pending:
+            return self.pending[key], self.generation[key]
+        if key not in self.committed_values:
+            found = await self.engine.kv_get(key[0], [key[1]])
+            if key not in self.committed_values:  # another attempt may have read it meanwhile
+                hit = found.get(key[1])
+                self.committed_values[key] = hit[0] if hit else None
+                self.versions[key] = hit[1] if hit else 0
+        if key in self.pending:  # written by another attempt while we awaited
+            return self.pending[key], self.generation[key]
+        return self.committed_values[key], 0
+
+    def unit(self) -> UnitOfWork:
+        return UnitOfWork(
+            reads=[KVRead(ns, key, v) for (ns, key), v in self.versions.items()],
+            writes=[KVWrite(ns, key, value) for (ns, key), value in self.pending.items()],
+            appends=self.appends,
+            offsets=self.offsets,
+            inbox=self.inbox,
+            timers=self.timers,
+            cancel_timers=self.cancel_timers,
+            fired=self.fired,
+        )
+
+
+class Attempt:
+    """One attempt of one delivery: its reads, writes and emitted records."""
+
+    __slots__ = ("_batch", "appends", "reads", "writes")
+
+    def __init__(self, batch: Batch) -> None:
+        self._batch = batch
+        self.reads: dict[Key, int] = {}
+        self.writes: dict[Key, bytes | None] = {}
+        self.appends: list[tuple[str, str | None, bytes]] = []
+
+    async def get(self, key: Key) -> bytes | None:
+        if key in self.writes:
+            return self.writes[key]
+        value, generation = await self._batch.read(key)
+        self.reads.setdefault(key, generation)
+        return value
+
+    def put(self, key: Key, value: bytes | None) -> None:
+        self.writes[key] = value
+
+    def emit(self, stream: str, key: str | None, value: bytes) -> None:
+        self.appends.append((stream, key, value))
+
+    def merge(self, inbox: tuple[str, str] | None) -> bool:
+        """Fold this attempt into the batch; False if another attempt changed what it read."""
+        batch = self._batch
+        generation = batch.generation
+        for key, seen in self.reads.items():
+            if generation.get(key, 0) != seen:
+                return False
+        for key, value in self.writes.items():
+            batch.pending[key] = value
+            generation[key] = generation.get(key, 0) + 1
+        batch.appends.extend(self.appends)
+        if inbox is not None:
+            batch.inbox.append(inbox)
+        return True

@@ -1,0 +1,268 @@
+"""Services: bounded contexts made of small handlers, data in and data out.
+
+::
+
+    svc = Service("loyalty")
+
+    @svc.on({"type": ["product_registered"]})
+    async def award(event: Event, ctx: Context) -> Event | None: ...
+
+    @svc.consume("orders")                      # ordered records of a stream
+    async def record(order: Order, ctx): ...    # data decoded into a Struct / pydantic model
+
+    @svc.every(60)                              # or @svc.cron("*/5 * * * *")
+    def tick(ctx): ...                          # plain def runs in a worker thread
+
+A handler's first parameter receives the event (annotated ``Event``, unannotated, or a type its
+``data`` is decoded into); a second parameter, if any, receives the :class:`~setpiece.Context`.
+Its return value (an event, a list of events, or None) is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+
+from setpiece.bus import DEFAULT_BUS, compile_pattern
+from setpiece.errors import ConfigError
+from setpiece.event import Event
+from setpiece.policy import RetryPolicy
+from setpiece.stream import Stream, check_name
+
+if TYPE_CHECKING:
+    from setpiece.context import Context
+    from setpiece.patterns import InputTransformer, Pattern
+
+__all__ = ["Handler", "Service"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class InputDecodeError(ValueError):
+    """An event's data does not fit the type the handler's annotation asks for."""
+
+
+def _event_adapter(fn: Callable[..., Any], where: str) -> tuple[Callable[[Event], Any], bool]:
+    """How to turn an Event into the handler's first argument; and whether it takes a ctx."""
+    params = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(params) > 2:
+        raise ConfigError(f"{where}: a handler takes (event) or (event, ctx), not {len(params)}")
+    if not params:
+        return (lambda event: None), False
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:  # unresolvable forward references
+        raise ConfigError(f"{where}: cannot resolve the annotations ({exc})") from None
+    first = params[0]
+    wants_ctx = len(params) == 2
+    if len(params) == 1 and (first.name == "ctx" or _is_context(hints.get(first.name))):
+        return (lambda event: None), True  # (ctx) alone: schedules
+    annotation = hints.get(first.name, inspect.Parameter.empty)
+    if annotation in (inspect.Parameter.empty, Event, Any, object):
+        return (lambda event: event), wants_ctx
+    if annotation is dict or typing.get_origin(annotation) is dict:
+        return (lambda event: event.data), wants_ctx
+    if _is_pydantic(annotation):
+        model: Any = annotation
+
+        def decode_pydantic(event: Event) -> Any:
+            try:
+                return model.model_validate(event.data)
+            except Exception as exc:
+                raise InputDecodeError(
+                    f"event data does not fit {model.__name__}: {exc}"
+                ) from None
+
+        return decode_pydantic, wants_ctx
+
+    def decode(event: Event) -> Any:
+        try:
+            return msgspec.convert(event.data, annotation)
+        except msgspec.ValidationError as exc:
+            name = getattr(annotation, "__name__", str(annotation))
+            raise InputDecodeError(f"event data does not fit {name}: {exc}") from None
+
+    return decode, wants_ctx
+
+
+def _is_context(annotation: Any) -> bool:
+    return getattr(annotation, "__name__", None) in ("Context", "SyncContext")
+
+
+def _is_pydantic(annotation: Any) -> bool:
+    return isinstance(annotation, type) and hasattr(annotation, "model_validate")
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """One handler of a service, as declared. The runtime turns it into a consumer."""
+
+    service: str
+    name: str
+    fn: Callable[..., Any]
+    kind: str  # "event" | "stream" | "schedule"
+    retry: RetryPolicy | None = None
+    concurrency: int | None = None
+    bus: str | None = None
+    pattern: Mapping[str, Any] | str | None = None
+    transform: InputTransformer | None = None
+    stream: str | None = None
+    every: float | None = None
+    cron: str | None = None
+    compiled: Pattern | None = field(default=None, repr=False, compare=False)
+    adapt: Callable[[Event], Any] = field(default=lambda e: e, repr=False, compare=False)
+    wants_ctx: bool = True
+    is_async: bool = True
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.service}.{self.name}"
+
+    async def invoke(self, event: Event, ctx: Context) -> Any:
+        """Call the handler: decode its input, run it (in a thread if it is a plain def)."""
+        arg = self.adapt(event)
+        args: tuple[Any, ...]
+        if self.kind == "schedule" and arg is None:
+            args = (ctx,) if self.wants_ctx else ()
+        else:
+            args = (arg, ctx) if self.wants_ctx else (arg,)
+        if self.is_async:
+            return await self.fn(*args)
+        if self.wants_ctx:
+            sync_args = (*args[:-1], ctx.sync())
+            return await asyncio.to_thread(self.fn, *sync_args)
+        return await asyncio.to_thread(self.fn, *args)
+
+
+class Service:
+    """A bounded context: event and stream handlers, schedules, and its own store."""
+
+    def __init__(self, name: str, *, version: str = "1") -> None:
+        check_name("service", name)
+        self.name = name
+        self.version = version
+        self.handlers: list[Handler] = []
+
+    def __repr__(self) -> str:
+        return f"Service({self.name!r}, handlers={[h.name for h in self.handlers]})"
+
+    def _add(self, fn: Callable[..., Any], kind: str, name: str | None, **spec: Any) -> None:
+        if not callable(fn):
+            raise ConfigError(f"service {self.name!r}: {fn!r} is not callable")
+        handler_name = name or fn.__name__
+        check_name("handler", handler_name)
+        where = f"handler {self.name}.{handler_name}"
+        if any(h.name == handler_name for h in self.handlers):
+            raise ConfigError(f"{where}: declared twice (pass name= to tell them apart)")
+        adapt, wants_ctx = _event_adapter(fn, where)
+        is_async = inspect.iscoroutinefunction(fn)
+        if not is_async and inspect.isasyncgenfunction(fn):
+            raise ConfigError(f"{where}: async generators are not handlers; return a list")
+        concurrency = spec.get("concurrency")
+        if concurrency is not None and concurrency < 1:
+            raise ConfigError(f"{where}: concurrency must be at least 1")
+        self.handlers.append(
+            Handler(
+                self.name,
+                handler_name,
+                fn,
+                kind,
+                adapt=adapt,
+                wants_ctx=wants_ctx,
+                is_async=is_async,
+                **spec,
+            )
+        )
+
+    def on(
+        self,
+        pattern: Mapping[str, Any] | str,
+        *,
+        bus: str = DEFAULT_BUS,
+        retry: RetryPolicy | None = None,
+        concurrency: int | None = None,
+        transform: InputTransformer | None = None,
+        name: str | None = None,
+    ) -> Callable[[F], F]:
+        """Handle the events on ``bus`` that match an EventBridge ``pattern``."""
+
+        def register(fn: F) -> F:
+            where = f"handler {self.name}.{name or fn.__name__}"
+            compiled = compile_pattern(pattern, where)
+            self._add(
+                fn,
+                "event",
+                name,
+                bus=bus,
+                pattern=pattern,
+                compiled=compiled,
+                transform=transform,
+                retry=retry,
+                concurrency=concurrency,
+            )
+            return fn
+
+        return register
+
+    def consume(
+        self,
+        stream: str | Stream,
+        *,
+        retry: RetryPolicy | None = None,
+        concurrency: int | None = None,
+        name: str | None = None,
+    ) -> Callable[[F], F]:
+        """Handle every record of a stream, in order per partition key."""
+        stream_name = stream.name if isinstance(stream, Stream) else stream
+
+        def register(fn: F) -> F:
+            self._add(
+                fn, "stream", name, stream=stream_name, retry=retry, concurrency=concurrency
+            )
+            return fn
+
+        return register
+
+    def every(
+        self, interval: float | timedelta, *, retry: RetryPolicy | None = None,
+        name: str | None = None,
+    ) -> Callable[[F], F]:
+        """Run a handler every ``interval`` (seconds or a timedelta), on a durable timer."""
+        seconds = interval.total_seconds() if isinstance(interval, timedelta) else float(interval)
+        if seconds <= 0:
+            raise ConfigError(f"service {self.name!r}: every() needs a positive interval")
+
+        def register(fn: F) -> F:
+            self._add(fn, "schedule", name, every=seconds, retry=retry)
+            return fn
+
+        return register
+
+    def cron(
+        self, expression: str, *, retry: RetryPolicy | None = None, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Run a handler on a cron schedule (five fields, UTC), on a durable timer."""
+        from setpiece.runtime.schedules import check_cron
+
+        check_cron(expression, f"service {self.name!r}")
+
+        def register(fn: F) -> F:
+            self._add(fn, "schedule", name, cron=expression, retry=retry)
+            return fn
+
+        return register
+
+
+HandlerResult = Event | list[Event] | None
+AsyncHandler = Callable[[Event, "Context"], Awaitable[HandlerResult]]

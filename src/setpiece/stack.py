@@ -1,0 +1,137 @@
+"""The stack: the whole architecture in code — services, buses, streams — and how to start it.
+
+::
+
+    stack = Stack("rewards", services=[loyalty, promotions], streams=[Stream("orders")])
+    async with stack.start(engine="sqlite:///rewards.db") as rt:
+        await rt.publish(Event(type="product_registered", source="app", data={...}))
+        await rt.drain()
+
+A bus named ``default`` always exists. Every reference (a handler's bus or stream, a rule's
+target) is checked when the stack is built, with an error that names what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from setpiece.bus import DEFAULT_BUS, Bus
+from setpiece.errors import ConfigError
+from setpiece.service import Service
+from setpiece.stream import Stream, check_name
+
+if TYPE_CHECKING:
+    from setpiece.runtime.config import RuntimeConfig
+    from setpiece.runtime.runtime import Runtime
+
+__all__ = ["Stack"]
+
+N = TypeVar("N", Service, Bus, Stream)
+
+
+class Stack:
+    """Services, buses and streams, checked together."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        services: Sequence[Service] = (),
+        buses: Sequence[Bus] = (),
+        streams: Sequence[Stream] = (),
+        default_bus: str = DEFAULT_BUS,
+    ) -> None:
+        check_name("stack", name)
+        self.name = name
+        self.default_bus = default_bus
+        self.services = _by_name("service", services)
+        self.buses = _by_name("bus", buses)
+        self.streams = _by_name("stream", streams)
+        if default_bus not in self.buses:
+            self.buses[default_bus] = Bus(default_bus)
+        self._check()
+
+    def _check(self) -> None:
+        for service in self.services.values():
+            for handler in service.handlers:
+                where = f"handler {handler.qualname}"
+                if handler.kind == "event" and handler.bus not in self.buses:
+                    raise ConfigError(f"{where}: listens on bus {handler.bus!r}, which the stack "
+                                      f"does not declare (buses: {sorted(self.buses)})")
+                if handler.kind == "stream" and handler.stream not in self.streams:
+                    raise ConfigError(f"{where}: consumes stream {handler.stream!r}, which the "
+                                      f"stack does not declare (streams: {sorted(self.streams)})")
+        for bus in self.buses.values():
+            for rule in bus.rules:
+                for target in rule.targets:
+                    if isinstance(target, Stream) and self.streams.get(target.name) != target:
+                        raise ConfigError(f"rule {bus.name}/{rule.name}: target stream "
+                                          f"{target.name!r} is not declared in the stack")
+                    if isinstance(target, Bus) and self.buses.get(target.name) is not target:
+                        raise ConfigError(f"rule {bus.name}/{rule.name}: target bus "
+                                          f"{target.name!r} is not declared in the stack")
+
+    def start(
+        self,
+        engine: str | None = None,
+        *,
+        store: str | None = None,
+        config: RuntimeConfig | None = None,
+    ) -> _Started:
+        """Start the stack on an engine URL (``memory``, ``sqlite:///file.db``, ``nats://…``).
+
+        Use it as ``async with stack.start(...) as rt``. Without a URL, ``SETPIECE_ENGINE`` (and
+        ``SETPIECE_STORE``) are read, then ``sqlite:///.setpiece/<stack>.db``.
+        """
+        url = engine or os.environ.get("SETPIECE_ENGINE") or f"sqlite:///.setpiece/{self.name}.db"
+        return _Started(self, url, store or os.environ.get("SETPIECE_STORE"), config)
+
+    def __repr__(self) -> str:
+        return (f"Stack({self.name!r}, services={list(self.services)}, buses={list(self.buses)}, "
+                f"streams={list(self.streams)})")
+
+
+class _Started:
+    """``async with stack.start(...) as rt``: the runtime runs inside the block."""
+
+    def __init__(
+        self, stack: Stack, url: str, store: str | None, config: RuntimeConfig | None
+    ) -> None:
+        self._stack, self._url, self._store, self._config = stack, url, store, config
+        self._runtime: Runtime | None = None
+
+    async def __aenter__(self) -> Runtime:
+        from setpiece.engine import open_engine
+        from setpiece.runtime.config import RuntimeConfig
+        from setpiece.runtime.runtime import Runtime
+
+        engine = await open_engine(self._url, store=self._store)
+        runtime = Runtime(self._stack, engine, self._config or RuntimeConfig())
+        try:
+            await runtime.start()
+        except BaseException:
+            await runtime.stop()
+            await engine.close()
+            raise
+        self._runtime = runtime
+        return runtime
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        runtime = self._runtime
+        if runtime is not None:
+            self._runtime = None
+            try:
+                await runtime.stop()
+            finally:
+                await runtime.engine.close()
+
+
+def _by_name(kind: str, items: Sequence[N]) -> dict[str, N]:
+    out: dict[str, N] = {}
+    for item in items:
+        if item.name in out:
+            raise ConfigError(f"the stack declares two of {kind} {item.name!r}")
+        out[item.name] = item
+    return out

@@ -5,6 +5,7 @@ about the delivery. Everything done through a context commits with the delivery 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,6 +22,11 @@ __all__ = ["Context", "ServiceStore", "SyncContext", "SyncServiceStore"]
 T = TypeVar("T")
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
+
+
+@functools.lru_cache(maxsize=1024)
+def _logger(service: str) -> logging.Logger:
+    return logging.getLogger(f"setpiece.service.{service}")
 
 
 def store_namespace(service: str, tenant: str | None = None) -> str:
@@ -71,7 +77,7 @@ class Context:
         self.event = event
         self.attempt = attempt
         self.store = store
-        self.log = logging.getLogger(f"setpiece.service.{service}")
+        self.log = _logger(service)
         self._publish = publish
 
     async def publish(

@@ -11,8 +11,9 @@ Every malformed envelope raises :class:`~setpiece.errors.EventError` naming the 
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,12 +50,23 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 _EVENTBRIDGE_EXTRA = ("account", "region", "resources", "version")
 
 
+_second_cache: list[Any] = [0, ""]
+
+
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """Now as RFC 3339 UTC with microseconds (the seconds part is formatted once per second)."""
+    now = time.time()
+    second = int(now)
+    if second != _second_cache[0]:
+        _second_cache[0] = second
+        _second_cache[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_second_cache[1]}.{int((now - second) * 1_000_000):06d}Z"
 
 
 def _new_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID in its canonical text form."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -86,7 +98,11 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     tenant: str | None = None
     extensions: dict[str, Any] | None = None
 
-    def __post_init__(self) -> None:
+    def validate(self) -> Event:
+        """Check the envelope; raise EventError naming the first bad field. Returns self.
+
+        Called at every edge (publishing, parsing); construction itself stays cheap.
+        """
         if not isinstance(self.type, str) or not self.type:
             raise EventError("type: must be a non-empty string", field="type")
         if not isinstance(self.source, str):
@@ -117,6 +133,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
                     raise EventError(
                         f"extensions.{name}: clashes with a defined attribute", field=name
                     )
+        return self
 
     # -- conversions ----------------------------------------------------------------------
 
@@ -175,7 +192,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
                     f"{name}: must be a string, got {type(value).__name__}", field=name
                 )
         try:
-            return msgspec.convert(attrs, cls)
+            return msgspec.convert(attrs, cls).validate()
         except msgspec.ValidationError as exc:
             raise EventError(f"event: {exc}") from None
 
@@ -195,7 +212,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         extra = {k: obj[k] for k in _EVENTBRIDGE_EXTRA if k in obj}
         if extra:
             kwargs["extensions"] = extra
-        return cls(**kwargs)
+        return cls(**kwargs).validate()
 
     @classmethod
     def from_json(cls, text: str | bytes, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event:

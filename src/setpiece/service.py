@@ -160,8 +160,11 @@ class Service:
     def _add(self, fn: Callable[..., Any], kind: str, name: str | None, **spec: Any) -> None:
         if not callable(fn):
             raise ConfigError(f"service {self.name!r}: {fn!r} is not callable")
-        handler_name = name or fn.__name__
-        check_name("handler", handler_name)
+        handler_name = name or getattr(fn, "__name__", "")
+        try:
+            check_name("handler", handler_name)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (pass name= to name the handler)") from None
         where = f"handler {self.name}.{handler_name}"
         if any(h.name == handler_name for h in self.handlers):
             raise ConfigError(f"{where}: declared twice (pass name= to tell them apart)")

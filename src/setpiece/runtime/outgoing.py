@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
+
 from setpiece.engine.contract import Engine, UnitOfWork
 from setpiece.errors import EventError
 from setpiece.event import Event, encode_event
@@ -38,11 +40,16 @@ def prepare(event: Event, *, cause: Event | None, service: str | None) -> Event:
             changes["partitionkey"] = cause.partitionkey
         if event.tenant is None and cause.tenant is not None:
             changes["tenant"] = cause.tenant
-    return event.replace(**changes) if changes else event
+    return (event.replace(**changes) if changes else event).validate()
 
 
 def encode_checked(event: Event, max_bytes: int) -> bytes:
-    data = encode_event(event)
+    try:
+        data = encode_event(event)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise EventError(
+            f"event {event.type!r}: data is not JSON-serialisable ({exc})", field="data"
+        ) from None
     if len(data) > max_bytes:
         raise EventError(
             f"event {event.type!r} ({event.id}): {len(data)} bytes encoded, over the limit of "

@@ -147,6 +147,9 @@ class Runtime:
             consumer.stop()
         self._timer_wake.set()
         self._stopped.set()
+        for consumer, task in zip(self.consumers, self._tasks, strict=False):
+            if not consumer.busy:  # idle between batches: nothing to finish
+                task.cancel()
         if self._tasks:
             done, pending = await asyncio.wait(self._tasks, timeout=self.config.shutdown_grace)
             for task in pending:  # uncommitted work is handed back: it is read again later

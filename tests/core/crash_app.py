@@ -1,0 +1,46 @@
+"""A small two-hop stack for the crash test, run as its own process (see test_crash.py).
+
+    python crash_app.py DB_PATH init    # create the streams and groups, then exit
+    python crash_app.py DB_PATH run     # process until killed
+    python crash_app.py DB_PATH drain   # process until everything is handled, then exit 0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from setpiece import Context, Event, RuntimeConfig, Service, Stack
+
+
+def build() -> Stack:
+    counter = Service("counter")
+
+    @counter.on({"type": ["work"]})
+    async def count(event: Event, ctx: Context) -> Event:
+        key = event.data["customer"]
+        await ctx.store.put(key, await ctx.store.get(key, 0) + 1)
+        return Event(type="done", data={"item": event.data["item"]})
+
+    tally = Service("tally")
+
+    @tally.on({"type": ["done"]})
+    async def record(event: Event, ctx: Context) -> None:
+        key = f"item:{event.data['item']}"
+        await ctx.store.put(key, await ctx.store.get(key, 0) + 1)
+
+    return Stack("crash", services=[counter, tally])
+
+
+async def main(path: str, mode: str) -> None:
+    config = RuntimeConfig(batch_size=64, heartbeat_interval=0.1, session_timeout=0.5)
+    async with build().start(engine=f"sqlite:///{path}", config=config) as rt:
+        if mode == "run":
+            print("ready", flush=True)
+            await asyncio.Event().wait()
+        elif mode == "drain":
+            await rt.drain(timeout=120)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))

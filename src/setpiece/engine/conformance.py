@@ -46,9 +46,9 @@ from setpiece.engine.contract import (
 from setpiece.errors import ConfigError, ConflictError, EngineError
 
 __all__ = [
+    "EngineConformance",
     "EngineSuite",
     "EngineTestCase",
-    "EngineConformance",
     "GroupLogConformance",
     "LogConformance",
     "PeerConformance",
@@ -666,7 +666,9 @@ class StoreConformance(EngineTestCase):
         await engine.commit(UnitOfWork(writes=[KVWrite("state", "k", b"1")]))
         seen.append(await _version(engine, "state", "k"))
         assert 0 not in seen
-        assert len(set(seen)) == len(seen), f"a rewritten or recreated key gets a new version: {seen}"
+        assert len(set(seen)) == len(seen), (
+            f"a rewritten or recreated key gets a new version: {seen}"
+        )
         untouched = await _version(engine, "state", "other")
         assert untouched == 0
 
@@ -1199,9 +1201,7 @@ class PeerConformance(EngineTestCase):
         )
         with pytest.raises(ConflictError):
             await peer.commit(
-                UnitOfWork(
-                    offsets=[OffsetCommit("g", "in", 0, 0, 5)], appends=[("in", None, b"b")]
-                )
+                UnitOfWork(offsets=[OffsetCommit("g", "in", 0, 0, 5)], appends=[("in", None, b"b")])
             )
         assert await peer.committed("g", "in") == {0: 3}
         assert await peer.end_offsets("in") == [1]

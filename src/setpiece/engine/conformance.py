@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
@@ -759,6 +760,46 @@ class StoreConformance(EngineTestCase):
         assert [k for k, _ in await engine.kv_scan("ns")] == sorted(keys)
         await engine.commit(UnitOfWork(writes=[KVWrite("ns", "éa", b""), KVWrite("ns", "éb", b"")]))
         assert [k for k, _ in await engine.kv_scan("ns", "é")] == ["é", "éa", "éb"]
+
+    @engine_test
+    async def test_kv_against_a_model(self, engine: Engine) -> None:
+        """Random units of work, some with stale reads, checked against a plain dict."""
+        rng = random.Random(20240601)
+        keys = [f"k{i}" for i in range(8)]
+        model: dict[str, bytes] = {}
+        stale: dict[str, int] = {}  # a version each key had once, no longer current
+        conflicts = 0
+        for step in range(300):
+            current = {k: v for k, (_, v) in (await engine.kv_get("m", keys)).items()}
+            reads = []
+            expect_conflict = False
+            for key in rng.sample(keys, rng.randint(0, 3)):
+                if key in stale and rng.random() < 0.15:
+                    reads.append(KVRead("m", key, stale[key]))
+                    expect_conflict = True
+                else:
+                    reads.append(KVRead("m", key, current.get(key, 0)))
+            writes = [
+                KVWrite("m", key, None if rng.random() < 0.25 else f"{step}".encode())
+                for key in rng.choices(keys, k=rng.randint(1, 4))
+            ]
+            work = UnitOfWork(reads=reads, writes=writes)
+            if expect_conflict:
+                conflicts += 1
+                with pytest.raises(ConflictError):
+                    await engine.commit(work)
+            else:
+                await engine.commit(work)
+                for key, value in {w.key: w.value for w in writes}.items():  # last write wins
+                    before = current.get(key, 0)
+                    if before or value is not None:  # the version seen before is outdated now
+                        stale[key] = before
+                    if value is None:
+                        model.pop(key, None)
+                    else:
+                        model[key] = value
+            assert await engine.kv_scan("m") == sorted(model.items()), f"step {step}"
+        assert conflicts > 10, "the model exercised conflicts"
 
     @engine_test
     async def test_empty_unit(self, engine: Engine) -> None:

@@ -1,0 +1,10 @@
+"""EventBridge-compatible event patterns (aws event-ruler semantics), rule sets and input
+transformers. See ``docs/patterns.md``.
+"""
+
+from __future__ import annotations
+
+from setpiece.errors import PatternError
+from setpiece.patterns._match import Pattern, compile
+
+__all__ = ["Pattern", "PatternError", "compile"]

@@ -6,5 +6,7 @@ from __future__ import annotations
 
 from setpiece.errors import PatternError
 from setpiece.patterns._match import Pattern, compile
+from setpiece.patterns._ruleset import RuleSet
+from setpiece.patterns._transform import InputTransformer
 
-__all__ = ["Pattern", "PatternError", "compile"]
+__all__ = ["InputTransformer", "Pattern", "PatternError", "RuleSet", "compile"]

@@ -46,11 +46,11 @@ def fields_of(sub: SubRule) -> tuple[Field, ...]:
 class Pattern:
     """A compiled event pattern. Build one with :func:`compile`."""
 
-    __slots__ = ("_fields", "_need", "_source", "subrules")
+    __slots__ = ("_need", "_source", "fields", "subrules")
 
     def __init__(self, subrules: tuple[SubRule, ...], source: object) -> None:
         self.subrules = subrules
-        self._fields = tuple(fields_of(sub) for sub in subrules)
+        self.fields = tuple(fields_of(sub) for sub in subrules)
         self._need = need_map(c.path for sub in subrules for c in sub)
         self._source = source
 
@@ -69,9 +69,9 @@ class Pattern:
 
     def matches_flat(self, flat: Flat) -> bool:
         if flat.nested:
-            return any(search(fields, flat) for fields in self._fields)
+            return any(search(fields, flat) for fields in self.fields)
         values = flat.values
-        for fields in self._fields:
+        for fields in self.fields:
             for path, test, absent_ok, _ in fields:
                 found = values.get(path)
                 if found is None:

@@ -1,0 +1,61 @@
+"""IP addresses and CIDR blocks, as event-ruler recognises them.
+
+An address is ``(bits, value)``: ``bits`` is 32 or 128. IPv4-mapped IPv6 addresses count as
+IPv4, as Java's ``InetAddress`` reads them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Final
+
+from setpiece.errors import PatternError
+
+__all__ = ["Address", "parse_cidr", "parse_ip"]
+
+Address = tuple[int, int]
+
+_V4: Final = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
+_V6: Final = re.compile(r"[0-9a-fA-F:]*:[0-9a-fA-F:]*")
+_MASK: Final = re.compile(r"[+-]?[0-9]+")
+
+
+def parse_ip(text: str) -> Address | None:
+    """The address ``text`` spells, or None when it is not an IP address literal."""
+    if _V4.fullmatch(text):
+        try:
+            return 32, int(ipaddress.IPv4Address(text))
+        except ValueError:
+            return None
+    if _V6.fullmatch(text):
+        try:
+            v6 = ipaddress.IPv6Address(text)
+        except ValueError:
+            return None
+        mapped = v6.ipv4_mapped
+        if mapped is not None:
+            return 32, int(mapped)
+        return 128, int(v6)
+    return None
+
+
+def parse_cidr(text: str, path: str) -> tuple[int, int, int]:
+    """``(bits, lowest, highest)`` of the block ``text``; PatternError naming ``path`` if bad."""
+    parts = text.split("/")
+    if len(parts) != 2:
+        raise PatternError(f"{path}: cidr {text!r} is malformed, it needs exactly one '/'")
+    address, mask_text = parts
+    if not _MASK.fullmatch(mask_text):
+        raise PatternError(f"{path}: cidr {text!r}: mask bits must be an integer")
+    mask = int(mask_text)
+    ip = parse_ip(address)
+    if ip is None:
+        raise PatternError(f"{path}: cidr {text!r}: {address!r} is not an IP address")
+    bits, value = ip
+    if mask < 0 or mask >= bits:
+        raise PatternError(
+            f"{path}: cidr {text!r}: mask bits must be between 0 and {bits - 1} for IPv{4 if bits == 32 else 6}"
+        )
+    host = (1 << (bits - mask)) - 1
+    return bits, value & ~host, value | host

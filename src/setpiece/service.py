@@ -160,7 +160,7 @@ class Service:
     def _add(self, fn: Callable[..., Any], kind: str, name: str | None, **spec: Any) -> None:
         if not callable(fn):
             raise ConfigError(f"service {self.name!r}: {fn!r} is not callable")
-        handler_name = name or getattr(fn, "__name__", "")
+        handler_name = str(name or getattr(fn, "__name__", ""))
         try:
             check_name("handler", handler_name)
         except ConfigError as exc:

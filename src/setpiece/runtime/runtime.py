@@ -41,6 +41,7 @@ from setpiece.service import Handler
 from setpiece.stream import Stream
 
 if TYPE_CHECKING:
+    from setpiece.patterns import InputTransformer
     from setpiece.stack import Stack
 
 __all__ = ["DeadLetter", "Runtime", "StoreReader"]
@@ -80,6 +81,16 @@ class StoreReader:
     async def items(self, prefix: str = "", limit: int = 1000) -> list[tuple[str, Any]]:
         rows = await self._engine.kv_scan(self.namespace, prefix, limit)
         return [(k, msgspec.json.decode(v)) for k, v in rows]
+
+
+def transformed(transform: InputTransformer, event: Event, rule_name: str) -> Event:
+    """The event with its data replaced by the transformer's output (JSON if it parses)."""
+    text = transform.apply(event.pattern_view(), rule_name=rule_name)
+    try:
+        data = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        data = text  # a plain-text template
+    return event.replace(data=data)
 
 
 def _results(value: Any, where: str) -> Sequence[Event]:
@@ -235,10 +246,11 @@ class Runtime:
     def _handler_action(self, handler: Handler) -> Any:
         service = handler.service
         transform = handler.transform
+        rule_name = handler.qualname
 
         async def action(event: Event, attempt: Attempt, number: int) -> None:
             if transform is not None:
-                event = event.replace(data=transform.apply(event.pattern_view()))
+                event = transformed(transform, event, rule_name)
             store = ServiceStore(attempt, store_namespace(service, event.tenant))
 
             def publish(out: Event, bus: str | None, stream: str | None) -> None:
@@ -254,21 +266,21 @@ class Runtime:
         return action
 
     def _forward_action(self, rule: Rule, stream: str) -> Any:
-        transform = rule.transform
+        transform, rule_name = rule.transform, rule.name
 
         async def action(event: Event, attempt: Attempt, number: int) -> None:
             if transform is not None:
-                event = event.replace(data=transform.apply(event.pattern_view()))
+                event = transformed(transform, event, rule_name)
             attempt.emit(stream, event.partitionkey, encode_event(event))
 
         return action
 
     def _http_action(self, rule: Rule, target: HttpTarget) -> Any:
-        transform = rule.transform
+        transform, rule_name = rule.transform, rule.name
 
         async def action(event: Event, attempt: Attempt, number: int) -> None:
             if transform is not None:
-                event = event.replace(data=transform.apply(event.pattern_view()))
+                event = transformed(transform, event, rule_name)
             client = self._http_client()
             headers = {"content-type": "application/cloudevents+json", **target.headers}
             response = await client.post(

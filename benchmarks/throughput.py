@@ -61,7 +61,7 @@ def events(n: int) -> list[Event]:
 async def end_to_end(url: str, n: int) -> float:
     stack = build_stack()
     batch = events(n)
-    async with stack.start(engine=url, config=RuntimeConfig(batch_size=512)) as rt:
+    async with stack.start(engine=url, config=RuntimeConfig(batch_size=512, concurrency=int(os.environ.get("CONC", "16")))) as rt:
         started = time.perf_counter()
         for i in range(0, n, 1000):
             await rt.publish_many(batch[i : i + 1000])

@@ -64,9 +64,12 @@ def _now() -> str:
 
 
 def _new_id() -> str:
-    """A random (version 4) UUID in its canonical text form."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    """A time-ordered UUID (version 7, RFC 9562): millisecond time, then randomness.
+
+    Ids that grow with time keep the engines' indexes of ids (inboxes) append-mostly.
+    """
+    h = f"{int(time.time() * 1000) & 0xFFFFFFFFFFFF:012x}{os.urandom(10).hex()}"
+    return f"{h[:8]}-{h[8:12]}-7{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

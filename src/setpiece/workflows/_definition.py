@@ -330,7 +330,7 @@ class _Validator:
         spec = _FIELDS[typ]
         other: QueryLanguage = "JSONata" if language == "JSONPath" else "JSONPath"
         for key in sd:
-            if key in _COMMON or key in spec["both"] or key in spec[language]:
+            if key in _COMMON or key in spec["both"] or key in spec[language] or key in _FLOW:
                 continue
             if key in spec[other]:
                 raise self.fail(
@@ -394,8 +394,6 @@ class _Validator:
             self.assign(sd["Assign"], where, "Assign", language)
 
         if "Retry" in sd:
-            if typ not in ("Task", "Parallel", "Map"):
-                raise self.fail(where, "Retry is only valid in Task, Parallel and Map states")
             kwargs["retriers"] = self.retriers(sd["Retry"], where)
         if "Catch" in sd:
             kwargs["catchers"] = self.catchers(sd["Catch"], where, language)

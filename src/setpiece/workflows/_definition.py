@@ -161,6 +161,11 @@ class State:
     has_result_path: bool = False
     branches: tuple[StateMachine, ...] = ()
     processor: StateMachine | None = None
+    #: precomputed for the driver's hot loop
+    entered_event: str = ""
+    exited_event: str = ""
+    passthrough: bool = False  # a JSONPath Pass state that only forwards its input
+    uses_task_token: bool = False
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.raw.get(key, default)
@@ -402,6 +407,19 @@ class _Validator:
         extra = check(sd, where, language)
         if extra:
             kwargs.update(extra)
+        kwargs["entered_event"] = typ + "StateEntered"
+        kwargs["exited_event"] = typ + "StateExited"
+        kwargs["passthrough"] = (
+            typ == "Pass"
+            and language == "JSONPath"
+            and not any(
+                k in sd
+                for k in ("InputPath", "OutputPath", "Parameters", "Result", "ResultPath", "Assign")
+            )
+        )
+        kwargs["uses_task_token"] = typ == "Task" and str(sd.get("Resource")).endswith(
+            ".waitForTaskToken"
+        )
         return State(name, typ, language, sd, nxt, bool(end), **kwargs)
 
     # -- fields ---------------------------------------------------------------------------

@@ -8,7 +8,6 @@ by the same loop.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import json
 import time
@@ -55,23 +54,69 @@ class HistoryEvent:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
+# The driver records (type, timestamp, details) tuples; Execution.history builds the
+# HistoryEvent objects the first time it is read.
+_Raw = tuple[str, _dt.datetime, dict[str, Any]]
+
+
 class Execution:
     """The result of :func:`execute`."""
 
-    status: str  # SUCCEEDED, FAILED, TIMED_OUT or ABORTED
-    output: Any = None
-    error: str | None = None
-    cause: str | None = None
-    name: str = ""
-    execution_arn: str = ""
-    start_date: _dt.datetime | None = None
-    stop_date: _dt.datetime | None = None
-    history: list[HistoryEvent] = field(default_factory=list)
+    __slots__ = (
+        "_events",
+        "_history",
+        "cause",
+        "error",
+        "execution_arn",
+        "name",
+        "output",
+        "start_date",
+        "status",
+        "stop_date",
+    )
+
+    def __init__(
+        self,
+        status: str,
+        output: Any = None,
+        error: str | None = None,
+        cause: str | None = None,
+        *,
+        name: str = "",
+        execution_arn: str = "",
+        start_date: _dt.datetime | None = None,
+        stop_date: _dt.datetime | None = None,
+        events: list[_Raw] | None = None,
+    ) -> None:
+        self.status = status  #: SUCCEEDED, FAILED, TIMED_OUT or ABORTED
+        self.output = output
+        self.error = error
+        self.cause = cause
+        self.name = name
+        self.execution_arn = execution_arn
+        self.start_date = start_date
+        self.stop_date = stop_date
+        self._events = events if events is not None else []
+        self._history: list[HistoryEvent] | None = None
+
+    @property
+    def history(self) -> list[HistoryEvent]:
+        """The execution's events, oldest first (ids start at 1)."""
+        if self._history is None:
+            self._history = [
+                HistoryEvent(i, t, ts, d) for i, (t, ts, d) in enumerate(self._events, 1)
+            ]
+        return self._history
 
     @property
     def succeeded(self) -> bool:
         return self.status == "SUCCEEDED"
+
+    def __repr__(self) -> str:
+        return (
+            f"Execution(status={self.status!r}, output={self.output!r}, error={self.error!r}, "
+            f"cause={self.cause!r})"
+        )
 
 
 class _TimedOut(Exception):
@@ -90,13 +135,12 @@ class _Driver:
         self.tasks = tasks
         self.now = start
         self.deadline = deadline
-        self.history: list[HistoryEvent] = []
+        self.events: list[_Raw] = []
 
     # -- clock & history ------------------------------------------------------------------
     def event(self, type_: str, **details: Any) -> int:
-        n = len(self.history) + 1
-        self.history.append(HistoryEvent(n, type_, self.now, details))
-        return n
+        self.events.append((type_, self.now, details))
+        return len(self.events)
 
     def advance(self, seconds: float) -> None:
         if seconds > 0:
@@ -111,63 +155,56 @@ class _Driver:
 
     # -- machines -------------------------------------------------------------------------
     def run(self, machine: StateMachine, data: Any, scope: Scope) -> _steps.BranchOutcome:
-        name = machine.start_at
+        """Drive one (sub-)machine from its StartAt to its end."""
+        events = self.events
+        append = events.append
+        info = self.info
+        enter, resume = _steps.enter, _steps.resume
+        Transition, Finish = _steps.Transition, _steps.Finish  # noqa: N806 - local aliases
+        st = machine.states[machine.start_at]
         states = machine.states
         while True:
-            st = states[name]
-            kind = st.type
-            entered_id = self.event(kind + "StateEntered", name=name, input=data)
-            token = None
-            if kind == "Task" and str(st.get("Resource")).endswith(".waitForTaskToken"):
-                token = str(uuid.uuid4())
+            append((st.entered_event, self.now, {"name": st.name, "input": data}))
+            token = str(uuid.uuid4()) if st.uses_task_token else None
             step = _steps.StepInput(
-                self.info,
-                st,
-                data,
-                scope,
-                self.now,
-                entered_id,
-                self.now,
-                0,
-                (0,) * len(st.retriers),
-                token,
+                info, st, data, scope, self.now, len(events), self.now, 0, (), token
             )
-            action = _steps.enter(step)
+            action = enter(step)
             while True:
-                if isinstance(action, _steps.Transition):
+                if isinstance(action, Transition):
                     if action.assign:
                         scope.assign(dict(action.assign))
-                    self.event(kind + "StateExited", name=name, output=action.output)
-                    name = action.next
                     data = action.output
+                    append((st.exited_event, self.now, {"name": st.name, "output": data}))
+                    st = states[action.next]
                     break
-                if isinstance(action, _steps.Finish):
+                if isinstance(action, Finish):
                     if action.assign:
                         scope.assign(dict(action.assign))
-                    self.event(kind + "StateExited", name=name, output=action.output)
-                    return _steps.BranchOutcome(True, action.output)
+                    data = action.output
+                    append((st.exited_event, self.now, {"name": st.name, "output": data}))
+                    return _steps.BranchOutcome(True, data)
                 if isinstance(action, _steps.Failure):
                     return _steps.BranchOutcome(False, None, action.error, action.cause)
                 if isinstance(action, _steps.InvokeTask):
-                    outcome = self.invoke(st, action)
-                    action = _steps.resume(dataclasses.replace(step, now=self.now), outcome)
+                    outcome: _steps.Outcome = self.invoke(st, action)
                 elif isinstance(action, _steps.Sleep):
                     self.sleep_until(action.until)
-                    action = _steps.resume(dataclasses.replace(step, now=self.now), _steps.Woke())
+                    outcome = _steps.Woke()
                 elif isinstance(action, _steps.RunBranches):
                     outcome = self.branches(st, action, scope)
-                    action = _steps.resume(dataclasses.replace(step, now=self.now), outcome)
-                else:  # Retry
+                else:
+                    assert isinstance(action, _steps.Retry)
                     self.advance(action.delay)
-                    attempts = list(step.attempts)
+                    attempts = list(step.attempts) + [0] * (len(st.retriers) - len(step.attempts))
                     attempts[action.retrier] += 1
-                    step = dataclasses.replace(
-                        step,
-                        now=self.now,
-                        retry_count=step.retry_count + 1,
-                        attempts=tuple(attempts),
-                    )
-                    action = _steps.enter(step)
+                    step.now = self.now
+                    step.retry_count += 1
+                    step.attempts = tuple(attempts)
+                    action = enter(step)
+                    continue
+                step.now = self.now
+                action = resume(step, outcome)
 
     def branches(self, st: State, action: _steps.RunBranches, scope: Scope) -> _steps.BranchesDone:
         kind = action.kind
@@ -302,7 +339,13 @@ def execute(
     )
     driver = _Driver(info, tasks, start, deadline)
     driver.event("ExecutionStarted", input=input)
-    ex = Execution("RUNNING", name=exec_name, execution_arn=info.execution_arn, start_date=start)
+    ex = Execution(
+        "RUNNING",
+        name=exec_name,
+        execution_arn=info.execution_arn,
+        start_date=start,
+        events=driver.events,
+    )
     try:
         outcome = driver.run(machine, input, Scope())
     except _TimedOut:
@@ -325,5 +368,4 @@ def execute(
             ex.status, ex.error, ex.cause = "FAILED", outcome.error, outcome.cause
             driver.event("ExecutionFailed", error=outcome.error, cause=outcome.cause)
     ex.stop_date = driver.now
-    ex.history = driver.history
     return ex

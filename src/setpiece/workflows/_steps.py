@@ -71,14 +71,14 @@ __all__ = [
 # ------------------------------------------------------------------------------------ actions
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Transition:
     next: str
     output: Any
     assign: Mapping[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finish:
     output: Any
     assign: Mapping[str, Any] | None = None
@@ -104,7 +104,7 @@ class Sleep:
     until: _dt.datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Branch:
     """One child machine to run: a Parallel branch or a Map iteration (``index`` set)."""
 
@@ -149,7 +149,7 @@ class Woke:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BranchOutcome:
     ok: bool
     output: Any = None
@@ -170,7 +170,7 @@ class BranchesDone:
 Outcome = TaskResult | TaskError | Woke | BranchesDone
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepInput:
     """Everything a step needs besides the definition: persist this to resume a state."""
 
@@ -399,6 +399,8 @@ def _catch(step: StepInput, c: Catcher, error: str | None, cause: str | None) ->
 
 def _enter_pass(step: StepInput) -> Action:
     st = step.state
+    if st.passthrough:
+        return _next(step, step.input, None)
     if st.language == "JSONata":
         b = _bindings(step)
         assign = _jx(st.get("Assign"), b, "Assign") if "Assign" in st else None

@@ -193,3 +193,8 @@ def test_validate_returns_a_reusable_state_machine() -> None:
     sm = validate(machine(("P", {"Type": "Pass", "Parameters": {"x.$": "$.x"}})))
     assert execute(sm, {"x": 1}).output == {"x": 1}
     assert execute(sm, {"x": 2}).output == {"x": 2}
+
+
+def test_data_the_interpreter_cannot_handle_is_a_runtime_error_not_a_crash() -> None:
+    ex = run_machine(machine(("W", {"Type": "Wait", "SecondsPath": "$.s"})), {"s": 10**20})
+    assert ex.error == "States.Runtime" and "OverflowError" in str(ex.cause)

@@ -160,7 +160,7 @@ class _Driver:
         append = events.append
         info = self.info
         enter, resume = _steps.enter, _steps.resume
-        Transition, Finish = _steps.Transition, _steps.Finish  # noqa: N806 - local aliases
+        Transition, Finish = _steps.Transition, _steps.Finish
         st = machine.states[machine.start_at]
         states = machine.states
         while True:

@@ -205,6 +205,8 @@ def enter(step: StepInput) -> Action:
         return _ENTER[step.state.type](step)
     except StatesError as e:
         return _handle_error(step, e.error, _located(step, e))
+    except (ArithmeticError, ValueError, TypeError, RecursionError) as e:
+        return _unexpected(step, e)
 
 
 def resume(step: StepInput, outcome: Outcome) -> Action:
@@ -227,6 +229,13 @@ def resume(step: StepInput, outcome: Outcome) -> Action:
         return _map_done(step, outcome)
     except StatesError as e:
         return _handle_error(step, e.error, _located(step, e))
+    except (ArithmeticError, ValueError, TypeError, RecursionError) as e:
+        return _unexpected(step, e)
+
+
+def _unexpected(step: StepInput, e: Exception) -> Action:
+    """Data the definition cannot handle (a wait of 10**20 seconds, ...) is a runtime error."""
+    return Failure(RUNTIME, _located(step, StatesError(RUNTIME, f"{type(e).__name__}: {e}")))
 
 
 # ---------------------------------------------------------------------------------- plumbing

@@ -133,7 +133,9 @@ def _to_jsonata(value: Any) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    """JSONata values -> plain Python JSON (integral floats become ints, as in JavaScript)."""
+    """JSONata values -> plain Python JSON (integral floats become ints, as in JavaScript).
+
+    Inside structures ``None`` is JSON null (JSONata itself drops undefined members)."""
     if value is Utils.NULL_VALUE or value is None:
         return None
     if isinstance(value, bool | str):
@@ -143,14 +145,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, int):
         return value
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value if v is not None]
+        return [_plain(v) for v in value]
     raise TypeError(f"a JSONata expression returned a {type(value).__name__}, not JSON")
-
-
-class _Undefined(Exception):
-    pass
 
 
 def evaluate_expression(expr: str, bindings: Mapping[str, Any], field: str) -> Any:
@@ -164,7 +162,10 @@ def evaluate_expression(expr: str, bindings: Mapping[str, Any], field: str) -> A
             f"parsed. {_code(e)}{e}",
         ) from None
     try:
-        result = compiled.evaluate(None, {k: _to_jsonata(v) for k, v in bindings.items()})
+        # The library reads a None nested in dicts and lists as null, but a variable bound to
+        # None as undefined: only top-level values need converting.
+        frame = {k: Utils.NULL_VALUE if v is None else v for k, v in bindings.items()}
+        result = compiled.evaluate(None, frame)
     except RecursionError:
         raise StatesError(
             QUERY_EVALUATION_ERROR,

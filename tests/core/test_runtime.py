@@ -574,7 +574,9 @@ def test_stopping_mid_batch_hands_work_back_and_loses_nothing(run: Run, tmp_path
     async def first() -> None:
         config = RuntimeConfig(batch_size=50, shutdown_grace=0.05)
         async with build().start(engine=url, config=config) as rt:
-            await rt.publish_many([Event(type="job", source="t", data={"n": i}) for i in range(200)])
+            await rt.publish_many(
+                [Event(type="job", source="t", data={"n": i}) for i in range(200)]
+            )
             await asyncio.sleep(0.2)  # leave while a batch is in flight
 
     async def second() -> None:

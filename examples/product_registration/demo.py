@@ -161,14 +161,17 @@ def report(summary: Summary, say: Callable[[str], None] = print) -> None:
         say(f"  {c['serial_number']}  {c['customer_id']}  warranty until {c['warranty_until']}")
 
     say(f"email       {len(summary.emails)} sent, in {summary.outbox}")
-    for m in summary.emails:
+    for m in sorted(summary.emails, key=lambda m: (m["to"], m["subject"])):
         say(f"  to {m['to']:<19} {m['subject']}")
 
     unique = summary.manufacturer_registrations
     say(f"\nmanufacturer received {len(summary.manufacturer_posts)} POST(s), "
         f"{len(unique)} registration(s), in its own format:")
-    for payload in list(unique.values())[:1]:
+    payloads = sorted(unique.values(), key=lambda p: str(p.get("product")))
+    for payload in payloads[:1]:
         say(f"  {json.dumps(payload)}")
+    if len(payloads) > 1:
+        say("  and the same for " + ", ".join(p["product"]["serialNo"] for p in payloads[1:]))
 
     say(f"\ndead letters  {len(summary.dead_letters)}")
     for letter in summary.dead_letters:

@@ -175,8 +175,9 @@ def report(summary: Summary, say: Callable[[str], None] = print) -> None:
 
     say(f"\ndead letters  {len(summary.dead_letters)}")
     for letter in summary.dead_letters:
-        serial = (letter.event.data or {}).get("serial_number") if letter.event else None
-        say(f"  {letter.handler} gave up on {serial or letter.id} after {letter.attempts} "
+        data = letter.event.data if letter.event and isinstance(letter.event.data, dict) else {}
+        what = data.get("serial_number") or f"dead letter {letter.id}"
+        say(f"  {letter.handler} gave up on {what} after {letter.attempts} "
             f"attempt(s):\n    {letter.error}")
 
     trail = next((t for t in summary.trails.values() if len(t) > 2), None)

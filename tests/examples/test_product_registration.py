@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from examples.product_registration.app import build_stack
 from examples.product_registration.demo import MALFORMED, SAMPLE, main, submission
 from examples.product_registration.emails import Outbox
 from examples.product_registration.manufacturer import ManufacturerWebhook
 from examples.product_registration.promotions import discount_code
-
 from setpiece import Event, Runtime
 
 Run = Callable[[Any], Any]

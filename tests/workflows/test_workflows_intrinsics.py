@@ -7,9 +7,9 @@ import uuid
 from typing import Any
 
 import pytest
-from tests.workflows.helpers import machine, one, run_machine
 
 from setpiece.workflows._intrinsics import IntrinsicSyntaxError, parse
+from tests.workflows.helpers import machine, one, run_machine
 
 
 def call(expr: str, data: Any = None) -> Any:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.workflows.helpers import machine, one, output, run_machine
-
 from setpiece.workflows import TaskFailed
+from tests.workflows.helpers import machine, one, output, run_machine
 
 JSONATA = {"QueryLanguage": "JSONata"}
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from tests.workflows.helpers import machine, one, output, run_machine
-
 from setpiece.workflows import execute, validate
+from tests.workflows.helpers import machine, one, output, run_machine
 
 
 def test_pass_passes_its_input_through() -> None:

@@ -7,9 +7,8 @@ import itertools
 import time
 from typing import Any
 
-from tests.workflows.helpers import machine, output, run_machine
-
 from setpiece.workflows import TaskFailed, execute
+from tests.workflows.helpers import machine, output, run_machine
 
 LAMBDA = "arn:aws:lambda:us-east-1:123456789012:function:f"
 

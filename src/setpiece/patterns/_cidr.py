@@ -24,10 +24,15 @@ _MASK: Final = re.compile(r"[+-]?[0-9]+")
 def parse_ip(text: str) -> Address | None:
     """The address ``text`` spells, or None when it is not an IP address literal."""
     if _V4.fullmatch(text):
-        try:
-            return 32, int(ipaddress.IPv4Address(text))
-        except ValueError:
-            return None
+        value = 0
+        for octet in text.split("."):
+            if len(octet) > 3 or (len(octet) > 1 and octet[0] == "0"):
+                return None  # leading zeros are ambiguous (octal?) and refused
+            number = int(octet)
+            if number > 255:
+                return None
+            value = value << 8 | number
+        return 32, value
     if _V6.fullmatch(text):
         try:
             v6 = ipaddress.IPv6Address(text)

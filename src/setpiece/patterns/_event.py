@@ -221,41 +221,42 @@ Field = tuple[str, Callable[[object], bool], bool, bool]
 
 
 def search(fields: tuple[Field, ...], flat: Flat) -> bool:
-    """Whether leaves consistent across arrays satisfy every field, tried in field order.
+    """Whether leaves consistent across arrays satisfy every field.
 
-    As in event-ruler, ``exists: false`` holds when no leaf at its path is consistent with the
-    leaves chosen for the fields before it.
+    A field that is satisfied by absence (``exists: false``) is judged last, against the array
+    elements every other field's chosen leaf sits in: ``{"name": ["Ann"], "email":
+    [{"exists": false}]}`` matches when the element holding Ann has no email, whatever other
+    elements hold.
     """
-    failed: set[tuple[int, tuple[tuple[int, int], ...]]] = set()
+    failed: set[tuple[int, tuple[tuple[int, int], ...], tuple[str, ...]]] = set()
+    count = len(fields)
 
-    def step(i: int, membership: dict[int, int]) -> bool:
-        if i == len(fields):
-            return True
-        memo = (i, tuple(membership.items()))
+    def absent(path: str, membership: dict[int, int]) -> bool:
+        return path not in flat.values or not flat.consistent(path, membership)
+
+    def step(i: int, membership: dict[int, int], pending: tuple[str, ...]) -> bool:
+        if i == count:
+            return all(absent(path, membership) for path in pending)
+        memo = (i, tuple(sorted(membership.items())), pending)
         if memo in failed:
             return False
         path, test, absent_ok, has_values = fields[i]
         values = flat.values.get(path)
-        if values is None:
-            if absent_ok and step(i + 1, membership):
-                return True
-        else:
+        if absent_ok and step(i + 1, membership, (*pending, path)):
+            return True
+        if values is not None and has_values:
             chains = flat.chains_of(path)
-            candidates = flat.consistent(path, membership)
-            if absent_ok and not candidates and step(i + 1, membership):
-                return True
-            if has_values:
-                for j in candidates:
-                    if test(values[j]):
-                        chain = chains[j]
-                        if chain:
-                            extended = dict(membership)
-                            extended.update(chain)
-                        else:
-                            extended = membership
-                        if step(i + 1, extended):
-                            return True
+            for j in flat.consistent(path, membership):
+                if test(values[j]):
+                    chain = chains[j]
+                    if chain:
+                        extended = dict(membership)
+                        extended.update(chain)
+                    else:
+                        extended = membership
+                    if step(i + 1, extended, pending):
+                        return True
         failed.add(memo)
         return False
 
-    return step(0, {})
+    return step(0, {}, ())

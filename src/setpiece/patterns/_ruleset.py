@@ -281,30 +281,32 @@ def _slices(
 _INDEXED = (Exact, Prefix, Suffix, Numeric, Exists, Address, AnythingBut)
 
 
-def _rank(condition: Condition) -> tuple[int, str]:
-    """Insertion order of a sub-rule's conditions: the cheapest and most shared first."""
+def _cost(condition: Condition) -> int:
+    """0 for exact values, 1 for other indexed operators, 2 for those tested one by one,
+    3 when absence is allowed."""
     matchers = condition.matchers
     if condition.absent_ok or not matchers:
-        return 3, condition.path
+        return 3
     if all(type(m) is Exact for m in matchers):
-        return 0, condition.path
+        return 0
     if all(
         isinstance(m, _INDEXED) or (isinstance(m, IgnoreCase) and m.text.isascii())
         for m in matchers
     ):
-        return 1, condition.path
-    return 2, condition.path
+        return 1
+    return 2
 
 
 class RuleSet:
     """Named patterns, matched together: ``match(event)`` returns the names that match."""
 
-    __slots__ = ("_dirty", "_need", "_root", "_rules")
+    __slots__ = ("_dirty", "_need", "_paths", "_root", "_rules")
 
     def __init__(self) -> None:
         self._rules: dict[str, Pattern] = {}
         self._root = _Node()
         self._need = Need()
+        self._paths: dict[str, int] = {}  # how many sub-rules test each path
         self._dirty = False
 
     def __len__(self) -> int:
@@ -341,14 +343,29 @@ class RuleSet:
         self._root = _Node()
         self._need = Need()
         self._dirty = False
+        paths: dict[str, int] = {}
+        for pattern in self._rules.values():
+            for sub in pattern.subrules:
+                for condition in sub:
+                    paths[condition.path] = paths.get(condition.path, 0) + 1
+        self._paths = paths
         for name, pattern in self._rules.items():
-            self._insert(name, pattern)
+            self._insert(name, pattern, count=False)
 
-    def _insert(self, name: str, pattern: Pattern) -> None:
+    def _insert(self, name: str, pattern: Pattern, *, count: bool = True) -> None:
         for sub, fields in zip(pattern.subrules, pattern.fields, strict=True):
             self._need.add(c.path for c in sub)
+            counts = self._paths
+            if count:
+                for condition in sub:
+                    counts[condition.path] = counts.get(condition.path, 0) + 1
+
+            def order(condition: Condition) -> tuple[int, int, str]:
+                # Paths most rules test first (they share trie nodes), then cheap operators.
+                return -counts[condition.path], _cost(condition), condition.path
+
             node = self._root
-            for condition in sorted(sub, key=_rank):
+            for condition in sorted(sub, key=order):
                 child = node.children.get(condition)
                 if child is None:
                     child = node.children[condition] = _Node()

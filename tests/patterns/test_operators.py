@@ -190,7 +190,7 @@ def test_numbers_in_json_text_keep_their_spelling() -> None:
 
     equal = compile('{"v": [{"numeric": ["=", 300]}]}')
     for text in ("300", "300.0", "3e2", "3.0E+2", "300.000000"):
-        assert equal.matches('{"v": %s}' % text), text
+        assert equal.matches('{"v": ' + text + "}"), text
     # No double is exactly 0.30000000000000001: it is not comparable, only equal to its text.
     inexact = compile('{"v": [0.30000000000000001]}')
     assert inexact.matches('{"v": 0.30000000000000001}')

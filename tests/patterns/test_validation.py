@@ -30,7 +30,7 @@ def test_pattern_error_is_the_one_from_the_exception_tree() -> None:
         ({"a": [{"nope": 1}]}, "a: unknown match operator 'nope'"),
         ({"a": [{"prefix": 3}]}, "a: prefix needs a string"),
         ({"a": [{"prefix": {"wildcard": "x"}}]}, "a: prefix accepts only"),
-        ({"a": [{"suffix": {"equals-ignore-case": 5}}]}, "suffix/equals-ignore-case needs a string"),
+        ({"a": [{"suffix": {"equals-ignore-case": 5}}]}, "suffix/equals-ignore-case needs a"),
         ({"a": [{"equals-ignore-case": ["x"]}]}, "equals-ignore-case needs a string"),
         ({"a": [{"exactly": 3}]}, "a: exactly needs a string"),
         ({"a": [{"wildcard": "a**b"}]}, "a: wildcard 'a**b' has consecutive '*' at position 1"),
@@ -123,5 +123,5 @@ def test_limits() -> None:
     branches = [{"a": [i]} for i in range(11)]
     with pytest.raises(PatternError, match=f"more than {MAX_SUBRULES} combinations"):
         compile({"x": {"$or": branches}, "y": {"$or": branches}, "z": {"$or": branches}})
-    with pytest.raises(PatternError, match="JSON text is .* long"):
+    with pytest.raises(PatternError, match=r"JSON text is \d+ long"):
         compile('{"a": ["' + "x" * (1 << 20) + '"]}')

@@ -59,8 +59,9 @@ def parse_cidr(text: str, path: str) -> tuple[int, int, int]:
         raise PatternError(f"{path}: cidr {text!r}: {address!r} is not an IP address")
     bits, value = ip
     if mask < 0 or mask >= bits:
+        family = 4 if bits == 32 else 6
         raise PatternError(
-            f"{path}: cidr {text!r}: mask bits must be between 0 and {bits - 1} for IPv{4 if bits == 32 else 6}"
+            f"{path}: cidr {text!r}: mask bits must be between 0 and {bits - 1} for IPv{family}"
         )
     host = (1 << (bits - mask)) - 1
     return bits, value & ~host, value | host

@@ -1,8 +1,9 @@
 """Events flattened to leaves, and the array-consistency search over them.
 
-``flatten`` walks only the parts of an event some pattern can look at (``Need``) and returns, per path, the leaf values and for each
-leaf its *chain*: the ``(array id, index)`` pairs of the arrays it sits in, outermost first.
-Two leaves are consistent when they agree on the index of every array they both sit in.
+``flatten`` walks only the parts of an event some pattern can look at (``Need``) and returns,
+per path, the leaf values and for each leaf its *chain*: the ``(array id, index)`` pairs of the
+arrays it sits in, outermost first. Two leaves are consistent when they agree on the index of
+every array they both sit in.
 """
 
 from __future__ import annotations
@@ -121,9 +122,8 @@ class Flat:
         best = -1
         for array, position in membership.items():
             found = index.get((array, position))
-            if found is not None:
-                if candidates is None or len(found) < best:
-                    candidates, best = found, len(found)
+            if found is not None and (candidates is None or len(found) < best):
+                candidates, best = found, len(found)
         if candidates is None:
             candidates = range(len(chains))
         result = []

@@ -88,7 +88,7 @@ class Pattern:
         return False
 
 
-def compile(pattern: object) -> Pattern:  # noqa: A001 - the public name the contract asks for
+def compile(pattern: object) -> Pattern:
     """Validate and compile an event pattern given as a dict or as JSON text.
 
     Raises PatternError, naming the JSON path of the offending part, when it is invalid.

@@ -185,8 +185,7 @@ class _Group:
             text_steps.append(_slices(self.folded_suffix.sorted, head=False, fold=True))
         if self.addresses:
             addresses = tuple(
-                (address.bits, address.low, address.high, node)
-                for address, node in self.addresses
+                (address.bits, address.low, address.high, node) for address, node in self.addresses
             )
 
             def in_block(value: str, out: set[_Node]) -> None:
@@ -240,7 +239,7 @@ class _Group:
                 if nodes:
                     out.update(nodes)
                 for step in text:
-                    step(value, out)  # type: ignore[arg-type]
+                    step(value, out)
             else:
                 key = event_key(value)
                 nodes = exact_get(key)
@@ -295,6 +294,11 @@ def _cost(condition: Condition) -> int:
     ):
         return 1
     return 2
+
+
+def _order(condition: Condition, counts: dict[str, int]) -> tuple[int, int, str]:
+    """Paths most rules test come first (so rules share trie nodes), then cheap operators."""
+    return -counts[condition.path], _cost(condition), condition.path
 
 
 class RuleSet:
@@ -360,12 +364,8 @@ class RuleSet:
                 for condition in sub:
                     counts[condition.path] = counts.get(condition.path, 0) + 1
 
-            def order(condition: Condition) -> tuple[int, int, str]:
-                # Paths most rules test first (they share trie nodes), then cheap operators.
-                return -counts[condition.path], _cost(condition), condition.path
-
             node = self._root
-            for condition in sorted(sub, key=order):
+            for condition in sorted(sub, key=lambda c: _order(c, counts)):
                 child = node.children.get(condition)
                 if child is None:
                     child = node.children[condition] = _Node()

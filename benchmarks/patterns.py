@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -196,14 +197,19 @@ def main() -> None:
     matched = sum(len(broad.match(e)) for e in events[:200]) / 200
     print(f"10,000 rules, only 60% tenant-scoped: {rate(broad.match, events, budget):,.0f} ev/s, "
           f"{matched:.1f} matches/event")  # fmt: skip
+    del broad
     event = big_event(rng)
     text = json.dumps(event)
-    start = time.perf_counter()
-    for _ in range(5):
+    times = []
+    for _ in range(7):
+        start = time.perf_counter()
         found = rules.match(text)
-    took = (time.perf_counter() - start) / 5
-    print(f"one {len(text) / 1024:.0f} KB event (JSON text), 10,000 rules: {took * 1000:.1f} ms, "
-          f"{len(found)} matches")  # fmt: skip
+        times.append(time.perf_counter() - start)
+    took = statistics.median(times)
+    print(
+        f"one {len(text) / 1024:.0f} KB event (JSON text, arrays of 2,600 objects and 6,000 "
+        f"numbers), 10,000 rules: {took * 1000:.1f} ms median of 7, {len(found)} matches"
+    )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ target) is checked when the stack is built, with an error that names what is mis
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from setpiece.bus import DEFAULT_BUS, Bus
@@ -83,7 +83,8 @@ class Stack:
     ) -> _Started:
         """Start the stack on an engine URL (``memory``, ``sqlite:///file.db``, ``nats://…``).
 
-        Use it as ``async with stack.start(...) as rt``. A ``pathlib.Path`` names an SQLite file. Without a URL, ``SETPIECE_ENGINE`` (and
+        Use it as ``async with stack.start(...) as rt``. A ``pathlib.Path`` names an SQLite
+        file. Without a URL, ``SETPIECE_ENGINE`` (and
         ``SETPIECE_STORE``) are read, then ``sqlite:///.setpiece/<stack>.db``.
         """
         if isinstance(engine, os.PathLike):  # a path names an SQLite file

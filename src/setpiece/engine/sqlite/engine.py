@@ -115,16 +115,17 @@ class _In:
             found = self._sql[size] = f"{self._head}{marks}{self._tail}"
         return found
 
-    def rows(
-        self, db: sqlite3.Connection, shared: list[Any], values: Sequence[Any]
-    ) -> Iterator[Any]:
+    def rows(self, db: sqlite3.Connection, shared: list[Any], values: Sequence[Any]) -> list[Any]:
+        """Run the statement over every value (``_MAX_ROWS`` at a time); the rows it returns."""
+        out: list[Any] = []
         for start in range(0, len(values), _MAX_ROWS):
             chunk = list(values[start : start + _MAX_ROWS])
             size = 1
             while size < len(chunk):
                 size *= 2
             chunk.extend(itertools.repeat(chunk[-1], size - len(chunk)))
-            yield from db.execute(self._shape(size), shared + chunk)
+            out += db.execute(self._shape(size), shared + chunk).fetchall()
+        return out
 
 
 _INBOX_INSERT = _Bulk(
@@ -628,8 +629,7 @@ class SQLiteEngine(Engine):
             for ns, flat in upserts.items():
                 _KV_UPSERT.run(db, [ns, seq], flat)
             for ns, keys in deletes.items():
-                for _ in _KV_DELETE.rows(db, [ns], keys):
-                    pass
+                _KV_DELETE.rows(db, [ns], keys)
         if work.cancel_timers:
             db.executemany("DELETE FROM sp_timers WHERE ns = ? AND id = ?", work.cancel_timers)
         if work.timers:

@@ -606,7 +606,7 @@ def test_unreadable_records_on_a_bus_are_dead_lettered_as_they_are(run: Run) -> 
             good = await rt.publish(Event(type="t", source="x"))
             await rt.drain(timeout=10)
             letters = await rt.dead_letters()
-            assert sorted(d.raw or "" for d in letters) == ['{"type": "t"}', "not json"]
+            assert sorted(d.raw or "" for d in letters) == ["not json", '{"type": "t"}']
             assert "id: required" in letters[0].error or "id: required" in letters[1].error
             assert all(d.event is None and d.handler == "svc.h" for d in letters)
             assert handled == [good.id]

@@ -35,15 +35,17 @@ audit = Service("audit")
 
 @audit.on({"type": ["order_counted", "order_placed"]})
 async def note(event: Event, ctx: Context) -> None:
-    await ctx.store.put(event.id, event.type)
+    await ctx.store.put(f"seen:{event.id}", event.type)
+    await ctx.store.put("deliveries", await ctx.store.get("deliveries", 0) + 1)
 
 
 flaky = Service("flaky")
+HEALED = False  # tests set it to make redriven events succeed
 
 
 @flaky.on({"type": ["explode"]}, retry=RetryPolicy(max_attempts=2, initial_delay=0.001))
 async def fail(event: Event, ctx: Context) -> None:
-    if event.data and event.data.get("heal"):
+    if HEALED:
         await ctx.store.put("healed", event.id)
         return
     raise ValueError("kaboom")

@@ -38,6 +38,7 @@ from setpiece.cli.worker import serve
 from setpiece.runtime.config import RuntimeConfig
 
 PRELOAD_ENV = "SETPIECE_DEV_PRELOAD"
+_SETPIECE_DIR = Path(setpiece.__file__).resolve().parent
 _KEEP = (rich.console, rich.text, setpiece, setpiece.engine.sqlite, setpiece.runtime.runtime)
 
 
@@ -133,11 +134,26 @@ def _on_stdin(stop: asyncio.Event) -> None:
 
 
 def _failed(feed: Feed, order: dict[str, Any], exc: BaseException) -> None:
-    if order.get("debug") or not _is_user_mistake(exc):
+    if order.get("debug"):
         traceback.print_exception(exc)
+    elif isinstance(exc, SyntaxError):
+        sys.stderr.write("".join(traceback.format_exception_only(exc)))
+    elif not _is_user_mistake(exc):
+        _print_user_frames(exc)
     feed.note(f"✗ {describe(exc)}", style="bold red")
     feed.note("  waiting for a change to try again", style="dim")
     sys.stdout.flush()
+
+
+def _print_user_frames(exc: BaseException) -> None:
+    """The traceback without the frames of importlib and setpiece (--debug shows them all)."""
+    frames = [
+        frame for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith("<frozen")
+        and not Path(frame.filename).resolve().is_relative_to(_SETPIECE_DIR)
+    ]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+    sys.stderr.write("".join(lines + traceback.format_exception_only(exc)))
 
 
 def _is_user_mistake(exc: BaseException) -> bool:

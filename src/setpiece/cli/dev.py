@@ -167,15 +167,18 @@ def run_dev(
     def on_term(signum: int, frame: object) -> None:
         stop.set()
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
     supervisor = Supervisor(order, grace)
     try:
         supervisor.start()
         for paths in _changes(roots, stop):
+            if stop.is_set():
+                break
             supervisor.reload(paths, time.time())
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         supervisor.close()
     return 0

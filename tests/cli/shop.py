@@ -52,7 +52,8 @@ async def fail(event: Event, ctx: Context) -> None:
 
 
 default = Bus("default")
-default.rule("big_orders", {"type": ["order_placed"], "data": {"amount": [{"numeric": [">", 100]}]}},
-             big)
+default.rule(
+    "big_orders", {"type": ["order_placed"], "data": {"amount": [{"numeric": [">", 100]}]}}, big
+)
 
 stack = Stack("shop", services=[counter, audit, flaky], buses=[default], streams=[orders, big])

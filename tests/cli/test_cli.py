@@ -83,9 +83,11 @@ def run_stack(url: str, events: list[Event], **kw: Any) -> None:
 def test_user_mistakes_print_one_line_and_exit_with_their_code(db: str, tmp_path: Path) -> None:
     cases = [
         (["inspect", "not a target", "--engine", db], 2, "is not MODULE:STACK"),
-        (["inspect", "no_such_module:stack", "--engine", db], 2, "module 'no_such_module' not found"),
+        (["inspect", "no_such_module:stack", "--engine", db], 2,
+         "module 'no_such_module' not found"),
         (["inspect", "tests.cli.shop:nope", "--engine", db], 2, "has no attribute 'nope'"),
-        (["inspect", "tests.cli.shop:orders", "--engine", db], 2, "is a Stream, not a setpiece.Stack"),
+        (["inspect", "tests.cli.shop:orders", "--engine", db], 2,
+         "is a Stream, not a setpiece.Stack"),
         (["inspect", TARGET, "--engine", db], 3, "no such file"),
         (["publish", TARGET, "--engine", "bogus://x", "--event", '{"type":"a","source":"b"}'],
          2, "unknown scheme"),
@@ -94,7 +96,8 @@ def test_user_mistakes_print_one_line_and_exit_with_their_code(db: str, tmp_path
          "type: required attribute is missing"),
         (["publish", TARGET, "--engine", db, "--event", '{"type":"x","source":"s","time":"noon"}'],
          2, "time: must be an RFC 3339 timestamp"),
-        (["publish", TARGET, "--engine", db, "--bus", "nope", "--event", '{"type":"x","source":"s"}'],
+        (["publish", TARGET, "--engine", db, "--bus", "nope",
+          "--event", '{"type":"x","source":"s"}'],
          2, "no bus 'nope'"),
         (["publish", TARGET, "--engine", db], 2, "give the event one way"),
     ]
@@ -116,7 +119,8 @@ def test_user_mistakes_print_one_line_and_exit_with_their_code(db: str, tmp_path
 
 
 def test_main_says_what_to_install_without_the_cli_extra() -> None:
-    code = "import sys; sys.modules['typer'] = None; from setpiece.cli import main; main(['--help'])"
+    code = ("import sys; sys.modules['typer'] = None; "
+            "from setpiece.cli import main; main(['--help'])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=30)
     assert done.returncode == 1
@@ -143,13 +147,15 @@ def test_publish_every_way_then_tail_and_inspect_without_side_effects(
     assert three.exit_code == 0 and len(three.stdout.split()) == 2
     order = {"type": "order", "source": "cli", "partitionkey": "c1",
              "data": {"customer": "c1", "item": 1}}
-    four = cli("publish", TARGET, "--engine", db, "--stream", "orders", "--event", json.dumps(order))
+    four = cli("publish", TARGET, "--engine", db, "--stream", "orders",
+               "--event", json.dumps(order))
     assert four.exit_code == 0
 
     before = groups(db)
     assert ("counter.count", "orders") in before  # publish prepared the stack's groups
     tail = cli("tail", TARGET, "--engine", db, "--from-beginning", "--no-follow", "--json",
-               "--pattern", '{"type": ["order_placed"], "data": {"amount": [{"numeric": [">", 100]}]}}')
+               "--pattern",
+               '{"type": ["order_placed"], "data": {"amount": [{"numeric": [">", 100]}]}}')
     assert tail.exit_code == 0, tail.output
     shown = [json.loads(line) for line in tail.stdout.splitlines()]
     assert [s["event"]["id"] for s in shown] == [first_id]
@@ -184,7 +190,8 @@ def test_tail_follows_new_records(db: str) -> None:
     def later() -> None:
         time.sleep(0.3)
         for kind in ("skip", "order_placed"):
-            cli("publish", TARGET, "--engine", db, "--event", json.dumps({"type": kind, "source": "s"}))
+            event = json.dumps({"type": kind, "source": "s"})
+            cli("publish", TARGET, "--engine", db, "--event", event)
 
     thread = threading.Thread(target=later)
     thread.start()
@@ -264,7 +271,7 @@ def test_new_service_scaffold_passes_its_own_test(tmp_path: Path) -> None:
     assert "1 passed" in done.stdout
 
 
-# -- subprocesses: workers and dev ------------------------------------------------------------------
+# -- subprocesses: workers and dev ----------------------------------------------------------------
 
 
 class Proc:

@@ -3,8 +3,9 @@
 The supervisor starts it ahead of time. It imports setpiece, the engine, rich, and the modules
 the previous child had imported from outside the watched folders (third-party packages), then
 waits for one JSON line on stdin saying what to run. Only then does it import the user's code
-(fresh: this is a new process), start the stack and show the feed. A change therefore costs the
-user's own imports and the runtime's start, not the interpreter's and the libraries'.
+(fresh: this is a new process) — while the previous child is still stopping — and it starts the
+stack when a second line ("start") says the previous child has gone. A change therefore costs
+the user's own imports and the runtime's start, not the interpreter's and the libraries'.
 
 It stops on SIGTERM (sent by the supervisor) or when its stdin closes (the supervisor is gone).
 SIGINT is ignored: Ctrl+C reaches the whole process group, and the supervisor decides.
@@ -92,6 +93,8 @@ def main() -> int:
     except Exception as exc:
         _failed(feed, order, exc)
         return 1
+    if not sys.stdin.readline().strip():  # "start": the previous child has stopped
+        return 0
     config = RuntimeConfig(
         member=f"dev-{stack.name}",
         shutdown_grace=float(order.get("grace", 2.0)),
@@ -164,4 +167,7 @@ def _is_user_mistake(exc: BaseException) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # everything is committed and closed: skip the interpreter's teardown

@@ -11,8 +11,9 @@ Why a process and not an in-process reload: a fresh interpreter is the only relo
 right (module-level state, changed imports of imports, class identity, C extensions). The usual
 cost of that correctness — interpreter start plus importing setpiece and the user's libraries,
 a few hundred milliseconds — is paid ahead of time: a *warm spare* child is always waiting with
-those imports done, and the changed code is imported only once the spare is told to run. A
-reload is then: stop the old child, import the user's modules, start the runtime.
+those imports done, and the changed code is imported only once the spare is told to run, while
+the old child stops. A reload is then: stop the old child (importing the user's modules
+meanwhile), start the runtime.
 """
 
 from __future__ import annotations
@@ -44,20 +45,18 @@ class _Child:
             stdin=subprocess.PIPE,
             env=env,
         )
-        self.started = False
 
     @property
     def stdin(self) -> IO[bytes]:
         assert self.proc.stdin is not None
         return self.proc.stdin
 
-    def go(self, order: dict[str, Any]) -> bool:
+    def send(self, line: bytes) -> bool:
         try:
-            self.stdin.write(json.dumps(order).encode() + b"\n")
+            self.stdin.write(line + b"\n")
             self.stdin.flush()
         except (BrokenPipeError, OSError):
             return False
-        self.started = True
         return True
 
     def alive(self) -> bool:
@@ -95,16 +94,21 @@ class Supervisor:
         return spare
 
     def start(self, changed: list[str] | None = None, t0: float | None = None) -> None:
-        """Stop the running child (if any), then run the spare with the current code."""
-        if self._current is not None:
-            self._current.stop(self._grace)
-            self._current = None
+        """Replace the running child (if any) with the spare, running the current code.
+
+        The spare imports the changed code while the old child stops; it starts consuming once
+        the old child has exited (they use the same group member name).
+        """
         child = self._take_spare()
         order = {**self._order, "t0": t0 or time.time(), "changed": changed or []}
-        if not child.go(order):  # the spare died (killed?): a fresh one
+        line = json.dumps(order).encode()
+        if not child.send(line):  # the spare died (killed?): a fresh one
             child.stop(0)
             child = _Child(self._env)
-            child.go(order)
+            child.send(line)
+        if self._current is not None:
+            self._current.stop(self._grace)
+        child.send(b"start")
         self._current = child
         self._spare = _Child(self._env)
 
@@ -136,7 +140,7 @@ def _changes(roots: list[str], stop: threading.Event) -> Iterator[list[str]]:
     for changes in watchfiles.watch(
         *roots,
         watch_filter=watchfiles.PythonFilter(),
-        step=20,
+        step=10,
         debounce=400,
         stop_event=stop,
         raise_interrupt=False,

@@ -100,6 +100,8 @@ def test_user_mistakes_print_one_line_and_exit_with_their_code(db: str, tmp_path
           "--event", '{"type":"x","source":"s"}'],
          2, "no bus 'nope'"),
         (["publish", TARGET, "--engine", db], 2, "give the event one way"),
+        (["dev", "no_such_module:stack", "--engine", db], 2, "module 'no_such_module' not found"),
+        (["run", TARGET, "--engine", db, "--service", "nope"], 2, "no service 'nope'"),
     ]
     for args, code, message in cases:
         result = cli(*args)

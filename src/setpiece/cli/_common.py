@@ -32,6 +32,7 @@ __all__ = [
     "OTHER_ERROR",
     "USAGE_ERROR",
     "CliError",
+    "check_target",
     "engine_url",
     "exit_code",
     "load_stack",
@@ -119,6 +120,22 @@ def load_stack(target: str, *, app_dir: str | None = None) -> Stack:
             "(or a function returning one)"
         )
     return obj
+
+
+def check_target(target: str, *, app_dir: str | None = None) -> None:
+    """Check that ``MODULE:STACK`` is well formed and its module exists, without running it."""
+    import importlib.util
+
+    module_name, _ = _split(target)
+    path = str(Path(app_dir or os.getcwd()).resolve())
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    try:
+        found = importlib.util.find_spec(module_name)
+    except ModuleNotFoundError:
+        found = None
+    if found is None:
+        raise CliError(f"module {module_name!r} not found (looked in {path} and on PYTHONPATH)")
 
 
 def engine_url(stack_name: str | None, engine: str | None) -> str:

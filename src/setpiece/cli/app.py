@@ -22,6 +22,7 @@ from rich.table import Table
 from setpiece.cli._common import (
     USAGE_ERROR,
     CliError,
+    check_target,
     describe,
     engine_url,
     exit_code,
@@ -165,7 +166,7 @@ def dev(
         import watchfiles  # noqa: F401 - checked here for a clear message
     except ImportError:
         raise CliError("setpiece dev needs watchfiles: pip install 'setpiece[cli]'") from None
-    load_stack(target)  # fail fast on a bad MODULE:STACK, before watching anything
+    check_target(target)  # a typo fails now; errors inside the code show in the child
     from setpiece.cli.dev import run_dev
 
     raise typer.Exit(run_dev(

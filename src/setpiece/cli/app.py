@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
@@ -207,6 +208,12 @@ def run(
         "--log-level", help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run a production worker. Workers of one stack share partitions; SIGTERM drains and exits."""
+
+    def early_stop(signum: int, frame: object) -> None:  # before the runtime started: no work
+        raise SystemExit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, early_stop)
     from setpiece.cli.feed import Feed
     from setpiece.cli.worker import serve
     from setpiece.runtime.config import RuntimeConfig

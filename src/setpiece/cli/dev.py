@@ -44,6 +44,7 @@ class _Child:
             [sys.executable, "-m", "setpiece.cli._devchild"],
             stdin=subprocess.PIPE,
             env=env,
+            start_new_session=True,  # Ctrl+C reaches the supervisor only; it stops the children
         )
 
     @property

@@ -23,9 +23,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
-from setpiece import Event, RuntimeConfig, Service, Stack  # noqa: E402
-from setpiece.engine import StreamSpec, open_engine  # noqa: E402
-from setpiece.event import encode_event  # noqa: E402
+from setpiece import Event, RuntimeConfig, Service, Stack
+from setpiece.engine import StreamSpec, open_engine
+from setpiece.event import encode_event
 
 
 def build_stack() -> Stack:
@@ -58,10 +58,11 @@ def events(n: int) -> list[Event]:
     ]
 
 
-async def end_to_end(url: str, n: int) -> float:
+async def end_to_end(url: str, n: int, concurrency: int = 16) -> float:
     stack = build_stack()
     batch = events(n)
-    async with stack.start(engine=url, config=RuntimeConfig(batch_size=512)) as rt:
+    config = RuntimeConfig(batch_size=512, concurrency=concurrency)
+    async with stack.start(engine=url, config=config) as rt:
         started = time.perf_counter()
         for i in range(0, n, 1000):
             await rt.publish_many(batch[i : i + 1000])
@@ -98,10 +99,11 @@ async def raw_engine(url: str, n: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--concurrency", type=int, default=16, help="deliveries in flight")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         raw = asyncio.run(raw_engine(f"sqlite:///{tmp}/raw.db", args.events))
-        e2e = asyncio.run(end_to_end(f"sqlite:///{tmp}/e2e.db", args.events))
+        e2e = asyncio.run(end_to_end(f"sqlite:///{tmp}/e2e.db", args.events, args.concurrency))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"events: {args.events} (SQLite file, WAL, synchronous=NORMAL)")
     print(f"raw engine append+read:        {raw:>10,.0f} records/s  (baseline)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from setpiece.bus import DEFAULT_BUS, Bus
@@ -75,16 +76,19 @@ class Stack:
 
     def start(
         self,
-        engine: str | None = None,
+        engine: str | os.PathLike[str] | None = None,
         *,
         store: str | None = None,
         config: RuntimeConfig | None = None,
     ) -> _Started:
         """Start the stack on an engine URL (``memory``, ``sqlite:///file.db``, ``nats://…``).
 
-        Use it as ``async with stack.start(...) as rt``. Without a URL, ``SETPIECE_ENGINE`` (and
+        Use it as ``async with stack.start(...) as rt``. A ``pathlib.Path`` names an SQLite
+        file. Without a URL, ``SETPIECE_ENGINE`` (and
         ``SETPIECE_STORE``) are read, then ``sqlite:///.setpiece/<stack>.db``.
         """
+        if isinstance(engine, os.PathLike):  # a path names an SQLite file
+            engine = f"sqlite:///{Path(engine).resolve()}"
         url = engine or os.environ.get("SETPIECE_ENGINE") or f"sqlite:///.setpiece/{self.name}.db"
         return _Started(self, url, store or os.environ.get("SETPIECE_STORE"), config)
 

@@ -10,7 +10,7 @@ from setpiece import Event, EventError
 def test_defaults_are_filled_in() -> None:
     event = Event(type="order_placed", source="shop", data={"n": 1})
     assert event.specversion == "1.0"
-    assert len(event.id) == 36 and event.id[14] == "4"
+    assert len(event.id) == 36 and event.id[14] == "7"  # time-ordered UUIDv7
     assert event.time.endswith("Z") and "T" in event.time
     assert Event(type="t", source="s").id != event.id
     assert event.validate() is event

@@ -554,3 +554,37 @@ def test_store_conflicts_between_concurrent_deliveries_lose_no_update(run: Run) 
             assert await rt.store("counter").get("total") == 400
 
     run(main())
+
+
+def test_stopping_mid_batch_hands_work_back_and_loses_nothing(run: Run, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/stop.db"
+    done: list[int] = []
+
+    def build() -> Stack:
+        svc = Service("slow")
+
+        @svc.on({"type": ["job"]}, concurrency=1)
+        async def work(event: Event, ctx: Context) -> None:
+            await asyncio.sleep(0.01)
+            await ctx.store.put(str(event.data["n"]), True)
+            done.append(event.data["n"])
+
+        return Stack("s", services=[svc])
+
+    async def first() -> None:
+        config = RuntimeConfig(batch_size=50, shutdown_grace=0.05)
+        async with build().start(engine=url, config=config) as rt:
+            await rt.publish_many(
+                [Event(type="job", source="t", data={"n": i}) for i in range(200)]
+            )
+            await asyncio.sleep(0.2)  # leave while a batch is in flight
+
+    async def second() -> None:
+        async with build().start(engine=url) as rt:
+            await rt.drain(timeout=30)
+            stored = dict(await rt.store("slow").items())
+            assert sorted(int(k) for k in stored) == list(range(200))
+
+    run(first())
+    assert 0 < len(set(done)) < 200
+    run(second())

@@ -24,10 +24,15 @@ _MASK: Final = re.compile(r"[+-]?[0-9]+")
 def parse_ip(text: str) -> Address | None:
     """The address ``text`` spells, or None when it is not an IP address literal."""
     if _V4.fullmatch(text):
-        try:
-            return 32, int(ipaddress.IPv4Address(text))
-        except ValueError:
-            return None
+        value = 0
+        for octet in text.split("."):
+            if len(octet) > 3 or (len(octet) > 1 and octet[0] == "0"):
+                return None  # leading zeros are ambiguous (octal?) and refused
+            number = int(octet)
+            if number > 255:
+                return None
+            value = value << 8 | number
+        return 32, value
     if _V6.fullmatch(text):
         try:
             v6 = ipaddress.IPv6Address(text)
@@ -54,8 +59,9 @@ def parse_cidr(text: str, path: str) -> tuple[int, int, int]:
         raise PatternError(f"{path}: cidr {text!r}: {address!r} is not an IP address")
     bits, value = ip
     if mask < 0 or mask >= bits:
+        family = 4 if bits == 32 else 6
         raise PatternError(
-            f"{path}: cidr {text!r}: mask bits must be between 0 and {bits - 1} for IPv{4 if bits == 32 else 6}"
+            f"{path}: cidr {text!r}: mask bits must be between 0 and {bits - 1} for IPv{family}"
         )
     host = (1 << (bits - mask)) - 1
     return bits, value & ~host, value | host

@@ -1,9 +1,9 @@
 """Events flattened to leaves, and the array-consistency search over them.
 
-``flatten`` walks only the parts of an event some pattern can look at (``need`` maps every field
-path and every dotted prefix of one to flags) and returns, per path, the leaf values and for each
-leaf its *chain*: the ``(array id, index)`` pairs of the arrays it sits in, outermost first.
-Two leaves are consistent when they agree on the index of every array they both sit in.
+``flatten`` walks only the parts of an event some pattern can look at (``Need``) and returns,
+per path, the leaf values and for each leaf its *chain*: the ``(array id, index)`` pairs of the
+arrays it sits in, outermost first. Two leaves are consistent when they agree on the index of
+every array they both sit in.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Final
 from setpiece.errors import PatternError
 from setpiece.patterns._json import decode_event
 
-__all__ = ["LEAF", "NEST", "Chain", "Flat", "flatten", "need_map", "search"]
+__all__ = ["LEAF", "NEST", "Chain", "Flat", "Need", "flatten", "search"]
 
 LEAF: Final = 1
 """Flag: a pattern tests the values at this path."""
@@ -25,33 +25,90 @@ MAX_EVENT_DEPTH: Final = 512
 Chain = tuple[tuple[int, int], ...]
 
 
-def need_map(paths: Iterable[str], into: dict[str, int] | None = None) -> dict[str, int]:
-    need = {} if into is None else into
-    for path in paths:
-        need[path] = need.get(path, 0) | LEAF
-        end = path.find(".")
-        while end != -1:
-            prefix = path[:end]
-            need[prefix] = need.get(prefix, 0) | NEST
-            end = path.find(".", end + 1)
-    return need
+class Need:
+    """The field paths some pattern tests, as a tree of key segments (``a.b`` is ``a`` -> ``b``).
+
+    Each tree entry is ``(path, flags, subtree)``; flags are LEAF (values at this path are
+    tested) and NEST (a longer path goes through it).
+    """
+
+    __slots__ = ("paths", "tree")
+
+    def __init__(self, paths: Iterable[str] = ()) -> None:
+        self.paths: set[str] = set()
+        self.tree: dict[str, tuple[str, int, dict[str, Any]]] = {}
+        self.add(paths)
+
+    def __bool__(self) -> bool:
+        return bool(self.paths)
+
+    def add(self, paths: Iterable[str]) -> None:
+        for path in paths:
+            if path in self.paths:
+                continue
+            self.paths.add(path)
+            tree = self.tree
+            parts = path.split(".")
+            for depth, part in enumerate(parts):
+                leaf = depth == len(parts) - 1
+                entry = tree.get(part)
+                if entry is None:
+                    entry = (".".join(parts[: depth + 1]), 0, {})
+                flags = entry[1] | (LEAF if leaf else NEST)
+                tree[part] = (entry[0], flags, entry[2])
+                tree = entry[2]
+
+
+def _dotted(tree: dict[str, Any], key: str) -> tuple[str, int, dict[str, Any]] | None:
+    """The entry of an event key that itself contains dots (``{"a.b": 1}`` is ``a`` -> ``b``)."""
+    entry = None
+    for part in key.split("."):
+        entry = tree.get(part)
+        if entry is None:
+            return None
+        tree = entry[2]
+    return entry
 
 
 class Flat:
-    """The leaves of one event. ``nested`` is set when an array holds objects or arrays, the
-    only case where array consistency can reject a combination of leaves."""
+    """The leaves of one event. ``deep`` holds the paths with a leaf inside an array of objects
+    or arrays: only two such fields can conflict under array consistency."""
 
-    __slots__ = ("_index", "chains", "nested", "values")
+    __slots__ = ("_index", "chains", "deep", "values")
 
     def __init__(self) -> None:
         self.values: dict[str, list[object]] = {}
-        self.chains: dict[str, list[Chain]] = {}
-        self.nested = False
+        self.chains: dict[str, list[Chain]] = {}  # only paths with a leaf inside an array
+        self.deep: set[str] = set()
         self._index: dict[str, dict[tuple[int, int], list[int]]] = {}
+
+    def add_chain(self, path: str, position: int, chain: Chain, deep: bool) -> None:
+        chains = self.chains.get(path)
+        if chains is None:
+            chains = self.chains[path] = []
+        if len(chains) < position:
+            chains.extend(() for _ in range(position - len(chains)))
+        chains.append(chain)
+        if deep:
+            self.deep.add(path)
+
+    def chains_of(self, path: str) -> list[Chain]:
+        """The chain of each leaf at ``path`` (``()`` for a leaf in no array)."""
+        chains = self.chains.get(path)
+        size = len(self.values[path])
+        if chains is None:
+            chains = self.chains[path] = [()] * size
+        elif len(chains) < size:
+            chains.extend(() for _ in range(size - len(chains)))
+        return chains
+
+    @property
+    def nested(self) -> bool:
+        return bool(self.deep)
 
     def consistent(self, path: str, membership: dict[int, int]) -> list[int]:
         """Indexes of the leaves at ``path`` consistent with ``membership``."""
-        chains = self.chains[path]
+        chains = self.chains_of(path)
         if not membership:
             return list(range(len(chains)))
         index = self._index.get(path)
@@ -65,9 +122,8 @@ class Flat:
         best = -1
         for array, position in membership.items():
             found = index.get((array, position))
-            if found is not None:
-                if candidates is None or len(found) < best:
-                    candidates, best = found, len(found)
+            if found is not None and (candidates is None or len(found) < best):
+                candidates, best = found, len(found)
         if candidates is None:
             candidates = range(len(chains))
         result = []
@@ -80,79 +136,84 @@ class Flat:
         return result
 
 
-def flatten(event: Any, need: dict[str, int]) -> Flat:
+def flatten(event: Any, need: Need) -> Flat:
     if isinstance(event, str | bytes | bytearray | memoryview):
         event = decode_event(event if isinstance(event, str) else bytes(event))
     if not isinstance(event, dict):
         raise PatternError(f"event: must be a JSON object, not {type(event).__name__}")
     flat = Flat()
-    if need:
-        _walk_object(event, "", need, flat, (), [0], 0)
+    if need.tree:
+        try:
+            _walk_object(event, need.tree, flat, (), [0], False, 0)
+        except TypeError:
+            raise PatternError("event: field names must be strings") from None
     return flat
 
 
 def _walk_object(
     obj: dict[str, Any],
-    prefix: str,
-    need: dict[str, int],
+    tree: dict[str, Any],
     flat: Flat,
     chain: Chain,
     counter: list[int],
+    deep: bool,
     depth: int,
 ) -> None:
-    values, chains = flat.values, flat.chains
+    values = flat.values
+    get = tree.get
     for key, value in obj.items():
-        path = prefix + "." + key if prefix else key
-        flags = need.get(path)
-        if not flags:
-            continue
+        entry = get(key)
+        if entry is None:
+            if "." not in key:  # a TypeError for a key that is not a string
+                continue
+            entry = _dotted(tree, key)
+            if entry is None:
+                continue
         kind = type(value)
         if kind is dict:
-            if flags & NEST:
-                _walk_object(value, path, need, flat, chain, counter, depth + 1)
+            if entry[1] & NEST:
+                _walk_object(value, entry[2], flat, chain, counter, deep, depth + 1)
         elif kind is list:
-            _walk_array(value, path, flags, need, flat, chain, counter, depth + 1)
-        elif flags & LEAF:
+            _walk_array(value, entry, flat, chain, counter, deep, depth + 1)
+        elif entry[1] & LEAF:
+            path = entry[0]
             found = values.get(path)
             if found is None:
                 values[path] = [value]
-                chains[path] = [chain]
             else:
                 found.append(value)
-                chains[path].append(chain)
+            if chain:
+                flat.add_chain(path, len(values[path]) - 1, chain, deep)
 
 
 def _walk_array(
     items: list[Any],
-    path: str,
-    flags: int,
-    need: dict[str, int],
+    entry: tuple[str, int, dict[str, Any]],
     flat: Flat,
     chain: Chain,
     counter: list[int],
+    deep: bool,
     depth: int,
 ) -> None:
+    path, flags, subtree = entry
     if depth > MAX_EVENT_DEPTH:
         raise PatternError(f"event: {path} is nested more than {MAX_EVENT_DEPTH} levels deep")
     counter[0] += 1
     array = counter[0]
     leaf = flags & LEAF
-    values = chains = None
+    values: list[object] | None = None
     for i, item in enumerate(items):
         kind = type(item)
         if kind is dict:
-            flat.nested = True
             if flags & NEST:
-                _walk_object(item, path, need, flat, (*chain, (array, i)), counter, depth + 1)
+                _walk_object(item, subtree, flat, (*chain, (array, i)), counter, True, depth + 1)
         elif kind is list:
-            flat.nested = True
-            _walk_array(item, path, flags, need, flat, (*chain, (array, i)), counter, depth + 1)
+            _walk_array(item, entry, flat, (*chain, (array, i)), counter, True, depth + 1)
         elif leaf:
             if values is None:
                 values = flat.values.setdefault(path, [])
-                chains = flat.chains.setdefault(path, [])
             values.append(item)
-            chains.append((*chain, (array, i)))  # type: ignore[union-attr]
+            flat.add_chain(path, len(values) - 1, (*chain, (array, i)), deep)
 
 
 Field = tuple[str, Callable[[object], bool], bool, bool]
@@ -160,41 +221,42 @@ Field = tuple[str, Callable[[object], bool], bool, bool]
 
 
 def search(fields: tuple[Field, ...], flat: Flat) -> bool:
-    """Whether leaves consistent across arrays satisfy every field, tried in field order.
+    """Whether leaves consistent across arrays satisfy every field.
 
-    As in event-ruler, ``exists: false`` holds when no leaf at its path is consistent with the
-    leaves chosen for the fields before it.
+    A field that is satisfied by absence (``exists: false``) is judged last, against the array
+    elements every other field's chosen leaf sits in: ``{"name": ["Ann"], "email":
+    [{"exists": false}]}`` matches when the element holding Ann has no email, whatever other
+    elements hold.
     """
-    failed: set[tuple[int, tuple[tuple[int, int], ...]]] = set()
+    failed: set[tuple[int, tuple[tuple[int, int], ...], tuple[str, ...]]] = set()
+    count = len(fields)
 
-    def step(i: int, membership: dict[int, int]) -> bool:
-        if i == len(fields):
-            return True
-        memo = (i, tuple(membership.items()))
+    def absent(path: str, membership: dict[int, int]) -> bool:
+        return path not in flat.values or not flat.consistent(path, membership)
+
+    def step(i: int, membership: dict[int, int], pending: tuple[str, ...]) -> bool:
+        if i == count:
+            return all(absent(path, membership) for path in pending)
+        memo = (i, tuple(sorted(membership.items())), pending)
         if memo in failed:
             return False
         path, test, absent_ok, has_values = fields[i]
         values = flat.values.get(path)
-        if values is None:
-            if absent_ok and step(i + 1, membership):
-                return True
-        else:
-            chains = flat.chains[path]
-            candidates = flat.consistent(path, membership)
-            if absent_ok and not candidates and step(i + 1, membership):
-                return True
-            if has_values:
-                for j in candidates:
-                    if test(values[j]):
-                        chain = chains[j]
-                        if chain:
-                            extended = dict(membership)
-                            extended.update(chain)
-                        else:
-                            extended = membership
-                        if step(i + 1, extended):
-                            return True
+        if absent_ok and step(i + 1, membership, (*pending, path)):
+            return True
+        if values is not None and has_values:
+            chains = flat.chains_of(path)
+            for j in flat.consistent(path, membership):
+                if test(values[j]):
+                    chain = chains[j]
+                    if chain:
+                        extended = dict(membership)
+                        extended.update(chain)
+                    else:
+                        extended = membership
+                    if step(i + 1, extended, pending):
+                        return True
         failed.add(memo)
         return False
 
-    return step(0, {})
+    return step(0, {}, ())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from setpiece.patterns._event import Field, Flat, flatten, need_map, search
+from setpiece.patterns._event import Field, Flat, Need, flatten, search
 from setpiece.patterns._matchers import Exact
 from setpiece.patterns._numbers import event_key
 from setpiece.patterns._parse import Condition, SubRule, parse
@@ -51,7 +51,7 @@ class Pattern:
     def __init__(self, subrules: tuple[SubRule, ...], source: object) -> None:
         self.subrules = subrules
         self.fields = tuple(fields_of(sub) for sub in subrules)
-        self._need = need_map(c.path for sub in subrules for c in sub)
+        self._need = Need(c.path for sub in subrules for c in sub)
         self._source = source
 
     @property
@@ -88,7 +88,7 @@ class Pattern:
         return False
 
 
-def compile(pattern: object) -> Pattern:  # noqa: A001 - the public name the contract asks for
+def compile(pattern: object) -> Pattern:
     """Validate and compile an event pattern given as a dict or as JSON text.
 
     Raises PatternError, naming the JSON path of the offending part, when it is invalid.

@@ -74,7 +74,7 @@ class Prefix:
     text: str
 
     def test(self, value: object) -> bool:
-        return type(value) is str and value.startswith(self.text)  # type: ignore[attr-defined]
+        return type(value) is str and value.startswith(self.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +82,7 @@ class Suffix:
     text: str
 
     def test(self, value: object) -> bool:
-        return type(value) is str and value.endswith(self.text)  # type: ignore[attr-defined]
+        return type(value) is str and value.endswith(self.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,7 @@ class IgnoreCase:
         return cls(mode, text, ignore_case_test(text, mode))
 
     def test(self, value: object) -> bool:
-        return type(value) is str and self.check(value)  # type: ignore[arg-type]
+        return type(value) is str and self.check(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +111,7 @@ class Wildcard:
         return cls(pieces, wildcard_test(pieces))
 
     def test(self, value: object) -> bool:
-        return type(value) is str and self.check(value)  # type: ignore[arg-type]
+        return type(value) is str and self.check(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +163,7 @@ class AnythingButText:
     def test(self, value: object) -> bool:
         if type(value) is not str:
             return True
-        return not any(check(value) for check in self.checks)  # type: ignore[arg-type]
+        return not any(check(value) for check in self.checks)
 
 
 Matcher = (

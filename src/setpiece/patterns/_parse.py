@@ -71,7 +71,7 @@ def parse(pattern: object) -> tuple[SubRule, ...]:
     parser = _Parser()
     rules: list[dict[str, Condition]] = []
     if pattern:
-        rules = parser.object(pattern, "", rules, in_or=False, depth=1)
+        rules = parser.parse_object(pattern, "", rules, in_or=False, depth=1)
     if not rules:
         return ((),)
     unique = dict.fromkeys(tuple(sorted(rule.values(), key=_by_path)) for rule in rules)
@@ -130,7 +130,7 @@ class _Parser:
         if self.values > MAX_VALUES:
             raise PatternError(f"{path}: pattern has more than {MAX_VALUES} match values")
 
-    def object(
+    def parse_object(
         self,
         obj: dict[Any, Any],
         prefix: str,
@@ -148,7 +148,7 @@ class _Parser:
             if not isinstance(key, str):
                 raise PatternError(f"{where}: field names must be strings, not {_kind(key)}")
             if key == "$or":
-                rules = self.or_(value, prefix, rules, depth=depth)
+                rules = self.parse_or(value, prefix, rules, depth=depth)
                 continue
             path = f"{prefix}.{key}" if prefix else key
             if in_or and key in _RESERVED_IN_OR:
@@ -156,7 +156,7 @@ class _Parser:
                     f"{path}: {key!r} is an operator name and cannot be a field inside $or"
                 )
             if isinstance(value, dict):
-                rules = self.object(value, path, rules, in_or=in_or, depth=depth + 1)
+                rules = self.parse_object(value, path, rules, in_or=in_or, depth=depth + 1)
             elif isinstance(value, list):
                 condition = self.values_list(value, path)
                 if not rules:
@@ -169,7 +169,7 @@ class _Parser:
                 )
         return rules
 
-    def or_(
+    def parse_or(
         self, branches: object, prefix: str, rules: list[dict[str, Condition]], *, depth: int
     ) -> list[dict[str, Condition]]:
         path = f"{prefix}.$or" if prefix else "$or"
@@ -182,11 +182,9 @@ class _Parser:
             if not isinstance(branch, dict):
                 raise PatternError(f"{path}[{i}]: must be an object, not {_kind(branch)}")
             copies = [dict(rule) for rule in rules] or [{}]
-            result.extend(self.object(branch, prefix, copies, in_or=True, depth=depth + 1))
+            result.extend(self.parse_object(branch, prefix, copies, in_or=True, depth=depth + 1))
             if len(result) > MAX_SUBRULES:
-                raise PatternError(
-                    f"{path}: $or expands to more than {MAX_SUBRULES} combinations"
-                )
+                raise PatternError(f"{path}: $or expands to more than {MAX_SUBRULES} combinations")
         return result
 
     def values_list(self, values: list[Any], path: str) -> Condition:
@@ -250,7 +248,7 @@ def _ignore_case_nested(arg: object, path: str, op: str) -> str | None:
         raise PatternError(f"{path}: {op} needs a string or an object, not {_kind(arg)}")
     if len(arg) != 1 or "equals-ignore-case" not in arg:
         raise PatternError(
-            f"{path}: {op} accepts only {{\"equals-ignore-case\": string}} as an object"
+            f'{path}: {op} accepts only {{"equals-ignore-case": string}} as an object'
         )
     return _string(arg["equals-ignore-case"], path, f"{op}/equals-ignore-case")
 
@@ -295,7 +293,7 @@ _NUMERIC_UPPER: Final = {"<": True, "<=": False}
 
 def _numeric(arg: object, path: str) -> Matcher:
     if not isinstance(arg, list):
-        raise PatternError(f"{path}: numeric needs an array like [\">\", 0, \"<=\", 5]")
+        raise PatternError(f'{path}: numeric needs an array like [">", 0, "<=", 5]')
     terms = list(arg)
 
     def bound(i: int) -> float:

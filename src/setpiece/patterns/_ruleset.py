@@ -16,10 +16,11 @@ search over its fields.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from setpiece.patterns._cidr import parse_ip
-from setpiece.patterns._event import Field, flatten, need_map, search
+from setpiece.patterns._event import Field, Flat, Need, flatten, search
 from setpiece.patterns._match import Pattern, compile
 from setpiece.patterns._matchers import (
     Address,
@@ -38,13 +39,36 @@ from setpiece.patterns._parse import Condition
 __all__ = ["RuleSet"]
 
 
+class _End:
+    """A sub-rule that ends at a node: its rule name, and what array consistency needs."""
+
+    __slots__ = ("absent_paths", "fields", "name", "paths")
+
+    def __init__(self, name: str, fields: tuple[Field, ...]) -> None:
+        self.name = name
+        self.fields = fields
+        self.paths = frozenset(field[0] for field in fields)
+        self.absent_paths = frozenset(field[0] for field in fields if field[2])
+
+    def holds(self, flat: Flat) -> bool:
+        """Whether the sub-rule, already matched field by field, survives array consistency.
+
+        Only fields with leaves inside arrays of objects can conflict; with fewer than two of
+        them (and no absence tested on one) the field-by-field answer is exact.
+        """
+        deep = flat.deep
+        if len(self.paths & deep) < 2 and self.absent_paths.isdisjoint(deep):
+            return True
+        return search(self.fields, flat)
+
+
 class _Node:
     __slots__ = ("children", "ends", "groups")
 
     def __init__(self) -> None:
         self.groups: dict[str, _Group] = {}
         self.children: dict[Condition, _Node] = {}
-        self.ends: list[tuple[str, tuple[Field, ...]]] = []
+        self.ends: list[_End] = []
 
 
 class _Lengths:
@@ -78,8 +102,9 @@ class _Group:
         "folded_suffix",
         "numeric",
         "prefix",
+        "probe",
         "scan",
-        "strings_only_exact",
+        "simple",
         "suffix",
     )
 
@@ -96,14 +121,16 @@ class _Group:
         self.exists: list[_Node] = []
         self.absent: list[_Node] = []
         self.scan: list[tuple[Matcher, _Node]] = []
-        self.strings_only_exact = True
+        self.simple = True  # only exact values: one event value reaches each child once
+        self.probe: Callable[[object, set[_Node]], None] | None = None
 
     def add(self, matcher: Matcher, node: _Node) -> None:
+        self.probe = None
         kind = type(matcher)
         if kind is Exact:
             self.exact.setdefault(matcher.key, []).append(node)  # type: ignore[union-attr]
             return
-        self.strings_only_exact = False
+        self.simple = False
         if kind is Prefix:
             self.prefix = self.prefix or _Lengths()
             self.prefix.add(matcher.text, node)  # type: ignore[union-attr]
@@ -132,108 +159,158 @@ class _Group:
         else:
             self.scan.append((matcher, node))
 
-    def collect(self, value: object, out: set[_Node]) -> None:
-        """Add to ``out`` every child that ``value`` leads to."""
-        if type(value) is str:
-            assert isinstance(value, str)
-            key: Any = value
-            nodes = self.exact.get(value)
-            if nodes:
-                out.update(nodes)
-            if self.strings_only_exact:
-                return
-            size = len(value)
-            if self.prefix is not None:
-                for length, table in self.prefix.sorted:
-                    if length > size:
-                        break
-                    nodes = table.get(value[:length])
+    def compile(self) -> Callable[[object, set[_Node]], None]:
+        """The probe of this group: adds to a set every child a value leads to. It is made of
+        only the steps this group needs."""
+        text_steps: list[Callable[[str, set[_Node]], None]] = []
+        other_steps: list[Callable[[Any, set[_Node]], None]] = []
+        exact_get = self.exact.get
+        if self.prefix is not None:
+            text_steps.append(_slices(self.prefix.sorted, head=True, fold=False))
+        if self.suffix is not None:
+            text_steps.append(_slices(self.suffix.sorted, head=False, fold=False))
+        if self.folded:
+            folded_get = self.folded.get
+
+            def folded(value: str, out: set[_Node]) -> None:
+                if value.isascii():
+                    nodes = folded_get(value.lower())
                     if nodes:
                         out.update(nodes)
-            if self.suffix is not None:
-                for length, table in self.suffix.sorted:
-                    if length > size:
-                        break
-                    nodes = table.get(value[size - length :])
-                    if nodes:
-                        out.update(nodes)
-            if self.folded and value.isascii():
-                nodes = self.folded.get(value.lower())
-                if nodes:
-                    out.update(nodes)
-            if self.folded_prefix is not None:
-                for length, table in self.folded_prefix.sorted:
-                    if length > size:
-                        break
-                    head = value[:length]
-                    if head.isascii():
-                        nodes = table.get(head.lower())
-                        if nodes:
-                            out.update(nodes)
-            if self.folded_suffix is not None:
-                for length, table in self.folded_suffix.sorted:
-                    if length > size:
-                        break
-                    tail = value[size - length :]
-                    if tail.isascii():
-                        nodes = table.get(tail.lower())
-                        if nodes:
-                            out.update(nodes)
-            if self.addresses:
+
+            text_steps.append(folded)
+        if self.folded_prefix is not None:
+            text_steps.append(_slices(self.folded_prefix.sorted, head=True, fold=True))
+        if self.folded_suffix is not None:
+            text_steps.append(_slices(self.folded_suffix.sorted, head=False, fold=True))
+        if self.addresses:
+            addresses = tuple(
+                (address.bits, address.low, address.high, node) for address, node in self.addresses
+            )
+
+            def in_block(value: str, out: set[_Node]) -> None:
                 ip = parse_ip(value)
                 if ip is not None:
                     bits, number = ip
-                    for address, node in self.addresses:
-                        if address.bits == bits and address.low <= number <= address.high:
+                    for family, low, high, node in addresses:
+                        if family == bits and low <= number <= high:
                             out.add(node)
-        else:
-            key = event_key(value)
-            nodes = self.exact.get(key)
+
+            text_steps.append(in_block)
+        if self.numeric:
+            ranges = tuple((numeric.contains, node) for numeric, node in self.numeric)
+
+            def in_range(key: Any, out: set[_Node]) -> None:
+                kind = type(key)
+                if kind is float or kind is int:
+                    for contains, node in ranges:
+                        if contains(key):
+                            out.add(node)
+
+            other_steps.append(in_range)
+        both: list[Callable[[Any, Any, set[_Node]], None]] = []
+        if self.anything_but:
+            excluded = tuple(self.anything_but)
+
+            def anything_but(value: object, key: Any, out: set[_Node]) -> None:
+                for keys, node in excluded:
+                    if key not in keys:
+                        out.add(node)
+
+            both.append(anything_but)
+        if self.exists:
+            exists = tuple(self.exists)
+            both.append(lambda value, key, out: out.update(exists))
+        if self.scan:
+            scan = tuple((matcher.test, node) for matcher, node in self.scan)
+
+            def scanned(value: object, key: Any, out: set[_Node]) -> None:
+                for test, node in scan:
+                    if test(value):
+                        out.add(node)
+
+            both.append(scanned)
+        text, other, common = tuple(text_steps), tuple(other_steps), tuple(both)
+
+        def probe(value: object, out: set[_Node]) -> None:
+            if type(value) is str:
+                key: Any = value
+                nodes = exact_get(value)
+                if nodes:
+                    out.update(nodes)
+                for step in text:
+                    step(value, out)
+            else:
+                key = event_key(value)
+                nodes = exact_get(key)
+                if nodes:
+                    out.update(nodes)
+                for other_step in other:
+                    other_step(key, out)
+            for common_step in common:
+                common_step(value, key, out)
+
+        self.probe = probe
+        return probe
+
+
+def _slices(
+    tables: list[tuple[int, dict[str, list[_Node]]]], *, head: bool, fold: bool
+) -> Callable[[str, set[_Node]], None]:
+    """A step that looks up the value's head (or tail) of every length in ``tables``."""
+    ordered = tuple(tables)
+
+    def step(value: str, out: set[_Node]) -> None:
+        size = len(value)
+        for length, table in ordered:
+            if length > size:
+                return
+            part = value[:length] if head else value[size - length :]
+            if fold:
+                if not part.isascii():
+                    continue
+                part = part.lower()
+            nodes = table.get(part)
             if nodes:
                 out.update(nodes)
-            if self.strings_only_exact:
-                return
-            if self.numeric and (type(key) is float or type(key) is int):
-                for numeric, node in self.numeric:
-                    if numeric.contains(key):
-                        out.add(node)
-        for excluded, node in self.anything_but:
-            if key not in excluded:
-                out.add(node)
-        if self.exists:
-            out.update(self.exists)
-        for matcher, node in self.scan:
-            if matcher.test(value):
-                out.add(node)
+
+    return step
 
 
 _INDEXED = (Exact, Prefix, Suffix, Numeric, Exists, Address, AnythingBut)
 
 
-def _rank(condition: Condition) -> tuple[int, str]:
-    """Insertion order of a sub-rule's conditions: the cheapest and most shared first."""
+def _cost(condition: Condition) -> int:
+    """0 for exact values, 1 for other indexed operators, 2 for those tested one by one,
+    3 when absence is allowed."""
     matchers = condition.matchers
     if condition.absent_ok or not matchers:
-        return 3, condition.path
+        return 3
     if all(type(m) is Exact for m in matchers):
-        return 0, condition.path
+        return 0
     if all(
         isinstance(m, _INDEXED) or (isinstance(m, IgnoreCase) and m.text.isascii())
         for m in matchers
     ):
-        return 1, condition.path
-    return 2, condition.path
+        return 1
+    return 2
+
+
+def _order(condition: Condition, counts: dict[str, int]) -> tuple[int, int, str]:
+    """Paths most rules test come first (so rules share trie nodes), then cheap operators."""
+    return -counts[condition.path], _cost(condition), condition.path
 
 
 class RuleSet:
     """Named patterns, matched together: ``match(event)`` returns the names that match."""
 
-    __slots__ = ("_dirty", "_need", "_root", "_rules")
+    __slots__ = ("_dirty", "_need", "_paths", "_root", "_rules")
 
     def __init__(self) -> None:
         self._rules: dict[str, Pattern] = {}
         self._root = _Node()
-        self._need: dict[str, int] = {}
+        self._need = Need()
+        self._paths: dict[str, int] = {}  # how many sub-rules test each path
         self._dirty = False
 
     def __len__(self) -> int:
@@ -268,16 +345,27 @@ class RuleSet:
 
     def _rebuild(self) -> None:
         self._root = _Node()
-        self._need = {}
+        self._need = Need()
         self._dirty = False
+        paths: dict[str, int] = {}
+        for pattern in self._rules.values():
+            for sub in pattern.subrules:
+                for condition in sub:
+                    paths[condition.path] = paths.get(condition.path, 0) + 1
+        self._paths = paths
         for name, pattern in self._rules.items():
-            self._insert(name, pattern)
+            self._insert(name, pattern, count=False)
 
-    def _insert(self, name: str, pattern: Pattern) -> None:
+    def _insert(self, name: str, pattern: Pattern, *, count: bool = True) -> None:
         for sub, fields in zip(pattern.subrules, pattern.fields, strict=True):
-            need_map((c.path for c in sub), self._need)
+            self._need.add(c.path for c in sub)
+            counts = self._paths
+            if count:
+                for condition in sub:
+                    counts[condition.path] = counts.get(condition.path, 0) + 1
+
             node = self._root
-            for condition in sorted(sub, key=_rank):
+            for condition in sorted(sub, key=lambda c: _order(c, counts)):
                 child = node.children.get(condition)
                 if child is None:
                     child = node.children[condition] = _Node()
@@ -289,7 +377,7 @@ class RuleSet:
                     if condition.absent_ok:
                         group.absent.append(child)
                 node = child
-            node.ends.append((name, fields))
+            node.ends.append(_End(name, fields))
 
     def match(self, event: Any) -> set[str]:
         """The names of the rules ``event`` (a dict, or JSON text) matches."""
@@ -297,23 +385,36 @@ class RuleSet:
             self._rebuild()
         flat = flatten(event, self._need)
         values = flat.values
-        nested = flat.nested
+        deep = flat.deep
         matched: set[str] = set()
         stack = [self._root]
+        pop, push = stack.pop, stack.extend
+        get = values.get
         while stack:
-            node = stack.pop()
-            for name, fields in node.ends:
-                if name not in matched and (not nested or search(fields, flat)):
-                    matched.add(name)
+            node = pop()
+            if node.ends:
+                for end in node.ends:
+                    if end.name not in matched and (not deep or end.holds(flat)):
+                        matched.add(end.name)
             for path, group in node.groups.items():
-                found = values.get(path)
+                found = get(path)
                 if found is None:
-                    stack.extend(group.absent)
+                    if group.absent:
+                        push(group.absent)
                     continue
-                reached: set[_Node] = set()
-                for value in found:
-                    group.collect(value, reached)
-                if nested and group.absent:
-                    reached.update(group.absent)
-                stack.extend(reached)
+                if group.simple and len(found) == 1:
+                    value = found[0]
+                    nodes = group.exact.get(value if type(value) is str else event_key(value))
+                    if nodes:
+                        push(nodes)
+                else:
+                    probe = group.probe or group.compile()
+                    reached: set[_Node] = set()
+                    for value in found:
+                        probe(value, reached)
+                    push(reached)
+                if group.absent and path in deep:
+                    # Absence under array consistency is relative to the other fields' array
+                    # elements: let it through here, End.holds decides.
+                    push(group.absent)
         return matched

@@ -19,9 +19,7 @@ def parse_wildcard(text: str, path: str) -> tuple[str, ...]:
         char = text[i]
         if char == "*":
             if i + 1 < n and text[i + 1] == "*":
-                raise PatternError(
-                    f"{path}: wildcard {text!r} has consecutive '*' at position {i}"
-                )
+                raise PatternError(f"{path}: wildcard {text!r} has consecutive '*' at position {i}")
             pieces.append("".join(current))
             current = []
         elif char == "\\":
@@ -83,9 +81,7 @@ def ignore_case_test(text: str, mode: str) -> Callable[[str], bool]:
     if text.isascii():
         folded, size = text.lower(), len(text)
         if mode == "equals":
-            return lambda value: (
-                len(value) == size and value.isascii() and value.lower() == folded
-            )
+            return lambda value: len(value) == size and value.isascii() and value.lower() == folded
         if mode == "prefix":
 
             def prefix(value: str) -> bool:

@@ -23,15 +23,16 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 
 from setpiece.engine.contract import Engine, OffsetCommit, Record, UnitOfWork
 from setpiece.errors import ConflictError, EngineError
 from setpiece.event import Event
+from setpiece.patterns import Pattern
 from setpiece.policy import RetryPolicy
 from setpiece.runtime.config import RuntimeConfig
+from setpiece.runtime.reader import Entry, StreamReader
 from setpiece.runtime.unit import Attempt, Batch
 from setpiece.service import InputDecodeError
 from setpiece.signals import Drop, Retry
@@ -46,8 +47,6 @@ RULE_MARK = "sprule"  # extension: a replay aimed at one rule
 log = logging.getLogger("setpiece.runtime")
 
 Action = Callable[[Event, Attempt, int], Awaitable[None]]
-Accept = Callable[[dict[str, Any]], bool]
-_decode_raw = msgspec.json.Decoder().decode
 
 
 class Delivery(msgspec.Struct):
@@ -56,18 +55,6 @@ class Delivery(msgspec.Struct):
     record: Record
     event: Event
     inbox_key: str
-
-
-def match_view(raw: dict[str, Any]) -> dict[str, Any]:
-    """The dict a rule's pattern sees: extensions flat, EventBridge aliases added."""
-    view = dict(raw)
-    extensions = view.pop("extensions", None)
-    if extensions:
-        for name, value in extensions.items():
-            view.setdefault(name, value)
-    view["detail-type"] = view.get("type")
-    view["detail"] = view.get("data")
-    return view
 
 
 class Consumer:
@@ -84,7 +71,8 @@ class Consumer:
         action: Action,
         retry: RetryPolicy,
         concurrency: int,
-        accept: Accept | None = None,
+        reader: StreamReader,
+        accept: Pattern | None = None,
         rule: str | None = None,
         start_at_end: bool = False,
         on_commit: Callable[[], None] = lambda: None,
@@ -98,6 +86,8 @@ class Consumer:
         self.retry = retry
         self.concurrency = concurrency
         self.accept = accept
+        self.reader = reader
+        reader.follow(group, accept)
         self.rule = rule
         self.start_at_end = start_at_end
         self._on_commit = on_commit
@@ -167,14 +157,14 @@ class Consumer:
 
     async def _turn(self, partition: int) -> bool:
         start = self.positions[partition]
-        records = await self.engine.read(self.stream, partition, start, self.config.batch_size)
-        if not records:
+        entries = await self.reader.read(partition, start, self.config.batch_size)
+        if not entries:
             return False
         self.busy = True
         try:
-            end = records[-1].offset + 1
+            end = entries[-1].record.offset + 1
             batch = Batch(self.engine)
-            deliveries = await self._accepted(records, batch)
+            deliveries = await self._accepted(entries, batch)
             if deliveries:
                 await self._run_deliveries(deliveries, batch)
             batch.offsets.append(OffsetCommit(self.group, self.stream, partition, start, end))
@@ -192,38 +182,40 @@ class Consumer:
         finally:
             self.busy = False
 
-    async def _accepted(self, records: list[Record], batch: Batch) -> list[Delivery]:
+    async def _accepted(self, entries: list[Entry], batch: Batch) -> list[Delivery]:
         candidates: list[Delivery] = []
-        for record in records:
-            try:
-                raw = _decode_raw(record.value)
-                extensions = raw.get("extensions")
-                replay = None
-                if extensions:
-                    target = extensions.get(TARGET_MARK)
-                    if target is not None and target != self.group:
-                        continue
-                    rule = extensions.get(RULE_MARK)
-                    if rule is not None and rule != self.rule:
-                        continue
-                    replay = extensions.get(REPLAY_MARK)
-                if self.accept is not None and not self.accept(match_view(raw)):
-                    continue
-                if extensions:
-                    extensions.pop(TARGET_MARK, None)
-                    extensions.pop(RULE_MARK, None)
-                    if not extensions:
-                        del raw["extensions"]
-                event = msgspec.convert(raw, Event)
-            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        group = self.group
+        filtered = self.accept is not None
+        for entry in entries:
+            if entry.error is not None:
                 # Not a readable event (appended by something else?): dead-letter it as it is.
-                self._dead_letter(batch, record, None, exc, 0)
+                self._dead_letter(batch, entry.record, None, entry.error, 0)
                 continue
+            if filtered and group not in entry.matched:
+                continue
+            extensions = entry.raw.get("extensions")
+            replay = None
+            if extensions:
+                target = extensions.get(TARGET_MARK)
+                if target is not None and target != group:
+                    continue
+                rule = extensions.get(RULE_MARK)
+                if rule is not None and rule != self.rule:
+                    continue
+                replay = extensions.get(REPLAY_MARK)
+            try:
+                event = entry.event()
+            except (msgspec.ValidationError, ValueError) as exc:
+                self._dead_letter(batch, entry.record, None, exc, 0)
+                continue
+            if extensions and (TARGET_MARK in extensions or RULE_MARK in extensions):
+                rest = {k: v for k, v in extensions.items() if k not in (TARGET_MARK, RULE_MARK)}
+                event = event.replace(extensions=rest or None)
             key = event.id if replay is None else f"{event.id}/{replay}"
-            candidates.append(Delivery(record, event, key))
+            candidates.append(Delivery(entry.record, event, key))
         if not candidates:
             return []
-        seen = await self.engine.inbox_seen(self.group, [d.inbox_key for d in candidates])
+        seen = await self.engine.inbox_seen(group, [d.inbox_key for d in candidates])
         out: list[Delivery] = []
         for delivery in candidates:
             if delivery.inbox_key in seen:

@@ -35,6 +35,7 @@ from setpiece.runtime.consumer import (
     deliver,
 )
 from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
+from setpiece.runtime.reader import StreamReader
 from setpiece.runtime.schedules import SCHEDULES, next_due
 from setpiece.runtime.unit import Attempt, Batch
 from setpiece.service import Handler
@@ -122,6 +123,7 @@ class Runtime:
         self._timer_wake = asyncio.Event()
         self._stopped = asyncio.Event()
         self._http: Any = None
+        self._readers: dict[str, StreamReader] = {}
 
     # -- starting and stopping --------------------------------------------------------------
 
@@ -213,7 +215,7 @@ class Runtime:
         if handler.kind == "event":
             assert handler.bus is not None and handler.compiled is not None
             stream = bus_stream_name(handler.bus)
-            accept = handler.compiled.matches
+            accept = handler.compiled
             start_at_end = True
         else:
             assert handler.stream is not None
@@ -228,6 +230,7 @@ class Runtime:
             retry=handler.retry or DEFAULT_RETRY,
             concurrency=handler.concurrency or self.config.concurrency,
             accept=accept,
+            reader=self._reader(stream),
             rule=handler.qualname,
             start_at_end=start_at_end,
             on_commit=self._progress.set,
@@ -252,11 +255,18 @@ class Runtime:
             action=action,
             retry=rule.retry or DEFAULT_RETRY,
             concurrency=self.config.concurrency,
-            accept=rule.compiled.matches,
+            accept=rule.compiled,
+            reader=self._reader(bus_stream_name(bus.name)),
             rule=rule.name,
             start_at_end=True,
             on_commit=self._progress.set,
         )
+
+    def _reader(self, stream: str) -> StreamReader:
+        reader = self._readers.get(stream)
+        if reader is None:
+            reader = self._readers[stream] = StreamReader(self.engine, stream)
+        return reader
 
     def _handler_action(self, handler: Handler) -> Any:
         service = handler.service

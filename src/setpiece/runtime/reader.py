@@ -1,0 +1,106 @@
+"""One reader per stream for all the consumers of a process that follow it.
+
+Every handler and rule target on a bus is its own consumer group, and they all read the same
+records, usually at nearly the same offsets. The reader reads each record from the engine once,
+decodes it once, and matches it against every consumer's pattern in one pass of a
+:class:`~setpiece.patterns.RuleSet` (cost grows far slower than the number of rules), then keeps
+it in a small window for the consumers that come by next. Records never change once appended,
+so the window needs no invalidation.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import msgspec
+
+from setpiece.engine.contract import Engine, Record
+from setpiece.event import Event
+from setpiece.patterns import Pattern, RuleSet
+
+__all__ = ["Entry", "StreamReader"]
+
+_decode = msgspec.json.Decoder().decode
+_WINDOW = 8192  # records kept per partition
+
+
+class Entry:
+    """A record, decoded once, with the names of the consumers whose patterns it matches."""
+
+    __slots__ = ("_event", "error", "matched", "raw", "record")
+
+    def __init__(self, record: Record, rules: RuleSet | None) -> None:
+        self.record = record
+        self._event: Event | None = None
+        self.error: Exception | None = None
+        self.matched: set[str] = set()
+        try:
+            raw = _decode(record.value)
+            if not isinstance(raw, dict):
+                raise ValueError(f"a record must hold a JSON object, not {type(raw).__name__}")
+        except (msgspec.DecodeError, ValueError) as exc:
+            self.raw: dict[str, Any] = {}
+            self.error = exc
+            return
+        self.raw = raw
+        if rules is not None and len(rules):
+            self.matched = rules.match(_match_view(raw))
+
+    def event(self) -> Event:
+        """The record as an Event (built on first use, shared by the consumers)."""
+        if self._event is None:
+            self._event = msgspec.convert(self.raw, Event)
+        return self._event
+
+
+def _match_view(raw: dict[str, Any]) -> dict[str, Any]:
+    """The dict a rule's pattern sees: extensions flat, EventBridge's names added."""
+    view = dict(raw)
+    extensions = view.pop("extensions", None)
+    if extensions:
+        for name, value in extensions.items():
+            view.setdefault(name, value)
+    view["detail-type"] = raw.get("type")
+    view["detail"] = raw.get("data")
+    return view
+
+
+class StreamReader:
+    """Reads one stream for many consumers; see the module docstring."""
+
+    def __init__(self, engine: Engine, stream: str) -> None:
+        self.engine = engine
+        self.stream = stream
+        self._rules: RuleSet | None = None
+        self._window: dict[int, dict[int, Entry]] = {}
+
+    def follow(self, name: str, pattern: Pattern | None) -> None:
+        """Register a consumer; with a pattern, entries list it in ``matched`` when they match."""
+        if pattern is not None:
+            if self._rules is None:
+                self._rules = RuleSet()
+            self._rules.add(name, pattern)
+            self._window.clear()  # entries matched before this rule existed
+
+    async def read(self, partition: int, offset: int, limit: int) -> list[Entry]:
+        window = self._window.setdefault(partition, {})
+        out: list[Entry] = []
+        entry = window.get(offset)
+        while entry is not None and len(out) < limit:
+            out.append(entry)
+            offset += 1
+            entry = window.get(offset)
+        if out:
+            return out
+        records = await self.engine.read(self.stream, partition, offset, limit)
+        rules = self._rules
+        for record in records:
+            entry = Entry(record, rules)
+            window[record.offset] = entry
+            out.append(entry)
+        excess = len(window) - _WINDOW
+        if excess > 0:
+            for old in list(itertools.islice(window, excess)):  # the oldest were added first
+                del window[old]
+        return out

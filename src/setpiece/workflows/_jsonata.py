@@ -1,0 +1,212 @@
+"""JSONata for ``"QueryLanguage": "JSONata"`` states, on the ``jsonata-python`` library.
+
+A field value ``"{% expr %}"`` is an expression; anything else is a literal (objects and arrays
+are walked, so expressions can sit at any depth). Expressions see ``$states`` (``input``,
+``context``, ``result``, ``errorOutput``) and the workflow variables, plus the functions Step
+Functions adds to JSONata: ``$partition``, ``$range``, ``$hash``, ``$random``, ``$uuid`` and
+``$parse``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import random
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import jsonata  # untyped library: pyproject's mypy override ignores its missing stubs
+from jsonata.utils import Utils
+
+from setpiece.workflows._errors import QUERY_EVALUATION_ERROR, StatesError
+
+__all__ = ["evaluate_expression", "is_expression", "resolve", "strip", "syntax_error"]
+
+
+def is_expression(value: Any) -> bool:
+    """Is ``value`` a ``{% ... %}`` JSONata string?"""
+    return (
+        isinstance(value, str)
+        and value.startswith("{%")
+        and value.endswith("%}")
+        and len(value) >= 4
+    )
+
+
+def strip(value: str) -> str:
+    """The expression inside ``{% ... %}``."""
+    return value[2:-2].strip()
+
+
+# ---------------------------------------------------------------------- Step Functions extras
+
+
+def _partition(array: Any, size: Any) -> Any:
+    if not isinstance(array, list) or not isinstance(size, int | float) or size < 1:
+        raise ValueError("$partition expects an array and a positive chunk size")
+    n = int(size)
+    return [list(array[i : i + n]) for i in range(0, len(array), n)]
+
+
+def _range(start: Any, end: Any, step: Any) -> Any:
+    a, b, s = int(start), int(end), int(step)
+    if s == 0:
+        raise ValueError("$range step cannot be 0")
+    values = range(a, b + (1 if s > 0 else -1), s)
+    if len(values) > 1000:
+        raise ValueError("$range would produce more than 1000 items")
+    return Utils.create_sequence_from_iter(values)
+
+
+_HASHES = {
+    "MD5": "md5",
+    "SHA-1": "sha1",
+    "SHA-256": "sha256",
+    "SHA-384": "sha384",
+    "SHA-512": "sha512",
+}
+
+
+def _hash(value: Any, algorithm: Any = "SHA-256") -> str:
+    if algorithm not in _HASHES:
+        raise ValueError(f"$hash: unsupported algorithm {algorithm!r}")
+    text = value if isinstance(value, str) else json.dumps(_plain(value), separators=(",", ":"))
+    return hashlib.new(_HASHES[algorithm], text.encode()).hexdigest()
+
+
+def _random(seed: Any = None) -> float:
+    return random.Random(seed).random() if seed is not None else random.random()
+
+
+def _uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def _parse(text: Any) -> Any:
+    if not isinstance(text, str):
+        raise ValueError("$parse expects a string")
+    return _to_jsonata(json.loads(text))
+
+
+_EXTRAS = {
+    "partition": _partition,
+    "range": _range,
+    "hash": _hash,
+    "random": _random,
+    "uuid": _uuid,
+    "parse": _parse,
+}
+
+
+@functools.lru_cache(maxsize=2048)
+def _compile(expr: str) -> Any:
+    compiled = jsonata.Jsonata(expr)
+    compiled.set_output_convert_nulls(False)
+    for name, fn in _EXTRAS.items():
+        compiled.register_lambda(name, fn)
+    return compiled
+
+
+def syntax_error(expr: str) -> str | None:
+    """The parse error of a JSONata expression, or None if it parses."""
+    try:
+        _compile(expr)
+    except Exception as e:  # the library raises JException (a RuntimeError) and others
+        return str(e)
+    return None
+
+
+# --------------------------------------------------------------------------------- conversion
+
+
+def _to_jsonata(value: Any) -> Any:
+    """Python JSON -> JSONata values (``None`` must become JSONata ``null``)."""
+    if value is None:
+        return Utils.NULL_VALUE
+    if isinstance(value, dict):
+        return {k: _to_jsonata(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_jsonata(v) for v in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """JSONata values -> plain Python JSON (integral floats become ints, as in JavaScript).
+
+    Inside structures ``None`` is JSON null (JSONata itself drops undefined members)."""
+    if value is Utils.NULL_VALUE or value is None:
+        return None
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 2**63 else value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    raise TypeError(f"a JSONata expression returned a {type(value).__name__}, not JSON")
+
+
+def evaluate_expression(expr: str, bindings: Mapping[str, Any], field: str) -> Any:
+    """Evaluate one expression; errors are ``States.QueryEvaluationError`` naming ``field``."""
+    try:
+        compiled = _compile(expr)
+    except Exception as e:
+        raise StatesError(
+            QUERY_EVALUATION_ERROR,
+            f"The JSONata expression '{expr}' specified for the field '{field}' could not be "
+            f"parsed. {_code(e)}{e}",
+        ) from None
+    try:
+        # The library reads a None nested in dicts and lists as null, but a variable bound to
+        # None as undefined: only top-level values need converting.
+        frame = {k: Utils.NULL_VALUE if v is None else v for k, v in bindings.items()}
+        result = compiled.evaluate(None, frame)
+    except RecursionError:
+        raise StatesError(
+            QUERY_EVALUATION_ERROR,
+            f"The JSONata expression '{expr}' specified for the field '{field}' threw an error "
+            "during evaluation. Stack overflow",
+        ) from None
+    except Exception as e:
+        raise StatesError(
+            QUERY_EVALUATION_ERROR,
+            f"The JSONata expression '{expr}' specified for the field '{field}' threw an error "
+            f"during evaluation. {_code(e)}{e}",
+        ) from None
+    if result is None:
+        raise StatesError(
+            QUERY_EVALUATION_ERROR,
+            f"The JSONata expression '{expr}' specified for the field '{field}' returned nothing "
+            "(undefined).",
+        )
+    try:
+        return _plain(result)
+    except TypeError as e:
+        raise StatesError(
+            QUERY_EVALUATION_ERROR,
+            f"The JSONata expression '{expr}' specified for the field '{field}' returned a "
+            f"value that is not JSON: {e}",
+        ) from None
+
+
+def _code(e: Exception) -> str:
+    code = getattr(e, "error", None)
+    return f"{code}: " if isinstance(code, str) else ""
+
+
+def resolve(template: Any, bindings: Mapping[str, Any], field: str) -> Any:
+    """Evaluate every ``{% %}`` string inside ``template`` (objects and arrays are walked)."""
+    if isinstance(template, str):
+        if is_expression(template):
+            return evaluate_expression(strip(template), bindings, field)
+        return template
+    if isinstance(template, dict):
+        return {k: resolve(v, bindings, f"{field}/{k}") for k, v in template.items()}
+    if isinstance(template, list):
+        return [resolve(v, bindings, f"{field}[{i}]") for i, v in enumerate(template)]
+    return template

@@ -16,7 +16,7 @@ from setpiece.cli._common import CliError
 from setpiece.engine.contract import Engine, Record
 from setpiece.event import Event
 from setpiece.runtime.config import RuntimeConfig
-from setpiece.runtime.consumer import DEAD_LETTERS, match_view
+from setpiece.runtime.consumer import DEAD_LETTERS
 from setpiece.runtime.runtime import DeadLetter, Runtime
 from setpiece.stack import Stack
 
@@ -174,7 +174,20 @@ def _matches(pattern: Any, record: Record) -> bool:
         raw = msgspec.json.decode(record.value)
     except msgspec.DecodeError:
         return False
-    return isinstance(raw, dict) and bool(pattern.matches(match_view(raw)))
+    return isinstance(raw, dict) and bool(pattern.matches(_match_view(raw)))
+
+
+def _match_view(raw: dict[str, Any]) -> dict[str, Any]:
+    """What a rule's pattern sees (as the runtime builds it, and ``Event.pattern_view``):
+    extensions flat, EventBridge's ``detail-type`` and ``detail`` added."""
+    view = dict(raw)
+    extensions = view.pop("extensions", None)
+    if isinstance(extensions, dict):
+        for name, value in extensions.items():
+            view.setdefault(name, value)
+    view["detail-type"] = raw.get("type")
+    view["detail"] = raw.get("data")
+    return view
 
 
 # -- dead letters -----------------------------------------------------------------------------

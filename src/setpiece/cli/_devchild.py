@@ -19,6 +19,7 @@ import importlib
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import time
@@ -71,17 +72,34 @@ def _write_preload(roots: list[str]) -> None:
         if not file or name == "__main__" or name.startswith("setpiece"):
             continue
         path = Path(file).resolve()
-        if any(path.is_relative_to(root) for root in resolved):
-            continue
+        installed = "site-packages" in path.parts or ".venv" in path.parts
+        if not installed and any(path.is_relative_to(root) for root in resolved):
+            continue  # the user's own code: always imported fresh
         names.append(name)
     with contextlib.suppress(OSError):
         Path(listing).write_text(json.dumps(sorted(names)))
 
 
+def _wait_for_order() -> str:
+    """Wait for the order line, importing the preload list again whenever it changes (the
+    running child writes it once started, usually after this spare was born)."""
+    listing = os.environ.get(PRELOAD_ENV)
+    seen: float | None = None
+    while True:
+        if listing:
+            with contextlib.suppress(OSError):
+                mtime = os.stat(listing).st_mtime
+                if mtime != seen:
+                    seen = mtime
+                    _preload()
+        ready, _, _ = select.select([sys.stdin], [], [], 0.1)
+        if ready:
+            return sys.stdin.readline()
+
+
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _preload()
-    line = sys.stdin.readline()
+    line = _wait_for_order()
     if not line.strip():
         return 0
     order: dict[str, Any] = json.loads(line)

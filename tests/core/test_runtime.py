@@ -588,3 +588,27 @@ def test_stopping_mid_batch_hands_work_back_and_loses_nothing(run: Run, tmp_path
     run(first())
     assert 0 < len(set(done)) < 200
     run(second())
+
+
+def test_unreadable_records_on_a_bus_are_dead_lettered_as_they_are(run: Run) -> None:
+    svc = Service("svc")
+    handled: list[str] = []
+
+    @svc.on({"type": ["t"]})
+    async def h(event: Event) -> None:
+        handled.append(event.id)
+
+    stack = Stack("s", services=[svc])
+
+    async def main() -> None:
+        async with stack.start(engine="memory") as rt:
+            await rt.engine.append("bus.default", [(None, b"not json"), (None, b'{"type": "t"}')])
+            good = await rt.publish(Event(type="t", source="x"))
+            await rt.drain(timeout=10)
+            letters = await rt.dead_letters()
+            assert sorted(d.raw or "" for d in letters) == ['{"type": "t"}', "not json"]
+            assert "id: required" in letters[0].error or "id: required" in letters[1].error
+            assert all(d.event is None and d.handler == "svc.h" for d in letters)
+            assert handled == [good.id]
+
+    run(main())

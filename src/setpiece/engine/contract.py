@@ -28,6 +28,7 @@ import abc
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = [
     "Assignment",
@@ -93,8 +94,7 @@ class OffsetCommit:
     to_offset: int
 
 
-@dataclass(frozen=True, slots=True)
-class KVRead:
+class KVRead(NamedTuple):
     """A key read inside a unit of work, with the version seen (0: the key was absent)."""
 
     namespace: str
@@ -102,9 +102,11 @@ class KVRead:
     version: int
 
 
-@dataclass(frozen=True, slots=True)
-class KVWrite:
-    """Set a key (``value``) or delete it (``value is None``)."""
+class KVWrite(NamedTuple):
+    """Set a key (``value``) or delete it (``value is None``).
+
+    (KVRead and KVWrite are named tuples: a batch builds hundreds of them per commit.)
+    """
 
     namespace: str
     key: str

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from setpiece.engine.contract import Engine, Record
+from setpiece.errors import EventError
 from setpiece.event import Event
 from setpiece.patterns import Pattern, RuleSet
 
@@ -50,7 +51,11 @@ class Entry:
     def event(self) -> Event:
         """The record as an Event (built on first use, shared by the consumers)."""
         if self._event is None:
-            self._event = msgspec.convert(self.raw, Event)
+            raw = self.raw
+            for name in ("id", "source"):  # present on every event a runtime stored
+                if not raw.get(name):
+                    raise EventError(f"{name}: required attribute is missing", field=name)
+            self._event = msgspec.convert(raw, Event).validate()
         return self._event
 
 

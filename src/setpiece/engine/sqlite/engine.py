@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from setpiece.engine.contract import (
     Assignment,
@@ -35,18 +37,175 @@ from setpiece.errors import ConfigError, ConflictError, EngineError
 
 __all__ = ["SQLiteEngine"]
 
-_CHUNK = 500  # parameters per IN (...) list
 _CROSS_PROCESS_POLL = 0.02  # seconds between looks for other processes' appends
 _SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA", "OFF")  # PRAGMA synchronous levels
+_MAX_ROWS = 256  # rows per multi-row statement (and keys per IN list): a power of two
+_MAX_PARAMS = 999  # the smallest SQLITE_MAX_VARIABLE_NUMBER of any SQLite build (before 3.32)
+_CACHED_STATEMENTS = 256  # every size class of every bulk statement fits the statement cache
 
 
-class _Rollback(Exception):
-    pass
+class _Bulk:
+    """One statement over many rows: ``head``, then ``n`` row groups, then ``tail``.
+
+    ``executemany`` binds, steps and resets once per row, a few microseconds of Python-level
+    work each; one statement over many rows pays that once. Parameters ``?1`` .. ``?{shared}``
+    are bound once per statement (a consumer, a timestamp, a stream id); each row adds ``width``
+    more, written ``{0}``, ``{1}``, ... in ``row``. Row counts are split into powers of two, so a
+    statement has a few (cached, prepared-once) shapes whatever the batch size.
+    """
+
+    __slots__ = ("_head", "_row", "_shared", "_sql", "_tail", "max_rows", "width")
+
+    def __init__(self, head: str, row: str, tail: str, *, shared: int, width: int) -> None:
+        self._head = head
+        self._row = row
+        self._tail = tail
+        self._shared = shared
+        self.width = width
+        rows = _MAX_ROWS
+        while shared + rows * width > _MAX_PARAMS:
+            rows //= 2
+        self.max_rows = rows
+        self._sql: dict[int, str] = {}
+
+    def sql(self, rows: int) -> str:
+        found = self._sql.get(rows)
+        if found is None:
+            width, first = self.width, self._shared + 1
+            groups = ", ".join(
+                self._row.format(*(f"?{first + r * width + c}" for c in range(width)))
+                for r in range(rows)
+            )
+            found = self._sql[rows] = f"{self._head}{groups}{self._tail}"
+        return found
+
+    def run(self, db: sqlite3.Connection, shared: list[Any], flat: list[Any]) -> None:
+        """Execute over every row of ``flat`` (the rows' parameters, one after another)."""
+        width = self.width
+        total = len(flat) // width
+        step = self.max_rows
+        done = 0
+        while done < total:
+            while step > total - done:
+                step //= 2
+            if done == 0 and step == total:
+                db.execute(self.sql(step), shared + flat)
+            else:
+                db.execute(self.sql(step), shared + flat[done * width : (done + step) * width])
+            done += step
 
 
-def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+class _In:
+    """``... IN (?, ?, ...)`` over many values: the list is padded (with its last value) to a
+    power of two, so each query has one of a few cached shapes; duplicates in IN are harmless."""
+
+    __slots__ = ("_head", "_shared", "_sql", "_tail")
+
+    def __init__(self, head: str, tail: str = ")", *, shared: int) -> None:
+        self._head = head
+        self._tail = tail
+        self._shared = shared
+        self._sql: dict[int, str] = {}
+
+    def _shape(self, size: int) -> str:
+        found = self._sql.get(size)
+        if found is None:
+            first = self._shared + 1
+            marks = ", ".join(f"?{first + i}" for i in range(size))
+            found = self._sql[size] = f"{self._head}{marks}{self._tail}"
+        return found
+
+    def rows(self, db: sqlite3.Connection, shared: list[Any], values: Sequence[Any]) -> list[Any]:
+        """Run the statement over every value (``_MAX_ROWS`` at a time); the rows it returns."""
+        out: list[Any] = []
+        for start in range(0, len(values), _MAX_ROWS):
+            chunk = list(values[start : start + _MAX_ROWS])
+            size = 1
+            while size < len(chunk):
+                size *= 2
+            chunk.extend(itertools.repeat(chunk[-1], size - len(chunk)))
+            out += db.execute(self._shape(size), shared + chunk).fetchall()
+        return out
+
+
+_INBOX_INSERT = _Bulk(
+    "INSERT OR IGNORE INTO sp_inbox(consumer, event_id, ts) VALUES ",
+    "(?1, {0}, ?2)",
+    "",
+    shared=2,
+    width=1,
+)
+_INBOX_SEEN = _In("SELECT event_id FROM sp_inbox WHERE consumer = ?1 AND event_id IN (", shared=1)
+_KV_UPSERT = _Bulk(
+    "INSERT INTO sp_kv(ns, key, value, version) VALUES ",
+    "(?1, {0}, {1}, ?2)",
+    " ON CONFLICT(ns, key) DO UPDATE SET value = excluded.value, version = excluded.version",
+    shared=2,
+    width=2,
+)
+_KV_DELETE = _In("DELETE FROM sp_kv WHERE ns = ?1 AND key IN (", shared=1)
+_KV_GET = _In("SELECT key, value, version FROM sp_kv WHERE ns = ?1 AND key IN (", shared=1)
+_KV_VERSIONS = _In("SELECT key, version FROM sp_kv WHERE ns = ?1 AND key IN (", shared=1)
+_RECORD_INSERT = _Bulk(
+    "INSERT INTO sp_records(sid, part, off, key, ts, value) VALUES ",
+    "(?1, {0}, {1}, {2}, ?2, {3})",
+    "",
+    shared=2,
+    width=4,
+)
+_READ = (
+    "SELECT off, key, value, ts FROM sp_records "
+    "WHERE sid = ? AND part = ? AND off >= ? ORDER BY off LIMIT ?"
+)
+_END_OFFSETS = "SELECT end_off FROM sp_partitions WHERE sid = ? ORDER BY part"
+_SET_END_OFFSET = "UPDATE sp_partitions SET end_off = ? WHERE sid = ? AND part = ?"
+_KV_GET_ONE = "SELECT value, version FROM sp_kv WHERE ns = ? AND key = ?"
+
+
+def _records_builder() -> Callable[[str, int, list[Any]], list[Record]]:
+    """Build Records from (off, key, value, ts) rows, about twice as fast as ``Record(...)``.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``; for a
+    slotted class the slot descriptors do the same directly. Used only while Record is exactly
+    the plain frozen, slotted dataclass this expects; otherwise its constructor is used.
+    """
+    names = ("stream", "partition", "offset", "key", "value", "timestamp")
+    plain = (
+        tuple(f.name for f in dataclasses.fields(Record)) == names
+        and getattr(Record, "__slots__", None) == names
+        and not hasattr(Record, "__post_init__")
+        and all(type(vars(Record).get(n)).__name__ == "member_descriptor" for n in names)
+    )
+
+    def by_constructor(stream: str, partition: int, rows: list[Any]) -> list[Record]:
+        return [Record(stream, partition, off, key, value, ts) for off, key, value, ts in rows]
+
+    if not plain:
+        return by_constructor
+    descriptors = vars(Record)
+    set_stream, set_partition, set_offset, set_key, set_value, set_timestamp = (
+        descriptors[n].__set__ for n in names
+    )
+    new = object.__new__
+
+    def by_slots(stream: str, partition: int, rows: list[Any]) -> list[Record]:
+        out: list[Record] = []
+        append = out.append
+        for off, key, value, ts in rows:
+            record = new(Record)
+            set_stream(record, stream)
+            set_partition(record, partition)
+            set_offset(record, off)
+            set_key(record, key)
+            set_value(record, value)
+            set_timestamp(record, ts)
+            append(record)
+        return out
+
+    return by_slots
+
+
+_records = _records_builder()
 
 
 class SQLiteEngine(Engine):
@@ -76,7 +235,12 @@ class SQLiteEngine(Engine):
             if not parent.exists():
                 parent.mkdir(parents=True, exist_ok=True)
         try:
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(
+                path,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=_CACHED_STATEMENTS,
+            )
         except sqlite3.Error as exc:
             raise EngineError(f"{path}: cannot open ({exc})") from None
         try:
@@ -196,32 +360,31 @@ class SQLiteEngine(Engine):
         self, db: sqlite3.Connection, appends: Sequence[tuple[str, str | None, bytes]]
     ) -> list[tuple[str, int, int]]:
         now = time.time()
-        ends: dict[tuple[int, int], int] = {}
-        rows = []
-        out = []
+        out: list[tuple[str, int, int]] = []
+        # stream -> (id, partitions, end offsets read in this transaction, rows' parameters)
+        streams: dict[str, tuple[int, int, list[int], list[Any]]] = {}
         for stream, key, value in appends:
-            sid, parts = self._stream(stream)
+            found = streams.get(stream)
+            if found is None:
+                sid, parts = self._stream(stream)
+                ends = [row[0] for row in db.execute(_END_OFFSETS, (sid,))]
+                found = streams[stream] = (sid, parts, ends, [])
+            _, parts, ends, flat = found
             if key is None:
-                counter = self._round_robin.setdefault(stream, itertools.count())
+                counter = self._round_robin.get(stream)
+                if counter is None:
+                    counter = self._round_robin[stream] = itertools.count()
                 part = next(counter) % parts
             else:
                 part = partition_for(key, parts)
-            end = ends.get((sid, part))
-            if end is None:
-                end = db.execute(
-                    "SELECT end_off FROM sp_partitions WHERE sid = ? AND part = ?", (sid, part)
-                ).fetchone()[0]
-            rows.append((sid, part, end, key, now, value))
+            end = ends[part]
+            ends[part] = end + 1
+            flat += (part, end, key, value)
             out.append((stream, part, end))
-            ends[(sid, part)] = end + 1
-        db.executemany(
-            "INSERT INTO sp_records(sid, part, off, key, ts, value) VALUES (?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        db.executemany(
-            "UPDATE sp_partitions SET end_off = ? WHERE sid = ? AND part = ?",
-            [(end, sid, part) for (sid, part), end in ends.items()],
-        )
+        for sid, _, ends, flat in streams.values():
+            _RECORD_INSERT.run(db, [sid, now], flat)
+            touched = set(flat[0::4])
+            db.executemany(_SET_END_OFFSET, [(ends[part], sid, part) for part in touched])
         return out
 
     async def append(
@@ -239,12 +402,8 @@ class SQLiteEngine(Engine):
         sid, parts = self._stream(stream)
         if not 0 <= partition < parts:
             raise ConfigError(f"stream {stream!r} has no partition {partition}")
-        rows = self._db.execute(
-            "SELECT off, key, value, ts FROM sp_records "
-            "WHERE sid = ? AND part = ? AND off >= ? ORDER BY off LIMIT ?",
-            (sid, partition, offset, limit),
-        ).fetchall()
-        return [Record(stream, partition, off, key, value, ts) for off, key, value, ts in rows]
+        rows = self._db.execute(_READ, (sid, partition, offset, limit)).fetchall()
+        return _records(stream, partition, rows)
 
     def _partition_column(self, stream: str, column: str) -> list[int]:
         sid, _ = self._stream(stream)
@@ -365,15 +524,16 @@ class SQLiteEngine(Engine):
     # -- store ------------------------------------------------------------------------------
 
     async def kv_get(self, namespace: str, keys: Sequence[str]) -> dict[str, tuple[bytes, int]]:
-        out: dict[str, tuple[bytes, int]] = {}
-        for chunk in _chunks(list(keys)):
-            marks = ",".join("?" * len(chunk))
-            for key, value, version in self._db.execute(
-                f"SELECT key, value, version FROM sp_kv WHERE ns = ? AND key IN ({marks})",
-                (namespace, *chunk),
-            ):
-                out[key] = (value, version)
-        return out
+        db = self._db
+        if len(keys) == 1:  # the runtime reads keys one by one
+            key = keys[0]
+            row = db.execute(_KV_GET_ONE, (namespace, key)).fetchone()
+            return {} if row is None else {key: (row[0], row[1])}
+        if not keys:
+            return {}
+        return {
+            key: (value, version) for key, value, version in _KV_GET.rows(db, [namespace], keys)
+        }
 
     async def kv_scan(
         self, namespace: str, prefix: str = "", limit: int = 1000
@@ -386,17 +546,10 @@ class SQLiteEngine(Engine):
         return [(k, v) for k, v in rows]
 
     async def inbox_seen(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
-        seen: set[str] = set()
-        for chunk in _chunks(list(event_ids)):
-            marks = ",".join("?" * len(chunk))
-            seen.update(
-                r[0]
-                for r in self._db.execute(
-                    f"SELECT event_id FROM sp_inbox WHERE consumer = ? AND event_id IN ({marks})",
-                    (consumer, *chunk),
-                )
-            )
-        return seen
+        db = self._db
+        if not event_ids:
+            return set()
+        return {row[0] for row in _INBOX_SEEN.rows(db, [consumer], event_ids)}
 
     async def prune_inbox(self, before: float) -> int:
         with self._write() as db:
@@ -405,8 +558,8 @@ class SQLiteEngine(Engine):
     async def commit(self, work: UnitOfWork) -> list[tuple[str, int, int]]:
         if work.empty():
             return []
-        for stream, _, _ in work.appends:
-            self._stream(stream)
+        for stream in dict.fromkeys(append[0] for append in work.appends):
+            self._stream(stream)  # an unknown stream: ConfigError before anything is written
         with self._write() as db:
             self._check(db, work)
             out = self._apply(db, work)
@@ -420,16 +573,7 @@ class SQLiteEngine(Engine):
             for read in work.reads:
                 by_ns.setdefault(read.namespace, {})[read.key] = read.version
             for ns, expected in by_ns.items():
-                keys = list(expected)
-                current: dict[str, int] = {}
-                for chunk in _chunks(keys):
-                    marks = ",".join("?" * len(chunk))
-                    current.update(
-                        db.execute(
-                            f"SELECT key, version FROM sp_kv WHERE ns = ? AND key IN ({marks})",
-                            (ns, *chunk),
-                        ).fetchall()
-                    )
+                current: dict[str, int] = dict(_KV_VERSIONS.rows(db, [ns], list(expected)))
                 for key, version in expected.items():
                     if current.get(key, 0) != version:
                         raise ConflictError(f"store {ns!r}: key {key!r} changed concurrently")
@@ -448,11 +592,17 @@ class SQLiteEngine(Engine):
                     f"{current_off}, expected {oc.from_offset}"
                 )
         if work.inbox:
+            now = time.time()
+            consumer = work.inbox[0][0]
+            ids = [e for c, e in work.inbox if c == consumer]  # one consumer: the usual case
+            by_consumer = {consumer: ids}
+            if len(ids) != len(work.inbox):
+                by_consumer = {}
+                for c, e in work.inbox:
+                    by_consumer.setdefault(c, []).append(e)
             before = db.total_changes
-            db.executemany(
-                "INSERT OR IGNORE INTO sp_inbox(consumer, event_id, ts) VALUES (?, ?, ?)",
-                [(c, e, time.time()) for c, e in work.inbox],
-            )
+            for consumer, ids in by_consumer.items():
+                _INBOX_INSERT.run(db, [consumer, now], ids)
             if db.total_changes - before != len(work.inbox):
                 raise ConflictError("inbox: an event was already processed by this consumer")
         for timer in work.fired:
@@ -469,16 +619,17 @@ class SQLiteEngine(Engine):
                 "UPDATE sp_seq SET value = value + 1 WHERE id = 0 RETURNING value"
             ).fetchone()[0]
             last = {(w.namespace, w.key): w.value for w in work.writes}  # the last write wins
-            db.executemany(
-                "INSERT INTO sp_kv(ns, key, value, version) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(ns, key) DO UPDATE SET value = excluded.value, "
-                "version = excluded.version",
-                [(ns, key, value, seq) for (ns, key), value in last.items() if value is not None],
-            )
-            db.executemany(
-                "DELETE FROM sp_kv WHERE ns = ? AND key = ?",
-                [(ns, key) for (ns, key), value in last.items() if value is None],
-            )
+            upserts: dict[str, list[Any]] = {}
+            deletes: dict[str, list[str]] = {}
+            for (ns, key), value in last.items():
+                if value is None:
+                    deletes.setdefault(ns, []).append(key)
+                else:
+                    upserts.setdefault(ns, []).extend((key, value))
+            for ns, flat in upserts.items():
+                _KV_UPSERT.run(db, [ns, seq], flat)
+            for ns, keys in deletes.items():
+                _KV_DELETE.rows(db, [ns], keys)
         if work.cancel_timers:
             db.executemany("DELETE FROM sp_timers WHERE ns = ? AND id = ?", work.cancel_timers)
         if work.timers:

@@ -16,7 +16,7 @@ SCHEMA = (
     "CREATE TABLE sp_records ("
     " sid INTEGER NOT NULL, part INTEGER NOT NULL, off INTEGER NOT NULL,"
     " key TEXT, ts REAL NOT NULL, value BLOB NOT NULL,"
-    " PRIMARY KEY (sid, part, off))",
+    " PRIMARY KEY (sid, part, off)) WITHOUT ROWID",
     "CREATE TABLE sp_offsets ("
     " grp TEXT NOT NULL, sid INTEGER NOT NULL, part INTEGER NOT NULL, off INTEGER NOT NULL,"
     " PRIMARY KEY (grp, sid, part)) WITHOUT ROWID",

@@ -142,6 +142,21 @@ class Runtime:
             self._tasks.append(loop.create_task(self._run_schedules(), name="schedules"))
         self._tasks.append(loop.create_task(self._housekeeping(), name="housekeeping"))
 
+    async def provision(self) -> None:
+        """Create the stack's streams and consumer groups, and consume nothing.
+
+        For tools (``setpiece publish``): the groups then exist at their starting offsets, so
+        the stack's handlers and rules receive events published before any worker first ran.
+        Idempotent. Use it instead of :meth:`start`, not before it.
+        """
+        for spec in self._stream_specs():
+            await self.engine.create_stream(spec)
+            self._streams.add(spec.name)
+        if not self.consumers:
+            self._build_consumers()
+        for consumer in self.consumers:
+            await consumer.prepare()
+
     def _stream_specs(self) -> list[StreamSpec]:
         specs = [StreamSpec(DEAD_LETTERS, 1, None)]
         specs += [bus.stream for bus in self.stack.buses.values()]

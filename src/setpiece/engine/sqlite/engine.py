@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import itertools
 import os
+import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -373,7 +374,10 @@ class SQLiteEngine(Engine):
             if key is None:
                 counter = self._round_robin.get(stream)
                 if counter is None:
-                    counter = self._round_robin[stream] = itertools.count()
+                    # Each process starts at a random partition, so short-lived producers
+                    # (one event per process) do not all land on partition 0.
+                    start = random.randrange(1 << 16)
+                    counter = self._round_robin[stream] = itertools.count(start)
                 part = next(counter) % parts
             else:
                 part = partition_for(key, parts)

@@ -359,6 +359,12 @@ class Gateway:
                           {"www-authenticate": exc.www_authenticate(self._realm)})
         except HTTPError as exc:
             return _error(exc.status, exc.payload(), exc.headers)
+        except Exception:
+            error_id = os.urandom(8).hex()
+            log.exception("%s %s failed in the gateway; error id %s", method, request.path,
+                          error_id)
+            return _error(500, {"error": "internal", "id": error_id,
+                                "detail": f"the gateway failed; error id {error_id}"})
 
     async def _read_body(self, receive: Receive) -> bytes:
         message = await receive()

@@ -289,7 +289,9 @@ class JWTAuth:
         return float(claims["exp"]) + self.leeway
 
     def _identity(self, claims: Mapping[str, Any], token: str) -> Identity:
-        raw = claims.get(self.scope_claim, claims.get("scp"))
+        raw = claims.get(self.scope_claim)
+        if raw is None:
+            raw = claims.get("scp")  # Azure AD and others: a list
         scopes: frozenset[str]
         if isinstance(raw, str):
             scopes = frozenset(raw.split())

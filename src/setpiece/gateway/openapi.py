@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["build_openapi"]
 
 _REF = "#/components/schemas/{name}"
+_PYDANTIC_REF = "#/components/schemas/{model}"
 _EMPTY = inspect.Parameter.empty
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ERROR_SCHEMA = {
@@ -53,7 +54,7 @@ class _Schemas:
         if annotation in (_EMPTY, Any, None, object):
             return {}
         if is_pydantic(annotation):
-            schema = annotation.model_json_schema(ref_template=_REF)
+            schema = annotation.model_json_schema(ref_template=_PYDANTIC_REF)
             for name, sub in schema.pop("$defs", {}).items():
                 self.components.setdefault(name, sub)
             self.components.setdefault(annotation.__name__, schema)

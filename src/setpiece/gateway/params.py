@@ -8,7 +8,7 @@
 * a parameter named in the path (``{name}``) comes from the path;
 * a parameter named ``body``, or annotated with a pydantic model or a msgspec Struct, is the JSON
   body (at most one);
-* ``ctx`` (by name, or annotated ``Context``) is the request's context;
+* ``ctx`` (by name, or annotated ``Context`` / ``RequestContext``) is the request's context;
 * every other parameter is a query parameter (required unless it has a default; ``list[...]``
   collects repeated values).
 
@@ -62,8 +62,8 @@ def is_struct(annotation: Any) -> bool:
 
 
 def _is_context(name: str, annotation: Any) -> bool:
-    if annotation is _EMPTY:
-        return name == "ctx"
+    if name == "ctx":
+        return True
     return getattr(annotation, "__name__", None) in ("Context", "SyncContext", "RequestContext")
 
 

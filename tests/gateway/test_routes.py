@@ -12,7 +12,6 @@ import pytest
 from setpiece import (
     ConfigError,
     Event,
-    HTTPError,
     RequestContext,
     Response,
     Service,
@@ -99,7 +98,9 @@ def shop_stack() -> Stack:
                         headers={"location": f"/orders/{body.item}"})
 
     @svc.get("/items/{item_id}", scopes=["shop:read"])
-    async def item(item_id: int, fields: list[str] | None = None, limit: int = 10) -> dict[str, Any]:
+    async def item(
+        item_id: int, fields: list[str] | None = None, limit: int = 10
+    ) -> dict[str, Any]:
         return {"id": item_id, "fields": fields, "limit": limit}
 
     @svc.post("/tags", scopes=["shop:write"])

@@ -108,6 +108,9 @@ def _results(value: Any, where: str) -> Sequence[Event]:
 class Runtime:
     """A running stack. Get one from ``stack.start(...)``."""
 
+    _registry: Any = None  # setpiece.gateway.registry.Registry, once started
+    _gateway: Any = None  # setpiece.gateway.app.Gateway, made by asgi()
+
     def __init__(self, stack: Stack, engine: Engine, config: RuntimeConfig) -> None:
         self.stack = stack
         self.engine = engine
@@ -122,8 +125,6 @@ class Runtime:
         self._timer_wake = asyncio.Event()
         self._stopped = asyncio.Event()
         self._http: Any = None
-        self._registry: Any = None  # setpiece.gateway.registry.Registry, once started
-        self._gateway: Any = None  # setpiece.gateway.app.Gateway, made by asgi()
 
     # -- starting and stopping --------------------------------------------------------------
 

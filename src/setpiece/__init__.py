@@ -22,6 +22,17 @@ from setpiece.errors import (
     WorkflowError,
 )
 from setpiece.event import Event
+from setpiece.gateway import (
+    BreakerPolicy,
+    CallPolicy,
+    HTTPError,
+    Identity,
+    JWTAuth,
+    RequestContext,
+    Response,
+    VersionRoutes,
+    mint_token,
+)
 from setpiece.policy import RetryPolicy
 from setpiece.runtime import DeadLetter, Runtime, RuntimeConfig
 from setpiece.service import Service
@@ -32,7 +43,9 @@ from setpiece.stream import Stream
 __version__ = "0.1.0"
 
 __all__ = [
+    "BreakerPolicy",
     "Bus",
+    "CallPolicy",
     "ConfigError",
     "Context",
     "DeadLetter",
@@ -42,9 +55,14 @@ __all__ = [
     "EngineError",
     "Event",
     "EventError",
+    "HTTPError",
     "HandlerError",
     "HttpTarget",
+    "Identity",
+    "JWTAuth",
     "PatternError",
+    "RequestContext",
+    "Response",
     "Retry",
     "RetryPolicy",
     "Rule",
@@ -56,6 +74,8 @@ __all__ = [
     "Stream",
     "SyncContext",
     "TaskFailed",
+    "VersionRoutes",
     "WorkflowError",
     "__version__",
+    "mint_token",
 ]

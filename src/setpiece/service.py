@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from setpiece.context import Context
     from setpiece.patterns import InputTransformer, Pattern
 
-__all__ = ["Handler", "Service"]
+__all__ = ["Handler", "HttpRoute", "Service"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -145,14 +145,34 @@ class Handler:
         return await asyncio.to_thread(self.fn, *args)
 
 
+@dataclass(frozen=True, slots=True)
+class HttpRoute:
+    """One HTTP route of a service, as declared. The gateway (:mod:`setpiece.gateway`) serves it.
+
+    ``signature`` is how the gateway binds a request to the handler's parameters (path, query,
+    body, ctx), checked when the route is declared.
+    """
+
+    service: str
+    name: str
+    method: str
+    path: str
+    fn: Callable[..., Any]
+    scopes: tuple[str, ...] = ()
+    public: bool = False
+    summary: str | None = None
+    signature: Any = field(default=None, repr=False, compare=False)
+
+
 class Service:
-    """A bounded context: event and stream handlers, schedules, and its own store."""
+    """A bounded context: event and stream handlers, schedules, HTTP routes, and its own store."""
 
     def __init__(self, name: str, *, version: str = "1") -> None:
         check_name("service", name)
         self.name = name
         self.version = version
         self.handlers: list[Handler] = []
+        self.routes: list[HttpRoute] = []
 
     def __repr__(self) -> str:
         return f"Service({self.name!r}, handlers={[h.name for h in self.handlers]})"
@@ -265,6 +285,63 @@ class Service:
             return fn
 
         return register
+
+    # -- HTTP routes (served by setpiece.gateway) -------------------------------------------
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        scopes: typing.Iterable[str] = (),
+        public: bool = False,
+        name: str | None = None,
+        summary: str | None = None,
+    ) -> Callable[[F], F]:
+        """Serve ``method path`` (``/notes/{name}``) with a handler, behind the gateway.
+
+        The caller's bearer token must carry every scope in ``scopes`` (``public=True``: no token
+        needed). Parameters named in the path come from the path, a parameter named ``body`` or
+        annotated with a pydantic model or msgspec Struct is the JSON body, ``ctx`` is the
+        context, and the others are query parameters; each is decoded into its annotation.
+        """
+        from setpiece.gateway.params import compile_signature
+
+        def register(fn: F) -> F:
+            route_name = str(name or getattr(fn, "__name__", ""))
+            check_name("route", route_name)
+            where = f"route {self.name}.{route_name}"
+            if any(r.name == route_name for r in self.routes):
+                raise ConfigError(f"{where}: declared twice (pass name= to tell them apart)")
+            verb = method.upper()
+            if verb not in ("GET", "POST", "PUT", "DELETE", "PATCH"):
+                raise ConfigError(f"{where}: unsupported HTTP method {method!r}")
+            if isinstance(scopes, str):
+                raise ConfigError(f"{where}: scopes is a list of strings, not one string")
+            route = HttpRoute(
+                self.name, route_name, verb, path, fn, tuple(scopes), public, summary,
+                compile_signature(fn, path, where),
+            )
+            self.routes.append(route)
+            return fn
+
+        return register
+
+    def get(self, path: str, **options: Any) -> Callable[[F], F]:
+        """``route("GET", path, ...)``."""
+        return self.route("GET", path, **options)
+
+    def post(self, path: str, **options: Any) -> Callable[[F], F]:
+        """``route("POST", path, ...)``."""
+        return self.route("POST", path, **options)
+
+    def put(self, path: str, **options: Any) -> Callable[[F], F]:
+        """``route("PUT", path, ...)``."""
+        return self.route("PUT", path, **options)
+
+    def delete(self, path: str, **options: Any) -> Callable[[F], F]:
+        """``route("DELETE", path, ...)``."""
+        return self.route("DELETE", path, **options)
 
 
 HandlerResult = Event | list[Event] | None

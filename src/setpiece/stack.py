@@ -24,6 +24,10 @@ from setpiece.service import Service
 from setpiece.stream import Stream, check_name
 
 if TYPE_CHECKING:
+    from setpiece.gateway.app import Gateway
+    from setpiece.gateway.auth import JWTAuth
+    from setpiece.gateway.breaker import CallPolicy
+    from setpiece.gateway.routing import VersionRoutes
     from setpiece.runtime.config import RuntimeConfig
     from setpiece.runtime.runtime import Runtime
 
@@ -33,7 +37,13 @@ N = TypeVar("N", Service, Bus, Stream)
 
 
 class Stack:
-    """Services, buses and streams, checked together."""
+    """Services, buses and streams, checked together.
+
+    The HTTP face (:mod:`setpiece.gateway`): ``auth`` checks bearer tokens (a
+    :class:`~setpiece.JWTAuth`), ``routes`` splits traffic between versions (a
+    :class:`~setpiece.VersionRoutes`), ``calls`` sets timeouts, retries and breakers (a
+    :class:`~setpiece.CallPolicy`).
+    """
 
     def __init__(
         self,
@@ -43,6 +53,9 @@ class Stack:
         buses: Sequence[Bus] = (),
         streams: Sequence[Stream] = (),
         default_bus: str = DEFAULT_BUS,
+        auth: JWTAuth | None = None,
+        routes: VersionRoutes | None = None,
+        calls: CallPolicy | None = None,
     ) -> None:
         check_name("stack", name)
         self.name = name
@@ -52,7 +65,14 @@ class Stack:
         self.streams = _by_name("stream", streams)
         if default_bus not in self.buses:
             self.buses[default_bus] = Bus(default_bus)
+        self.auth = auth
+        self.routes = routes
+        self.calls = calls
         self._check()
+        if any(service.routes for service in self.services.values()):
+            from setpiece.gateway.app import check_routes
+
+            check_routes(self)
 
     def _check(self) -> None:
         for service in self.services.values():
@@ -91,6 +111,24 @@ class Stack:
             engine = f"sqlite:///{Path(engine).resolve()}"
         url = engine or os.environ.get("SETPIECE_ENGINE") or f"sqlite:///.setpiece/{self.name}.db"
         return _Started(self, url, store or os.environ.get("SETPIECE_STORE"), config)
+
+    def asgi(
+        self,
+        engine: str | None = None,
+        *,
+        store: str | None = None,
+        config: RuntimeConfig | None = None,
+        address: str | None = None,
+    ) -> Gateway:
+        """The gateway as an ASGI app that starts the stack in its lifespan (for uvicorn).
+
+        ``engine``, ``store`` and ``config`` are as for :meth:`start`; ``address`` is the URL
+        the app is served at, registered so other gateways can route to this runtime.
+        """
+        from setpiece.gateway.app import Gateway
+
+        return Gateway(self, starter=self.start(engine, store=store, config=config),
+                       address=address)
 
     def __repr__(self) -> str:
         return (f"Stack({self.name!r}, services={list(self.services)}, buses={list(self.buses)}, "

@@ -109,6 +109,9 @@ def _results(value: Any, where: str) -> Sequence[Event]:
 class Runtime:
     """A running stack. Get one from ``stack.start(...)``."""
 
+    _registry: Any = None  # setpiece.gateway.registry.Registry, once started
+    _gateway: Any = None  # setpiece.gateway.app.Gateway, made by asgi()
+
     def __init__(self, stack: Stack, engine: Engine, config: RuntimeConfig) -> None:
         self.stack = stack
         self.engine = engine
@@ -141,6 +144,7 @@ class Runtime:
         if self._schedules:
             self._tasks.append(loop.create_task(self._run_schedules(), name="schedules"))
         self._tasks.append(loop.create_task(self._housekeeping(), name="housekeeping"))
+        await self._start_registry()
 
     async def provision(self) -> None:
         """Create the stack's streams and consumer groups, and consume nothing.
@@ -171,6 +175,8 @@ class Runtime:
         if self._stopping:
             return
         self._stopping = True
+        if self._registry is not None:  # leave the registry first: gateways stop routing here
+            await self._registry.stop()
         for consumer in self.consumers:
             consumer.stop()
         self._timer_wake.set()
@@ -189,6 +195,8 @@ class Runtime:
         await self._committer.idle()
         if self._http is not None:
             await self._http.aclose()
+        if self._gateway is not None:
+            await self._gateway.aclose()
 
     # -- consumers --------------------------------------------------------------------------
 
@@ -591,6 +599,43 @@ class Runtime:
                 log.exception("housekeeping failed; trying again later")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), _HOUSEKEEPING_INTERVAL)
+
+    # -- discovery and the HTTP gateway (setpiece.gateway) ----------------------------------
+
+    async def _start_registry(self) -> None:
+        from setpiece.gateway.registry import Registry
+
+        self._registry = Registry(
+            self.engine, stack=self.stack.name, member=self.config.member,
+            services=[(s.name, s.version) for s in self.stack.services.values()
+                      if self._wanted(s.name)],
+            interval=self.config.heartbeat_interval, ttl=self.config.session_timeout,
+        )
+        await self._registry.start()
+
+    @property
+    def registry(self) -> Any:
+        """This runtime's :class:`~setpiece.gateway.registry.Registry` (discovery)."""
+        if self._registry is None:
+            raise ConfigError("the runtime is not started")
+        return self._registry
+
+    async def instances(self, service: str | None = None) -> list[Any]:
+        """The live instances of a service (of every service without a name), from discovery."""
+        found: list[Any] = await self.registry.live(service)
+        return found
+
+    async def advertise(self, address: str | None) -> None:
+        """Register the URL this runtime's gateway listens on, so other gateways route here."""
+        await self.registry.advertise(address)
+
+    def asgi(self) -> Any:
+        """The HTTP gateway on this runtime, as an ASGI app (one per runtime)."""
+        if self._gateway is None:
+            from setpiece.gateway.app import Gateway
+
+            self._gateway = Gateway(self.stack, runtime=self)
+        return self._gateway
 
 
 def _redriven_mark(letter_id: str) -> KVWrite:

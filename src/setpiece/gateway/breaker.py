@@ -1,0 +1,154 @@
+"""Circuit breakers (Hystrix-style), one per instance, and the call policy around them.
+
+::
+
+    closed ──(N consecutive failures, or failure rate over the window)──▶ open
+    open ──(cool-down elapsed)──▶ half-open: one probe call goes through
+    half-open ──probe succeeds──▶ closed        half-open ──probe fails──▶ open again
+
+A failure is a transport error, a timeout, or a 5xx answer; 4xx answers are the caller's fault
+and count as successes. While a breaker is open, calls to that instance fail at once (503) instead
+of piling up behind a sick instance, so one failing service does not cascade into its callers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from setpiece.errors import ConfigError
+
+__all__ = ["Breaker", "BreakerPolicy", "CallPolicy"]
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """When a breaker opens and how long it stays open.
+
+    * ``failures`` — consecutive failures that open it;
+    * ``failure_rate`` — or this share of failures among the last ``window`` calls (once at
+      least ``min_calls`` were made);
+    * ``cooldown`` — seconds open before one probe call is let through.
+    """
+
+    failures: int = 5
+    failure_rate: float = 0.5
+    window: int = 20
+    min_calls: int = 10
+    cooldown: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.failures < 1 or self.window < 1 or self.min_calls < 1:
+            raise ConfigError("BreakerPolicy: failures, window and min_calls must be at least 1")
+        if not 0 < self.failure_rate <= 1:
+            raise ConfigError("BreakerPolicy.failure_rate: must be in (0, 1]")
+        if self.cooldown < 0:
+            raise ConfigError("BreakerPolicy.cooldown: must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class CallPolicy:
+    """How the gateway (and ``ctx.call``) calls an instance.
+
+    * ``timeout`` — seconds for one attempt (504 when it runs out);
+    * ``retries`` — further attempts, on another instance when there is one, for idempotent
+      methods (GET, HEAD, PUT, DELETE) after a transport error, a timeout, a 502/503/504 or an
+      open breaker — never after a 500 (the handler ran and failed; running it again would too);
+    * ``backoff`` — seconds before the first retry, doubled for each one after;
+    * ``breaker`` — the breaker policy of every instance.
+    """
+
+    timeout: float = 10.0
+    retries: int = 2
+    backoff: float = 0.02
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0:
+            raise ConfigError("CallPolicy.timeout: must be positive")
+        if self.retries < 0 or self.backoff < 0:
+            raise ConfigError("CallPolicy: retries and backoff must not be negative")
+
+
+class Breaker:
+    """The breaker of one instance. Call :meth:`allow` before a call and :meth:`record` after."""
+
+    __slots__ = ("_clock", "_probing", "consecutive", "opened_at", "policy", "recent", "state")
+
+    def __init__(
+        self, policy: BreakerPolicy, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.policy = policy
+        self._clock = clock
+        self.state = CLOSED
+        self.consecutive = 0
+        self.recent: deque[bool] = deque(maxlen=policy.window)
+        self.opened_at = 0.0
+        self._probing = False
+
+    def __repr__(self) -> str:
+        return f"Breaker({self.state}, consecutive={self.consecutive})"
+
+    def allow(self) -> bool:
+        """Whether a call may go through now (in half-open state: the one probe)."""
+        state = self.state
+        if state == CLOSED:
+            return True
+        if state == OPEN:
+            if self._clock() - self.opened_at < self.policy.cooldown:
+                return False
+            self.state = HALF_OPEN
+            self._probing = False
+        if self._probing:
+            return False
+        self._probing = True
+        return True
+
+    def retry_after(self) -> float:
+        """Seconds until an open breaker lets a probe through."""
+        if self.state != OPEN:
+            return 0.0
+        return max(0.0, self.policy.cooldown - (self._clock() - self.opened_at))
+
+    def release(self) -> None:
+        """A call :meth:`allow` let through ended with no outcome (cancelled): free the probe."""
+        self._probing = False
+
+    def record(self, ok: bool) -> None:
+        """The outcome of a call that :meth:`allow` let through."""
+        if self.state == HALF_OPEN:
+            self._probing = False
+            if ok:
+                self._close()
+            else:
+                self._open()
+            return
+        self.recent.append(ok)
+        if ok:
+            self.consecutive = 0
+            return
+        self.consecutive += 1
+        if self.state == CLOSED and self._tripped():
+            self._open()
+
+    def _tripped(self) -> bool:
+        policy = self.policy
+        if self.consecutive >= policy.failures:
+            return True
+        calls = len(self.recent)
+        if calls < policy.min_calls:
+            return False
+        return self.recent.count(False) / calls >= policy.failure_rate
+
+    def _open(self) -> None:
+        self.state = OPEN
+        self.opened_at = self._clock()
+
+    def _close(self) -> None:
+        self.state = CLOSED
+        self.consecutive = 0
+        self.recent.clear()

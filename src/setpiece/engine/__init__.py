@@ -64,16 +64,19 @@ async def open_engine(url: str, *, store: str | None = None) -> Engine:
             raise ConfigError(
                 f"engine URL {url!r}: write sqlite:///relative.db or sqlite:////absolute.db"
             )
-        return open_sqlite(path[1:], dict(parse_qsl(query)))
+        try:
+            return open_sqlite(path[1:], dict(parse_qsl(query, keep_blank_values=True)))
+        except ConfigError as exc:
+            raise ConfigError(f"engine URL {url!r}: {exc}") from None
     scheme = urlsplit(url).scheme
     if scheme in ("nats", "tls"):
-        from setpiece.engine.nats import open_nats  # type: ignore[import-not-found,unused-ignore]
-
         if store is None:
             raise ConfigError(
                 f"engine URL {url!r}: the NATS engine needs store='postgresql://...' "
                 "(or SETPIECE_STORE) for state, inbox, outbox and timers"
             )
+        from setpiece.engine.nats import open_nats  # type: ignore[import-not-found,unused-ignore]
+
         engine: Engine = await open_nats(url, store)
         return engine
     raise ConfigError(

@@ -129,6 +129,12 @@ class UnitOfWork:
     if the unit commits. ``inbox`` holds (consumer, event id) pairs that must not have been
     recorded before. ``fired`` are timers that must still exist with the same due time, and are
     removed.
+
+    ``writes`` apply in list order, so the last write of a key wins. Every write of a key gives
+    it a new version (never 0, never one the key had before, even after a delete). ``timers``
+    are scheduled (upserted by namespace and id) after ``cancel_timers`` and ``fired`` are
+    removed, so a unit can fire a timer and re-arm the same id. Naming a stream or partition
+    that does not exist (in ``appends`` or ``offsets``) raises ConfigError and commits nothing.
     """
 
     reads: list[KVRead] = field(default_factory=list)
@@ -157,7 +163,10 @@ class Log(abc.ABC):
 
     @abc.abstractmethod
     async def create_stream(self, spec: StreamSpec) -> None:
-        """Create a stream, or check an existing one. Raises ConfigError if partitions differ."""
+        """Create a stream, or check an existing one.
+
+        Raises ConfigError if partitions differ from the existing stream's, or are below 1.
+        """
 
     @abc.abstractmethod
     async def streams(self) -> list[StreamSpec]:
@@ -175,7 +184,11 @@ class Log(abc.ABC):
 
     @abc.abstractmethod
     async def read(self, stream: str, partition: int, offset: int, limit: int) -> list[Record]:
-        """Up to ``limit`` records of one partition, from ``offset`` on, in order."""
+        """Up to ``limit`` records of one partition, from ``offset`` on, in order.
+
+        An offset below the start offset reads from the start; at or past the end, nothing.
+        A partition the stream lacks raises ConfigError.
+        """
 
     @abc.abstractmethod
     async def end_offsets(self, stream: str) -> list[int]:
@@ -239,7 +252,11 @@ class Store(GroupLog):
     async def kv_scan(
         self, namespace: str, prefix: str = "", limit: int = 1000
     ) -> list[tuple[str, bytes]]:
-        """Keys (and values) of a namespace that start with ``prefix``, in key order."""
+        """Keys (and values) of a namespace that start with ``prefix``, in key order.
+
+        Key order is Python's ``str`` order (by code point), whatever a database's collation;
+        the prefix is literal (no wildcards).
+        """
 
     @abc.abstractmethod
     async def inbox_seen(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
@@ -277,4 +294,8 @@ class Engine(Store):
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Release connections. The engine cannot be used afterwards."""
+        """Release connections; pending :meth:`wait` calls return.
+
+        The engine cannot be used afterwards: every call raises EngineError. Closing twice is
+        harmless.
+        """

@@ -37,6 +37,7 @@ __all__ = ["SQLiteEngine"]
 
 _CHUNK = 500  # parameters per IN (...) list
 _CROSS_PROCESS_POLL = 0.02  # seconds between looks for other processes' appends
+_SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA", "OFF")  # PRAGMA synchronous levels
 
 
 class _Rollback(Exception):
@@ -53,13 +54,18 @@ class SQLiteEngine(Engine):
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
         self.url = "memory" if path == ":memory:" else f"sqlite:///{path}"
+        if synchronous.upper() not in _SYNCHRONOUS:
+            raise ConfigError(
+                f"synchronous: must be one of {', '.join(_SYNCHRONOUS).lower()}, "
+                f"got {synchronous!r}"
+            )
         self._path = path
-        self._db = self._connect(path, synchronous)
+        self._closed = False
+        self._conn = self._connect(path, synchronous)
         self._streams: dict[str, tuple[int, int]] = {}  # name -> (id, partitions)
         self._round_robin: dict[str, itertools.count[int]] = {}
         self._appended = asyncio.Event()
         self._data_version = self._pragma("data_version")
-        self._closed = False
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -71,21 +77,31 @@ class SQLiteEngine(Engine):
                 parent.mkdir(parents=True, exist_ok=True)
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA busy_timeout = 10000")
-            app_id = db.execute("PRAGMA application_id").fetchone()[0]
-            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise EngineError(f"{path}: not a setpiece database ({exc})") from None
-        if tables and app_id != APPLICATION_ID:
+        except sqlite3.Error as exc:
+            raise EngineError(f"{path}: cannot open ({exc})") from None
+        try:
+            SQLiteEngine._prepare(db, path, synchronous)
+        except BaseException as exc:
             db.close()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise EngineError(f"{path}: cannot open ({exc})") from None
+            if isinstance(exc, sqlite3.DatabaseError):  # "file is not a database"
+                raise EngineError(f"{path}: not a setpiece database ({exc})") from None
+            raise
+        return db
+
+    @staticmethod
+    def _prepare(db: sqlite3.Connection, path: str, synchronous: str) -> None:
+        db.execute("PRAGMA busy_timeout = 10000")
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables and app_id != APPLICATION_ID:
             raise EngineError(
                 f"{path}: not a setpiece database (it holds other tables); "
                 "point the engine at a new file"
             )
         if path != ":memory:":
             db.execute("PRAGMA journal_mode = WAL")
-        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise ConfigError(f"synchronous: must be normal or full, got {synchronous!r}")
         db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         if not tables:
             db.execute("BEGIN IMMEDIATE")
@@ -101,19 +117,21 @@ class SQLiteEngine(Engine):
                 raise
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
-            db.close()
             raise EngineError(
                 f"{path}: setpiece schema version {version}, this setpiece needs {SCHEMA_VERSION}"
             )
-        return db
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._closed:
+            raise EngineError(f"{self.url}: engine is closed")
+        return self._conn
 
     def _pragma(self, name: str) -> int:
         return int(self._db.execute(f"PRAGMA {name}").fetchone()[0])
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        if self._closed:
-            raise EngineError("engine is closed")
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -287,6 +305,7 @@ class SQLiteEngine(Engine):
             version = self._pragma("data_version")
             if version != self._data_version:  # another process committed
                 self._data_version = version
+                self._wake()  # every waiter of this process, not only the one that looked
                 return
 
     # -- groups -----------------------------------------------------------------------------
@@ -415,7 +434,9 @@ class SQLiteEngine(Engine):
                     if current.get(key, 0) != version:
                         raise ConflictError(f"store {ns!r}: key {key!r} changed concurrently")
         for oc in work.offsets:
-            sid, _ = self._stream(oc.stream)
+            sid, parts = self._stream(oc.stream)
+            if not 0 <= oc.partition < parts:
+                raise ConfigError(f"stream {oc.stream!r} has no partition {oc.partition}")
             row = db.execute(
                 "SELECT off FROM sp_offsets WHERE grp = ? AND sid = ? AND part = ?",
                 (oc.group, sid, oc.partition),
@@ -447,15 +468,16 @@ class SQLiteEngine(Engine):
             seq = db.execute(
                 "UPDATE sp_seq SET value = value + 1 WHERE id = 0 RETURNING value"
             ).fetchone()[0]
+            last = {(w.namespace, w.key): w.value for w in work.writes}  # the last write wins
             db.executemany(
                 "INSERT INTO sp_kv(ns, key, value, version) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(ns, key) DO UPDATE SET value = excluded.value, "
                 "version = excluded.version",
-                [(w.namespace, w.key, w.value, seq) for w in work.writes if w.value is not None],
+                [(ns, key, value, seq) for (ns, key), value in last.items() if value is not None],
             )
             db.executemany(
                 "DELETE FROM sp_kv WHERE ns = ? AND key = ?",
-                [(w.namespace, w.key) for w in work.writes if w.value is None],
+                [(ns, key) for (ns, key), value in last.items() if value is None],
             )
         if work.cancel_timers:
             db.executemany("DELETE FROM sp_timers WHERE ns = ? AND id = ?", work.cancel_timers)
@@ -500,11 +522,17 @@ class SQLiteEngine(Engine):
         if not self._closed:
             self._closed = True
             self._appended.set()
-            self._db.close()
+            self._conn.close()
 
 
 def open_sqlite(target: str, options: dict[str, str]) -> SQLiteEngine:
-    """Open ``memory`` or a file path, creating the file (and its folder) if needed."""
+    """Open ``memory`` or a file path, creating the file (and its folder) if needed.
+
+    ``options`` come from the URL's query; the only one is ``synchronous`` (normal or full).
+    """
+    unknown = sorted(set(options) - {"synchronous"})
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]!r}; the SQLite engine takes synchronous=")
     synchronous = options.get("synchronous", "normal")
     if target == ":memory:":
         return SQLiteEngine(":memory:", synchronous=synchronous)

@@ -59,6 +59,7 @@ class NatsEngine(Engine):
         self, url: str, nc: NATS, log: JetStreamLog, store: PgStore, *, retry_for: float
     ) -> None:
         self.url = url
+        self.store_url = store.url
         self._nc = nc
         self._log = log
         self._store = store

@@ -112,7 +112,8 @@ def split_store_url(url: str) -> tuple[str, str]:
 class PgStore:
     """PostgreSQL state for one engine: everything but the log itself."""
 
-    def __init__(self, pool: asyncpg.Pool, schema: str, *, retry_for: float) -> None:
+    def __init__(self, url: str, pool: asyncpg.Pool, schema: str, *, retry_for: float) -> None:
+        self.url = url
         self._pool = pool
         self.schema = schema
         self.retry_for = retry_for
@@ -138,7 +139,7 @@ class PgStore:
             raise EngineError(f"PostgreSQL at {dsn!r} is unreachable: {exc}") from exc
         except asyncpg.PostgresError as exc:
             raise EngineError(f"PostgreSQL at {dsn!r}: {exc}") from exc
-        store = cls(pool, schema, retry_for=retry_for)
+        store = cls(url, pool, schema, retry_for=retry_for)
         try:
             await store._ensure_schema(prefix)
         except BaseException:
@@ -314,7 +315,12 @@ class PgStore:
 
     # -- key-value, inbox, timers -----------------------------------------------------------
 
+    def check_open(self) -> None:
+        if self._closed:
+            raise EngineError("engine is closed")
+
     async def kv_get(self, namespace: str, keys: Sequence[str]) -> dict[str, tuple[bytes, int]]:
+        self.check_open()
         if not keys:
             return {}
         rows = await self.fetch(
@@ -337,6 +343,7 @@ class PgStore:
         return [(k, v) for k, v in rows]
 
     async def inbox_seen(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        self.check_open()
         if not event_ids:
             return set()
         rows = await self.fetch(

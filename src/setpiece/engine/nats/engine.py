@@ -35,11 +35,10 @@ from setpiece.engine.contract import (
 )
 from setpiece.engine.nats.log import TRANSIENT_ERRORS, JetStreamLog
 from setpiece.engine.nats.relay import Relay
-from setpiece.engine.postgres.store import PgStore, Placed
+from setpiece.engine.postgres.store import PgStore, Placed, split_store_url
 from setpiece.errors import ConfigError, EngineError
 
 try:
-    import nats
     from nats.aio.client import Client as NATS
     from nats.aio.msg import Msg
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -311,20 +310,29 @@ async def open_nats(url: str, store_url: str) -> NatsEngine:
     except ValueError:
         raise ConfigError(f"engine URL {url!r}: replicas and timeout are numbers") from None
 
+    split_store_url(store_url)  # a malformed store URL fails before any connection is made
+
     async def quiet(_exc: Exception) -> None:
         """Connection errors are expected while the server restarts; calls retry."""
 
+    nc = NATS()
     try:
-        nc = await nats.connect(
-            servers=[server],
-            name="setpiece",
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.1,
-            connect_timeout=5,
-            error_cb=quiet,
+        # Reconnect forever once connected (calls retry up to ``timeout``); the first
+        # connection gets ``timeout`` seconds, so a process may start while NATS restarts.
+        await asyncio.wait_for(
+            nc.connect(
+                servers=[server],
+                name="setpiece",
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.1,  # type: ignore[arg-type]  # annotated int; a float works
+                connect_timeout=max(1, int(min(timeout, 5))),
+                error_cb=quiet,
+            ),
+            timeout,
         )
     except Exception as exc:
+        await nc.close()
         raise EngineError(f"NATS at {server!r} is unreachable: {exc!r}") from exc
     try:
         store = await PgStore.open(store_url, prefix=prefix, retry_for=timeout)

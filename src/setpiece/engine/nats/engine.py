@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import itertools
 import re
-import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -36,6 +35,7 @@ from setpiece.engine.contract import (
 from setpiece.engine.nats.log import TRANSIENT_ERRORS, JetStreamLog
 from setpiece.engine.nats.relay import Relay
 from setpiece.engine.postgres.store import PgStore, Placed, split_store_url
+from setpiece.engine.retry import Backoff
 from setpiece.errors import ConfigError, EngineError
 
 try:
@@ -81,18 +81,15 @@ class NatsEngine(Engine):
 
     async def _nats(self, make: Any) -> Any:
         """Run a JetStream call, retrying transient failures (reconnects) until the timeout."""
-        deadline = time.monotonic() + self._retry_for
-        delay = 0.02
+        backoff = Backoff(self._retry_for)
         while True:
             if self._closing.is_set():
                 raise EngineError("engine is closed")
             try:
                 return await make()
             except TRANSIENT_ERRORS as exc:
-                if time.monotonic() + delay > deadline:
+                if not await backoff.pause():
                     raise EngineError(f"NATS unreachable: {exc!r}") from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
 
     async def _stream(self, name: str) -> StreamSpec:
         spec = self._streams.get(name)
@@ -174,7 +171,6 @@ class NatsEngine(Engine):
         return [end if off is None else off for off, (_, end) in zip(found, state, strict=True)]
 
     async def trim(self, stream: str, before: float) -> int:
-        spec = await self._stream(stream)
         state = await self._state(stream)
         dropped = 0
         for partition, (start, end) in enumerate(state):
@@ -183,7 +179,6 @@ class NatsEngine(Engine):
             if new_start > start:
                 await self._nats(lambda p=partition, k=keep: self._log.purge_before(stream, p, k))
                 dropped += new_start - start
-        del spec
         return dropped
 
     async def wait(self, streams: Sequence[str], timeout: float) -> None:  # noqa: ASYNC109 - the contract's signature

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from setpiece.engine.nats.log import TRANSIENT_ERRORS, JetStreamLog
 from setpiece.engine.postgres.store import CONNECTION_ERRORS, PgStore
+from setpiece.engine.retry import Backoff
 from setpiece.errors import EngineError
 
 __all__ = ["Relay"]
@@ -67,20 +68,17 @@ class Relay:
 
         ``values`` are the committer's own rows (pseq -> value), which it need not read back.
         """
-        deadline = time.monotonic() + self._retry_for
-        delay = 0.02
+        backoff = Backoff(self._retry_for)
         while True:
             try:
                 await self._pass(stream, partition, upto, values or {}, wait=True)
                 return
             except _RETRY as exc:
-                if time.monotonic() + delay > deadline:
+                if not await backoff.pause():
                     raise EngineError(
                         f"committed, but not yet relayed to JetStream ({exc!r}); the records "
                         "will appear once NATS is reachable"
                     ) from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
 
     async def _pass(
         self, stream: str, partition: int, upto: int, values: dict[int, bytes], *, wait: bool

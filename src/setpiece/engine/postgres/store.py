@@ -14,7 +14,6 @@ single atomic statements (inbox ``INSERT .. ON CONFLICT DO NOTHING``, fired time
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import time
@@ -29,6 +28,7 @@ import msgspec
 
 from setpiece.engine.contract import StreamSpec, Timer, UnitOfWork
 from setpiece.engine.postgres.schema import SCHEMA, SCHEMA_VERSION
+from setpiece.engine.retry import Backoff
 from setpiece.errors import ConfigError, ConflictError, EngineError
 
 try:
@@ -186,19 +186,15 @@ class PgStore:
 
     async def call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``fn`` on a pooled connection, retrying while PostgreSQL is unreachable."""
-        deadline = time.monotonic() + self.retry_for
-        delay = 0.02
+        backoff = Backoff(self.retry_for)
         while True:
-            if self._closed:
-                raise EngineError("engine is closed")
+            self.check_open()
             try:
                 async with self._pool.acquire() as conn:
                     return await fn(conn)
             except CONNECTION_ERRORS as exc:
-                if time.monotonic() + delay > deadline:
+                if not await backoff.pause():
                     raise EngineError(f"PostgreSQL unreachable: {exc}") from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
 
     async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
         async def run(conn: asyncpg.Connection) -> list[asyncpg.Record]:
@@ -388,12 +384,10 @@ class PgStore:
         outbox, not yet in the log: the caller relays them.
         """
         commit_id = uuid.uuid4()
-        deadline = time.monotonic() + self.retry_for
-        delay = 0.02
+        backoff = Backoff(self.retry_for)
         unknown = False  # an attempt's outcome was lost with its connection
         while True:
-            if self._closed:
-                raise EngineError("engine is closed")
+            self.check_open()
             try:
                 async with self._pool.acquire() as conn:
                     try:
@@ -411,12 +405,10 @@ class PgStore:
             except CONNECTION_ERRORS as exc:
                 # The outcome is unknown: look for the commit id before trying again.
                 unknown = True
-                if time.monotonic() + delay > deadline:
+                if not await backoff.pause():
                     raise EngineError(
                         f"PostgreSQL unreachable; commit {commit_id} outcome unknown: {exc}"
                     ) from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
                 try:
                     found = await self._committed_positions(commit_id)
                 except EngineError:

@@ -1,0 +1,345 @@
+"""The production engine: logs on NATS JetStream, state in PostgreSQL.
+
+::
+
+    commit(work) ──► PostgreSQL transaction ──────────────► relay ──► JetStream
+                     kv versions, offsets (CAS), inbox,      publish at the
+                     timers, outbox rows numbered per        sequence PostgreSQL
+                     partition in commit order               assigned, then delete
+
+Open it with ``open_engine("nats://host:4222", store="postgresql://user@host/db")``. Options in
+the URLs: ``?prefix=sp`` (NATS, names of the JetStream streams and subjects; default ``sp``),
+``?replicas=1`` (NATS, JetStream replicas per partition), ``?schema=setpiece`` (PostgreSQL
+schema holding the tables; one schema per prefix). See ``docs/engine-production.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from setpiece.engine.contract import (
+    Assignment,
+    Engine,
+    Record,
+    StreamSpec,
+    Timer,
+    UnitOfWork,
+    partition_for,
+)
+from setpiece.engine.nats.log import TRANSIENT_ERRORS, JetStreamLog
+from setpiece.engine.nats.relay import Relay
+from setpiece.engine.postgres.store import PgStore, Placed, split_store_url
+from setpiece.engine.retry import Backoff
+from setpiece.errors import ConfigError, EngineError
+
+try:
+    from nats.aio.client import Client as NATS
+    from nats.aio.msg import Msg
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "the production engine needs nats-py: pip install 'setpiece[nats,postgres]'"
+    ) from exc
+
+__all__ = ["NatsEngine", "open_nats"]
+
+_PREFIX = re.compile(r"[A-Za-z0-9_]{1,32}")
+
+
+class NatsEngine(Engine):
+    """Every rung of the contract on JetStream (logs) and PostgreSQL (everything else)."""
+
+    def __init__(
+        self, url: str, nc: NATS, log: JetStreamLog, store: PgStore, *, retry_for: float
+    ) -> None:
+        self.url = url
+        self.store_url = store.url
+        self._nc = nc
+        self._log = log
+        self._store = store
+        self._retry_for = retry_for
+        self._streams: dict[str, StreamSpec] = {}
+        self._round_robin: dict[str, itertools.count[int]] = {}
+        self._appended = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._relay = Relay(store, log, retry_for=retry_for, on_published=self._on_published)
+        self._background: asyncio.Task[None] | None = None
+
+    async def _start(self) -> None:
+        await self._nc.subscribe(self._log.wake_wildcard, cb=self._on_wake)
+        await self._nc.flush()
+        self._background = asyncio.create_task(
+            self._relay.run(self._closing), name="setpiece-outbox-relay"
+        )
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _nats(self, make: Any) -> Any:
+        """Run a JetStream call, retrying transient failures (reconnects) until the timeout."""
+        backoff = Backoff(self._retry_for)
+        while True:
+            if self._closing.is_set():
+                raise EngineError("engine is closed")
+            try:
+                return await make()
+            except TRANSIENT_ERRORS as exc:
+                if not await backoff.pause():
+                    raise EngineError(f"NATS unreachable: {exc!r}") from exc
+
+    async def _stream(self, name: str) -> StreamSpec:
+        spec = self._streams.get(name)
+        if spec is None:
+            found = await self._store.stream(name)
+            if found is None:
+                raise ConfigError(f"stream {name!r} does not exist")
+            spec = self._streams[name] = found
+        return spec
+
+    async def _partition(self, name: str, partition: int) -> None:
+        spec = await self._stream(name)
+        if not 0 <= partition < spec.partitions:
+            raise ConfigError(f"stream {name!r} has no partition {partition}")
+
+    def _on_published(self, _stream: str) -> None:
+        self._appended.set()
+        self._appended = asyncio.Event()
+
+    async def _on_wake(self, _msg: Msg) -> None:
+        self._on_published("")
+
+    # -- streams ----------------------------------------------------------------------------
+
+    async def create_stream(self, spec: StreamSpec) -> None:
+        if spec.partitions < 1:
+            raise ConfigError(f"stream {spec.name!r}: partitions must be at least 1")
+        existing = await self._store.stream(spec.name)
+        if existing is not None and existing.partitions != spec.partitions:
+            raise ConfigError(
+                f"stream {spec.name!r} exists with {existing.partitions} partitions, "
+                f"declared with {spec.partitions}"
+            )
+        # JetStream first: a stream PostgreSQL knows always has its JetStream streams.
+        await self._nats(lambda: self._log.ensure(spec.name, spec.partitions, spec.retention))
+        await self._store.declare_stream(spec)
+        self._streams[spec.name] = spec
+
+    async def streams(self) -> list[StreamSpec]:
+        return await self._store.streams()
+
+    async def append(
+        self, stream: str, records: Sequence[tuple[str | None, bytes]]
+    ) -> list[tuple[int, int]]:
+        if not records:
+            return []
+        positions = await self.commit(UnitOfWork(appends=[(stream, k, v) for k, v in records]))
+        return [(p, o) for _, p, o in positions]
+
+    async def read(self, stream: str, partition: int, offset: int, limit: int) -> list[Record]:
+        await self._partition(stream, partition)
+        records: list[Record] = await self._nats(
+            lambda: self._log.read(stream, partition, offset, limit)
+        )
+        return records
+
+    async def _state(self, stream: str) -> list[tuple[int, int]]:
+        spec = await self._stream(stream)
+        state: list[tuple[int, int]] = await self._nats(
+            lambda: self._log.state(stream, spec.partitions)
+        )
+        return state
+
+    async def end_offsets(self, stream: str) -> list[int]:
+        return [end for _, end in await self._state(stream)]
+
+    async def start_offsets(self, stream: str) -> list[int]:
+        return [start for start, _ in await self._state(stream)]
+
+    async def offsets_for_time(self, stream: str, timestamp: float) -> list[int]:
+        spec = await self._stream(stream)
+        state = await self._state(stream)
+        found = await asyncio.gather(
+            *(
+                self._nats(lambda p=p: self._log.first_at(stream, p, timestamp))
+                for p in range(spec.partitions)
+            )
+        )
+        return [end if off is None else off for off, (_, end) in zip(found, state, strict=True)]
+
+    async def trim(self, stream: str, before: float) -> int:
+        state = await self._state(stream)
+        dropped = 0
+        for partition, (start, end) in enumerate(state):
+            keep = await self._nats(lambda p=partition: self._log.first_at(stream, p, before))
+            new_start = end if keep is None else max(keep, start)
+            if new_start > start:
+                await self._nats(lambda p=partition, k=keep: self._log.purge_before(stream, p, k))
+                dropped += new_start - start
+        return dropped
+
+    async def wait(self, streams: Sequence[str], timeout: float) -> None:  # noqa: ASYNC109 - the contract's signature
+        if self._closing.is_set() or timeout <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._appended.wait(), timeout)
+
+    # -- groups -----------------------------------------------------------------------------
+
+    async def heartbeat(
+        self, group: str, stream: str, member: str, *, session_timeout: float
+    ) -> Assignment:
+        spec = await self._stream(stream)
+        members = tuple(await self._store.heartbeat(group, stream, member, session_timeout))
+        index = members.index(member)
+        owned = tuple(p for p in range(spec.partitions) if p % len(members) == index)
+        return Assignment(owned, members)
+
+    async def leave(self, group: str, stream: str, member: str) -> None:
+        await self._stream(stream)
+        await self._store.leave(group, stream, member)
+
+    async def committed(self, group: str, stream: str) -> dict[int, int]:
+        spec = await self._stream(stream)
+        out = dict.fromkeys(range(spec.partitions), 0)
+        out.update(await self._store.committed(group, stream))
+        return out
+
+    async def groups(self) -> list[tuple[str, str]]:
+        return await self._store.groups()
+
+    # -- store ------------------------------------------------------------------------------
+
+    async def kv_get(self, namespace: str, keys: Sequence[str]) -> dict[str, tuple[bytes, int]]:
+        return await self._store.kv_get(namespace, keys)
+
+    async def kv_scan(
+        self, namespace: str, prefix: str = "", limit: int = 1000
+    ) -> list[tuple[str, bytes]]:
+        return await self._store.kv_scan(namespace, prefix, limit)
+
+    async def inbox_seen(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        return await self._store.inbox_seen(consumer, event_ids)
+
+    async def prune_inbox(self, before: float) -> int:
+        return await self._store.prune_inbox(before)
+
+    async def commit(self, work: UnitOfWork) -> list[tuple[str, int, int]]:
+        if work.empty():
+            return []
+        placed = []
+        for stream, key, value in work.appends:
+            spec = await self._stream(stream)
+            if key is None:
+                counter = self._round_robin.setdefault(stream, itertools.count())
+                part = next(counter) % spec.partitions
+            else:
+                part = partition_for(key, spec.partitions)
+            placed.append(Placed(stream, part, key, value))
+        for oc in work.offsets:
+            await self._partition(oc.stream, oc.partition)
+        positions, _ = await self._store.commit(work, placed)
+        if positions:
+            await self._relay_own(positions, placed)
+        return positions
+
+    async def _relay_own(self, positions: list[tuple[str, int, int]], placed: list[Placed]) -> None:
+        mine: dict[tuple[str, int], dict[int, bytes]] = {}
+        for (stream, part, offset), p in zip(positions, placed, strict=True):
+            mine.setdefault((stream, part), {})[offset + 1] = p.value
+        await asyncio.gather(
+            *(
+                self._relay.flush(stream, part, max(values), values)
+                for (stream, part), values in mine.items()
+            )
+        )
+
+    # -- timers -----------------------------------------------------------------------------
+
+    async def due_timers(self, now: float, limit: int = 100) -> list[Timer]:
+        return await self._store.due_timers(now, limit)
+
+    async def next_timer(self) -> float | None:
+        return await self._store.next_timer()
+
+    async def timers(self, namespace: str) -> list[Timer]:
+        return await self._store.timers(namespace)
+
+    async def close(self) -> None:
+        if self._closing.is_set():
+            return
+        self._closing.set()
+        self._appended.set()
+        if self._background is not None:
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
+        with contextlib.suppress(Exception):
+            await self._nc.drain()
+        if not self._nc.is_closed:
+            await self._nc.close()
+        await self._store.close()
+
+
+def _split_nats_url(url: str) -> tuple[str, dict[str, str]]:
+    parts = urlsplit(url)
+    options = dict(parse_qsl(parts.query))
+    unknown = set(options) - {"prefix", "replicas", "timeout"}
+    if unknown:
+        raise ConfigError(f"engine URL {url!r}: unknown options {sorted(unknown)}")
+    return urlunsplit(parts._replace(query="")), options
+
+
+async def open_nats(url: str, store_url: str) -> NatsEngine:
+    """Open the production engine: JetStream at ``url``, PostgreSQL at ``store_url``."""
+    server, options = _split_nats_url(url)
+    prefix = options.get("prefix", "sp")
+    if not _PREFIX.fullmatch(prefix):
+        raise ConfigError(f"engine URL {url!r}: prefix must match {_PREFIX.pattern}")
+    try:
+        replicas = int(options.get("replicas", "1"))
+        timeout = float(options.get("timeout", "30"))
+    except ValueError:
+        raise ConfigError(f"engine URL {url!r}: replicas and timeout are numbers") from None
+
+    split_store_url(store_url)  # a malformed store URL fails before any connection is made
+
+    async def quiet(_exc: Exception) -> None:
+        """Connection errors are expected while the server restarts; calls retry."""
+
+    nc = NATS()
+    try:
+        # Reconnect forever once connected (calls retry up to ``timeout``); the first
+        # connection gets ``timeout`` seconds, so a process may start while NATS restarts.
+        await asyncio.wait_for(
+            nc.connect(
+                servers=[server],
+                name="setpiece",
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.1,  # type: ignore[arg-type]  # annotated int; a float works
+                connect_timeout=max(1, int(min(timeout, 5))),
+                error_cb=quiet,
+            ),
+            timeout,
+        )
+    except Exception as exc:
+        await nc.close()
+        raise EngineError(f"NATS at {server!r} is unreachable: {exc!r}") from exc
+    try:
+        store = await PgStore.open(store_url, prefix=prefix, retry_for=timeout)
+    except BaseException:
+        await nc.close()
+        raise
+    engine = NatsEngine(
+        url, nc, JetStreamLog(nc, prefix, replicas=replicas), store, retry_for=timeout
+    )
+    try:
+        await engine._start()
+    except BaseException:
+        await engine.close()
+        raise
+    return engine

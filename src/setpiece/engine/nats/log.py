@@ -1,0 +1,377 @@
+"""Partitioned logs on NATS JetStream: one JetStream stream per setpiece partition.
+
+A setpiece stream ``orders`` with 4 partitions under prefix ``sp`` is held by JetStream streams
+``sp-orders-0`` .. ``sp-orders-3``, each with one subject (``sp.orders.0`` ..). JetStream numbers
+a stream's messages densely from 1, so a partition's offset is its JetStream sequence minus one;
+nothing ever deletes a message from the middle (the streams deny deletes), and retention
+(``max_age``) and ``trim`` (purge up to a sequence) only move the start.
+
+Every record is published by the outbox relay (:mod:`setpiece.engine.nats.relay`) with
+``Nats-Expected-Last-Sequence`` set to its own sequence minus one, so a record lands at exactly the
+offset PostgreSQL assigned it, or not at all: lost, duplicated or reordered publishes (a relayer
+crashing, a reconnect resending its buffer, two relayers racing) are refused by the server.
+
+Names: characters other than ``A-Z a-z 0-9`` in a stream name are written ``_XX`` (hex of each
+UTF-8 byte), which keeps JetStream names and subject tokens valid and the mapping one to one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import calendar
+import functools
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from setpiece.engine.contract import Record
+from setpiece.engine.postgres.store import OutboxRow
+from setpiece.errors import ConfigError, EngineError
+
+try:
+    import nats
+    import nats.errors
+    import nats.js.errors
+    from nats.aio.client import Client as NATS
+    from nats.aio.msg import Msg
+    from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "the production engine needs nats-py: pip install 'setpiece[nats,postgres]'"
+    ) from exc
+
+__all__ = ["TRANSIENT_ERRORS", "JetStreamLog", "encode_name"]
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    nats.errors.TimeoutError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.NoRespondersError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.StaleConnectionError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+)
+
+_NAME_OK = re.compile(r"[A-Za-z0-9]")
+_WRONG_LAST_SEQUENCE = 10071
+_DUPLICATE_WINDOW = 120.0  # seconds; never more than a stream's max_age
+_READ_TIMEOUT = 5.0
+
+
+def encode_name(name: str) -> str:
+    """A stream name as a JetStream name part and subject token (one to one)."""
+    return "".join(
+        c if _NAME_OK.fullmatch(c) else "".join(f"_{b:02X}" for b in c.encode()) for c in name
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _epoch_seconds(stamp: str) -> int:
+    return calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S"))
+
+
+def parse_timestamp(value: str) -> float:
+    """``2026-11-22T04:14:51.228189137Z`` (JetStream's RFC 3339, UTC) as epoch seconds."""
+    value = value.rstrip("Z")
+    base, _, frac = value.partition(".")
+    seconds = float(_epoch_seconds(base))
+    if frac:
+        seconds += int(frac) / 10 ** len(frac)
+    return seconds
+
+
+def _key_headers(key: str | None) -> dict[str, str]:
+    if key is None:
+        return {}
+    if key.isascii() and key.isprintable() and key == key.strip() and key:
+        return {"Sp-Key": key}
+    return {"Sp-Key64": base64.b64encode(key.encode()).decode()}
+
+
+def _key_of(headers: dict[str, str]) -> str | None:
+    key = headers.get("Sp-Key")
+    if key is not None:
+        return key
+    encoded = headers.get("Sp-Key64")
+    return None if encoded is None else base64.b64decode(encoded).decode()
+
+
+class _Replies:
+    """Replies to our own requests, over one wildcard inbox subscription (no subscription per
+    request). Batched direct gets collect into a queue; publishes resolve a future each.
+
+    nats-py's ``publish_async`` is not used: it leaves the future of a refused publish pending
+    forever (its reply handler raises instead of failing the future).
+    """
+
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
+        self._prefix = ""
+        self._handlers: dict[str, Callable[[Msg], None]] = {}
+        self._count = 0
+        self._lock = asyncio.Lock()
+
+    async def prefix(self) -> str:
+        if not self._prefix:
+            async with self._lock:
+                if not self._prefix:
+                    prefix = self._nc.new_inbox() + "."
+                    await self._nc.subscribe(prefix + "*", cb=self._route)
+                    self._prefix = prefix
+        return self._prefix
+
+    async def _route(self, msg: Msg) -> None:
+        handler = self._handlers.get(msg.subject[len(self._prefix) :])
+        if handler is not None:
+            handler(msg)
+
+    def expect(self, handler: Callable[[Msg], None]) -> str:
+        self._count += 1
+        token = str(self._count)
+        self._handlers[token] = handler
+        return token
+
+    def forget(self, token: str) -> None:
+        self._handlers.pop(token, None)
+
+    async def get(self, js_name: str, request: dict[str, Any]) -> list[Msg]:
+        """Every message a direct get returns, up to its end-of-batch (or not-found) status."""
+        prefix = await self.prefix()
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        token = self.expect(queue.put_nowait)
+        out: list[Msg] = []
+        try:
+            await self._nc.publish(
+                f"$JS.API.DIRECT.GET.{js_name}",
+                json.dumps(request).encode(),
+                reply=prefix + token,
+            )
+            deadline = time.monotonic() + _READ_TIMEOUT
+            while True:
+                msg = await asyncio.wait_for(queue.get(), deadline - time.monotonic())
+                headers = msg.headers or {}
+                status = headers.get("Status")
+                if status is None:
+                    out.append(msg)
+                    if "batch" not in request:
+                        return out
+                    continue
+                if status in ("204", "404"):  # end of batch / nothing at or after
+                    return out
+                if status in ("408", "503"):
+                    raise nats.errors.TimeoutError
+                raise EngineError(f"JetStream direct get on {js_name}: status {status}")
+        finally:
+            self.forget(token)
+
+    async def publish(
+        self, subject: str, value: bytes, headers: dict[str, str]
+    ) -> asyncio.Future[_Ack]:
+        """Publish to JetStream; the future resolves with the server's answer."""
+        prefix = await self.prefix()
+        future: asyncio.Future[_Ack] = asyncio.get_running_loop().create_future()
+
+        def resolve(msg: Msg) -> None:
+            if not future.done():
+                future.set_result(_Ack.parse(msg))
+
+        token = self.expect(resolve)
+        future.add_done_callback(lambda _: self.forget(token))
+        try:
+            await self._nc.publish(subject, value, reply=prefix + token, headers=headers)
+        except BaseException:
+            future.cancel()
+            raise
+        return future
+
+
+@dataclass(frozen=True, slots=True)
+class _Ack:
+    """JetStream's answer to a publish: a sequence, or an error code."""
+
+    seq: int = 0
+    error: int = 0
+    description: str = ""
+
+    @classmethod
+    def parse(cls, msg: Msg) -> _Ack:
+        status = (msg.headers or {}).get("Status")
+        if status == "503":  # no responders: the stream is not (yet) there
+            return cls(error=503, description="no responders")
+        try:
+            body = json.loads(msg.data)
+        except ValueError:
+            return cls(error=-1, description=repr(msg.data[:200]))
+        if "error" in body:
+            err = body["error"]
+            return cls(error=int(err.get("err_code", -1)), description=str(err))
+        return cls(seq=int(body["seq"]))
+
+
+class JetStreamLog:
+    """The JetStream half of the production engine."""
+
+    def __init__(self, nc: NATS, prefix: str, *, replicas: int = 1) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._jsm = nc.jsm()
+        self.prefix = prefix
+        self._replicas = replicas
+        self._replies = _Replies(nc)
+
+    # -- names ------------------------------------------------------------------------------
+
+    def js_name(self, stream: str, partition: int) -> str:
+        return f"{self.prefix}-{encode_name(stream)}-{partition}"
+
+    def subject(self, stream: str, partition: int) -> str:
+        return f"{self.prefix}.{encode_name(stream)}.{partition}"
+
+    def wake_subject(self, stream: str) -> str:
+        return f"{self.prefix}._wake.{encode_name(stream)}"
+
+    @property
+    def wake_wildcard(self) -> str:
+        return f"{self.prefix}._wake.>"
+
+    # -- streams ----------------------------------------------------------------------------
+
+    async def ensure(self, stream: str, partitions: int, retention: float | None) -> None:
+        """Create (or reconfigure) the JetStream streams of every partition."""
+        await asyncio.gather(*(self._ensure_one(stream, p, retention) for p in range(partitions)))
+
+    async def _ensure_one(self, stream: str, partition: int, retention: float | None) -> None:
+        config = StreamConfig(
+            name=self.js_name(stream, partition),
+            subjects=[self.subject(stream, partition)],
+            storage=StorageType.FILE,
+            num_replicas=self._replicas,
+            discard=DiscardPolicy.OLD,
+            max_age=retention or 0.0,
+            duplicate_window=min(_DUPLICATE_WINDOW, retention or _DUPLICATE_WINDOW),
+            allow_direct=True,
+            deny_delete=True,
+            description=f"setpiece stream {stream!r} partition {partition}",
+        )
+        try:
+            await self._jsm.add_stream(config)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != 10058:  # exists with a different configuration
+                raise ConfigError(f"stream {stream!r}: JetStream refused it: {exc}") from exc
+            await self._jsm.update_stream(config)
+
+    async def state(self, stream: str, partitions: int) -> list[tuple[int, int]]:
+        """(first offset held, next offset) per partition."""
+        infos = await asyncio.gather(
+            *(self._jsm.stream_info(self.js_name(stream, p)) for p in range(partitions))
+        )
+        out = []
+        for info in infos:
+            first, last = info.state.first_seq, info.state.last_seq
+            out.append((max(first - 1, 0) if info.state.messages else last, last))
+        return out
+
+    async def last_seq(self, stream: str, partition: int) -> int:
+        info = await self._jsm.stream_info(self.js_name(stream, partition))
+        return int(info.state.last_seq)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def read(self, stream: str, partition: int, offset: int, limit: int) -> list[Record]:
+        if limit <= 0:
+            return []
+        msgs = await self._replies.get(
+            self.js_name(stream, partition), {"seq": max(offset, 0) + 1, "batch": limit}
+        )
+        out = []
+        for msg in msgs:
+            headers = msg.headers or {}
+            out.append(
+                Record(
+                    stream,
+                    partition,
+                    int(headers["Nats-Sequence"]) - 1,
+                    _key_of(headers),
+                    msg.data,
+                    parse_timestamp(headers["Nats-Time-Stamp"]),
+                )
+            )
+        return out
+
+    async def first_at(self, stream: str, partition: int, timestamp: float) -> int | None:
+        """The offset of the first record stored at or after ``timestamp``, if any."""
+        when = datetime.fromtimestamp(timestamp, UTC).isoformat()
+        msgs = await self._replies.get(
+            self.js_name(stream, partition), {"start_time": when, "batch": 1}
+        )
+        if not msgs:
+            return None
+        return int((msgs[0].headers or {})["Nats-Sequence"]) - 1
+
+    async def purge_before(self, stream: str, partition: int, offset: int | None) -> None:
+        """Drop records before ``offset`` (every record when None)."""
+        name = self.js_name(stream, partition)
+        if offset is None:
+            await self._jsm.purge_stream(name)
+        elif offset > 0:
+            await self._jsm.purge_stream(name, seq=offset + 1)
+
+    # -- publishing -------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        stream: str,
+        partition: int,
+        rows: Sequence[OutboxRow],
+        values: dict[int, bytes],
+        ack_wait: float,
+    ) -> int:
+        """Publish outbox rows (in pseq order) at their sequences; returns the highest
+        sequence now known stored (at least ``rows[0].pseq - 1``)."""
+        subject = self.subject(stream, partition)
+        futures: list[asyncio.Future[_Ack]] = []
+        try:
+            for row in rows:
+                value = row.value if row.value is not None else values[row.pseq]
+                headers = {
+                    "Nats-Msg-Id": row.msg_id,
+                    "Nats-Expected-Last-Sequence": str(row.pseq - 1),
+                    **_key_headers(row.key),
+                }
+                futures.append(await self._replies.publish(subject, value, headers))
+            await asyncio.wait(futures, timeout=ack_wait)
+        finally:
+            for future in futures:
+                future.cancel()  # no-op on answered ones
+        stored = rows[0].pseq - 1
+        for row, future in zip(rows, futures, strict=True):
+            if future.cancelled() or future.result().error:
+                break
+            if future.result().seq != row.pseq:  # pragma: no cover - invariant
+                raise EngineError(
+                    f"{self.js_name(stream, partition)}: record stored at sequence "
+                    f"{future.result().seq}, outbox says {row.pseq}"
+                )
+            stored = row.pseq
+        else:
+            return stored
+        # Refused (wrong last sequence: stored already, or an earlier one was lost) or
+        # unanswered: the stream's last sequence says how far it got.
+        last = await self.last_seq(stream, partition)
+        if last < rows[0].pseq - 1:
+            raise EngineError(
+                f"JetStream stream {self.js_name(stream, partition)} ends at sequence {last} "
+                f"but the outbox continues at {rows[0].pseq}: the stream lost records "
+                "(deleted or recreated?); restore it before relaying"
+            )
+        return max(stored, min(last, rows[-1].pseq))
+
+    async def wake(self, stream: str) -> None:
+        await self._nc.publish(self.wake_subject(stream), b"")

@@ -1,0 +1,666 @@
+"""The PostgreSQL side of the production engine: state, inbox, offsets, members, timers, outbox.
+
+Every call runs on a pooled asyncpg connection and is retried while PostgreSQL is unreachable
+(restarting, failing over) for up to ``timeout`` seconds. Reads and idempotent writes retry
+as they are. A unit of work is made safe to retry by its commit id: the transaction records the
+id (with the positions it assigned) in ``sp_commits``; when the connection drops with the outcome
+unknown, the store looks the id up before trying again, so a commit is applied once.
+
+Transactions run at READ COMMITTED. The keys a unit checks and writes (store keys, committed
+offsets) are first locked with transaction-scoped advisory locks, in sorted order, so every
+check-then-write is serialised against other units touching the same keys; the other checks are
+single atomic statements (inbox ``INSERT .. ON CONFLICT DO NOTHING``, fired timers ``DELETE``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import msgspec
+
+from setpiece.engine.contract import StreamSpec, Timer, UnitOfWork
+from setpiece.engine.postgres.schema import SCHEMA, SCHEMA_VERSION
+from setpiece.engine.retry import Backoff
+from setpiece.errors import ConfigError, ConflictError, EngineError
+
+try:
+    import asyncpg
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "the production engine needs asyncpg: pip install 'setpiece[nats,postgres]'"
+    ) from exc
+
+__all__ = ["CONNECTION_ERRORS", "OutboxRow", "PgStore", "Placed"]
+
+T = TypeVar("T")
+
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,  # "connection is closed" after the server went away
+    asyncpg.exceptions.InternalClientError,  # protocol state broken by a dropped connection
+)
+_CONFLICTS = (asyncpg.exceptions.TransactionRollbackError,)  # serialization, deadlock
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_SCHEMA_LOCK = 0x5350_5343  # advisory lock id serialising schema creation
+_RELAY_CLASS = 0x5350  # first half of the two-int advisory lock a partition's relayer holds
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """An append with its partition chosen."""
+
+    stream: str
+    partition: int
+    key: str | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A committed record waiting to be published; ``pseq`` is its JetStream sequence."""
+
+    pseq: int
+    key: str | None
+    value: bytes | None  # None when the relayer holds the value already
+    msg_id: str
+
+
+def _lock_key(schema: str, *parts: object) -> int:
+    digest = hashlib.blake2b(repr((schema, *parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _relay_key(schema: str, stream: str, partition: int) -> int:
+    digest = hashlib.blake2b(repr((schema, stream, partition)).encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def _no_reset(_conn: Any) -> None:
+    """Pool connections hold no session state (no LISTEN, SET or session locks)."""
+
+
+def split_store_url(url: str) -> tuple[str, str]:
+    """Take ``schema=`` out of a ``postgresql://`` URL; returns (dsn, schema)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"store URL {url!r}: use postgresql://user@host:port/database")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = "setpiece"
+    rest = []
+    for name, value in query:
+        if name == "schema":
+            schema = value
+        else:
+            rest.append((name, value))
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ConfigError(f"store URL {url!r}: schema must match {_SCHEMA_NAME.pattern}")
+    return urlunsplit(parts._replace(query=urlencode(rest))), schema
+
+
+class PgStore:
+    """PostgreSQL state for one engine: everything but the log itself."""
+
+    def __init__(self, url: str, pool: asyncpg.Pool, schema: str, *, retry_for: float) -> None:
+        self.url = url
+        self._pool = pool
+        self.schema = schema
+        self.retry_for = retry_for
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls, url: str, *, prefix: str, retry_for: float = 30.0, max_size: int = 10
+    ) -> PgStore:
+        dsn, schema = split_store_url(url)
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=1,
+                max_size=max_size,
+                reset=_no_reset,
+                server_settings={
+                    "search_path": schema,
+                    "application_name": "setpiece",
+                },
+            )
+        except CONNECTION_ERRORS as exc:
+            raise EngineError(f"PostgreSQL at {dsn!r} is unreachable: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            raise EngineError(f"PostgreSQL at {dsn!r}: {exc}") from exc
+        store = cls(url, pool, schema, retry_for=retry_for)
+        try:
+            await store._ensure_schema(prefix)
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._pool.close()
+
+    async def _ensure_schema(self, prefix: str) -> None:
+        async def ensure(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                exists = await conn.fetchval(
+                    "SELECT to_regclass($1) IS NOT NULL", f'"{self.schema}".sp_meta'
+                )
+                if not exists:
+                    for statement in SCHEMA:
+                        await conn.execute(statement)
+                    await conn.executemany(
+                        "INSERT INTO sp_meta(key, value) VALUES ($1, $2)",
+                        [("schema_version", str(SCHEMA_VERSION)), ("nats_prefix", prefix)],
+                    )
+                meta = dict(await conn.fetch("SELECT key, value FROM sp_meta"))
+            if meta.get("schema_version") != str(SCHEMA_VERSION):
+                raise EngineError(
+                    f"PostgreSQL schema {self.schema!r} has setpiece schema version "
+                    f"{meta.get('schema_version')}, this setpiece needs {SCHEMA_VERSION}"
+                )
+            if meta.get("nats_prefix") != prefix:
+                raise ConfigError(
+                    f"PostgreSQL schema {self.schema!r} belongs to NATS prefix "
+                    f"{meta.get('nats_prefix')!r}, not {prefix!r}: one schema per prefix"
+                )
+
+        await self.call(ensure)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run ``fn`` on a pooled connection, retrying while PostgreSQL is unreachable."""
+        backoff = Backoff(self.retry_for)
+        while True:
+            self.check_open()
+            try:
+                async with self._pool.acquire() as conn:
+                    return await fn(conn)
+            except CONNECTION_ERRORS as exc:
+                if not await backoff.pause():
+                    raise EngineError(f"PostgreSQL unreachable: {exc}") from exc
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        async def run(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+            return rows
+
+        return await self.call(run)
+
+    async def execute(self, query: str, *args: object) -> str:
+        async def run(conn: asyncpg.Connection) -> str:
+            status: str = await conn.execute(query, *args)
+            return status
+
+        return await self.call(run)
+
+    # -- streams ----------------------------------------------------------------------------
+
+    async def stream(self, name: str) -> StreamSpec | None:
+        rows = await self.fetch(
+            "SELECT name, partitions, retention FROM sp_streams WHERE name = $1", name
+        )
+        return StreamSpec(rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+    async def streams(self) -> list[StreamSpec]:
+        rows = await self.fetch("SELECT name, partitions, retention FROM sp_streams ORDER BY name")
+        return [StreamSpec(n, p, r) for n, p, r in rows]
+
+    async def declare_stream(self, spec: StreamSpec) -> None:
+        """Record a stream (its JetStream streams exist already), or check the existing one."""
+
+        async def run(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO sp_streams(name, partitions, retention) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    spec.name,
+                    spec.partitions,
+                    spec.retention,
+                )
+                partitions = await conn.fetchval(
+                    "SELECT partitions FROM sp_streams WHERE name = $1 FOR UPDATE", spec.name
+                )
+                if partitions != spec.partitions:
+                    raise ConfigError(
+                        f"stream {spec.name!r} exists with {partitions} partitions, "
+                        f"declared with {spec.partitions}"
+                    )
+                await conn.execute(
+                    "UPDATE sp_streams SET retention = $2 WHERE name = $1",
+                    spec.name,
+                    spec.retention,
+                )
+                await conn.execute(
+                    "INSERT INTO sp_partitions(stream, part) "
+                    "SELECT $1, p FROM generate_series(0, $2 - 1) AS p ON CONFLICT DO NOTHING",
+                    spec.name,
+                    spec.partitions,
+                )
+
+        await self.call(run)
+
+    # -- groups -----------------------------------------------------------------------------
+
+    async def heartbeat(
+        self, group: str, stream: str, member: str, session_timeout: float
+    ) -> list[str]:
+        """Record a heartbeat (on the database's clock) and return the live members, sorted."""
+
+        async def run(conn: asyncpg.Connection) -> list[str]:
+            async with conn.transaction():
+                now = await conn.fetchval(
+                    "INSERT INTO sp_members(grp, stream, member, seen) "
+                    "VALUES ($1, $2, $3, extract(epoch FROM clock_timestamp())) "
+                    "ON CONFLICT (grp, stream, member) DO UPDATE SET seen = excluded.seen "
+                    "RETURNING seen",
+                    group,
+                    stream,
+                    member,
+                )
+                await conn.execute(
+                    "DELETE FROM sp_members WHERE grp = $1 AND stream = $2 AND seen < $3",
+                    group,
+                    stream,
+                    now - session_timeout,
+                )
+                rows = await conn.fetch(
+                    "SELECT member FROM sp_members WHERE grp = $1 AND stream = $2 ORDER BY member",
+                    group,
+                    stream,
+                )
+            return [r[0] for r in rows]
+
+        return await self.call(run)
+
+    async def leave(self, group: str, stream: str, member: str) -> None:
+        await self.execute(
+            "DELETE FROM sp_members WHERE grp = $1 AND stream = $2 AND member = $3",
+            group,
+            stream,
+            member,
+        )
+
+    async def committed(self, group: str, stream: str) -> dict[int, int]:
+        rows = await self.fetch(
+            "SELECT part, off FROM sp_offsets WHERE grp = $1 AND stream = $2", group, stream
+        )
+        return {part: off for part, off in rows}
+
+    async def groups(self) -> list[tuple[str, str]]:
+        rows = await self.fetch(
+            "SELECT grp, stream FROM sp_offsets UNION SELECT grp, stream FROM sp_members "
+            "ORDER BY 1, 2"
+        )
+        return [(g, s) for g, s in rows]
+
+    # -- key-value, inbox, timers -----------------------------------------------------------
+
+    def check_open(self) -> None:
+        if self._closed:
+            raise EngineError("engine is closed")
+
+    async def kv_get(self, namespace: str, keys: Sequence[str]) -> dict[str, tuple[bytes, int]]:
+        self.check_open()
+        if not keys:
+            return {}
+        rows = await self.fetch(
+            "SELECT key, value, version FROM sp_kv WHERE ns = $1 AND key = ANY($2::text[])",
+            namespace,
+            list(keys),
+        )
+        return {k: (v, ver) for k, v, ver in rows}
+
+    async def kv_scan(
+        self, namespace: str, prefix: str = "", limit: int = 1000
+    ) -> list[tuple[str, bytes]]:
+        rows = await self.fetch(
+            "SELECT key, value FROM sp_kv WHERE ns = $1 AND key >= $2 "
+            "AND left(key, char_length($2)) = $2 ORDER BY key LIMIT $3",
+            namespace,
+            prefix,
+            limit,
+        )
+        return [(k, v) for k, v in rows]
+
+    async def inbox_seen(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        self.check_open()
+        if not event_ids:
+            return set()
+        rows = await self.fetch(
+            "SELECT event_id FROM sp_inbox WHERE consumer = $1 AND event_id = ANY($2::text[])",
+            consumer,
+            list(event_ids),
+        )
+        return {r[0] for r in rows}
+
+    async def prune_inbox(self, before: float) -> int:
+        status = await self.execute("DELETE FROM sp_inbox WHERE ts < $1", before)
+        return int(status.split()[-1])
+
+    async def due_timers(self, now: float, limit: int) -> list[Timer]:
+        rows = await self.fetch(
+            "SELECT ns, id, due, payload FROM sp_timers WHERE due <= $1 ORDER BY due LIMIT $2",
+            now,
+            limit,
+        )
+        return [Timer(ns, i, due, payload) for ns, i, due, payload in rows]
+
+    async def next_timer(self) -> float | None:
+        rows = await self.fetch("SELECT min(due) FROM sp_timers")
+        return None if rows[0][0] is None else float(rows[0][0])
+
+    async def timers(self, namespace: str) -> list[Timer]:
+        rows = await self.fetch(
+            "SELECT ns, id, due, payload FROM sp_timers WHERE ns = $1 ORDER BY due, id",
+            namespace,
+        )
+        return [Timer(ns, i, due, payload) for ns, i, due, payload in rows]
+
+    # -- units of work ----------------------------------------------------------------------
+
+    async def commit(
+        self, work: UnitOfWork, placed: Sequence[Placed]
+    ) -> tuple[list[tuple[str, int, int]], str]:
+        """Apply a unit of work in one transaction; returns (positions, commit id).
+
+        Positions are (stream, partition, offset) per append, in order. The records are in the
+        outbox, not yet in the log: the caller relays them.
+        """
+        commit_id = uuid.uuid4()
+        backoff = Backoff(self.retry_for)
+        unknown = False  # an attempt's outcome was lost with its connection
+        while True:
+            self.check_open()
+            try:
+                async with self._pool.acquire() as conn:
+                    try:
+                        async with conn.transaction():
+                            positions = await self._apply(conn, work, placed, commit_id)
+                    except _CONFLICTS as exc:
+                        raise ConflictError(f"transaction lost a race: {exc}") from None
+                    return positions, str(commit_id)
+            except ConflictError:
+                if unknown:  # an earlier attempt whose reply was lost may have committed
+                    found = await self._committed_positions(commit_id)
+                    if found is not None:
+                        return found, str(commit_id)
+                raise
+            except CONNECTION_ERRORS as exc:
+                # The outcome is unknown: look for the commit id before trying again.
+                unknown = True
+                if not await backoff.pause():
+                    raise EngineError(
+                        f"PostgreSQL unreachable; commit {commit_id} outcome unknown: {exc}"
+                    ) from exc
+                try:
+                    found = await self._committed_positions(commit_id)
+                except EngineError:
+                    continue
+                if found is not None:
+                    return found, str(commit_id)
+
+    async def _committed_positions(self, commit_id: uuid.UUID) -> list[tuple[str, int, int]] | None:
+        rows = await self.fetch("SELECT positions FROM sp_commits WHERE id = $1", commit_id)
+        if not rows:
+            return None
+        decoded = msgspec.json.decode(rows[0][0], type=list[tuple[str, int, int]])
+        return decoded
+
+    async def _apply(
+        self,
+        conn: asyncpg.Connection,
+        work: UnitOfWork,
+        placed: Sequence[Placed],
+        commit_id: uuid.UUID,
+    ) -> list[tuple[str, int, int]]:
+        locks = {_lock_key(self.schema, "kv", r.namespace, r.key) for r in work.reads}
+        locks.update(_lock_key(self.schema, "kv", w.namespace, w.key) for w in work.writes)
+        locks.update(
+            _lock_key(self.schema, "off", o.group, o.stream, o.partition) for o in work.offsets
+        )
+        if locks:
+            await conn.execute(
+                "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k",
+                sorted(locks),
+            )
+        await self._check(conn, work)
+
+        if work.writes:
+            final: dict[tuple[str, str], bytes | None] = {}
+            for w in work.writes:
+                final[(w.namespace, w.key)] = w.value
+            sets = [(ns, k, v) for (ns, k), v in final.items() if v is not None]
+            dels = [(ns, k) for (ns, k), v in final.items() if v is None]
+            if sets:
+                await conn.execute(
+                    "INSERT INTO sp_kv(ns, key, value, version) "
+                    "SELECT t.ns, t.key, t.value, v.v FROM "
+                    "unnest($1::text[], $2::text[], $3::bytea[]) AS t(ns, key, value), "
+                    "(SELECT nextval('sp_version') AS v) AS v "
+                    "ON CONFLICT (ns, key) DO UPDATE "
+                    "SET value = excluded.value, version = excluded.version",
+                    [s[0] for s in sets],
+                    [s[1] for s in sets],
+                    [s[2] for s in sets],
+                )
+            if dels:
+                await conn.execute(
+                    "DELETE FROM sp_kv WHERE (ns, key) IN "
+                    "(SELECT * FROM unnest($1::text[], $2::text[]))",
+                    [d[0] for d in dels],
+                    [d[1] for d in dels],
+                )
+        if work.cancel_timers:
+            await conn.execute(
+                "DELETE FROM sp_timers WHERE (ns, id) IN "
+                "(SELECT * FROM unnest($1::text[], $2::text[]))",
+                [ns for ns, _ in work.cancel_timers],
+                [i for _, i in work.cancel_timers],
+            )
+        if work.timers:
+            timers = {(t.namespace, t.id): t for t in work.timers}
+            await conn.execute(
+                "INSERT INTO sp_timers(ns, id, due, payload) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::bytea[]) "
+                "ON CONFLICT (ns, id) DO UPDATE SET due = excluded.due, payload = excluded.payload",
+                [t.namespace for t in timers.values()],
+                [t.id for t in timers.values()],
+                [t.due for t in timers.values()],
+                [t.payload for t in timers.values()],
+            )
+        if work.offsets:
+            await conn.executemany(
+                "INSERT INTO sp_offsets(grp, stream, part, off) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (grp, stream, part) DO UPDATE SET off = excluded.off",
+                [(o.group, o.stream, o.partition, o.to_offset) for o in work.offsets],
+            )
+        positions = await self._append(conn, placed, commit_id) if placed else []
+        await conn.execute(
+            "INSERT INTO sp_commits(id, ts, positions) VALUES ($1, $2, $3)",
+            commit_id,
+            time.time(),
+            msgspec.json.encode(positions),
+        )
+        return positions
+
+    async def _check(self, conn: asyncpg.Connection, work: UnitOfWork) -> None:
+        if work.reads:
+            rows = await conn.fetch(
+                "SELECT ns, key, version FROM sp_kv WHERE (ns, key) IN "
+                "(SELECT * FROM unnest($1::text[], $2::text[]))",
+                [r.namespace for r in work.reads],
+                [r.key for r in work.reads],
+            )
+            current = {(ns, k): v for ns, k, v in rows}
+            for read in work.reads:
+                if current.get((read.namespace, read.key), 0) != read.version:
+                    raise ConflictError(
+                        f"store {read.namespace!r}: key {read.key!r} changed concurrently"
+                    )
+        if work.offsets:
+            rows = await conn.fetch(
+                "SELECT grp, stream, part, off FROM sp_offsets WHERE (grp, stream, part) IN "
+                "(SELECT * FROM unnest($1::text[], $2::text[], $3::int[]))",
+                [o.group for o in work.offsets],
+                [o.stream for o in work.offsets],
+                [o.partition for o in work.offsets],
+            )
+            offsets = {(g, s, p): off for g, s, p, off in rows}
+            for oc in work.offsets:
+                current_off = offsets.get((oc.group, oc.stream, oc.partition), 0)
+                if current_off != oc.from_offset:
+                    raise ConflictError(
+                        f"group {oc.group!r} on {oc.stream!r}[{oc.partition}]: committed offset "
+                        f"is {current_off}, expected {oc.from_offset}"
+                    )
+        if work.inbox:
+            inserted = await conn.fetch(
+                "INSERT INTO sp_inbox(consumer, event_id, ts) "
+                "SELECT c, e, $3 FROM unnest($1::text[], $2::text[]) AS t(c, e) "
+                "ON CONFLICT DO NOTHING RETURNING 1",
+                [c for c, _ in work.inbox],
+                [e for _, e in work.inbox],
+                time.time(),
+            )
+            if len(inserted) != len(work.inbox):
+                raise ConflictError("inbox: an event was already processed by this consumer")
+        if work.fired:
+            gone = await conn.fetch(
+                "DELETE FROM sp_timers WHERE (ns, id, due) IN "
+                "(SELECT * FROM unnest($1::text[], $2::text[], $3::float8[])) RETURNING 1",
+                [t.namespace for t in work.fired],
+                [t.id for t in work.fired],
+                [t.due for t in work.fired],
+            )
+            if len(gone) != len(work.fired):
+                fired = ", ".join(f"{t.namespace}/{t.id}" for t in work.fired)
+                raise ConflictError(f"timer {fired}: already fired or moved")
+
+    async def _append(
+        self, conn: asyncpg.Connection, placed: Sequence[Placed], commit_id: uuid.UUID
+    ) -> list[tuple[str, int, int]]:
+        counts: dict[tuple[str, int], int] = {}
+        for p in placed:
+            counts[(p.stream, p.partition)] = counts.get((p.stream, p.partition), 0) + 1
+        # Lock the partitions' counters in one order (no deadlocks), last in the transaction
+        # (held only until COMMIT): commits appending to one partition serialise here, so
+        # outbox sequence order is commit order.
+        next_pseq: dict[tuple[str, int], int] = {}
+        for (stream, part), n in sorted(counts.items()):
+            last = await conn.fetchval(
+                "UPDATE sp_partitions SET last_pseq = last_pseq + $3 "
+                "WHERE stream = $1 AND part = $2 RETURNING last_pseq",
+                stream,
+                part,
+                n,
+            )
+            if last is None:
+                raise ConfigError(f"stream {stream!r} has no partition {part}")
+            next_pseq[(stream, part)] = last - n + 1
+        positions: list[tuple[str, int, int]] = []
+        pseqs: list[int] = []
+        for p in placed:
+            pseq = next_pseq[(p.stream, p.partition)]
+            next_pseq[(p.stream, p.partition)] = pseq + 1
+            pseqs.append(pseq)
+            positions.append((p.stream, p.partition, pseq - 1))
+        now = time.time()
+        await conn.execute(
+            "INSERT INTO sp_outbox(stream, part, pseq, key, value, msg_id, created) "
+            "SELECT s, p, q, k, v, $6 || '.' || q, $7 FROM "
+            "unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::bytea[]) "
+            "AS t(s, p, q, k, v)",
+            [p.stream for p in placed],
+            [p.partition for p in placed],
+            pseqs,
+            [p.key for p in placed],
+            [p.value for p in placed],
+            str(commit_id),
+            now,
+        )
+        return positions
+
+    # -- outbox relay -----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def relay_session(
+        self, stream: str, partition: int, *, wait: bool
+    ) -> AsyncIterator[RelaySession | None]:
+        """Hold a partition's relay lock in a transaction; yields None if busy and not ``wait``."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            key = _relay_key(self.schema, stream, partition)
+            if wait:
+                await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _RELAY_CLASS, key)
+            elif not await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock($1, $2)", _RELAY_CLASS, key
+            ):
+                yield None
+                return
+            yield RelaySession(conn, stream, partition)
+
+    async def outbox_partitions(self, older_than: float) -> list[tuple[str, int]]:
+        rows = await self.fetch(
+            "SELECT DISTINCT stream, part FROM sp_outbox WHERE created < $1 ORDER BY 1, 2",
+            older_than,
+        )
+        return [(s, p) for s, p in rows]
+
+    async def forget_commits(self, before: float) -> int:
+        status = await self.execute("DELETE FROM sp_commits WHERE ts < $1", before)
+        return int(status.split()[-1])
+
+
+class RelaySession:
+    """The outbox rows of one partition, read and deleted under its relay lock."""
+
+    def __init__(self, conn: asyncpg.Connection, stream: str, partition: int) -> None:
+        self._conn = conn
+        self.stream = stream
+        self.partition = partition
+
+    async def pending(self, limit: int, skip: tuple[int, int] | None = None) -> list[OutboxRow]:
+        """The oldest ``limit`` rows, in order; values in the ``skip`` range are not fetched."""
+        lo, hi = skip if skip is not None else (0, -1)
+        rows = await self._conn.fetch(
+            "SELECT pseq, key, CASE WHEN pseq BETWEEN $3 AND $4 THEN NULL ELSE value END, msg_id "
+            "FROM sp_outbox WHERE stream = $1 AND part = $2 ORDER BY pseq LIMIT $5",
+            self.stream,
+            self.partition,
+            lo,
+            hi,
+            limit,
+        )
+        return [OutboxRow(q, k, v, m) for q, k, v, m in rows]
+
+    async def delete(self, upto: int) -> None:
+        await self._conn.execute(
+            "DELETE FROM sp_outbox WHERE stream = $1 AND part = $2 AND pseq <= $3",
+            self.stream,
+            self.partition,
+            upto,
+        )
+
+    async def last_pseq(self) -> int:
+        value = await self._conn.fetchval(
+            "SELECT last_pseq FROM sp_partitions WHERE stream = $1 AND part = $2",
+            self.stream,
+            self.partition,
+        )
+        return int(value or 0)

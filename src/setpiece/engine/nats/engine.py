@@ -181,7 +181,7 @@ class NatsEngine(Engine):
                 dropped += new_start - start
         return dropped
 
-    async def wait(self, streams: Sequence[str], timeout: float) -> None:  # noqa: ASYNC109 - the contract's signature
+    async def wait(self, streams: Sequence[str], timeout: float) -> None:
         if self._closing.is_set() or timeout <= 0:
             return
         with contextlib.suppress(TimeoutError):

@@ -40,3 +40,13 @@ async def award_points(product: ProductRegistered, ctx: Context) -> Event:
         customer_id=product.customer_id,
         subject=product.serial_number,
     )
+
+
+@service.get("/customers/{customer_id}/points", scopes=["loyalty:read"])
+async def points(customer_id: str, ctx: Context) -> dict[str, object]:
+    """A customer's balance and how it was earned."""
+    return {
+        "customer_id": customer_id,
+        "balance": await ctx.store.get(f"balance:{customer_id}", 0),
+        "history": await ctx.store.get(f"history:{customer_id}", []),
+    }

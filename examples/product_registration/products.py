@@ -15,7 +15,7 @@ from examples.product_registration.contracts import (
     Registration,
     domain_event,
 )
-from setpiece import Context, Event, Service
+from setpiece import Context, Event, HTTPError, Response, Service
 
 service = Service("products")
 
@@ -58,3 +58,25 @@ async def register(registration: Registration, ctx: Context) -> Event | None:
         customer_id=registration.customer_id,
         subject=registration.serial_number,
     )
+
+
+# -- the HTTP API (served by the gateway; every route needs a bearer token with its scope) ------
+
+
+@service.post("/registrations", scopes=["registrations:write"])
+async def submit(body: Registration, ctx: Context) -> Response:
+    """Accept a registration form: publish ``registration_submitted``; the flow does the rest."""
+    await ctx.publish(domain_event(
+        REGISTRATION_SUBMITTED, body, subdomain="registration", service="registration-api",
+        customer_id=body.customer_id, subject=body.serial_number,
+    ))
+    return Response({"accepted": True, "request": ctx.event.id}, status=202)
+
+
+@service.get("/products/{serial_number}", scopes=["products:read"])
+async def product(serial_number: str, ctx: Context) -> dict[str, object]:
+    """A registered product, as the products service stored it."""
+    found = await ctx.store.get(f"product:{serial_number}")
+    if found is None:
+        raise HTTPError(404, f"no product {serial_number!r} is registered")
+    return {"serial_number": serial_number, **found}

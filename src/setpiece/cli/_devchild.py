@@ -137,8 +137,18 @@ def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_reader(sys.stdin.fileno(), lambda: _on_stdin(stop))
+        http = order.get("http")
+        serving_http: list[asyncio.Task[None]] = []
+
+        def started(rt: setpiece.Runtime) -> None:
+            ready(rt)
+            if http and any(service.routes for service in stack.services.values()):
+                serving_http.append(loop.create_task(_serve_http(rt, http, stop, feed)))
+
         await serve(stack, engine=order.get("engine"), store=order.get("store"), config=config,
-                    on_ready=ready, stop=stop, report_assignments=False)
+                    on_ready=started, stop=stop, report_assignments=False)
+        for task in serving_http:
+            await task
 
     try:
         asyncio.run(run())
@@ -146,6 +156,20 @@ def main() -> int:
         _failed(feed, order, exc)
         return 1
     return 0
+
+
+async def _serve_http(rt: setpiece.Runtime, address: str, stop: asyncio.Event, feed: Feed) -> None:
+    """The gateway in the same process as the stack, as ``setpiece dev`` promises."""
+    from setpiece.gateway.server import bind, serving
+
+    host, _, port = address.rpartition(":")
+    try:
+        sock, _url = bind(host or "127.0.0.1", int(port))
+        async with serving(rt.asgi(), sock) as url:
+            feed.note(f"● HTTP gateway on {url}", style="bold green")
+            await stop.wait()
+    except Exception as exc:  # the stack keeps running without HTTP; say why
+        feed.note(f"✗ HTTP gateway not started: {describe(exc)}", style="bold red")
 
 
 def _on_stdin(stop: asyncio.Event) -> None:

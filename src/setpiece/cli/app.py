@@ -161,6 +161,10 @@ def dev(
         "--grace", help="Seconds a restart waits for batches in flight before handing them back.",
     )] = 2.0,
     json_lines: Annotated[bool, typer.Option("--json", help="Feed as JSON lines.")] = False,
+    http: Annotated[str, typer.Option(
+        "--http", help="HOST:PORT for the HTTP gateway, served in the same process when the "
+        "stack has HTTP routes ('' to turn it off).",
+    )] = "127.0.0.1:8000",
 ) -> None:
     """Run the whole stack, reload on code change, and show a live feed of what flows."""
     try:
@@ -172,7 +176,7 @@ def dev(
 
     raise typer.Exit(run_dev(
         target, engine=engine, store=store, watch=watch or [], app_dir=None, grace=grace,
-        json_lines=json_lines, debug=state.debug,
+        json_lines=json_lines, debug=state.debug, http=http or None,
     ))
 
 
@@ -478,6 +482,54 @@ def inspect(
 
 
 # -- dlq ----------------------------------------------------------------------------------------
+
+
+@app.command()
+@guarded
+def gateway(
+    target: Target,
+    engine: EngineOpt = None,
+    store: StoreOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    advertise: Annotated[str | None, typer.Option(
+        "--advertise", help="The URL other gateways reach this one at (default: host and port).",
+    )] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "info",
+) -> None:
+    """Serve the stack's HTTP gateway (auth, routes, version routing, breakers) with uvicorn.
+
+    It also runs the stack's handlers, like `setpiece run`; start several behind a load
+    balancer, or on several ports, and they find each other through the engine's registry.
+    """
+    stack = load_stack(target)
+    from setpiece.gateway.server import serve
+
+    serve(stack, host, port, engine=engine_url(stack.name, engine), store=store_url(store),
+          advertise=advertise, log_level=log_level)
+
+
+@app.command()
+@guarded
+def token(
+    subject: Annotated[str, typer.Option("--subject", "--sub", help="The user (sub claim).")],
+    secret: Annotated[str, typer.Option(
+        "--secret", envvar="SETPIECE_JWT_SECRET", show_envvar=True,
+        help="The HS256 secret the stack's JWTAuth uses.",
+    )],
+    scope: Annotated[list[str] | None, typer.Option(
+        "--scope", help="A scope to grant (repeatable).")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="The tenant claim.")] = None,
+    issuer: Annotated[str | None, typer.Option("--issuer", help="The iss claim.")] = None,
+    audience: Annotated[str | None, typer.Option("--audience", help="The aud claim.")] = None,
+    expires_in: Annotated[int, typer.Option(
+        "--expires-in", help="Seconds until the token expires.")] = 3600,
+) -> None:
+    """Mint a development bearer token (HS256) for a stack whose auth is JWTAuth(secret=...)."""
+    from setpiece.gateway.auth import mint_token
+
+    out.print(mint_token(secret, subject=subject, scopes=scope or [], tenant=tenant,
+                         issuer=issuer, audience=audience, expires_in=expires_in))
 
 
 @dlq_app.command("list")

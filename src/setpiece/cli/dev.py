@@ -160,12 +160,13 @@ def run_dev(
     grace: float,
     json_lines: bool,
     debug: bool,
+    http: str | None = None,
 ) -> int:
     """Run ``setpiece dev`` until Ctrl+C or SIGTERM; returns the exit code."""
     roots = [str(Path(w).resolve()) for w in watch] or [os.getcwd()]
     order = {
         "target": target, "engine": engine, "store": store, "app_dir": app_dir,
-        "grace": grace, "json": json_lines, "debug": debug, "roots": roots,
+        "grace": grace, "json": json_lines, "debug": debug, "roots": roots, "http": http,
     }
     stop = threading.Event()
 

@@ -5,7 +5,7 @@ Flow: publish -> bus rule -> handler A (reads and writes its store, emits an eve
 Baseline: the raw engine appending the same number of records in batches and reading them back
 (the least work any flow over this engine must do).
 
-    python benchmarks/throughput.py [--events 50000] [--engine sqlite]
+    python benchmarks/throughput.py [--events 50000] [--workers 2]
 
 Prints events/s end-to-end (input events fully handled by both hops), the raw baseline, the ratio,
 and the peak memory (RSS high-water mark) of the process.
@@ -17,15 +17,18 @@ import argparse
 import asyncio
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.join(HERE, "..", "src")
+sys.path.insert(0, SRC)
 
-from setpiece import Event, RuntimeConfig, Service, Stack
-from setpiece.engine import StreamSpec, open_engine
-from setpiece.event import encode_event
+from setpiece import Event, RuntimeConfig, Service, Stack  # noqa: E402 - after sys.path
+from setpiece.engine import StreamSpec, open_engine  # noqa: E402
+from setpiece.event import encode_event  # noqa: E402
 
 
 def build_stack() -> Stack:
@@ -96,19 +99,71 @@ async def raw_engine(url: str, n: int) -> float:
     return n / elapsed
 
 
+async def with_workers(path: str, n: int, workers: int) -> float:
+    """The same flow handled by ``workers`` separate `setpiece run` processes on one file."""
+    from setpiece.runtime import Runtime, RuntimeConfig
+
+    url = f"sqlite:///{path}"
+    engine = await open_engine(url)
+    await Runtime(build_stack(), engine, RuntimeConfig()).provision()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, HERE])}
+    procs = [
+        subprocess.Popen(  # noqa: ASYNC220 - started once, before the clock starts
+            [sys.executable, "-m", "setpiece.cli", "run", "throughput:build_stack",
+             "--engine", url, "--batch-size", "512", "--heartbeat", "0.2",
+             "--session-timeout", "2", "--log-level", "warning"],
+            env=env, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]
+    try:
+        await asyncio.sleep(3)  # let every worker start and take its share of the partitions
+        payloads = [(e.partitionkey, encode_event(e)) for e in events(n)]
+        started = time.perf_counter()
+        for i in range(0, n, 1000):
+            await engine.append("bus.default", payloads[i : i + 1000])
+        groups = ["first.price", "second.record"]
+        while True:  # the harness polls; the workers do not
+            ends = await engine.end_offsets("bus.default")
+            behind = 0
+            for group in groups:
+                committed = await engine.committed(group, "bus.default")
+                behind += sum(end - committed[p] for p, end in enumerate(ends))
+            if behind == 0 and sum(ends) == 2 * n:
+                break
+            await asyncio.sleep(0.02)
+        elapsed = time.perf_counter() - started
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+        await engine.close()
+    return n / elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--concurrency", type=int, default=16, help="deliveries in flight")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="also run the flow on N `setpiece run` processes sharing the file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         raw = asyncio.run(raw_engine(f"sqlite:///{tmp}/raw.db", args.events))
         e2e = asyncio.run(end_to_end(f"sqlite:///{tmp}/e2e.db", args.events, args.concurrency))
+        scaled = (
+            asyncio.run(with_workers(f"{tmp}/workers.db", args.events, args.workers))
+            if args.workers else None
+        )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"events: {args.events} (SQLite file, WAL, synchronous=NORMAL)")
     print(f"raw engine append+read:        {raw:>10,.0f} records/s  (baseline)")
     print(f"end-to-end two-hop flow:       {e2e:>10,.0f} events/s")
     print(f"end-to-end / raw:              {e2e / raw:>10.0%}")
+    if scaled is not None:
+        print(f"end-to-end, {args.workers} worker processes: {scaled:>10,.0f} events/s "
+              f"({scaled / e2e:.2f}x one process)")
     print(f"peak memory (max RSS):         {peak_mb:>10,.0f} MiB")
 
 

@@ -9,6 +9,9 @@ EXPECTED = {
     "EngineError", "Event", "EventError", "HandlerError", "HttpTarget", "PatternError", "Retry",
     "RetryPolicy", "Rule", "Runtime", "RuntimeConfig", "Service", "SetpieceError", "Stack",
     "Stream", "SyncContext", "TaskFailed", "WorkflowError", "__version__",
+    # durable workflows
+    "Workflow", "WorkflowTarget", "ExecutionAlreadyExists", "ExecutionDoesNotExist",
+    "TaskTokenError", "InvalidToken", "TaskDoesNotExist", "TaskTimedOut",
 }
 
 

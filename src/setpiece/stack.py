@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from setpiece.bus import DEFAULT_BUS, Bus
+from setpiece.bus import DEFAULT_BUS, Bus, WorkflowTarget
 from setpiece.errors import ConfigError
 from setpiece.service import Service
 from setpiece.stream import Stream, check_name
@@ -25,6 +25,7 @@ from setpiece.stream import Stream, check_name
 if TYPE_CHECKING:
     from setpiece.runtime.config import RuntimeConfig
     from setpiece.runtime.runtime import Runtime
+    from setpiece.workflows.workflow import Workflow
 
 __all__ = ["Stack"]
 
@@ -32,7 +33,7 @@ N = TypeVar("N", Service, Bus, Stream)
 
 
 class Stack:
-    """Services, buses and streams, checked together."""
+    """Services, buses, streams and workflows, checked together."""
 
     def __init__(
         self,
@@ -42,6 +43,7 @@ class Stack:
         buses: Sequence[Bus] = (),
         streams: Sequence[Stream] = (),
         default_bus: str = DEFAULT_BUS,
+        workflows: Sequence[Workflow] = (),
     ) -> None:
         check_name("stack", name)
         self.name = name
@@ -49,6 +51,11 @@ class Stack:
         self.services = _by_name("service", services)
         self.buses = _by_name("bus", buses)
         self.streams = _by_name("stream", streams)
+        self.workflows: dict[str, Workflow] = {}
+        for workflow in workflows:
+            if workflow.name in self.workflows:
+                raise ConfigError(f"the stack declares two of workflow {workflow.name!r}")
+            self.workflows[workflow.name] = workflow
         if default_bus not in self.buses:
             self.buses[default_bus] = Bus(default_bus)
         self._check()
@@ -72,6 +79,11 @@ class Stack:
                     if isinstance(target, Bus) and self.buses.get(target.name) is not target:
                         raise ConfigError(f"rule {bus.name}/{rule.name}: target bus "
                                           f"{target.name!r} is not declared in the stack")
+                    if isinstance(target, WorkflowTarget) and target.name not in self.workflows:
+                        raise ConfigError(f"rule {bus.name}/{rule.name}: target workflow "
+                                          f"{target.name!r} is not declared in the stack")
+        for workflow in self.workflows.values():
+            workflow.check(self)
 
     def start(
         self,

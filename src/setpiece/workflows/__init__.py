@@ -1,4 +1,4 @@
-"""Amazon States Language workflows, interpreted in-process with Step Functions' semantics.
+"""Amazon States Language workflows: in-process (:func:`execute`) and durable (:class:`Workflow`).
 
 ::
 
@@ -8,29 +8,75 @@
     ex.status, ex.output, ex.error, ex.cause, ex.history
 
 :func:`validate` checks a definition (and returns the compiled :class:`StateMachine`, which
-:func:`execute` also accepts). See ``docs/workflows.md``.
+:func:`execute` also accepts). A :class:`Workflow` declares a durable workflow of a stack; the
+runtime runs it on the stack's engine (``rt.start_execution``, task tokens, listing). See
+``docs/workflows.md``.
+
+Names are imported on first use, so importing a submodule (as the runtime does) stays cheap.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from setpiece.errors import DefinitionError, TaskFailed, WorkflowError
-from setpiece.workflows._definition import StateMachine, load
-from setpiece.workflows._interpreter import Execution, HistoryEvent, TaskCallable, execute
+from setpiece.errors import (
+    DefinitionError,
+    ExecutionAlreadyExists,
+    ExecutionDoesNotExist,
+    InvalidToken,
+    TaskDoesNotExist,
+    TaskFailed,
+    TaskTimedOut,
+    TaskTokenError,
+    WorkflowError,
+)
+
+if TYPE_CHECKING:
+    from setpiece.workflows._definition import StateMachine
+    from setpiece.workflows._interpreter import Execution, HistoryEvent, TaskCallable, execute
+    from setpiece.workflows._store import ExecutionDescription
+    from setpiece.workflows.workflow import Workflow
 
 __all__ = [
     "DefinitionError",
     "Execution",
+    "ExecutionAlreadyExists",
+    "ExecutionDescription",
+    "ExecutionDoesNotExist",
     "HistoryEvent",
+    "InvalidToken",
     "StateMachine",
     "TaskCallable",
+    "TaskDoesNotExist",
     "TaskFailed",
+    "TaskTimedOut",
+    "TaskTokenError",
+    "Workflow",
     "WorkflowError",
     "execute",
     "validate",
 ]
+
+_LAZY = {
+    "StateMachine": "setpiece.workflows._definition",
+    "Execution": "setpiece.workflows._interpreter",
+    "HistoryEvent": "setpiece.workflows._interpreter",
+    "TaskCallable": "setpiece.workflows._interpreter",
+    "execute": "setpiece.workflows._interpreter",
+    "ExecutionDescription": "setpiece.workflows._store",
+    "Workflow": "setpiece.workflows.workflow",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'setpiece.workflows' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def validate(definition: Mapping[str, Any] | str | bytes) -> StateMachine:
@@ -40,4 +86,6 @@ def validate(definition: Mapping[str, Any] | str | bytes) -> StateMachine:
     names the state and the field, e.g.
     ``States.Choose.Choices[0]: Variable must be a JSONPath starting with "$"``.
     """
+    from setpiece.workflows._definition import load
+
     return load(definition)

@@ -1,0 +1,1 @@
+"""Runnable architectures from the seed talks, each tested (see docs/examples.md)."""

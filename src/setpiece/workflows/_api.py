@@ -8,6 +8,7 @@ gateway and the CLI can call without a running stack.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -87,16 +88,23 @@ class WorkflowMethods:
         deadline = time.monotonic() + timeout
         pause = 0.002
         while True:
-            found = await _store.describe_execution(self.engine, execution_id)
-            if found.status != _store.RUNNING:
-                return found
+            runner = self._workflows
+            changed = runner.changed if runner is not None else None
+            record = await _store.execution_record(self.engine, execution_id)
+            if record.status != _store.RUNNING:
+                return _store.describe(record)
             if time.monotonic() >= deadline:
+                found = await _store.describe_execution(self.engine, execution_id)
                 raise DrainTimeout(
                     f"execution {execution_id!r} still RUNNING after {timeout}s "
                     f"(waiting: {'; '.join(found.waiting) or 'to be stepped'})"
                 )
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.05)
+            if changed is not None:  # steps run here: wake when some commit
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), min(pause, deadline - time.monotonic()))
+            else:
+                await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     async def send_task_success(self, token: str, output: Any = None) -> None:
         """Complete the task waiting for ``token`` with ``output`` (a JSON value).

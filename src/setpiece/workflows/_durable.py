@@ -84,7 +84,7 @@ log = logging.getLogger("setpiece.workflows")
 
 GROUP = "setpiece.workflows"
 #: How long one delivery steps one execution before it commits and continues in another.
-STEP_BUDGET = 0.05
+STEP_BUDGET = 0.2
 _RUNNABLE = frozenset({"enter", "retry", "resume"})
 _SIGNAL_RETRY = RetryPolicy(max_attempts=5, initial_delay=0.05, max_delay=1.0)
 _TIMER_POLL = 0.5
@@ -147,6 +147,8 @@ class WorkflowRunner:
         self._wake = asyncio.Event()
         self._stopping = False
         self.budget = STEP_BUDGET
+        #: set (and replaced) whenever a batch of workflow steps commits
+        self.changed = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -169,6 +171,8 @@ class WorkflowRunner:
 
     def _committed(self) -> None:
         self._wake.set()  # timers may have been set: look again
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
         self._on_commit()
 
     def stop(self) -> None:
@@ -310,7 +314,10 @@ class _Run:
         self.events: list[tuple[str, float, dict[str, Any]]] = []
         self.first_event = 0
         self.ready: deque[int] = deque()
-        self.deadline = time.monotonic() + runner.budget
+        self.now = time.time()  # the clock, read once per state entry (see tick)
+        self._ms = -1
+        self._now_dt = _dt_of(self.now)
+        self.deadline = self.now + runner.budget
         self.changed = False
 
     # -- loading and saving -----------------------------------------------------------------
@@ -379,7 +386,7 @@ class _Run:
     # -- history, timers, signals -----------------------------------------------------------
 
     def event(self, type_: str, details: dict[str, Any]) -> int:
-        self.events.append((type_, time.time(), details))
+        self.events.append((type_, self.now, details))
         n = self.x.next_event
         self.x.next_event = n + 1
         return n
@@ -467,8 +474,20 @@ class _Run:
 
     # -- stepping ---------------------------------------------------------------------------
 
+    def tick(self) -> float:
+        """Read the clock (history times, entered times, the step budget)."""
+        self.now = time.time()
+        return self.now
+
+    def now_dt(self) -> _dt.datetime:
+        """The clock as a datetime, built once per millisecond."""
+        ms = int(self.now * 1000)
+        if ms != self._ms:
+            self._ms, self._now_dt = ms, _dt_of(self.now)
+        return self._now_dt
+
     def over_budget(self) -> bool:
-        return time.monotonic() > self.deadline
+        return self.tick() > self.deadline
 
     async def drive(self) -> None:
         while self.ready and self.x.status == RUNNING:
@@ -483,9 +502,10 @@ class _Run:
                 await self.advance(tid, th)
 
     def step_input(self, th: ThreadRecord, st: State, scope: Scope) -> _steps.StepInput:
-        now = time.time()
+        now = self.now_dt()
+        entered = now if th.entered == self.now else _dt_of(th.entered)
         return _steps.StepInput(
-            self.info, st, th.input, scope, _dt_of(th.entered), th.entered_event, _dt_of(now),
+            self.info, st, th.input, scope, entered, th.entered_event, now,
             th.retry_count, tuple(th.attempts), th.token,
         )
 
@@ -512,7 +532,7 @@ class _Run:
                     self.ready.appendleft(tid)
                     return
                 th.n += 1
-                th.entered = time.time()
+                th.entered = self.now  # over_budget() just read the clock
                 th.retry_count, th.attempts = 0, []
                 th.entered_event = self.event(st.entered_event, {"name": st.name,
                                                                  "input": th.input})
@@ -520,10 +540,12 @@ class _Run:
                 step = self.step_input(th, st, scope)
                 action = _steps.enter(step)
             elif phase == "retry":
+                self.tick()
                 self.bump_retry(th, st, th.retrier)
                 step = self.step_input(th, st, scope)
                 action = _steps.enter(step)
             elif phase == "resume":
+                self.tick()
                 step = self.step_input(th, st, scope)
                 action = _steps.resume(step, await self.outcome(th, st))
             else:
@@ -551,13 +573,14 @@ class _Run:
                     outcome = await self.invoke(tid, th, st, action)
                     if outcome is None:
                         return  # waits for its task token
-                    step.now = _dt_of(time.time())
+                    self.tick()
+                    step.now = self.now_dt()
                     action = _steps.resume(step, outcome)
                     continue
                 if isinstance(action, _steps.Sleep):
                     due = action.until.timestamp()
-                    if due <= time.time():
-                        step.now = _dt_of(time.time())
+                    if due <= self.tick():
+                        step.now = self.now_dt()
                         action = _steps.resume(step, _steps.Woke())
                         continue
                     th.phase, th.wait = "wait", "sleep"
@@ -573,7 +596,7 @@ class _Run:
                     action = _steps.enter(step)
                     continue
                 th.phase, th.wait, th.retrier = "wait", "retry", action.retrier
-                self.arm(tid, th, "retry", time.time() + action.delay)
+                self.arm(tid, th, "retry", self.tick() + action.delay)
                 return
 
     async def outcome(self, th: ThreadRecord, st: State) -> _steps.Outcome:
@@ -724,7 +747,7 @@ class _Run:
         else:
             self.event("ExecutionFailed", {"error": error, "cause": cause})
         x.status, x.output, x.error, x.cause = status, output, error, cause
-        x.stop, x.ready = time.time(), []
+        x.stop, x.ready = self.tick(), []
         self.changed = True
         self.attempt.put((NS, status_key(RUNNING, self.id)), None)
         self.attempt.put((NS, status_key(status, self.id)), b"1")
@@ -780,7 +803,7 @@ class _Run:
         if res.wait:
             self.event("TaskSubmitted", {"name": st.name, "output": result})
             th.phase, th.wait = "wait", "token"
-            now = time.time()
+            now = self.tick()
             if timeout:
                 self.arm(tid, th, "timeout", now + timeout)
             if action.heartbeat_seconds:

@@ -332,7 +332,7 @@ class ExecutionDescription:
         return self.status == "SUCCEEDED"
 
 
-def _describe(record: ExecRecord, waiting: tuple[str, ...] = ()) -> ExecutionDescription:
+def describe(record: ExecRecord, waiting: tuple[str, ...] = ()) -> ExecutionDescription:
     start = _time(record.start)
     assert start is not None
     return ExecutionDescription(
@@ -342,7 +342,7 @@ def _describe(record: ExecRecord, waiting: tuple[str, ...] = ()) -> ExecutionDes
     )
 
 
-async def _record(engine: Engine, execution: str) -> ExecRecord:
+async def execution_record(engine: Engine, execution: str) -> ExecRecord:
     found = await engine.kv_get(NS, [exec_key(execution)])
     if not found:
         raise ExecutionDoesNotExist(f"no execution {execution!r}")
@@ -357,7 +357,7 @@ async def describe_execution(engine: Engine, execution: str) -> ExecutionDescrip
     """The execution ``execution`` (an id); raises ExecutionDoesNotExist."""
     from setpiece.workflows._context import format_time
 
-    record = await _record(engine, execution)
+    record = await execution_record(engine, execution)
     waiting: list[str] = []
     if record.status == RUNNING:
         for _, raw in await engine.kv_scan(NS, f"th:{execution}:", 1_000_000):
@@ -365,7 +365,7 @@ async def describe_execution(engine: Engine, execution: str) -> ExecutionDescrip
             if th.phase == "wait" and th.wait != "branches":
                 since = format_time(_dt.datetime.fromtimestamp(th.entered, _dt.UTC))
                 waiting.append(f"{th.state}: {_WAITS.get(th.wait or '', th.wait)}, since {since}")
-    return _describe(record, tuple(waiting))
+    return describe(record, tuple(waiting))
 
 
 async def list_executions(
@@ -383,18 +383,18 @@ async def list_executions(
     prefix = "" if workflow is None else f"{workflow}:"
     if status is None:
         rows = await engine.kv_scan(NS, f"x:{prefix}", limit)
-        return [_describe(_exec(v)) for _, v in rows]
+        return [describe(_exec(v)) for _, v in rows]
     marker = f"s:{status}:"
     ids = [k[len(marker):] for k, _ in await engine.kv_scan(NS, marker + prefix, limit)]
     found = await engine.kv_get(NS, [exec_key(i) for i in ids])
-    return [_describe(_exec(found[exec_key(i)][0])) for i in ids if exec_key(i) in found]
+    return [describe(_exec(found[exec_key(i)][0])) for i in ids if exec_key(i) in found]
 
 
 async def execution_history(engine: Engine, execution: str) -> list[HistoryEvent]:
     """The execution's history events, oldest first, ids from 1 (AWS event types)."""
     from setpiece.workflows._interpreter import HistoryEvent
 
-    await _record(engine, execution)
+    await execution_record(engine, execution)
     out: list[HistoryEvent] = []
     for _, raw in await engine.kv_scan(NS, f"h:{execution}:", 100_000_000):
         for type_, ts, details in _history(raw):
@@ -407,7 +407,7 @@ async def stop_execution(
     engine: Engine, execution: str, *, error: str | None = None, cause: str | None = None
 ) -> None:
     """Ask a running execution to stop (it ends ABORTED); a finished one is left as it is."""
-    record = await _record(engine, execution)
+    record = await execution_record(engine, execution)
     if record.status != RUNNING:
         return
     await ensure_signals(engine)

@@ -9,8 +9,10 @@
 
 :func:`validate` checks a definition (and returns the compiled :class:`StateMachine`, which
 :func:`execute` also accepts). A :class:`Workflow` declares a durable workflow of a stack; the
-runtime runs it on the stack's engine (``rt.start_execution``, task tokens, listing). See
-``docs/workflows.md``.
+runtime runs it on the stack's engine (``rt.start_execution``, task tokens, listing). The same
+operations exist as functions of an engine (``start_execution(engine, workflow, input)``,
+``send_task_success(engine, token, output)``, ...) for tools that run no stack: the HTTP
+gateway, the CLI. See ``docs/workflows.md``.
 
 Names are imported on first use, so importing a submodule (as the runtime does) stays cheap.
 """
@@ -36,7 +38,19 @@ from setpiece.errors import (
 if TYPE_CHECKING:
     from setpiece.workflows._definition import StateMachine
     from setpiece.workflows._interpreter import Execution, HistoryEvent, TaskCallable, execute
-    from setpiece.workflows._store import ExecutionDescription
+    from setpiece.workflows._store import (
+        ExecutionDescription,
+        describe_execution,
+        execution_history,
+        list_executions,
+        start_execution,
+        stop_execution,
+    )
+    from setpiece.workflows._tokens import (
+        send_task_failure,
+        send_task_heartbeat,
+        send_task_success,
+    )
     from setpiece.workflows.workflow import Workflow
 
 __all__ = [
@@ -55,7 +69,15 @@ __all__ = [
     "TaskTokenError",
     "Workflow",
     "WorkflowError",
+    "describe_execution",
     "execute",
+    "execution_history",
+    "list_executions",
+    "send_task_failure",
+    "send_task_heartbeat",
+    "send_task_success",
+    "start_execution",
+    "stop_execution",
     "validate",
 ]
 
@@ -67,6 +89,15 @@ _LAZY = {
     "execute": "setpiece.workflows._interpreter",
     "ExecutionDescription": "setpiece.workflows._store",
     "Workflow": "setpiece.workflows.workflow",
+    # the same operations as the Runtime methods, on an engine (for the gateway and the CLI)
+    "start_execution": "setpiece.workflows._store",
+    "describe_execution": "setpiece.workflows._store",
+    "list_executions": "setpiece.workflows._store",
+    "execution_history": "setpiece.workflows._store",
+    "stop_execution": "setpiece.workflows._store",
+    "send_task_success": "setpiece.workflows._tokens",
+    "send_task_failure": "setpiece.workflows._tokens",
+    "send_task_heartbeat": "setpiece.workflows._tokens",
 }
 
 

@@ -28,8 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from setpiece.bus import bus_stream_name
-from setpiece.context import Context, ServiceStore, store_namespace
 from setpiece.engine.contract import Timer, UnitOfWork
 from setpiece.errors import ConflictError, EngineError, TaskFailed
 from setpiece.event import Event
@@ -70,6 +68,7 @@ from setpiece.workflows._store import (
     timer_id,
     token_key,
 )
+from setpiece.workflows._tasks import TaskCalls
 from setpiece.workflows._tokens import DeliveryTokens, new_token, timer_payload
 from setpiece.workflows.workflow import Resource, parse_resource
 
@@ -103,29 +102,6 @@ def _tolerated(br: Branches) -> bool:
         br.tolerated_pct is not None and br.total > 0
         and 100.0 * br.failed / br.total <= br.tolerated_pct
     )
-
-
-class _Nested(Attempt):
-    """A task handler's attempt inside the workflow's: it reads through the workflow's pending
-    writes, and its own effects join them only if the handler succeeds."""
-
-    __slots__ = ("_parent",)
-
-    def __init__(self, parent: Attempt) -> None:
-        super().__init__(parent._batch)
-        self._parent = parent
-
-    async def get(self, key: tuple[str, str]) -> bytes | None:
-        if key in self.writes:
-            return self.writes[key]
-        return await self._parent.get(key)
-
-    def fold(self) -> None:
-        parent = self._parent
-        parent.writes.update(self.writes)
-        parent.appends.extend(self.appends)
-        parent.timers.extend(self.timers)
-        parent.cancel_timers.extend(self.cancel_timers)
 
 
 class WorkflowRunner:
@@ -784,15 +760,16 @@ class _Run:
         if res.wait and th.token:
             record = TokenRecord(self.id, tid, th.n, heartbeat=action.heartbeat_seconds)
             self.attempt.put((NS, token_key(th.token)), encode(record))
+        calls = TaskCalls(self.r, self.attempt, self.x.workflow, self.x.correlation or self.id)
         try:
             if res.kind == "service":
-                call = self.call_service(th, st, res, payload)
+                call = calls.service(st.name, res, payload, th.retry_count + 1)
                 result = await (asyncio.wait_for(call, timeout) if timeout and not res.wait
                                 else call)
             elif res.kind == "http":
-                result = await self.call_http(res, payload, None if res.wait else timeout)
+                result = await calls.http(res, payload, None if res.wait else timeout)
             else:
-                result = self.put_events(st, res, payload)
+                result = calls.put_events(st.name, res, payload)
         except TaskFailed as e:
             return self.failed(st, e.error, e.cause)
         except TimeoutError:
@@ -822,81 +799,3 @@ class _Run:
         result = msgspec.json.decode(encoded)
         self.event("TaskSucceeded", {"name": st.name, "output": result})
         return _steps.TaskResult(result)
-
-    def task_event(self, st: State, type_: str, data: Any, source: str | None = None) -> Event:
-        return Event(
-            type=type_, source=source or f"workflow.{self.x.workflow}", data=data,
-            subject=st.name, correlationid=self.x.correlation or self.id,
-        )
-
-    async def call_service(
-        self, th: ThreadRecord, st: State, res: Resource, payload: Any
-    ) -> Any:
-        service, name = res.service
-        handler = self.r.handler(service, name)
-        if handler is None:
-            raise TaskFailed(TASK_FAILED, f"the stack has no handler {service}.{name}")
-        event = self.task_event(st, "setpiece.workflow.task", payload)
-        nested = _Nested(self.attempt)
-        rt = self.r.rt
-
-        def publish(out: Event, bus: str | None, stream: str | None) -> None:
-            rt._emit(nested, out, bus, stream, cause=event, service=service)
-
-        ctx = Context(
-            service=service, handler=name, event=event, attempt=th.retry_count + 1,
-            store=ServiceStore(nested, store_namespace(service, None)), publish=publish,
-            tokens=DeliveryTokens(nested, self.r.engine),
-        )
-        value = await handler.invoke(event, ctx)
-        nested.fold()
-        return value.data if isinstance(value, Event) else value
-
-    async def call_http(self, res: Resource, payload: Any, timeout: float | None) -> Any:
-        client = self.r.rt._http_client()
-        body = None if res.method in ("GET", "HEAD", "DELETE") else payload
-        response = await client.request(res.method, res.target, json=body,
-                                        timeout=timeout or 60.0)
-        if not 200 <= response.status_code < 300:
-            raise TaskFailed(f"States.Http.StatusCode.{response.status_code}",
-                             response.text[:2000])
-        if not response.content:
-            return None
-        try:
-            return msgspec.json.decode(response.content)
-        except msgspec.DecodeError:
-            return response.text
-
-    def put_events(self, st: State, res: Resource, payload: Any) -> Any:
-        events: list[tuple[Event, str | None]]
-        if res.kind == "event":
-            events = [(self.task_event(st, res.target, payload), None)]
-        else:
-            entries = payload.get("Entries") if isinstance(payload, dict) else None
-            if not isinstance(entries, list) or not entries:
-                raise TaskFailed(TASK_FAILED, "putEvents needs Parameters.Entries: a list")
-            events = []
-            for i, entry in enumerate(entries):
-                if not isinstance(entry, dict) or not isinstance(entry.get("DetailType"), str):
-                    raise TaskFailed(TASK_FAILED, f"Entries[{i}].DetailType: a string is needed")
-                bus_field = entry.get("EventBusName")
-                bus = bus_field.rsplit("/", 1)[-1] if isinstance(bus_field, str) else None
-                events.append((self.task_event(st, entry["DetailType"], entry.get("Detail"),
-                                               entry.get("Source")), bus))
-        ids = []
-        for out, bus in events:
-            name = bus or self.r.stack.default_bus
-            if name not in self.r.stack.buses:
-                raise TaskFailed(TASK_FAILED, f"the stack has no bus {name!r}")
-            self.attempt.emit(*self._encoded(out, name))
-            ids.append(out.id)
-        if res.kind == "event":
-            return {"EventId": ids[0]}
-        return {"Entries": [{"EventId": i} for i in ids], "FailedEntryCount": 0}
-
-    def _encoded(self, out: Event, bus: str) -> tuple[str, str | None, bytes]:
-        from setpiece.runtime.outgoing import encode_checked, prepare
-
-        ready = prepare(out, cause=None, service=None)
-        return (bus_stream_name(bus), ready.partitionkey,
-                encode_checked(ready, self.r.rt.config.max_event_bytes))

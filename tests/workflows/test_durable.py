@@ -417,7 +417,7 @@ def test_task_token_timeout_and_heartbeat(run: Run) -> None:
     definition = machine(
         ("Ask", {"Type": "Task", "Resource": "event:ask.waitForTaskToken",
                  "Parameters": {"token.$": "$$.Task.Token"}, "HeartbeatSeconds": 1,
-                 "TimeoutSeconds": 3,
+                 "TimeoutSeconds": 10,
                  "Catch": [{"ErrorEquals": ["States.HeartbeatTimeout"], "Next": "Late",
                             "ResultPath": "$.error"}]}),
         ("Late", {"Type": "Pass"}),
@@ -429,15 +429,23 @@ def test_task_token_timeout_and_heartbeat(run: Run) -> None:
     async def keep(event: Event) -> None:
         tokens.append(event.data["token"])
 
+    @svc.on({"type": ["still_working"]})
+    async def beat(event: Event, ctx: Context) -> None:  # a heartbeat from inside a delivery
+        await ctx.send_task_heartbeat(event.data["token"])
+
     stack = Stack("s", services=[svc], workflows=[Workflow("w", definition)])
 
     async def main() -> None:
         async with stack.start(engine="memory") as rt:
             ex_id = await rt.start_execution("w", {})
             await rt.drain(10)
-            for _ in range(3):  # heartbeats keep it alive past HeartbeatSeconds
+            for i in range(4):  # heartbeats keep it alive past HeartbeatSeconds
                 await asyncio.sleep(0.5)
-                await rt.send_task_heartbeat(tokens[0])
+                if i % 2:
+                    await rt.send_task_heartbeat(tokens[0])
+                else:
+                    await rt.publish(Event(type="still_working", source="t",
+                                           data={"token": tokens[0]}))
             assert (await rt.describe_execution(ex_id)).status == "RUNNING"
             done = await rt.wait_execution(ex_id, 10)  # then silence: heartbeat timeout
             assert done.output == {"error": {"Error": "States.HeartbeatTimeout", "Cause": ""}}

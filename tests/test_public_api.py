@@ -12,6 +12,9 @@ EXPECTED = {
     # the HTTP gateway
     "BreakerPolicy", "CallPolicy", "HTTPError", "Identity", "JWTAuth", "RequestContext",
     "Response", "VersionRoutes", "mint_token",
+    # durable workflows
+    "Workflow", "WorkflowTarget", "ExecutionAlreadyExists", "ExecutionDoesNotExist",
+    "TaskTokenError", "InvalidToken", "TaskDoesNotExist", "TaskTimedOut",
 }
 
 

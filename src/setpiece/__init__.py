@@ -7,7 +7,7 @@ This module is the curated public API. Subpackages with a public face of their o
 
 from __future__ import annotations
 
-from setpiece.bus import Bus, HttpTarget, Rule
+from setpiece.bus import Bus, HttpTarget, Rule, WorkflowTarget
 from setpiece.context import Context, SyncContext
 from setpiece.errors import (
     ConfigError,
@@ -15,10 +15,16 @@ from setpiece.errors import (
     DrainTimeout,
     EngineError,
     EventError,
+    ExecutionAlreadyExists,
+    ExecutionDoesNotExist,
     HandlerError,
+    InvalidToken,
     PatternError,
     SetpieceError,
+    TaskDoesNotExist,
     TaskFailed,
+    TaskTimedOut,
+    TaskTokenError,
     WorkflowError,
 )
 from setpiece.event import Event
@@ -39,6 +45,7 @@ from setpiece.service import Service
 from setpiece.signals import Drop, Retry
 from setpiece.stack import Stack
 from setpiece.stream import Stream
+from setpiece.workflows.workflow import Workflow
 
 __version__ = "0.1.0"
 
@@ -55,10 +62,13 @@ __all__ = [
     "EngineError",
     "Event",
     "EventError",
+    "ExecutionAlreadyExists",
+    "ExecutionDoesNotExist",
     "HTTPError",
     "HandlerError",
     "HttpTarget",
     "Identity",
+    "InvalidToken",
     "JWTAuth",
     "PatternError",
     "RequestContext",
@@ -73,9 +83,14 @@ __all__ = [
     "Stack",
     "Stream",
     "SyncContext",
+    "TaskDoesNotExist",
     "TaskFailed",
+    "TaskTimedOut",
+    "TaskTokenError",
     "VersionRoutes",
+    "Workflow",
     "WorkflowError",
+    "WorkflowTarget",
     "__version__",
     "mint_token",
 ]

@@ -8,6 +8,7 @@ HTTP endpoints.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
@@ -19,8 +20,9 @@ from setpiece.stream import Stream, check_name
 
 if TYPE_CHECKING:
     from setpiece.patterns import InputTransformer, Pattern
+    from setpiece.workflows.workflow import Workflow
 
-__all__ = ["Bus", "HttpTarget", "Rule", "Target"]
+__all__ = ["Bus", "HttpTarget", "Rule", "Target", "WorkflowTarget"]
 
 DEFAULT_BUS = "default"
 WEEK = 7 * 24 * 3600.0
@@ -43,7 +45,20 @@ class HttpTarget:
             raise ConfigError(f"HttpTarget url {self.url!r}: must start with http:// or https://")
 
 
-Target = Union[Stream, "Bus", HttpTarget]
+@dataclass(frozen=True, slots=True)
+class WorkflowTarget:
+    """Start an execution of the stack's workflow ``name`` for each matching event.
+
+    The execution's input is the event as a dict (CloudEvents structured form), or the rule's
+    input transformer output when it has one. Its name is the event id, so a redelivered event
+    never starts a second execution. A :class:`~setpiece.workflows.Workflow` object may be
+    given as a target directly; it stands for ``WorkflowTarget(workflow.name)``.
+    """
+
+    name: str
+
+
+Target = Union[Stream, "Bus", HttpTarget, WorkflowTarget, "Workflow"]
 
 
 def compile_pattern(pattern: Mapping[str, Any] | str, where: str) -> Pattern:
@@ -76,10 +91,12 @@ class Rule:
         object.__setattr__(self, "compiled", compile_pattern(self.pattern, f"rule {self.name!r}"))
         if not self.targets:
             raise ConfigError(f"rule {self.name!r}: needs at least one target")
+        object.__setattr__(self, "targets", tuple(_as_target(t) for t in self.targets))
         for target in self.targets:
-            if not isinstance(target, Stream | Bus | HttpTarget):
+            if not isinstance(target, Stream | Bus | HttpTarget | WorkflowTarget):
                 raise ConfigError(
-                    f"rule {self.name!r}: target {target!r} is not a Stream, Bus or HttpTarget"
+                    f"rule {self.name!r}: target {target!r} is not a Stream, Bus, HttpTarget, "
+                    "Workflow or WorkflowTarget"
                 )
 
 
@@ -128,6 +145,14 @@ class Bus:
 
     def __repr__(self) -> str:
         return f"Bus({self.name!r}, rules={[r.name for r in self.rules]})"
+
+
+def _as_target(target: Any) -> Any:
+    """A Workflow object given as a target stands for its WorkflowTarget."""
+    module = sys.modules.get("setpiece.workflows.workflow")  # not loaded: no Workflow exists
+    if module is not None and isinstance(target, module.Workflow):
+        return WorkflowTarget(target.name)
+    return target
 
 
 def bus_stream_name(bus: str) -> str:

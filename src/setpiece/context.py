@@ -16,6 +16,7 @@ from setpiece.event import Event
 
 if TYPE_CHECKING:
     from setpiece.runtime.unit import Attempt
+    from setpiece.workflows._tokens import DeliveryTokens
 
 __all__ = ["Context", "ServiceStore", "SyncContext", "SyncServiceStore"]
 
@@ -60,7 +61,7 @@ Publish = Callable[[Event, str | None, str | None], None]
 class Context:
     """The context of one delivery attempt."""
 
-    __slots__ = ("_publish", "attempt", "event", "handler", "log", "service", "store")
+    __slots__ = ("_publish", "_tokens", "attempt", "event", "handler", "log", "service", "store")
 
     def __init__(
         self,
@@ -71,6 +72,7 @@ class Context:
         attempt: int,
         store: ServiceStore,
         publish: Publish,
+        tokens: DeliveryTokens | None = None,
     ) -> None:
         self.service = service
         self.handler = handler
@@ -79,6 +81,33 @@ class Context:
         self.store = store
         self.log = _logger(service)
         self._publish = publish
+        self._tokens = tokens
+
+    def _token_api(self) -> DeliveryTokens:
+        if self._tokens is None:
+            from setpiece.errors import TaskDoesNotExist
+
+            raise TaskDoesNotExist("this runtime runs no workflows, so no task waits for a token")
+        return self._tokens
+
+    async def send_task_success(self, token: str, output: Any = None) -> None:
+        """Answer a workflow task waiting for ``token`` with ``output`` (a JSON value).
+
+        The answer commits with this delivery (its store writes and events) or not at all.
+        Raises :class:`~setpiece.errors.InvalidToken`, :class:`~setpiece.errors.TaskDoesNotExist`
+        or :class:`~setpiece.errors.TaskTimedOut` (answered already, timed out, execution over).
+        """
+        await self._token_api().success(token, output)
+
+    async def send_task_failure(
+        self, token: str, error: str | None = None, cause: str | None = None
+    ) -> None:
+        """Fail a workflow task waiting for ``token`` with an ASL ``error`` name and ``cause``."""
+        await self._token_api().failure(token, error, cause)
+
+    async def send_task_heartbeat(self, token: str) -> None:
+        """Tell a task with ``HeartbeatSeconds`` that the work for ``token`` is still going on."""
+        await self._token_api().heartbeat(token)
 
     async def publish(
         self, event: Event, *, bus: str | None = None, stream: str | None = None
@@ -119,10 +148,11 @@ class SyncServiceStore:
 class SyncContext:
     """The context for plain ``def`` handlers: the same, with blocking methods."""
 
-    __slots__ = ("_ctx", "attempt", "event", "handler", "log", "service", "store")
+    __slots__ = ("_ctx", "_loop", "attempt", "event", "handler", "log", "service", "store")
 
     def __init__(self, ctx: Context, loop: asyncio.AbstractEventLoop) -> None:
         self._ctx = ctx
+        self._loop = loop
         self.service = ctx.service
         self.handler = ctx.handler
         self.event = ctx.event
@@ -132,3 +162,20 @@ class SyncContext:
 
     def publish(self, event: Event, *, bus: str | None = None, stream: str | None = None) -> None:
         self._ctx._publish(event, bus, stream)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def send_task_success(self, token: str, output: Any = None) -> None:
+        """See :meth:`Context.send_task_success`."""
+        self._run(self._ctx.send_task_success(token, output))
+
+    def send_task_failure(
+        self, token: str, error: str | None = None, cause: str | None = None
+    ) -> None:
+        """See :meth:`Context.send_task_failure`."""
+        self._run(self._ctx.send_task_failure(token, error, cause))
+
+    def send_task_heartbeat(self, token: str) -> None:
+        """See :meth:`Context.send_task_heartbeat`."""
+        self._run(self._ctx.send_task_heartbeat(token))

@@ -12,7 +12,13 @@
     ├── DrainTimeout        (TimeoutError) ``Runtime.drain`` ran out of time with work still pending
     └── WorkflowError
         ├── DefinitionError (ValueError)  a state machine definition is invalid; names the state and field
-        └── TaskFailed                    a task failed with an ASL error name and cause
+        ├── TaskFailed                    a task failed with an ASL error name and cause
+        ├── ExecutionDoesNotExist (LookupError)  no durable execution has that id
+        ├── ExecutionAlreadyExists        an execution of that name exists with a different input
+        └── TaskTokenError                a task token cannot be answered:
+            ├── InvalidToken (ValueError)        not a token setpiece issued
+            ├── TaskDoesNotExist (LookupError)   well formed, but no task ever had it
+            └── TaskTimedOut                     the task stopped waiting: answered, timed out, or ended
 
 Control signals are not errors and live apart, in :mod:`setpiece.signals`: a handler raises
 ``Retry`` to ask for a later attempt and ``Drop`` to acknowledge an event without handling it.
@@ -27,10 +33,16 @@ __all__ = [
     "DrainTimeout",
     "EngineError",
     "EventError",
+    "ExecutionAlreadyExists",
+    "ExecutionDoesNotExist",
     "HandlerError",
+    "InvalidToken",
     "PatternError",
     "SetpieceError",
+    "TaskDoesNotExist",
     "TaskFailed",
+    "TaskTimedOut",
+    "TaskTokenError",
     "WorkflowError",
 ]
 
@@ -86,3 +98,28 @@ class TaskFailed(WorkflowError):
         super().__init__(f"{error}: {cause}" if cause else error)
         self.error = error
         self.cause = cause
+
+
+class ExecutionDoesNotExist(WorkflowError, LookupError):
+    """No durable workflow execution has that id."""
+
+
+class ExecutionAlreadyExists(WorkflowError):
+    """An execution of that name exists already, started with a different input."""
+
+
+class TaskTokenError(WorkflowError):
+    """A task token cannot be answered (AWS: InvalidToken, TaskDoesNotExist, TaskTimedOut)."""
+
+
+class InvalidToken(TaskTokenError, ValueError):
+    """The text is not a task token setpiece issued."""
+
+
+class TaskDoesNotExist(TaskTokenError, LookupError):
+    """The token is well formed, but no task of this engine ever waited for it."""
+
+
+class TaskTimedOut(TaskTokenError):
+    """The task no longer waits for its token: answered already, timed out, or its execution
+    ended (succeeded, failed, aborted, or its Map/Parallel sibling failed)."""

@@ -13,6 +13,9 @@
     @svc.every(60)                              # or @svc.cron("*/5 * * * *")
     def tick(ctx): ...                          # plain def runs in a worker thread
 
+    @svc.task()                                 # called by workflows ("service:loyalty.quote")
+    async def quote(event: Event, ctx) -> dict: ...
+
 A handler's first parameter receives the event (annotated ``Event``, unannotated, or a type its
 ``data`` is decoded into); a second parameter, if any, receives the :class:`~setpiece.Context`.
 Its return value (an event, a list of events, or None) is published.
@@ -111,7 +114,7 @@ class Handler:
     service: str
     name: str
     fn: Callable[..., Any]
-    kind: str  # "event" | "stream" | "schedule"
+    kind: str  # "event" | "stream" | "schedule" | "task"
     retry: RetryPolicy | None = None
     concurrency: int | None = None
     bus: str | None = None
@@ -253,6 +256,22 @@ class Service:
             self._add(
                 fn, "stream", name, stream=stream_name, retry=retry, concurrency=concurrency
             )
+            return fn
+
+        return register
+
+    def task(
+        self, *, name: str | None = None
+    ) -> Callable[[F], F]:
+        """A handler that workflows call as a Task state (``"Resource": "service:<svc>.<name>"``).
+
+        It subscribes to nothing: it runs when a workflow calls it, gets an event whose ``data``
+        is the task input, and returns the task result (a JSON value, or an Event whose ``data``
+        is the result). Its store writes and published events commit with the workflow step.
+        """
+
+        def register(fn: F) -> F:
+            self._add(fn, "task", name)
             return fn
 
         return register

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from setpiece.bus import DEFAULT_BUS, Bus
+from setpiece.bus import DEFAULT_BUS, Bus, WorkflowTarget
 from setpiece.errors import ConfigError
 from setpiece.service import Service
 from setpiece.stream import Stream, check_name
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from setpiece.gateway.routing import VersionRoutes
     from setpiece.runtime.config import RuntimeConfig
     from setpiece.runtime.runtime import Runtime
+    from setpiece.workflows.workflow import Workflow
 
 __all__ = ["Stack"]
 
@@ -37,7 +38,7 @@ N = TypeVar("N", Service, Bus, Stream)
 
 
 class Stack:
-    """Services, buses and streams, checked together.
+    """Services, buses, streams and workflows, checked together.
 
     The HTTP face (:mod:`setpiece.gateway`): ``auth`` checks bearer tokens (a
     :class:`~setpiece.JWTAuth`), ``routes`` splits traffic between versions (a
@@ -56,6 +57,7 @@ class Stack:
         auth: JWTAuth | None = None,
         routes: VersionRoutes | None = None,
         calls: CallPolicy | None = None,
+        workflows: Sequence[Workflow] = (),
     ) -> None:
         check_name("stack", name)
         self.name = name
@@ -63,6 +65,11 @@ class Stack:
         self.services = _by_name("service", services)
         self.buses = _by_name("bus", buses)
         self.streams = _by_name("stream", streams)
+        self.workflows: dict[str, Workflow] = {}
+        for workflow in workflows:
+            if workflow.name in self.workflows:
+                raise ConfigError(f"the stack declares two of workflow {workflow.name!r}")
+            self.workflows[workflow.name] = workflow
         if default_bus not in self.buses:
             self.buses[default_bus] = Bus(default_bus)
         self.auth = auth
@@ -93,6 +100,11 @@ class Stack:
                     if isinstance(target, Bus) and self.buses.get(target.name) is not target:
                         raise ConfigError(f"rule {bus.name}/{rule.name}: target bus "
                                           f"{target.name!r} is not declared in the stack")
+                    if isinstance(target, WorkflowTarget) and target.name not in self.workflows:
+                        raise ConfigError(f"rule {bus.name}/{rule.name}: target workflow "
+                                          f"{target.name!r} is not declared in the stack")
+        for workflow in self.workflows.values():
+            workflow.check(self)
 
     def start(
         self,

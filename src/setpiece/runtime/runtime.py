@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from setpiece.bus import Bus, HttpTarget, Rule, bus_stream_name
+from setpiece.bus import Bus, HttpTarget, Rule, WorkflowTarget, bus_stream_name
 from setpiece.context import Context, ServiceStore, store_namespace
 from setpiece.engine.contract import Engine, KVWrite, StreamSpec, Timer, UnitOfWork
 from setpiece.errors import ConfigError, ConflictError, DrainTimeout, EventError, HandlerError
@@ -40,10 +40,13 @@ from setpiece.runtime.schedules import SCHEDULES, next_due
 from setpiece.runtime.unit import Attempt, Batch
 from setpiece.service import Handler
 from setpiece.stream import Stream
+from setpiece.workflows._api import WorkflowMethods
+from setpiece.workflows._tokens import DeliveryTokens
 
 if TYPE_CHECKING:
     from setpiece.patterns import InputTransformer
     from setpiece.stack import Stack
+    from setpiece.workflows._durable import WorkflowRunner
 
 __all__ = ["DeadLetter", "Runtime", "StoreReader"]
 
@@ -106,8 +109,12 @@ def _results(value: Any, where: str) -> Sequence[Event]:
     )
 
 
-class Runtime:
-    """A running stack. Get one from ``stack.start(...)``."""
+class Runtime(WorkflowMethods):
+    """A running stack. Get one from ``stack.start(...)``.
+
+    Besides publishing and draining, it runs the stack's durable workflows: see the methods
+    it inherits from :class:`~setpiece.workflows._api.WorkflowMethods` (``start_execution``,
+    ``executions``, ``send_task_success``, ...)."""
 
     _registry: Any = None  # setpiece.gateway.registry.Registry, once started
     _gateway: Any = None  # setpiece.gateway.app.Gateway, made by asgi()
@@ -127,6 +134,7 @@ class Runtime:
         self._stopped = asyncio.Event()
         self._http: Any = None
         self._readers: dict[str, StreamReader] = {}
+        self._workflows: WorkflowRunner | None = None
 
     # -- starting and stopping --------------------------------------------------------------
 
@@ -134,7 +142,10 @@ class Runtime:
         for spec in self._stream_specs():
             await self.engine.create_stream(spec)
             self._streams.add(spec.name)
+        self._workflows = self._workflow_runner()
         self._build_consumers()
+        if self._workflows is not None:
+            self.consumers.append(await self._workflows.prepare())
         for consumer in self.consumers:
             await consumer.prepare()
         await self._prepare_schedules()
@@ -143,6 +154,10 @@ class Runtime:
             self._tasks.append(loop.create_task(consumer.run(), name=consumer.label))
         if self._schedules:
             self._tasks.append(loop.create_task(self._run_schedules(), name="schedules"))
+        if self._workflows is not None:
+            self._tasks.append(
+                loop.create_task(self._workflows.run_timers(), name="workflow timers")
+            )
         self._tasks.append(loop.create_task(self._housekeeping(), name="housekeeping"))
         await self._start_registry()
 
@@ -181,6 +196,8 @@ class Runtime:
             consumer.stop()
         self._timer_wake.set()
         self._stopped.set()
+        if self._workflows is not None:
+            self._workflows.stop()
         for consumer, task in zip(self.consumers, self._tasks, strict=False):
             if not consumer.busy:  # idle between batches: nothing to finish
                 task.cancel()
@@ -210,6 +227,8 @@ class Runtime:
             for handler in service.handlers:
                 if handler.kind == "schedule":
                     self._schedules[handler.qualname] = handler
+                    continue
+                if handler.kind == "task":  # called by workflows, subscribed to nothing
                     continue
                 self.consumers.append(self._handler_consumer(handler))
         if self.config.services:
@@ -250,6 +269,10 @@ class Runtime:
         elif isinstance(target, Bus):
             name = f"bus:{target.name}"
             action = self._forward_action(rule, bus_stream_name(target.name))
+        elif isinstance(target, WorkflowTarget):
+            assert self._workflows is not None
+            name = f"workflow:{target.name}"
+            action = self._workflows.target_action(rule, target)
         else:
             assert isinstance(target, HttpTarget)
             name, action = f"http:{index}", self._http_action(rule, target)
@@ -291,7 +314,7 @@ class Runtime:
 
             ctx = Context(
                 service=service, handler=handler.name, event=event, attempt=number,
-                store=store, publish=publish,
+                store=store, publish=publish, tokens=DeliveryTokens(attempt, self.engine),
             )
             for out in _results(await handler.invoke(event, ctx), f"handler {handler.qualname}"):
                 self._emit(attempt, out, None, None, cause=event, service=service)
@@ -534,6 +557,17 @@ class Runtime:
         for start_at in range(0, len(records), 1000):
             await self.engine.commit(UnitOfWork(appends=records[start_at : start_at + 1000]))
         return len(records)
+
+    # -- workflows --------------------------------------------------------------------------
+
+    def _workflow_runner(self) -> WorkflowRunner | None:
+        """What runs the stack's durable workflows (their signal consumer and timers); none in
+        workers limited to some services, like rule targets."""
+        if not self.stack.workflows or self.config.services:
+            return None
+        from setpiece.workflows._durable import WorkflowRunner
+
+        return WorkflowRunner(self, self._progress.set)
 
     # -- schedules --------------------------------------------------------------------------
 

@@ -63,13 +63,15 @@ class Batch:
 class Attempt:
     """One attempt of one delivery: its reads, writes and emitted records."""
 
-    __slots__ = ("_batch", "appends", "reads", "writes")
+    __slots__ = ("_batch", "appends", "cancel_timers", "reads", "timers", "writes")
 
     def __init__(self, batch: Batch) -> None:
         self._batch = batch
         self.reads: dict[Key, int] = {}
         self.writes: dict[Key, bytes | None] = {}
         self.appends: list[tuple[str, str | None, bytes]] = []
+        self.timers: list[Timer] = []  # durable timers to set (workflows)
+        self.cancel_timers: list[tuple[str, str]] = []
 
     async def get(self, key: Key) -> bytes | None:
         if key in self.writes:
@@ -95,6 +97,12 @@ class Attempt:
             batch.pending[key] = value
             generation[key] = generation.get(key, 0) + 1
         batch.appends.extend(self.appends)
+        if self.cancel_timers:  # a unit cancels before it sets: drop earlier sets in the batch
+            gone = set(self.cancel_timers)
+            batch.timers[:] = [t for t in batch.timers if (t.namespace, t.id) not in gone]
+            batch.cancel_timers.extend(self.cancel_timers)
+        if self.timers:
+            batch.timers.extend(self.timers)
         if inbox is not None:
             batch.inbox.append(inbox)
         return True

@@ -1,0 +1,124 @@
+"""The workflow half of the runtime handle: start, list, describe, stop, answer task tokens.
+
+:class:`~setpiece.Runtime` inherits these methods. Each is a thin call of a function that takes
+an engine (:mod:`setpiece.workflows._store`, :mod:`setpiece.workflows._tokens`), which the HTTP
+gateway and the CLI can call without a running stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from setpiece.errors import ConfigError, DrainTimeout
+from setpiece.workflows import _store, _tokens
+
+if TYPE_CHECKING:
+    from setpiece.engine.contract import Engine
+    from setpiece.stack import Stack
+    from setpiece.workflows._durable import WorkflowRunner
+    from setpiece.workflows._interpreter import HistoryEvent
+    from setpiece.workflows.workflow import Workflow
+
+__all__ = ["WorkflowMethods"]
+
+
+class WorkflowMethods:
+    """Durable workflow executions on a runtime (mixed into :class:`~setpiece.Runtime`)."""
+
+    engine: Engine
+    stack: Stack
+    _workflows: WorkflowRunner | None
+
+    def _workflow(self, workflow: str | Workflow) -> Workflow:
+        name = workflow if isinstance(workflow, str) else workflow.name
+        found = self.stack.workflows.get(name)
+        if found is None:
+            raise ConfigError(
+                f"the stack has no workflow {name!r} (workflows: {sorted(self.stack.workflows)})"
+            )
+        return found
+
+    async def start_execution(
+        self, workflow: str | Workflow, input: Any = None, *, name: str | None = None
+    ) -> str:
+        """Start an execution of one of the stack's workflows; returns its id,
+        ``"<workflow>:<name>"``.
+
+        ``input`` is any JSON value (None means ``{}``). ``name`` defaults to a UUID; starting
+        again with the same name and input returns the same id (with another input:
+        ExecutionAlreadyExists).
+        """
+        return await _store.start_execution(
+            self.engine, self._workflow(workflow), input, name=name
+        )
+
+    async def describe_execution(self, execution_id: str) -> _store.ExecutionDescription:
+        """The execution's status, input, output or error, times, and what it waits for.
+        Raises ExecutionDoesNotExist."""
+        return await _store.describe_execution(self.engine, execution_id)
+
+    async def executions(
+        self, workflow: str | None = None, status: str | None = None
+    ) -> list[_store.ExecutionDescription]:
+        """Executions by id, optionally of one workflow and/or in one status (``RUNNING``,
+        ``SUCCEEDED``, ``FAILED``, ``TIMED_OUT``, ``ABORTED``)."""
+        return await _store.list_executions(self.engine, workflow, status)
+
+    async def execution_history(self, execution_id: str) -> list[HistoryEvent]:
+        """The execution's history (``HistoryEvent(id, type, timestamp, details)``, AWS event
+        types), oldest first."""
+        return await _store.execution_history(self.engine, execution_id)
+
+    async def stop_execution(
+        self, execution_id: str, *, error: str | None = None, cause: str | None = None
+    ) -> None:
+        """Stop a running execution: it ends ABORTED and its task tokens stop working."""
+        await _store.stop_execution(self.engine, execution_id, error=error, cause=cause)
+
+    async def wait_execution(
+        self, execution_id: str, timeout: float = 60.0
+    ) -> _store.ExecutionDescription:
+        """Wait until the execution is no longer RUNNING and return it.
+
+        Raises DrainTimeout after ``timeout`` seconds (the execution keeps running).
+        """
+        deadline = time.monotonic() + timeout
+        pause = 0.002
+        while True:
+            runner = self._workflows
+            changed = runner.changed if runner is not None else None
+            record = await _store.execution_record(self.engine, execution_id)
+            if record.status != _store.RUNNING:
+                return _store.describe(record)
+            if time.monotonic() >= deadline:
+                found = await _store.describe_execution(self.engine, execution_id)
+                raise DrainTimeout(
+                    f"execution {execution_id!r} still RUNNING after {timeout}s "
+                    f"(waiting: {'; '.join(found.waiting) or 'to be stepped'})"
+                )
+            if changed is not None:  # steps run here: wake when some commit
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), min(pause, deadline - time.monotonic()))
+            else:
+                await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+    async def send_task_success(self, token: str, output: Any = None) -> None:
+        """Complete the task waiting for ``token`` with ``output`` (a JSON value).
+
+        Raises InvalidToken, TaskDoesNotExist or TaskTimedOut (see :mod:`setpiece.errors`).
+        """
+        await _tokens.send_task_success(self.engine, token, output)
+
+    async def send_task_failure(
+        self, token: str, error: str | None = None, cause: str | None = None
+    ) -> None:
+        """Fail the task waiting for ``token``; its Retry and Catch apply."""
+        await _tokens.send_task_failure(self.engine, token, error, cause)
+
+    async def send_task_heartbeat(self, token: str) -> None:
+        """Restart the ``HeartbeatSeconds`` clock of the task waiting for ``token``."""
+        await _tokens.send_task_heartbeat(self.engine, token)

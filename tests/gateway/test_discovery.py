@@ -203,7 +203,7 @@ def test_a_killed_instance_leaves_the_registry_and_traffic_fails_over(
                             assert r.status_code == 200, r.text
                             assert r.headers["x-setpiece-instance"] != other.member
                         # and within the TTL it drops out of discovery
-                        await _wait_for(lambda: _gone(rt, other.member), timeout=5)
+                        await _wait_for(lambda: _gone(rt, other.member), timeout=20)
                         assert len(await rt.instances("notes")) == 1
                 finally:
                     if proc.poll() is None:

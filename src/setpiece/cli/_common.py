@@ -21,7 +21,17 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from setpiece.errors import ConfigError, EngineError, EventError, PatternError, SetpieceError
+from setpiece.errors import (
+    ConfigError,
+    DefinitionError,
+    EngineError,
+    EventError,
+    ExecutionAlreadyExists,
+    ExecutionDoesNotExist,
+    PatternError,
+    SetpieceError,
+    TaskTokenError,
+)
 
 if TYPE_CHECKING:
     from setpiece.engine.contract import Engine
@@ -58,8 +68,9 @@ def exit_code(exc: BaseException) -> int:
         return exc.code
     if isinstance(exc, EngineError):
         return ENGINE_ERROR
-    if isinstance(exc, EventError | PatternError | ConfigError):
-        return USAGE_ERROR
+    if isinstance(exc, EventError | PatternError | ConfigError | DefinitionError
+                  | ExecutionAlreadyExists | ExecutionDoesNotExist | TaskTokenError):
+        return USAGE_ERROR  # a mistake in what the user typed or named
     return OTHER_ERROR
 
 

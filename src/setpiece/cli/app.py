@@ -647,3 +647,7 @@ def cli(argv: list[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else USAGE_ERROR)
     return 0
+
+
+# The workflow and task commands live in their own module; importing it registers them.
+from setpiece.cli import workflows as _workflow_commands  # noqa: E402, F401

@@ -62,8 +62,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 EVENTS_SCOPE = "events:publish"
+TASKS_SCOPE = "workflows:tasks"
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
-RESERVED = ("/openapi.json", "/healthz", "/events/")
+RESERVED = ("/openapi.json", "/healthz", "/events/", "/workflows/")
 MAX_BODY = 1024 * 1024
 CONFLICT_RETRIES = 8
 _DIRECT = b"x-setpiece-route"
@@ -93,12 +94,12 @@ class _Route:
     __slots__ = ("kind", "public", "route", "scopes", "service", "template")
 
     def __init__(self, kind: str, template: str, route: HttpRoute | None = None) -> None:
-        self.kind = kind  # "service" | "events" | "openapi" | "health"
+        self.kind = kind  # "service" | "events" | "tasks" | "openapi" | "health"
         self.template = template
         self.route = route
         self.service = route.service if route is not None else ""
         self.scopes: tuple[str, ...] = route.scopes if route is not None else ()
-        self.public = route.public if route is not None else kind != "events"
+        self.public = route.public if route is not None else kind not in ("events", "tasks")
 
 
 def _regex(template: str) -> re.Pattern[str]:
@@ -119,11 +120,13 @@ class RouteTable:
         self._add("GET", "/openapi.json", _Route("openapi", "/openapi.json"), "the gateway")
         self._add("GET", "/healthz", _Route("health", "/healthz"), "the gateway")
         self._add("POST", "/events/{bus}", _Route("events", "/events/{bus}"), "the gateway")
+        self._add("POST", "/workflows/tasks/{action}",
+                  _Route("tasks", "/workflows/tasks/{action}"), "the gateway")
         for service in stack.services.values():
             for route in service.routes:
                 where = f"route {service.name}.{route.name}"
                 if route.path in ("/openapi.json", "/healthz") or route.path.startswith(
-                    "/events/"
+                    ("/events/", "/workflows/")
                 ):
                     raise ConfigError(f"{where}: {route.path!r} is reserved by the gateway "
                                       f"({', '.join(RESERVED)})")
@@ -352,6 +355,8 @@ class Gateway:
             request.body = await self._read_body(receive)
             request.identity = await self._identify(route, authorization)
             request.set_trace(traceparent)
+            if route.kind == "tasks":
+                return await self._answer_task(params["action"], request)
             return await self._ingest(params["bus"], request, scope["headers"])
         except AuthError as exc:
             return _error(exc.status, {"error": exc.error or "unauthorized",
@@ -391,7 +396,8 @@ class Gateway:
         if route.public:
             return await auth.authenticate(authorization) if authorization else ANONYMOUS
         identity = await auth.authenticate(authorization)
-        auth.authorize(identity, route.scopes if route.kind == "service" else (EVENTS_SCOPE,))
+        needed = {"service": route.scopes, "tasks": (TASKS_SCOPE,)}.get(route.kind, (EVENTS_SCOPE,))
+        auth.authorize(identity, needed)
         return identity
 
     # -- built-in routes --------------------------------------------------------------------
@@ -444,6 +450,36 @@ class Gateway:
         except EventError as exc:
             return _message(400, str(exc), field=exc.field or "event")
         return _Reply(202, _encode({"ids": [e.id for e in stored]}), [_JSON])
+
+    async def _answer_task(self, action: str, request: _Request) -> _Reply:
+        """``POST /workflows/tasks/{success|failure|heartbeat}`` with ``{"token": ...}``: answer a
+        task that waits for its token (Step Functions' SendTaskSuccess/Failure/Heartbeat)."""
+        from setpiece.errors import TaskTokenError
+        from setpiece.workflows import send_task_failure, send_task_heartbeat, send_task_success
+
+        runtime = self.runtime
+        if runtime is None:
+            return _message(503, "the runtime is not running")
+        if action not in ("success", "failure", "heartbeat"):
+            return _message(404, "answer a task with success, failure or heartbeat")
+        try:
+            body = msgspec.json.decode(request.body) if request.body else None
+        except msgspec.DecodeError:
+            return _message(400, "the body is not JSON", field="body")
+        if not isinstance(body, dict) or not isinstance(body.get("token"), str):
+            return _message(400, "the body must be an object with a string token",
+                            field="body.token")
+        token, engine = body["token"], runtime.engine
+        try:
+            if action == "success":
+                await send_task_success(engine, token, body.get("output"))
+            elif action == "failure":
+                await send_task_failure(engine, token, body.get("error"), body.get("cause"))
+            else:
+                await send_task_heartbeat(engine, token)
+        except TaskTokenError as exc:
+            return _error(400, {"error": type(exc).__name__, "detail": str(exc)})
+        return _Reply(200, _encode({"ok": True}), [_JSON])
 
     # -- routing to an instance -------------------------------------------------------------
 

@@ -12,20 +12,21 @@ from setpiece import Context, Event, JWTAuth, Service, Stack, Workflow, mint_tok
 SECRET = "a-test-secret-of-at-least-32-bytes!"
 
 
-def build() -> tuple[Stack, dict[str, str]]:
-    seen: dict[str, str] = {}
+def build() -> tuple[Stack, dict[int, str]]:
+    seen: dict[int, str] = {}
     workflow = Workflow("approve", {
         "StartAt": "Ask",
         "States": {"Ask": {
             "Type": "Task", "Resource": "event:asked.waitForTaskToken",
-            "Parameters": {"token.$": "$$.Task.Token"}, "ResultPath": "$.answer", "End": True,
+            "Parameters": {"token.$": "$$.Task.Token", "n.$": "$.n"}, "ResultPath": "$.answer",
+            "End": True,
         }},
     })
     desk = Service("desk")
 
     @desk.on({"type": ["asked"]})
     async def asked(event: Event, ctx: Context) -> None:
-        seen[ctx.event.id] = event.data["token"]
+        seen[event.data["n"]] = event.data["token"]
 
     auth = JWTAuth(secret=SECRET, issuer="me", audience="app")
     return Stack("s", services=[desk], workflows=[workflow], auth=auth), seen
@@ -50,7 +51,7 @@ def test_answering_tokens_over_http(run: Any) -> None:
                     if len(seen) == 2:
                         break
                     await asyncio.sleep(0.01)
-                token_1, token_2 = seen.values()
+                token_1, token_2 = seen[1], seen[2]
                 url = "/workflows/tasks"
                 no_scope = await http.post(f"{url}/success", json={"token": token_1},
                                            headers=headers("notes:read"))

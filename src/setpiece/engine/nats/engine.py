@@ -77,6 +77,11 @@ class NatsEngine(Engine):
             self._relay.run(self._closing), name="setpiece-outbox-relay"
         )
 
+    @property
+    def _closed(self) -> bool:
+        """Closed (or closing): what the runtime checks before retrying a failed call."""
+        return self._closing.is_set()
+
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _nats(self, make: Any) -> Any:

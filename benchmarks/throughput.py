@@ -6,9 +6,17 @@ Baseline: the raw engine appending the same number of records in batches and rea
 (the least work any flow over this engine must do).
 
     python benchmarks/throughput.py [--events 50000] [--workers 2]
+    python benchmarks/throughput.py --engine nats [--events 20000]
 
 Prints events/s end-to-end (input events fully handled by both hops), the raw baseline, the ratio,
 and the peak memory (RSS high-water mark) of the process.
+
+``--engine nats`` runs the flow on the production engine (NATS JetStream + PostgreSQL; it starts
+both servers from their PyPI wheels, ``setpiece.engine.servers``) and measures, in the same run
+and against the same nats-server, raw nats-py: the same number of messages published to
+JetStream (pipelined async publishes, acks awaited per 1000) and consumed back with a pull
+consumer (batches of 512, no acks) — the least any flow over JetStream must do. It also reports
+the production engine's own append+read, like the SQLite baseline.
 """
 
 from __future__ import annotations
@@ -61,11 +69,11 @@ def events(n: int) -> list[Event]:
     ]
 
 
-async def end_to_end(url: str, n: int, concurrency: int = 16) -> float:
+async def end_to_end(url: str, n: int, concurrency: int = 16, store: str | None = None) -> float:
     stack = build_stack()
     batch = events(n)
     config = RuntimeConfig(batch_size=512, concurrency=concurrency)
-    async with stack.start(engine=url, config=config) as rt:
+    async with stack.start(engine=url, store=store, config=config) as rt:
         started = time.perf_counter()
         for i in range(0, n, 1000):
             await rt.publish_many(batch[i : i + 1000])
@@ -75,8 +83,8 @@ async def end_to_end(url: str, n: int, concurrency: int = 16) -> float:
     return n / elapsed
 
 
-async def raw_engine(url: str, n: int) -> float:
-    engine = await open_engine(url)
+async def raw_engine(url: str, n: int, store: str | None = None) -> float:
+    engine = await open_engine(url, store=store)
     try:
         await engine.create_stream(StreamSpec("raw", 4))
         payloads = [(e.partitionkey, encode_event(e)) for e in events(n)]
@@ -142,13 +150,71 @@ async def with_workers(path: str, n: int, workers: int) -> float:
     return n / elapsed
 
 
+async def raw_nats(url: str, n: int, partitions: int = 4) -> float:
+    """nats-py alone: publish ``n`` messages to JetStream and consume them back."""
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
+
+    from setpiece.engine import partition_for
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream(publish_async_max_pending=4000)
+        await js.add_stream(StreamConfig(name="rawbench", subjects=["rawbench.*"],
+                                         storage=StorageType.FILE))
+        payloads = [(f"rawbench.{partition_for(e.partitionkey, partitions)}", encode_event(e))
+                    for e in events(n)]
+        started = time.perf_counter()
+        for i in range(0, n, 1000):
+            futures = [await js.publish_async(subject, data)
+                       for subject, data in payloads[i : i + 1000]]
+            for ack in await asyncio.gather(*futures):
+                assert ack.seq
+        sub = await js.pull_subscribe(
+            "rawbench.*", durable="rawbench", config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+        )
+        seen = 0
+        while seen < n:
+            seen += len(await sub.fetch(512, timeout=5))
+        elapsed = time.perf_counter() - started
+        assert seen == n
+        await js.delete_stream("rawbench")
+    finally:
+        await nc.close()
+    return n / elapsed
+
+
+def main_nats(n: int, concurrency: int) -> None:
+    from setpiece.engine.servers import nats_server, postgres_server
+
+    with nats_server() as nats, postgres_server() as pg:
+        raw = asyncio.run(raw_nats(nats.url, n))
+        engine_raw = asyncio.run(
+            raw_engine(f"{nats.url}?prefix=raw", n, store=f"{pg.url}?schema=raw")
+        )
+        e2e = asyncio.run(
+            end_to_end(f"{nats.url}?prefix=e2e", n, concurrency, store=f"{pg.url}?schema=e2e")
+        )
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"events: {n} (NATS JetStream file storage + PostgreSQL fsync=off, loopback)")
+    print(f"raw nats-py publish+consume:   {raw:>10,.0f} msgs/s     (baseline)")
+    print(f"raw engine append+read:        {engine_raw:>10,.0f} records/s")
+    print(f"end-to-end two-hop flow:       {e2e:>10,.0f} events/s")
+    print(f"end-to-end / raw nats-py:      {e2e / raw:>10.0%}")
+    print(f"peak memory (max RSS):         {peak_mb:>10,.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--concurrency", type=int, default=16, help="deliveries in flight")
     parser.add_argument("--workers", type=int, default=0,
                         help="also run the flow on N `setpiece run` processes sharing the file")
+    parser.add_argument("--engine", choices=["sqlite", "nats"], default="sqlite")
     args = parser.parse_args()
+    if args.engine == "nats":
+        main_nats(args.events, args.concurrency)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         raw = asyncio.run(raw_engine(f"sqlite:///{tmp}/raw.db", args.events))
         e2e = asyncio.run(end_to_end(f"sqlite:///{tmp}/e2e.db", args.events, args.concurrency))

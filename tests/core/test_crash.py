@@ -4,6 +4,10 @@ A backlog of events flows through two hops (a handler that counts per customer a
 handler that counts per item). The worker is killed many times mid-flight. At the end every
 customer's count is exactly its number of events, every item was tallied exactly once, and the
 bus holds exactly one emitted event per input: nothing lost, nothing doubled.
+
+On the production engine (NATS JetStream + PostgreSQL, its own servers) the same test also
+restarts nats-server and crashes PostgreSQL while a worker runs: the worker's clients reconnect
+and it carries on (it must make progress after each restart before it is killed).
 """
 
 from __future__ import annotations
@@ -15,93 +19,186 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from setpiece.engine import open_engine
+from setpiece.engine import Engine, open_engine
+from setpiece.engine.servers import nats_server, postgres_server
 from setpiece.event import Event, encode_event
 
 APP = Path(__file__).with_name("crash_app.py")
-ITEMS = 12_000
 CUSTOMERS = 17
-KILLS = 15
 
 
-def _worker(db: Path, mode: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path("src").resolve()), *sys.path])}
-    return subprocess.Popen([sys.executable, str(APP), str(db), mode], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+class Target:
+    """Where the crash test runs: an engine URL (and a store URL for the NATS engine)."""
+
+    def __init__(self, url: str, store: str | None = None) -> None:
+        self.url, self.store = url, store
+
+    def worker(self, mode: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ,
+               "PYTHONPATH": os.pathsep.join([str(Path("src").resolve()), *sys.path])}
+        args = [sys.executable, str(APP), self.url, mode, *([self.store] if self.store else [])]
+        return subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+
+    def call(self, fn: Callable[[Engine], object]) -> object:
+        async def main() -> object:
+            engine = await open_engine(self.url, store=self.store)
+            try:
+                return await fn(engine)  # type: ignore[misc]
+            finally:
+                await engine.close()
+
+        return asyncio.run(main())
 
 
-async def _publish_backlog(db: Path) -> None:
-    engine = await open_engine(f"sqlite:///{db}")
-    try:
+def _init(target: Target) -> None:
+    init = target.worker("init")
+    assert init.wait(timeout=60) == 0
+    assert init.stdout is not None
+    init.stdout.close()
+
+
+def _publish_backlog(target: Target, items: int) -> None:
+    async def publish(engine: Engine) -> None:
         records = [
             (f"cu-{i % CUSTOMERS}",
              encode_event(Event(type="work", source="test", partitionkey=f"cu-{i % CUSTOMERS}",
                                 data={"item": i, "customer": f"cu-{i % CUSTOMERS}"})))
-            for i in range(ITEMS)
+            for i in range(items)
         ]
-        for start in range(0, ITEMS, 500):
+        for start in range(0, items, 500):
             await engine.append("bus.default", records[start : start + 500])
-    finally:
-        await engine.close()
+
+    target.call(publish)
 
 
-async def _pending(db: Path) -> int:
-    """Input events not yet counted (the counter group's lag on the bus)."""
-    engine = await open_engine(f"sqlite:///{db}")
-    try:
-        counted = sum(msgspec.json.decode(v) for _, v in await engine.kv_scan("svc:counter"))
-        return ITEMS - counted
-    finally:
-        await engine.close()
+def _pending(target: Target, items: int) -> int:
+    """Input events not yet counted by the first hop."""
+
+    async def pending(engine: Engine) -> int:
+        rows = await engine.kv_scan("svc:counter", "", 10_000)
+        return items - sum(msgspec.json.decode(v) for _, v in rows)
+
+    result = target.call(pending)
+    assert isinstance(result, int)
+    return result
 
 
-async def _check(db: Path) -> None:
-    engine = await open_engine(f"sqlite:///{db}")
-    try:
+def _tallied(target: Target) -> int:
+    """Items the second hop has tallied."""
+
+    async def tallied(engine: Engine) -> int:
+        return len(await engine.kv_scan("svc:tally", "item:", 1_000_000))
+
+    result = target.call(tallied)
+    assert isinstance(result, int)
+    return result
+
+
+def _check(target: Target, items: int) -> None:
+    async def check(engine: Engine) -> None:
         counts = dict(await engine.kv_scan("svc:counter", "", 10_000))
         per_customer = {k: msgspec.json.decode(v) for k, v in counts.items()}
-        expected = {f"cu-{c}": len(range(c, ITEMS, CUSTOMERS)) for c in range(CUSTOMERS)}
+        expected = {f"cu-{c}": len(range(c, items, CUSTOMERS)) for c in range(CUSTOMERS)}
         assert per_customer == expected
-        tallies = dict(await engine.kv_scan("svc:tally", "item:", 100_000))
-        assert len(tallies) == ITEMS
+        tallies = dict(await engine.kv_scan("svc:tally", "item:", 1_000_000))
+        assert len(tallies) == items
         assert {msgspec.json.decode(v) for v in tallies.values()} == {1}
         done = 0
         for partition, end in enumerate(await engine.end_offsets("bus.default")):
-            for record in await engine.read("bus.default", partition, 0, end + 1):
-                done += msgspec.json.decode(record.value)["type"] == "done"
-        assert done == ITEMS
+            offset = 0
+            while offset < end:
+                batch = await engine.read("bus.default", partition, offset, 1000)
+                assert batch, f"bus.default[{partition}] unreadable at {offset} (end {end})"
+                done += sum(msgspec.json.decode(r.value)["type"] == "done" for r in batch)
+                offset = batch[-1].offset + 1
+        assert done == items
         assert await engine.end_offsets("setpiece.deadletters") == [0]
-    finally:
-        await engine.close()
+
+    target.call(check)
+
+
+def _kill_loop(
+    target: Target, items: int, kills: int, seed: int,
+    during: dict[int, Callable[[], None]] | None = None,
+) -> int:
+    """Start a worker and SIGKILL it ``kills`` times; returns how many kills hit pending work.
+
+    ``during[i]`` runs while the i-th worker runs (a server restart): the worker must then move
+    both hops forward before it is killed.
+    """
+    rng = random.Random(seed)
+    killed_mid_flight = 0
+    for round_ in range(kills):
+        proc = target.worker("run")
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(rng.uniform(0.05, 0.3))
+        if during and round_ in during:
+            before = _pending(target, items), _tallied(target)
+            during[round_]()
+            deadline = time.monotonic() + 60
+            while (_pending(target, items), _tallied(target)) == before or (
+                before[0] > 0 and _pending(target, items) == before[0]
+            ):
+                assert proc.poll() is None, "the worker died with the server restart"
+                assert time.monotonic() < deadline, "no progress after the server restart"
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        killed_mid_flight += _pending(target, items) > 0
+    return killed_mid_flight
+
+
+def _drain(target: Target) -> None:
+    final = target.worker("drain")
+    assert final.wait(timeout=180) == 0
+    assert final.stdout is not None
+    final.stdout.close()
 
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
-    db = tmp_path / "crash.db"
-    init = _worker(db, "init")
-    assert init.wait(timeout=60) == 0
-    assert init.stdout is not None
-    init.stdout.close()
-    asyncio.run(_publish_backlog(db))
-    rng = random.Random(20261122)
-    killed_mid_flight = 0
-    for _ in range(KILLS):
-        proc = _worker(db, "run")
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == b"ready"
-        time.sleep(rng.uniform(0.05, 0.3))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        proc.stdout.close()
-        killed_mid_flight += asyncio.run(_pending(db)) > 0
-    assert killed_mid_flight >= KILLS // 2, "the kills must interrupt real work"
-    final = _worker(db, "drain")
-    assert final.wait(timeout=180) == 0
-    assert final.stdout is not None
-    final.stdout.close()
-    asyncio.run(_check(db))
+    items, kills = 12_000, 15
+    target = Target(f"sqlite:///{tmp_path / 'crash.db'}")
+    _init(target)
+    _publish_backlog(target, items)
+    killed_mid_flight = _kill_loop(target, items, kills, seed=20261122)
+    assert killed_mid_flight >= kills // 2, "the kills must interrupt real work"
+    _drain(target)
+    _check(target, items)
+
+
+@pytest.mark.slow
+@pytest.mark.servers
+def test_sigkill_and_server_restarts_on_nats_and_postgres() -> None:
+    """The same on NATS JetStream + PostgreSQL, with nats-server and PostgreSQL restarted
+    under a running worker (their own servers: the session's are not disturbed)."""
+    items, kills = 4_000, 10
+    with nats_server() as nats, postgres_server() as pg:
+        target = Target(f"{nats.url}?prefix=crash&timeout=60", f"{pg.url}?schema=crash")
+        _init(target)
+        _publish_backlog(target, items)
+
+        def crash_postgres() -> None:
+            pg.kill()  # immediate shutdown: crash recovery at the next start
+            time.sleep(0.5)
+            pg.start()
+
+        def restart_nats() -> None:
+            nats.stop()
+            time.sleep(0.5)
+            nats.start()
+
+        during = {2: restart_nats, 5: crash_postgres, 7: restart_nats}
+        killed_mid_flight = _kill_loop(target, items, kills, seed=20261123, during=during)
+        assert killed_mid_flight >= kills // 2, "the kills must interrupt real work"
+        _drain(target)
+        _check(target, items)

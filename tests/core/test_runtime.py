@@ -1,4 +1,7 @@
-"""The runtime on the embedded engine: delivery, retries, dead letters, inbox, targets."""
+"""The runtime: delivery, retries, dead letters, inbox, targets.
+
+Tests marked ``@on_engines`` run on the embedded engine (SQLite in memory) and on the production
+engine (NATS JetStream + PostgreSQL, real servers, marker ``servers``)."""
 
 from __future__ import annotations
 
@@ -26,8 +29,12 @@ from setpiece import (
     Stack,
     Stream,
 )
+from tests.conftest import ENGINES
 
 Run = Callable[[Any], Any]
+Urls = tuple[str, str | None]
+# SQLite in memory, and NATS JetStream + PostgreSQL (marked ``servers``: real servers).
+on_engines = pytest.mark.parametrize("engine_urls", ENGINES, indirect=True)
 FAST = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.01)
 
 
@@ -56,11 +63,13 @@ def registered(customer: str, serial: str, **kw: Any) -> Event:
                  data={"customer": customer, "serial": serial}, partitionkey=customer, **kw)
 
 
-def test_publish_handle_store_and_emit(run: Run) -> None:
+@on_engines
+def test_publish_handle_store_and_emit(run: Run, engine_urls: Urls) -> None:
+    url, store = engine_urls
     stack, seen = loyalty_stack()
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(url, store=store) as rt:
             first = await rt.publish(registered("cu-1", "s1"))
             await rt.publish_many([registered("cu-1", f"s{i}") for i in range(2, 6)])
             await rt.drain(timeout=10)
@@ -75,7 +84,9 @@ def test_publish_handle_store_and_emit(run: Run) -> None:
     assert seen == ["s1", "s2", "s3", "s4", "s5"]  # one key, in order
 
 
-def test_order_is_kept_per_key_under_concurrency(run: Run) -> None:
+@on_engines
+def test_order_is_kept_per_key_under_concurrency(run: Run, engine_urls: Urls) -> None:
+    url, store = engine_urls
     order: dict[str, list[int]] = {}
     svc = Service("orders")
 
@@ -87,7 +98,8 @@ def test_order_is_kept_per_key_under_concurrency(run: Run) -> None:
     stack = Stack("s", services=[svc])
 
     async def main() -> None:
-        async with stack.start(engine="memory", config=RuntimeConfig(concurrency=8)) as rt:
+        config = RuntimeConfig(concurrency=8)
+        async with stack.start(url, store=store, config=config) as rt:
             await rt.publish_many(
                 [Event(type="step", source="t", data={"n": i}, partitionkey=f"k{i % 7}")
                  for i in range(300)]
@@ -100,7 +112,11 @@ def test_order_is_kept_per_key_under_concurrency(run: Run) -> None:
         assert numbers == sorted(numbers)
 
 
-def test_failing_handler_is_retried_then_dead_lettered_with_reason(run: Run) -> None:
+@on_engines
+def test_failing_handler_is_retried_then_dead_lettered_with_reason(
+    run: Run, engine_urls: Urls
+) -> None:
+    url, store = engine_urls
     attempts: list[int] = []
     svc = Service("flaky")
 
@@ -113,7 +129,7 @@ def test_failing_handler_is_retried_then_dead_lettered_with_reason(run: Run) -> 
     stack = Stack("s", services=[svc])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(url, store=store) as rt:
             event = await rt.publish(Event(type="t", source="x", data={"v": 1}))
             await rt.drain(timeout=10)
             letters = await rt.dead_letters()
@@ -130,7 +146,9 @@ def test_failing_handler_is_retried_then_dead_lettered_with_reason(run: Run) -> 
     assert attempts == [1, 2, 3]
 
 
-def test_transient_failure_recovers_and_effects_happen_once(run: Run) -> None:
+@on_engines
+def test_transient_failure_recovers_and_effects_happen_once(run: Run, engine_urls: Urls) -> None:
+    url, store = engine_urls
     svc = Service("svc")
     calls: list[int] = []
 
@@ -146,7 +164,7 @@ def test_transient_failure_recovers_and_effects_happen_once(run: Run) -> None:
     stack = Stack("s", services=[svc], streams=[])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(url, store=store) as rt:
             await rt.publish(Event(type="t", source="x"))
             await rt.drain(timeout=10)
             assert await rt.store("svc").get("n") == 1
@@ -238,7 +256,9 @@ def test_typed_inputs_and_undecodable_data_goes_straight_to_dead_letters(run: Ru
     assert Order("o1", 3) in got and Customer(name="Ann", age=41) in got
 
 
-def test_sync_handlers_use_a_blocking_context(run: Run) -> None:
+@on_engines
+def test_sync_handlers_use_a_blocking_context(run: Run, engine_urls: Urls) -> None:
+    url, store = engine_urls
     svc = Service("sync")
 
     @svc.on({"type": ["t"]})
@@ -257,7 +277,7 @@ def test_sync_handlers_use_a_blocking_context(run: Run) -> None:
     stack = Stack("s", services=[svc, other])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(url, store=store) as rt:
             await rt.publish_many([Event(type="t", source="x") for _ in range(3)])
             await rt.drain(timeout=10)
             assert await rt.store("sync").get("n") == 3
@@ -289,11 +309,13 @@ def test_drop_acknowledges_without_effects(run: Run) -> None:
     run(main())
 
 
-def test_inbox_deduplicates_the_same_event_id(run: Run) -> None:
+@on_engines
+def test_inbox_deduplicates_the_same_event_id(run: Run, engine_urls: Urls) -> None:
+    url, store = engine_urls
     stack, seen = loyalty_stack()
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(url, store=store) as rt:
             event = registered("cu-9", "dup")
             await rt.publish(event)
             await rt.publish(event)  # a producer retry
@@ -305,7 +327,9 @@ def test_inbox_deduplicates_the_same_event_id(run: Run) -> None:
     assert seen == ["dup"]
 
 
-def test_stream_consumers_rule_targets_and_transforms(run: Run) -> None:
+@on_engines
+def test_stream_consumers_rule_targets_and_transforms(run: Run, engine_urls: Urls) -> None:
+    url, store = engine_urls
     from setpiece.patterns import InputTransformer
 
     orders = Stream("orders", partitions=2)
@@ -329,7 +353,7 @@ def test_stream_consumers_rule_targets_and_transforms(run: Run) -> None:
     stack = Stack("s", services=[svc], buses=[main_bus, audit_bus], streams=[orders])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(url, store=store) as rt:
             await rt.publish_many([Event(type="order_placed", source="shop", data={"n": i},
                                          partitionkey="one") for i in range(5)])
             await rt.publish(Event(type="ignored", source="elsewhere"))
@@ -340,7 +364,9 @@ def test_stream_consumers_rule_targets_and_transforms(run: Run) -> None:
     assert audited == [{"what": "order_placed"}] * 5
 
 
-def test_redrive_sends_a_dead_letter_back_to_its_handler_only(run: Run) -> None:
+@on_engines
+def test_redrive_sends_a_dead_letter_back_to_its_handler_only(run: Run, engine_urls: Urls) -> None:
+    url, store = engine_urls
     broken = {"on": True}
     calls: dict[str, int] = {"a": 0, "b": 0}
     svc = Service("svc")
@@ -358,7 +384,7 @@ def test_redrive_sends_a_dead_letter_back_to_its_handler_only(run: Run) -> None:
     stack = Stack("s", services=[svc])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(url, store=store) as rt:
             await rt.publish(Event(type="t", source="x"))
             await rt.drain(timeout=10)
             [letter] = await rt.dead_letters()
@@ -373,7 +399,9 @@ def test_redrive_sends_a_dead_letter_back_to_its_handler_only(run: Run) -> None:
     assert calls == {"a": 2, "b": 1}
 
 
-def test_replay_through_one_rule(run: Run) -> None:
+@on_engines
+def test_replay_through_one_rule(run: Run, engine_urls: Urls) -> None:
+    url, store = engine_urls
     import time as _time
 
     counts = {"a": 0, "b": 0}
@@ -390,7 +418,7 @@ def test_replay_through_one_rule(run: Run) -> None:
     stack = Stack("s", services=[svc])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(url, store=store) as rt:
             began = _time.time() - 1
             await rt.publish_many([Event(type="t", source="x") for _ in range(4)])
             await rt.drain(timeout=10)
@@ -403,7 +431,9 @@ def test_replay_through_one_rule(run: Run) -> None:
     assert counts == {"a": 12, "b": 8}
 
 
-def test_schedules_fire_on_durable_timers(run: Run) -> None:
+@on_engines
+def test_schedules_fire_on_durable_timers(run: Run, engine_urls: Urls) -> None:
+    url, store = engine_urls
     svc = Service("clock")
 
     @svc.every(0.05)
@@ -414,7 +444,7 @@ def test_schedules_fire_on_durable_timers(run: Run) -> None:
     stack = Stack("s", services=[svc])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(url, store=store) as rt:
             for _ in range(200):
                 await asyncio.sleep(0.02)
                 if (await rt.store("clock").get("ticks", 0)) >= 3:
@@ -530,7 +560,11 @@ def test_restart_resumes_from_committed_offsets(run: Run, tmp_path: Path) -> Non
     assert seen == ["s0", "s1", "s2", "s3"]
 
 
-def test_store_conflicts_between_concurrent_deliveries_lose_no_update(run: Run) -> None:
+@on_engines
+def test_store_conflicts_between_concurrent_deliveries_lose_no_update(
+    run: Run, engine_urls: Urls
+) -> None:
+    url, store = engine_urls
     svc = Service("counter")
 
     @svc.on({"type": ["inc"]})
@@ -548,7 +582,8 @@ def test_store_conflicts_between_concurrent_deliveries_lose_no_update(run: Run) 
     stack = Stack("s", services=[svc])
 
     async def main() -> None:
-        async with stack.start(engine="memory", config=RuntimeConfig(concurrency=16)) as rt:
+        config = RuntimeConfig(concurrency=16)
+        async with stack.start(url, store=store, config=config) as rt:
             await rt.publish_many([Event(type="inc", source="x") for _ in range(200)])
             await rt.drain(timeout=30)
             assert await rt.store("counter").get("total") == 400

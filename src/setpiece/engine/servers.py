@@ -427,3 +427,45 @@ def postgres_server(
         stack.callback(server.stop)
         server.start()
         yield server
+
+
+# -- python -m setpiece.engine.servers ----------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start nats-server and PostgreSQL on free loopback ports, print their URLs, run until
+    interrupted (Ctrl-C, SIGTERM), then stop both. ``--dir`` keeps the data between runs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m setpiece.engine.servers",
+        description="Run NATS JetStream and PostgreSQL locally for setpiece's production engine.",
+    )
+    parser.add_argument("--dir", help="keep the servers' data here (default: a temporary folder)")
+    parser.add_argument("--durable", action="store_true", help="PostgreSQL with fsync on")
+    args = parser.parse_args(argv)
+    base = Path(args.dir).resolve() if args.dir else None
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        with nats_server(base / "nats" if base else None) as nats, postgres_server(
+            base / "postgres" if base else None, durable=args.durable
+        ) as pg:
+            print(f"SETPIECE_ENGINE={nats.url}", flush=True)
+            print(f"SETPIECE_STORE={pg.url}", flush=True)
+            print("# running; Ctrl-C stops both servers", file=sys.stderr, flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                while not stop:
+                    time.sleep(0.2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -118,23 +118,42 @@ class Consumer:
         self._stopping = True
 
     async def run(self) -> None:
+        failures = 0
         try:
             while not self._stopping:
-                await self._maybe_heartbeat()
-                progressed = False
-                for partition in self.owned:
-                    if self._stopping:
-                        break
-                    progressed |= await self._turn(partition)
-                if not progressed and not self._stopping:
-                    timeout = max(0.0, self._next_heartbeat - time.monotonic())
-                    await self.engine.wait([self.stream], timeout)
+                try:
+                    await self._step()
+                    failures = 0
+                except EngineError as exc:
+                    # The engine stayed unreachable past its own retries (a server restarting
+                    # for long), or a commit's outcome is unknown: keep the consumer alive, and
+                    # start again from the committed offsets once it answers (the inbox and the
+                    # offsets' compare-and-set keep effects exactly once).
+                    if self._stopping or self.engine_closed():
+                        raise
+                    failures += 1
+                    log.warning("%s: %s; retrying from the committed offsets", self.label, exc)
+                    self.busy = False
+                    self.owned = ()
+                    self._next_heartbeat = 0.0
+                    await asyncio.sleep(min(0.2 * 2 ** min(failures, 5), 5.0))
         finally:
             if not self.engine_closed():
                 with contextlib.suppress(EngineError, asyncio.CancelledError):
                     await asyncio.shield(
                         self.engine.leave(self.group, self.stream, self.config.member)
                     )
+
+    async def _step(self) -> None:
+        await self._maybe_heartbeat()
+        progressed = False
+        for partition in self.owned:
+            if self._stopping:
+                break
+            progressed |= await self._turn(partition)
+        if not progressed and not self._stopping:
+            timeout = max(0.0, self._next_heartbeat - time.monotonic())
+            await self.engine.wait([self.stream], timeout)
 
     def engine_closed(self) -> bool:
         return bool(getattr(self.engine, "_closed", False))

@@ -77,6 +77,11 @@ class NatsEngine(Engine):
             self._relay.run(self._closing), name="setpiece-outbox-relay"
         )
 
+    @property
+    def _closed(self) -> bool:
+        """Closed (or closing): what the runtime checks before retrying a failed call."""
+        return self._closing.is_set()
+
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _nats(self, make: Any) -> Any:
@@ -130,6 +135,29 @@ class NatsEngine(Engine):
 
     async def streams(self) -> list[StreamSpec]:
         return await self._store.streams()
+
+    async def drop_stream(self, name: str) -> None:
+        """Delete a stream: its JetStream streams, then what PostgreSQL knows of it (offsets,
+        members, pending outbox rows). For ``setpiece apply --allow-delete``; not part of the
+        contract. A stream that does not exist is ignored."""
+        spec = await self._store.stream(name)
+        if spec is None:
+            return
+        await self._nats(lambda: self._log.delete(name, spec.partitions))
+        await self._store.drop_stream(name)
+        self._streams.pop(name, None)
+        self._round_robin.pop(name, None)
+
+    async def drop_group(self, group: str, stream: str) -> None:
+        """Forget a consumer group's committed offsets and members on a stream."""
+        await self._store.drop_group(group, stream)
+
+    async def drift(self, spec: StreamSpec) -> list[str]:
+        """How JetStream differs from a stream PostgreSQL records (``setpiece plan``)."""
+        found: list[str] = await self._nats(
+            lambda: self._log.drift(spec.name, spec.partitions, spec.retention)
+        )
+        return found
 
     async def append(
         self, stream: str, records: Sequence[tuple[str | None, bytes]]

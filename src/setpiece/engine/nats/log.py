@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import calendar
+import contextlib
 import functools
 import json
 import re
@@ -266,6 +267,30 @@ class JetStreamLog:
             if exc.err_code != 10058:  # exists with a different configuration
                 raise ConfigError(f"stream {stream!r}: JetStream refused it: {exc}") from exc
             await self._jsm.update_stream(config)
+
+    async def delete(self, stream: str, partitions: int) -> None:
+        """Delete the JetStream streams of every partition (missing ones are fine)."""
+
+        async def one(partition: int) -> None:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await self._jsm.delete_stream(self.js_name(stream, partition))
+
+        await asyncio.gather(*(one(p) for p in range(partitions)))
+
+    async def drift(self, stream: str, partitions: int, retention: float | None) -> list[str]:
+        """How the JetStream streams of a stream differ from its declaration (empty: none)."""
+        out: list[str] = []
+        for partition in range(partitions):
+            name = self.js_name(stream, partition)
+            try:
+                info = await self._jsm.stream_info(name)
+            except nats.js.errors.NotFoundError:
+                out.append(f"JetStream stream {name} is missing")
+                continue
+            max_age = info.config.max_age or 0.0
+            if abs(max_age - (retention or 0.0)) > 1e-3:
+                out.append(f"JetStream stream {name} has max_age {max_age:g}s")
+        return out
 
     async def state(self, stream: str, partitions: int) -> list[tuple[int, int]]:
         """(first offset held, next offset) per partition."""

@@ -256,6 +256,27 @@ class PgStore:
 
         await self.call(run)
 
+    async def drop_stream(self, name: str) -> None:
+        """Forget a stream: its partitions, pending outbox rows, offsets and members."""
+
+        async def run(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                for table in ("sp_outbox", "sp_partitions", "sp_offsets", "sp_members"):
+                    await conn.execute(f"DELETE FROM {table} WHERE stream = $1", name)
+                await conn.execute("DELETE FROM sp_streams WHERE name = $1", name)
+
+        await self.call(run)
+
+    async def drop_group(self, group: str, stream: str) -> None:
+        async def run(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                for table in ("sp_offsets", "sp_members"):
+                    await conn.execute(
+                        f"DELETE FROM {table} WHERE grp = $1 AND stream = $2", group, stream
+                    )
+
+        await self.call(run)
+
     # -- groups -----------------------------------------------------------------------------
 
     async def heartbeat(

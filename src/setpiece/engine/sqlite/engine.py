@@ -351,6 +351,26 @@ class SQLiteEngine(Engine):
             )
             self._streams[spec.name] = (sid, spec.partitions)
 
+    async def drop_stream(self, name: str) -> None:
+        """Delete a stream with its records, committed offsets and members (``setpiece apply
+        --allow-delete``; not part of the contract). A stream that does not exist is ignored."""
+        with self._write() as db:
+            row = db.execute("SELECT id FROM sp_streams WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                for table in ("sp_records", "sp_partitions", "sp_offsets", "sp_members"):
+                    db.execute(f"DELETE FROM {table} WHERE sid = ?", (row[0],))
+                db.execute("DELETE FROM sp_streams WHERE id = ?", (row[0],))
+        self._streams.pop(name, None)
+        self._round_robin.pop(name, None)
+
+    async def drop_group(self, group: str, stream: str) -> None:
+        """Forget a consumer group's committed offsets and members on a stream."""
+        with self._write() as db:
+            row = db.execute("SELECT id FROM sp_streams WHERE name = ?", (stream,)).fetchone()
+            if row is not None:
+                for table in ("sp_offsets", "sp_members"):
+                    db.execute(f"DELETE FROM {table} WHERE grp = ? AND sid = ?", (group, row[0]))
+
     async def streams(self) -> list[StreamSpec]:
         rows = self._db.execute(
             "SELECT name, partitions, retention FROM sp_streams ORDER BY name"

@@ -186,15 +186,15 @@ def workflow_stop(
     """Stop a running execution (it ends ABORTED)."""
     from setpiece.workflows import stop_execution
 
+    _on_engine(target, engine, store,
+               lambda db: stop_execution(db, execution, error=error, cause=cause))
+
+
+def _on_engine(target: str, engine: str | None, store: str | None, action: Any) -> None:
+    """Run ``action(engine)`` on the stack's engine."""
+
     async def body(stack: Stack, db: Engine) -> None:
-        await stop_execution(db, execution, error=error, cause=cause)
-
-    run_async(with_engine(target, engine, store, body))
-
-
-def _answer(target: str, engine: str | None, store: str | None, send: Any) -> None:
-    async def body(stack: Stack, db: Engine) -> None:
-        await send(db)
+        await action(db)
 
     run_async(with_engine(target, engine, store, body))
 
@@ -213,7 +213,7 @@ def task_success(
     from setpiece.workflows import send_task_success
 
     result = _json_arg(output, "--output")
-    _answer(target, engine, store, lambda db: send_task_success(db, token, result))
+    _on_engine(target, engine, store, lambda db: send_task_success(db, token, result))
 
 
 @task_app.command("failure")
@@ -229,7 +229,7 @@ def task_failure(
     """Fail a task that waits for its token."""
     from setpiece.workflows import send_task_failure
 
-    _answer(target, engine, store, lambda db: send_task_failure(db, token, error, cause))
+    _on_engine(target, engine, store, lambda db: send_task_failure(db, token, error, cause))
 
 
 @task_app.command("heartbeat")
@@ -243,4 +243,4 @@ def task_heartbeat(
     """Tell a waiting task its worker is alive (resets HeartbeatSeconds)."""
     from setpiece.workflows import send_task_heartbeat
 
-    _answer(target, engine, store, lambda db: send_task_heartbeat(db, token))
+    _on_engine(target, engine, store, lambda db: send_task_heartbeat(db, token))

@@ -21,6 +21,7 @@ import jsonata  # untyped library: pyproject's mypy override ignores its missing
 from jsonata.utils import Utils
 
 from setpiece.workflows._errors import QUERY_EVALUATION_ERROR, StatesError
+from setpiece.workflows._intrinsics import _HASHES
 
 __all__ = ["evaluate_expression", "is_expression", "resolve", "strip", "syntax_error"]
 
@@ -60,13 +61,6 @@ def _range(start: Any, end: Any, step: Any) -> Any:
     return Utils.create_sequence_from_iter(values)
 
 
-_HASHES = {
-    "MD5": "md5",
-    "SHA-1": "sha1",
-    "SHA-256": "sha256",
-    "SHA-384": "sha384",
-    "SHA-512": "sha512",
-}
 
 
 def _hash(value: Any, algorithm: Any = "SHA-256") -> str:

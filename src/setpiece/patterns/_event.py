@@ -14,7 +14,18 @@ from typing import Any, Final
 from setpiece.errors import PatternError
 from setpiece.patterns._json import decode_event
 
-__all__ = ["LEAF", "NEST", "Chain", "Entry", "Flat", "Level", "Need", "flatten", "search"]
+__all__ = [
+    "LEAF",
+    "NEST",
+    "Chain",
+    "Entry",
+    "Flat",
+    "Level",
+    "Need",
+    "consistent",
+    "flatten",
+    "search",
+]
 
 LEAF: Final = 1
 """Flag: a pattern tests the values at this path."""
@@ -133,6 +144,12 @@ class Flat:
         chains = self.chains_of(path)
         if not membership:
             return list(range(len(chains)))
+        if len(chains) <= 8:
+            return [
+                i
+                for i, chain in enumerate(chains)
+                if all(membership.get(array, position) == position for array, position in chain)
+            ]
         if self._index is None:
             self._index = {}
         index = self._index.get(path)
@@ -278,6 +295,23 @@ def _walk_array(
 
 Field = tuple[str, Callable[[object], bool], bool, bool]
 """(path, value test, absence allowed, has value alternatives) of one condition."""
+
+
+def consistent(fields: tuple[Field, ...], flat: Flat) -> bool:
+    """Whether fields that each hold on their own also hold together under array consistency.
+
+    Only fields at paths with leaves inside arrays of objects (``flat.deep``) can conflict:
+    any other field's arrays are its own. So only those take part in the search, and with
+    one of them (that is not satisfied by absence, which is judged per array element) there
+    is nothing to search.
+    """
+    deep = flat.deep
+    if not deep:
+        return True
+    inside = tuple(field for field in fields if field[0] in deep)
+    if not inside or (len(inside) == 1 and not inside[0][2]):
+        return True
+    return search(inside, flat)
 
 
 def search(fields: tuple[Field, ...], flat: Flat) -> bool:

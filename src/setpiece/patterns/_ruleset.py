@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from setpiece.patterns._cidr import parse_ip
-from setpiece.patterns._event import Field, Flat, Need, flatten, search
+from setpiece.patterns._event import Field, Flat, Need, consistent, flatten
 from setpiece.patterns._match import Pattern, compile
 from setpiece.patterns._matchers import (
     Address,
@@ -42,26 +42,17 @@ __all__ = ["RuleSet"]
 class _End:
     """A sub-rule that ends at a node: its rule name, and what array consistency needs."""
 
-    __slots__ = ("absent_paths", "fields", "name", "paths", "plain")
+    __slots__ = ("fields", "name", "plain")
 
     def __init__(self, name: str, fields: tuple[Field, ...]) -> None:
         self.name = name
         self.fields = fields
-        self.paths = frozenset(field[0] for field in fields)
-        self.absent_paths = frozenset(field[0] for field in fields if field[2])
         # One field and no absence: array consistency can never reject it.
-        self.plain = len(self.paths) < 2 and not self.absent_paths
+        self.plain = len(fields) < 2 and not any(field[2] for field in fields)
 
     def holds(self, flat: Flat) -> bool:
-        """Whether the sub-rule, already matched field by field, survives array consistency.
-
-        Only fields with leaves inside arrays of objects can conflict; with fewer than two of
-        them (and no absence tested on one) the field-by-field answer is exact.
-        """
-        deep = flat.deep
-        if len(self.paths & deep) < 2 and self.absent_paths.isdisjoint(deep):
-            return True
-        return search(self.fields, flat)
+        """Whether the sub-rule, already matched field by field, survives array consistency."""
+        return consistent(self.fields, flat)
 
 
 class _Node:
@@ -69,10 +60,20 @@ class _Node:
 
     def __init__(self) -> None:
         self.groups: dict[str, _Group] = {}
-        self.steps: tuple[tuple[str, _Group], ...] = ()  # the groups, for iteration
+        self.steps: tuple[_Step, ...] = ()  # the groups, for iteration
         self.children: dict[Condition, _Node] = {}
         self.ends: list[_End] = []
 
+    def refresh(self) -> None:
+        self.steps = tuple(
+            (path, group, group.exact.get if group.exact_only else None, tuple(group.absent))
+            for path, group in self.groups.items()
+        )
+
+
+_Step = tuple[str, "_Group", Callable[[Any], "list[_Node] | None"] | None, tuple["_Node", ...]]
+"""(path, group, lookup of the exact values when the group has nothing else, absent children)
+of one group of a node."""
 
 Probe = Callable[[list[Any], list[_Node]], None]
 """Appends to a list the children the values of one path (a list) lead to, maybe repeated."""
@@ -469,8 +470,8 @@ class RuleSet:
                     group = node.groups.get(condition.path)
                     if group is None:
                         group = node.groups[condition.path] = _Group()
-                        node.steps = tuple(node.groups.items())
                     group.add_condition(condition, child)
+                    node.refresh()
                 node = child
             node.ends.append(_End(name, fields))
 
@@ -490,17 +491,17 @@ class RuleSet:
                 for end in node.ends:
                     if end.name not in matched and (not deep or end.plain or end.holds(flat)):
                         matched.add(end.name)
-            for path, group in node.steps:
+            for path, group, exact, absent in node.steps:
                 found = get(path)
                 if found is None:
-                    if group.absent:
-                        push(group.absent)
+                    if absent:
+                        push(absent)
                     continue
                 if len(found) == 1 and not group.multi:
                     # One value reaches each child at most once: straight onto the stack.
-                    if group.exact_only:
+                    if exact is not None:
                         value = found[0]
-                        nodes = group.exact.get(value if type(value) is str else event_key(value))
+                        nodes = exact(value if type(value) is str else event_key(value))
                         if nodes:
                             push(nodes)
                     else:
@@ -510,8 +511,8 @@ class RuleSet:
                     (group.probe or group.compile())(found, reached)
                     if reached:
                         push(set(reached))
-                if group.absent and path in deep:
+                if absent and path in deep:
                     # Absence under array consistency is relative to the other fields' array
                     # elements: let it through here, End.holds decides.
-                    push(group.absent)
+                    push(absent)
         return matched

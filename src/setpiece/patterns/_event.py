@@ -322,35 +322,84 @@ def search(fields: tuple[Field, ...], flat: Flat) -> bool:
     [{"exists": false}]}`` matches when the element holding Ann has no email, whatever other
     elements hold.
     """
+    # Per field, the chains of the leaves that pass its test: the search picks one per field.
+    required: list[list[Chain]] = []
+    optional: list[tuple[list[Chain], str]] = []
+    all_values = flat.values
+    for path, test, absent_ok, has_values in fields:
+        values = all_values.get(path)
+        passing: list[Chain] = []
+        if values is not None and has_values:
+            chains = flat.chains_of(path)
+            passing = [chains[j] for j, value in enumerate(values) if test(value)]
+        if absent_ok:
+            optional.append((passing, path))
+        elif not passing:
+            return False
+        else:
+            required.append(passing)
+    if not optional and len(required) > 1:
+        arrays = {chain[0][0] for passing in required for chain in passing if len(chain) == 1}
+        if len(arrays) == 1 and all(len(chain) == 1 for passing in required for chain in passing):
+            # All in one array of objects, no deeper: the fields must meet in one element.
+            common = {chain[0] for chain in required[0]}
+            for passing in required[1:]:
+                common.intersection_update(chain[0] for chain in passing)
+            return bool(common)
+    required.sort(key=len)  # fewest choices first
+    order: list[tuple[list[Chain], str | None]] = [(passing, None) for passing in required]
+    order.extend(optional)
+    count = len(order)
+    choices = 1
+    for passing, _ in order:
+        choices *= len(passing) + 1
+    remember = choices > 64  # small searches are cheaper than their memo
     failed: set[tuple[int, tuple[tuple[int, int], ...], tuple[str, ...]]] = set()
-    count = len(fields)
+    indexes: dict[int, dict[tuple[int, int], list[Chain]]] = {}
 
-    def absent(path: str, membership: dict[int, int]) -> bool:
-        return path not in flat.values or not flat.consistent(path, membership)
+    def candidates(i: int, passing: list[Chain], membership: dict[int, int]) -> list[Chain]:
+        if not membership:
+            return passing
+        pool = passing
+        if len(passing) > 8:
+            index = indexes.get(i)
+            if index is None:
+                index = indexes[i] = {}
+                for chain in passing:
+                    for link in chain:
+                        index.setdefault(link, []).append(chain)
+            for link in membership.items():
+                found = index.get(link)
+                if found is not None and len(found) < len(pool):
+                    pool = found
+        return [
+            chain
+            for chain in pool
+            if all(membership.get(array, position) == position for array, position in chain)
+        ]
 
     def step(i: int, membership: dict[int, int], pending: tuple[str, ...]) -> bool:
         if i == count:
-            return all(absent(path, membership) for path in pending)
-        memo = (i, tuple(sorted(membership.items())), pending)
-        if memo in failed:
-            return False
-        path, test, absent_ok, has_values = fields[i]
-        values = flat.values.get(path)
-        if absent_ok and step(i + 1, membership, (*pending, path)):
+            return not any(
+                path in all_values and flat.consistent(path, membership) for path in pending
+            )
+        if remember:
+            memo = (i, tuple(sorted(membership.items())), pending)
+            if memo in failed:
+                return False
+        passing, absent_path = order[i]
+        if absent_path is not None and step(i + 1, membership, (*pending, absent_path)):
             return True
-        if values is not None and has_values:
-            chains = flat.chains_of(path)
-            for j in flat.consistent(path, membership):
-                if test(values[j]):
-                    chain = chains[j]
-                    if chain:
-                        extended = dict(membership)
-                        extended.update(chain)
-                    else:
-                        extended = membership
-                    if step(i + 1, extended, pending):
-                        return True
-        failed.add(memo)
+        for chain in candidates(i, passing, membership):
+            if chain:
+                extended = dict(membership)
+                extended.update(chain)
+            else:
+                extended = membership
+            if step(i + 1, extended, pending):
+                return True
+        if remember:
+            failed.add(memo)
         return False
 
     return step(0, {}, ())

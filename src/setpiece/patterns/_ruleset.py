@@ -42,11 +42,12 @@ __all__ = ["RuleSet"]
 class _End:
     """A sub-rule that ends at a node: its rule name, and what array consistency needs."""
 
-    __slots__ = ("fields", "name", "plain")
+    __slots__ = ("fields", "name", "paths", "plain")
 
     def __init__(self, name: str, fields: tuple[Field, ...]) -> None:
         self.name = name
         self.fields = fields
+        self.paths = frozenset(field[0] for field in fields)
         # One field and no absence: array consistency can never reject it.
         self.plain = len(fields) < 2 and not any(field[2] for field in fields)
 
@@ -489,7 +490,9 @@ class RuleSet:
             node = pop()
             if node.ends:
                 for end in node.ends:
-                    if end.name not in matched and (not deep or end.plain or end.holds(flat)):
+                    if end.name not in matched and (
+                        not deep or end.plain or deep.isdisjoint(end.paths) or end.holds(flat)
+                    ):
                         matched.add(end.name)
             for path, group, exact, absent in node.steps:
                 found = get(path)

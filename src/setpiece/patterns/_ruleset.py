@@ -63,18 +63,27 @@ class _Node:
         self.groups: dict[str, _Group] = {}
         self.steps: tuple[_Step, ...] = ()  # the groups, for iteration
         self.children: dict[Condition, _Node] = {}
-        self.ends: list[_End] = []
+        self.ends: tuple[_End, ...] = ()
 
     def refresh(self) -> None:
         self.steps = tuple(
-            (path, group, group.exact.get if group.exact_only else None, tuple(group.absent))
+            (
+                path,
+                group,
+                group.exact.get if group.exact_only else None,
+                tuple(group.absent),
+                group.multi,
+            )
             for path, group in self.groups.items()
         )
 
 
-_Step = tuple[str, "_Group", Callable[[Any], "list[_Node] | None"] | None, tuple["_Node", ...]]
-"""(path, group, lookup of the exact values when the group has nothing else, absent children)
-of one group of a node."""
+_Step = tuple[
+    str, "_Group", Callable[[Any], "list[_Node] | None"] | None, tuple["_Node", ...], bool
+]
+"""(path, group, lookup of the exact values when the group has nothing else, absent children,
+whether a child can be reached twice by one value) of one group of a node: what ``match``
+needs, in one object."""
 
 Probe = Callable[[list[Any], list[_Node]], None]
 """Appends to a list the children the values of one path (a list) lead to, maybe repeated."""
@@ -474,7 +483,7 @@ class RuleSet:
                     group.add_condition(condition, child)
                     node.refresh()
                 node = child
-            node.ends.append(_End(name, fields))
+            node.ends = (*node.ends, _End(name, fields))
 
     def match(self, event: Any) -> set[str]:
         """The names of the rules ``event`` (a dict, or JSON text) matches."""
@@ -494,13 +503,13 @@ class RuleSet:
                         not deep or end.plain or deep.isdisjoint(end.paths) or end.holds(flat)
                     ):
                         matched.add(end.name)
-            for path, group, exact, absent in node.steps:
+            for path, group, exact, absent, multi in node.steps:
                 found = get(path)
                 if found is None:
                     if absent:
                         push(absent)
                     continue
-                if len(found) == 1 and not group.multi:
+                if len(found) == 1 and not multi:
                     # One value reaches each child at most once: straight onto the stack.
                     if exact is not None:
                         value = found[0]

@@ -10,8 +10,8 @@ anything-but with prefix/suffix/wildcard, non-ASCII equals-ignore-case) are test
 but only at the nodes an event reaches.
 
 Array consistency: the walk treats each field on its own; when the event has arrays of objects
-(the only case where that can accept too much), each rule reached is confirmed by the exact
-search over its fields.
+(the only case where that can accept too much), a rule reached with two or more fields inside
+them (or absence tested there) is confirmed by the exact search over those fields.
 """
 
 from __future__ import annotations

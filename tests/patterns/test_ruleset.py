@@ -167,3 +167,59 @@ def test_ruleset_agrees_with_each_pattern(drawn: list[dict[str, Any]], evs: list
         expected = {name for name, p in compiled.items() if p.matches(event)}
         assert rules.match(event) == expected
         assert rules.match(json.dumps(event)) == expected
+
+
+# Deeper events: arrays of arrays, arrays of objects holding arrays, dotted keys.
+deep_leaves = st.one_of(
+    scalars, st.lists(scalars, max_size=3), st.lists(st.lists(scalars, max_size=2), max_size=2)
+)
+deep_objects = st.dictionaries(st.sampled_from(["d", "e"]), deep_leaves, max_size=2)
+deep_events = st.dictionaries(
+    st.sampled_from(["a", "b", "c", "c.d", "c.e", "x"]),
+    st.one_of(
+        deep_leaves,
+        deep_objects,
+        st.lists(deep_objects, max_size=3),
+        st.lists(st.one_of(deep_objects, st.lists(deep_objects, max_size=2)), max_size=3),
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(patterns(), min_size=1, max_size=8), st.lists(deep_events, min_size=1, max_size=4))
+def test_ruleset_agrees_with_each_pattern_on_nested_events(
+    drawn: list[dict[str, Any]], evs: list[Any]
+) -> None:
+    compiled = {}
+    for i, pattern in enumerate(drawn):
+        try:
+            compiled[f"r{i}"] = compile(pattern)
+        except PatternError:
+            continue
+    rules = RuleSet()
+    for name, pattern in compiled.items():
+        rules.add(name, pattern)
+    for event in evs:
+        expected = {name for name, p in compiled.items() if p.matches(event)}
+        assert rules.match(event) == expected
+        assert rules.match(json.dumps(event)) == expected
+
+
+def test_rules_added_between_matches_and_the_rebuild_as_the_set_grows() -> None:
+    rules = RuleSet()
+    compiled = {}
+    events = [{"s": s, "n": n, "t": t} for s in "ab" for n in range(4) for t in ("x", "y")]
+    for i in range(200):
+        pattern: dict[str, Any] = {"s": ["ab"[i % 2]]}
+        if i % 3:
+            pattern["n"] = [{"numeric": [">=", i % 4]}]
+        if i % 5 == 0:
+            pattern["t"] = [{"anything-but": "x"}]
+        compiled[f"r{i}"] = compile(pattern)
+        rules.add(f"r{i}", pattern)
+        if i % 7 == 0:
+            event = events[i % len(events)]
+            assert rules.match(event) == {n for n, p in compiled.items() if p.matches(event)}
+    for event in events:
+        assert rules.match(event) == {n for n, p in compiled.items() if p.matches(event)}

@@ -139,3 +139,48 @@ def test_large_event_with_large_arrays() -> None:
     pattern = compile({"detail": {"items": {"sku": ["S4999"], "qty": [{"numeric": ["=", 1]}]}}})
     assert pattern.matches(event)  # 4999 % 7 == 1
     assert not compile({"detail": {"items": {"sku": ["S4998"], "qty": [1]}}}).matches(event)
+
+
+def test_dotted_event_keys_beside_fields_looked_up_directly() -> None:
+    # Objects whose tested fields are all leaves are read by lookup, not by scanning their keys:
+    # a dotted key there can only address fields below a leaf, which no pattern tests.
+    assert matches({"type": ["x"]}, {"type.x": 1, "type": "x", "other": {"a": 1}})
+    assert matches({"a": {"b": [1], "c": [2]}}, {"a.b": 1, "a": {"c": 2}})
+    assert matches({"a": {"b": [1]}, "z": [0]}, {"z": 0, "a.b": 1, "q": 1, "r": 2, "s": 3})
+    assert matches({"a": {"b": {"c": [1]}}}, {"a": {"b.c": 1, "x": 1, "y": 2, "z": 3}})
+    assert not matches({"a": {"b": [1]}}, {"a": {"b.c": 1}, "a.b.c": 1})
+
+
+def test_fields_outside_arrays_of_objects_do_not_take_part_in_consistency() -> None:
+    pattern = {
+        "source": ["s"],
+        "tags": ["vip"],
+        "lines": {"sku": ["A"], "qty": [2], "gift": [{"exists": False}]},
+        "note": [{"exists": False}],
+    }
+    event = {
+        "source": "s",
+        "tags": ["new", "vip"],
+        "lines": [{"sku": "A", "qty": 2}, {"sku": "A", "qty": 1, "gift": True}],
+    }
+    assert matches(pattern, event)
+    assert not matches(pattern, {**event, "note": "x"})
+    assert not matches(pattern, {**event, "lines": [{"sku": "A", "qty": 2, "gift": 1}]})
+    assert not matches(pattern, {**event, "lines": [{"sku": "A"}, {"qty": 2}]})
+
+
+def test_consistency_across_nested_and_sibling_arrays() -> None:
+    pattern = {"o": {"items": {"sku": ["A"], "qty": [2]}, "id": ["x"]}}
+    both = {"o": [{"id": "x", "items": [{"sku": "A", "qty": 2}]}]}
+    other_order = {"o": [{"id": "x", "items": [{"sku": "B"}]}, {"id": "y", "items": [
+        {"sku": "A", "qty": 2}]}]}  # fmt: skip
+    split_items = {"o": [{"id": "x", "items": [{"sku": "A"}, {"qty": 2}]}]}
+    assert matches(pattern, both)
+    assert not matches(pattern, other_order)
+    assert not matches(pattern, split_items)
+    # two arrays of objects: any element of one with any element of the other
+    siblings = {"a": {"k": ["1"]}, "b": {"k": ["2"]}}
+    assert matches(siblings, {"a": [{"k": "0"}, {"k": "1"}], "b": [{"k": "2"}]})
+    many = {"items": [{"sku": f"S{i}", "qty": i % 7} for i in range(500)]}
+    assert matches({"items": {"sku": ["S499"], "qty": [2]}}, many)
+    assert not matches({"items": {"sku": ["S499"], "qty": [3]}}, many)

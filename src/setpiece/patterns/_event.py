@@ -14,7 +14,18 @@ from typing import Any, Final
 from setpiece.errors import PatternError
 from setpiece.patterns._json import decode_event
 
-__all__ = ["LEAF", "NEST", "Chain", "Flat", "Need", "flatten", "search"]
+__all__ = [
+    "LEAF",
+    "NEST",
+    "Chain",
+    "Entry",
+    "Flat",
+    "Level",
+    "Need",
+    "consistent",
+    "flatten",
+    "search",
+]
 
 LEAF: Final = 1
 """Flag: a pattern tests the values at this path."""
@@ -25,18 +36,39 @@ MAX_EVENT_DEPTH: Final = 512
 Chain = tuple[tuple[int, int], ...]
 
 
+class Level:
+    """The keys of one object some pattern looks at: ``entries`` maps a key to ``(path, flags,
+    level below)``; flags are LEAF (values at this path are tested) and NEST (a longer path goes
+    through it). ``direct`` lists the entries for a walk by lookup, which is right when no entry
+    is NEST (``nested`` is false): then an event key with a dot cannot address any of them."""
+
+    __slots__ = ("direct", "entries", "nested")
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Entry] = {}
+        self.direct: tuple[tuple[str, Entry], ...] = ()
+        self.nested = False
+
+    def refresh(self) -> None:
+        self.direct = tuple(self.entries.items())
+        self.nested = any(entry[1] & NEST for entry in self.entries.values())
+
+
+Entry = tuple[str, int, Level]
+"""(path, flags, level below) of one key."""
+
+
 class Need:
     """The field paths some pattern tests, as a tree of key segments (``a.b`` is ``a`` -> ``b``).
 
-    Each tree entry is ``(path, flags, subtree)``; flags are LEAF (values at this path are
-    tested) and NEST (a longer path goes through it).
+    Fields no path names are never looked at, nor anything below them.
     """
 
     __slots__ = ("paths", "tree")
 
     def __init__(self, paths: Iterable[str] = ()) -> None:
         self.paths: set[str] = set()
-        self.tree: dict[str, tuple[str, int, dict[str, Any]]] = {}
+        self.tree = Level()
         self.add(paths)
 
     def __bool__(self) -> bool:
@@ -47,26 +79,27 @@ class Need:
             if path in self.paths:
                 continue
             self.paths.add(path)
-            tree = self.tree
+            level = self.tree
             parts = path.split(".")
             for depth, part in enumerate(parts):
                 leaf = depth == len(parts) - 1
-                entry = tree.get(part)
+                entry = level.entries.get(part)
                 if entry is None:
-                    entry = (".".join(parts[: depth + 1]), 0, {})
+                    entry = (".".join(parts[: depth + 1]), 0, Level())
                 flags = entry[1] | (LEAF if leaf else NEST)
-                tree[part] = (entry[0], flags, entry[2])
-                tree = entry[2]
+                level.entries[part] = (entry[0], flags, entry[2])
+                level.refresh()
+                level = entry[2]
 
 
-def _dotted(tree: dict[str, Any], key: str) -> tuple[str, int, dict[str, Any]] | None:
+def _dotted(level: Level, key: str) -> Entry | None:
     """The entry of an event key that itself contains dots (``{"a.b": 1}`` is ``a`` -> ``b``)."""
     entry = None
     for part in key.split("."):
-        entry = tree.get(part)
+        entry = level.entries.get(part)
         if entry is None:
             return None
-        tree = entry[2]
+        level = entry[2]
     return entry
 
 
@@ -80,7 +113,7 @@ class Flat:
         self.values: dict[str, list[object]] = {}
         self.chains: dict[str, list[Chain]] = {}  # only paths with a leaf inside an array
         self.deep: set[str] = set()
-        self._index: dict[str, dict[tuple[int, int], list[int]]] = {}
+        self._index: dict[str, dict[tuple[int, int], list[int]]] | None = None
 
     def add_chain(self, path: str, position: int, chain: Chain, deep: bool) -> None:
         chains = self.chains.get(path)
@@ -111,6 +144,14 @@ class Flat:
         chains = self.chains_of(path)
         if not membership:
             return list(range(len(chains)))
+        if len(chains) <= 8:
+            return [
+                i
+                for i, chain in enumerate(chains)
+                if all(membership.get(array, position) == position for array, position in chain)
+            ]
+        if self._index is None:
+            self._index = {}
         index = self._index.get(path)
         if index is None:
             index = {}
@@ -136,13 +177,17 @@ class Flat:
         return result
 
 
+_MISSING: Final = object()
+
+
 def flatten(event: Any, need: Need) -> Flat:
-    if isinstance(event, str | bytes | bytearray | memoryview):
-        event = decode_event(event if isinstance(event, str) else bytes(event))
-    if not isinstance(event, dict):
-        raise PatternError(f"event: must be a JSON object, not {type(event).__name__}")
+    if type(event) is not dict:
+        if isinstance(event, _TEXT):
+            event = decode_event(event if isinstance(event, str) else bytes(event))
+        if not isinstance(event, dict):
+            raise PatternError(f"event: must be a JSON object, not {type(event).__name__}")
     flat = Flat()
-    if need.tree:
+    if need.paths:
         try:
             _walk_object(event, need.tree, flat, (), [0], False, 0)
         except TypeError:
@@ -150,9 +195,12 @@ def flatten(event: Any, need: Need) -> Flat:
     return flat
 
 
+_TEXT: Final = (str, bytes, bytearray, memoryview)
+
+
 def _walk_object(
     obj: dict[str, Any],
-    tree: dict[str, Any],
+    level: Level,
     flat: Flat,
     chain: Chain,
     counter: list[int],
@@ -160,64 +208,110 @@ def _walk_object(
     depth: int,
 ) -> None:
     values = flat.values
-    get = tree.get
-    for key, value in obj.items():
-        entry = get(key)
-        if entry is None:
-            if "." not in key:  # a TypeError for a key that is not a string
-                continue
-            entry = _dotted(tree, key)
+    direct = level.direct
+    if level.nested or len(obj) < len(direct):
+        # Every key of the object: a key with dots may address a path below a NEST entry.
+        get = level.entries.get
+        for key, value in obj.items():
+            entry = get(key)
             if entry is None:
-                continue
+                if "." not in key:  # a TypeError for a key that is not a string
+                    continue
+                entry = _dotted(level, key)
+                if entry is None:
+                    continue
+            kind = type(value)
+            if kind is dict:
+                if entry[1] & NEST:
+                    _walk_object(value, entry[2], flat, chain, counter, deep, depth + 1)
+            elif kind is list:
+                _walk_array(value, entry, flat, chain, counter, deep, depth + 1)
+            elif entry[1] & LEAF:
+                path = entry[0]
+                found = values.get(path)
+                if found is None:
+                    found = values[path] = [value]
+                else:
+                    found.append(value)
+                if chain:
+                    flat.add_chain(path, len(found) - 1, chain, deep)
+        return
+    # Only leaves here, fewer than the object's keys: look them up.
+    lookup = obj.get
+    for key, entry in direct:
+        value = lookup(key, _MISSING)
+        if value is _MISSING:
+            continue
         kind = type(value)
-        if kind is dict:
-            if entry[1] & NEST:
-                _walk_object(value, entry[2], flat, chain, counter, deep, depth + 1)
-        elif kind is list:
+        if kind is list:
             _walk_array(value, entry, flat, chain, counter, deep, depth + 1)
-        elif entry[1] & LEAF:
+        elif kind is not dict:
             path = entry[0]
             found = values.get(path)
             if found is None:
-                values[path] = [value]
+                found = values[path] = [value]
             else:
                 found.append(value)
             if chain:
-                flat.add_chain(path, len(values[path]) - 1, chain, deep)
+                flat.add_chain(path, len(found) - 1, chain, deep)
 
 
 def _walk_array(
     items: list[Any],
-    entry: tuple[str, int, dict[str, Any]],
+    entry: Entry,
     flat: Flat,
     chain: Chain,
     counter: list[int],
     deep: bool,
     depth: int,
 ) -> None:
-    path, flags, subtree = entry
+    path, flags, level = entry
     if depth > MAX_EVENT_DEPTH:
         raise PatternError(f"event: {path} is nested more than {MAX_EVENT_DEPTH} levels deep")
     counter[0] += 1
     array = counter[0]
     leaf = flags & LEAF
+    nest = flags & NEST
     values: list[object] | None = None
+    chains: list[Chain] = []
     for i, item in enumerate(items):
         kind = type(item)
         if kind is dict:
-            if flags & NEST:
-                _walk_object(item, subtree, flat, (*chain, (array, i)), counter, True, depth + 1)
+            if nest:
+                _walk_object(item, level, flat, (*chain, (array, i)), counter, True, depth + 1)
         elif kind is list:
             _walk_array(item, entry, flat, (*chain, (array, i)), counter, True, depth + 1)
         elif leaf:
             if values is None:
                 values = flat.values.setdefault(path, [])
+                chains = flat.chains.setdefault(path, [])
+                if deep:
+                    flat.deep.add(path)
+                if len(chains) < len(values):  # leaves of this path outside arrays came first
+                    chains.extend(() for _ in range(len(values) - len(chains)))
             values.append(item)
-            flat.add_chain(path, len(values) - 1, (*chain, (array, i)), deep)
+            chains.append((*chain, (array, i)))
 
 
 Field = tuple[str, Callable[[object], bool], bool, bool]
 """(path, value test, absence allowed, has value alternatives) of one condition."""
+
+
+def consistent(fields: tuple[Field, ...], flat: Flat) -> bool:
+    """Whether fields that each hold on their own also hold together under array consistency.
+
+    Only fields at paths with leaves inside arrays of objects (``flat.deep``) can conflict:
+    any other field's arrays are its own. So only those take part in the search, and with
+    one of them (that is not satisfied by absence, which is judged per array element) there
+    is nothing to search.
+    """
+    deep = flat.deep
+    if not deep:
+        return True
+    inside = tuple(field for field in fields if field[0] in deep)
+    if not inside or (len(inside) == 1 and not inside[0][2]):
+        return True
+    return search(inside, flat)
 
 
 def search(fields: tuple[Field, ...], flat: Flat) -> bool:
@@ -228,35 +322,84 @@ def search(fields: tuple[Field, ...], flat: Flat) -> bool:
     [{"exists": false}]}`` matches when the element holding Ann has no email, whatever other
     elements hold.
     """
+    # Per field, the chains of the leaves that pass its test: the search picks one per field.
+    required: list[list[Chain]] = []
+    optional: list[tuple[list[Chain], str]] = []
+    all_values = flat.values
+    for path, test, absent_ok, has_values in fields:
+        values = all_values.get(path)
+        passing: list[Chain] = []
+        if values is not None and has_values:
+            chains = flat.chains_of(path)
+            passing = [chains[j] for j, value in enumerate(values) if test(value)]
+        if absent_ok:
+            optional.append((passing, path))
+        elif not passing:
+            return False
+        else:
+            required.append(passing)
+    if not optional and len(required) > 1:
+        arrays = {chain[0][0] for passing in required for chain in passing if len(chain) == 1}
+        if len(arrays) == 1 and all(len(chain) == 1 for passing in required for chain in passing):
+            # All in one array of objects, no deeper: the fields must meet in one element.
+            common = {chain[0] for chain in required[0]}
+            for passing in required[1:]:
+                common.intersection_update(chain[0] for chain in passing)
+            return bool(common)
+    required.sort(key=len)  # fewest choices first
+    order: list[tuple[list[Chain], str | None]] = [(passing, None) for passing in required]
+    order.extend(optional)
+    count = len(order)
+    choices = 1
+    for passing, _ in order:
+        choices *= len(passing) + 1
+    remember = choices > 64  # small searches are cheaper than their memo
     failed: set[tuple[int, tuple[tuple[int, int], ...], tuple[str, ...]]] = set()
-    count = len(fields)
+    indexes: dict[int, dict[tuple[int, int], list[Chain]]] = {}
 
-    def absent(path: str, membership: dict[int, int]) -> bool:
-        return path not in flat.values or not flat.consistent(path, membership)
+    def candidates(i: int, passing: list[Chain], membership: dict[int, int]) -> list[Chain]:
+        if not membership:
+            return passing
+        pool = passing
+        if len(passing) > 8:
+            index = indexes.get(i)
+            if index is None:
+                index = indexes[i] = {}
+                for chain in passing:
+                    for link in chain:
+                        index.setdefault(link, []).append(chain)
+            for link in membership.items():
+                found = index.get(link)
+                if found is not None and len(found) < len(pool):
+                    pool = found
+        return [
+            chain
+            for chain in pool
+            if all(membership.get(array, position) == position for array, position in chain)
+        ]
 
     def step(i: int, membership: dict[int, int], pending: tuple[str, ...]) -> bool:
         if i == count:
-            return all(absent(path, membership) for path in pending)
-        memo = (i, tuple(sorted(membership.items())), pending)
-        if memo in failed:
-            return False
-        path, test, absent_ok, has_values = fields[i]
-        values = flat.values.get(path)
-        if absent_ok and step(i + 1, membership, (*pending, path)):
+            return not any(
+                path in all_values and flat.consistent(path, membership) for path in pending
+            )
+        if remember:
+            memo = (i, tuple(sorted(membership.items())), pending)
+            if memo in failed:
+                return False
+        passing, absent_path = order[i]
+        if absent_path is not None and step(i + 1, membership, (*pending, absent_path)):
             return True
-        if values is not None and has_values:
-            chains = flat.chains_of(path)
-            for j in flat.consistent(path, membership):
-                if test(values[j]):
-                    chain = chains[j]
-                    if chain:
-                        extended = dict(membership)
-                        extended.update(chain)
-                    else:
-                        extended = membership
-                    if step(i + 1, extended, pending):
-                        return True
-        failed.add(memo)
+        for chain in candidates(i, passing, membership):
+            if chain:
+                extended = dict(membership)
+                extended.update(chain)
+            else:
+                extended = membership
+            if step(i + 1, extended, pending):
+                return True
+        if remember:
+            failed.add(memo)
         return False
 
     return step(0, {}, ())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from setpiece.patterns._event import Field, Flat, Need, flatten, search
+from setpiece.patterns._event import Field, Flat, Need, consistent, flatten
 from setpiece.patterns._matchers import Exact
 from setpiece.patterns._numbers import event_key
 from setpiece.patterns._parse import Condition, SubRule, parse
@@ -68,9 +68,8 @@ class Pattern:
         return self.matches_flat(flat)
 
     def matches_flat(self, flat: Flat) -> bool:
-        if flat.nested:
-            return any(search(fields, flat) for fields in self.fields)
         values = flat.values
+        deep = flat.deep
         for fields in self.fields:
             for path, test, absent_ok, _ in fields:
                 found = values.get(path)
@@ -78,13 +77,16 @@ class Pattern:
                     if absent_ok:
                         continue
                     break
+                if absent_ok and path in deep:
+                    continue  # absence inside arrays of objects is judged per element
                 for value in found:
                     if test(value):
                         break
                 else:
                     break
             else:
-                return True
+                if not deep or consistent(fields, flat):
+                    return True
         return False
 
 

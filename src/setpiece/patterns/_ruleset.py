@@ -10,8 +10,8 @@ anything-but with prefix/suffix/wildcard, non-ASCII equals-ignore-case) are test
 but only at the nodes an event reaches.
 
 Array consistency: the walk treats each field on its own; when the event has arrays of objects
-(the only case where that can accept too much), each rule reached is confirmed by the exact
-search over its fields.
+(the only case where that can accept too much), a rule reached with two or more fields inside
+them (or absence tested there) is confirmed by the exact search over those fields.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from setpiece.patterns._cidr import parse_ip
-from setpiece.patterns._event import Field, Flat, Need, flatten, search
+from setpiece.patterns._event import Field, Flat, Need, consistent, flatten
 from setpiece.patterns._match import Pattern, compile
 from setpiece.patterns._matchers import (
     Address,
@@ -42,33 +42,51 @@ __all__ = ["RuleSet"]
 class _End:
     """A sub-rule that ends at a node: its rule name, and what array consistency needs."""
 
-    __slots__ = ("absent_paths", "fields", "name", "paths")
+    __slots__ = ("fields", "name", "paths", "plain")
 
     def __init__(self, name: str, fields: tuple[Field, ...]) -> None:
         self.name = name
         self.fields = fields
         self.paths = frozenset(field[0] for field in fields)
-        self.absent_paths = frozenset(field[0] for field in fields if field[2])
+        # One field and no absence: array consistency can never reject it.
+        self.plain = len(fields) < 2 and not any(field[2] for field in fields)
 
     def holds(self, flat: Flat) -> bool:
-        """Whether the sub-rule, already matched field by field, survives array consistency.
-
-        Only fields with leaves inside arrays of objects can conflict; with fewer than two of
-        them (and no absence tested on one) the field-by-field answer is exact.
-        """
-        deep = flat.deep
-        if len(self.paths & deep) < 2 and self.absent_paths.isdisjoint(deep):
-            return True
-        return search(self.fields, flat)
+        """Whether the sub-rule, already matched field by field, survives array consistency."""
+        return consistent(self.fields, flat)
 
 
 class _Node:
-    __slots__ = ("children", "ends", "groups")
+    __slots__ = ("children", "ends", "groups", "steps")
 
     def __init__(self) -> None:
         self.groups: dict[str, _Group] = {}
+        self.steps: tuple[_Step, ...] = ()  # the groups, for iteration
         self.children: dict[Condition, _Node] = {}
-        self.ends: list[_End] = []
+        self.ends: tuple[_End, ...] = ()
+
+    def refresh(self) -> None:
+        self.steps = tuple(
+            (
+                path,
+                group,
+                group.exact.get if group.exact_only else None,
+                tuple(group.absent),
+                group.multi,
+            )
+            for path, group in self.groups.items()
+        )
+
+
+_Step = tuple[
+    str, "_Group", Callable[[Any], "list[_Node] | None"] | None, tuple["_Node", ...], bool
+]
+"""(path, group, lookup of the exact values when the group has nothing else, absent children,
+whether a child can be reached twice by one value) of one group of a node: what ``match``
+needs, in one object."""
+
+Probe = Callable[[list[Any], list[_Node]], None]
+"""Appends to a list the children the values of one path (a list) lead to, maybe repeated."""
 
 
 class _Lengths:
@@ -89,22 +107,28 @@ class _Lengths:
 
 
 class _Group:
-    """The transitions of one node on one field path."""
+    """The transitions of one node on one field path.
+
+    ``exact_only``: only exact values, so one event value reaches one list of children, found
+    inline by ``RuleSet.match``. ``multi``: a child is reached through several operators, so
+    even one value can reach it twice.
+    """
 
     __slots__ = (
         "absent",
         "addresses",
         "anything_but",
         "exact",
+        "exact_only",
         "exists",
         "folded",
         "folded_prefix",
         "folded_suffix",
+        "multi",
         "numeric",
         "prefix",
         "probe",
         "scan",
-        "simple",
         "suffix",
     )
 
@@ -121,8 +145,18 @@ class _Group:
         self.exists: list[_Node] = []
         self.absent: list[_Node] = []
         self.scan: list[tuple[Matcher, _Node]] = []
-        self.simple = True  # only exact values: one event value reaches each child once
-        self.probe: Callable[[object, set[_Node]], None] | None = None
+        self.exact_only = True
+        self.multi = False
+        self.probe: Probe | None = None
+
+    def add_condition(self, condition: Condition, node: _Node) -> None:
+        matchers = condition.matchers
+        for matcher in matchers:
+            self.add(matcher, node)
+        if len(matchers) > 1 and not all(type(m) is Exact for m in matchers):
+            self.multi = True
+        if condition.absent_ok:
+            self.absent.append(node)
 
     def add(self, matcher: Matcher, node: _Node) -> None:
         self.probe = None
@@ -130,7 +164,7 @@ class _Group:
         if kind is Exact:
             self.exact.setdefault(matcher.key, []).append(node)  # type: ignore[union-attr]
             return
-        self.simple = False
+        self.exact_only = False
         if kind is Prefix:
             self.prefix = self.prefix or _Lengths()
             self.prefix.add(matcher.text, node)  # type: ignore[union-attr]
@@ -159,120 +193,186 @@ class _Group:
         else:
             self.scan.append((matcher, node))
 
-    def compile(self) -> Callable[[object, set[_Node]], None]:
-        """The probe of this group: adds to a set every child a value leads to. It is made of
-        only the steps this group needs."""
-        text_steps: list[Callable[[str, set[_Node]], None]] = []
-        other_steps: list[Callable[[Any, set[_Node]], None]] = []
-        exact_get = self.exact.get
+    def compile(self) -> Probe:
+        """The probe of this group, made of only the steps it needs; each step takes all the
+        values of the path at once."""
+        steps: list[Probe] = []
+        if self.exact:
+            steps.append(_exact_step(self.exact))
         if self.prefix is not None:
-            text_steps.append(_slices(self.prefix.sorted, head=True, fold=False))
+            steps.append(_slices(self.prefix.sorted, head=True, fold=False))
         if self.suffix is not None:
-            text_steps.append(_slices(self.suffix.sorted, head=False, fold=False))
+            steps.append(_slices(self.suffix.sorted, head=False, fold=False))
         if self.folded:
-            folded_get = self.folded.get
-
-            def folded(value: str, out: set[_Node]) -> None:
-                if value.isascii():
-                    nodes = folded_get(value.lower())
-                    if nodes:
-                        out.update(nodes)
-
-            text_steps.append(folded)
+            steps.append(_folded_step(self.folded))
         if self.folded_prefix is not None:
-            text_steps.append(_slices(self.folded_prefix.sorted, head=True, fold=True))
+            steps.append(_slices(self.folded_prefix.sorted, head=True, fold=True))
         if self.folded_suffix is not None:
-            text_steps.append(_slices(self.folded_suffix.sorted, head=False, fold=True))
+            steps.append(_slices(self.folded_suffix.sorted, head=False, fold=True))
         if self.addresses:
-            addresses = tuple(
-                (address.bits, address.low, address.high, node) for address, node in self.addresses
-            )
-
-            def in_block(value: str, out: set[_Node]) -> None:
-                ip = parse_ip(value)
-                if ip is not None:
-                    bits, number = ip
-                    for family, low, high, node in addresses:
-                        if family == bits and low <= number <= high:
-                            out.add(node)
-
-            text_steps.append(in_block)
+            steps.append(_address_step(self.addresses))
         if self.numeric:
-            ranges = tuple((numeric.contains, node) for numeric, node in self.numeric)
-
-            def in_range(key: Any, out: set[_Node]) -> None:
-                kind = type(key)
-                if kind is float or kind is int:
-                    for contains, node in ranges:
-                        if contains(key):
-                            out.add(node)
-
-            other_steps.append(in_range)
-        both: list[Callable[[Any, Any, set[_Node]], None]] = []
+            steps.append(_numeric_step(self.numeric))
         if self.anything_but:
-            excluded = tuple(self.anything_but)
-
-            def anything_but(value: object, key: Any, out: set[_Node]) -> None:
-                for keys, node in excluded:
-                    if key not in keys:
-                        out.add(node)
-
-            both.append(anything_but)
+            steps.append(_anything_but_step(self.anything_but))
         if self.exists:
             exists = tuple(self.exists)
-            both.append(lambda value, key, out: out.update(exists))
+
+            def exists_step(found: list[Any], out: list[_Node]) -> None:
+                out.extend(exists)
+
+            steps.append(exists_step)
         if self.scan:
-            scan = tuple((matcher.test, node) for matcher, node in self.scan)
+            steps.append(_scan_step(self.scan))
+        probe: Probe
+        if len(steps) == 1:
+            probe = steps[0]
+        else:
+            ordered = tuple(steps)
 
-            def scanned(value: object, key: Any, out: set[_Node]) -> None:
-                for test, node in scan:
-                    if test(value):
-                        out.add(node)
-
-            both.append(scanned)
-        text, other, common = tuple(text_steps), tuple(other_steps), tuple(both)
-
-        def probe(value: object, out: set[_Node]) -> None:
-            if type(value) is str:
-                key: Any = value
-                nodes = exact_get(value)
-                if nodes:
-                    out.update(nodes)
-                for step in text:
-                    step(value, out)
-            else:
-                key = event_key(value)
-                nodes = exact_get(key)
-                if nodes:
-                    out.update(nodes)
-                for other_step in other:
-                    other_step(key, out)
-            for common_step in common:
-                common_step(value, key, out)
+            def probe(found: list[Any], out: list[_Node]) -> None:
+                for step in ordered:
+                    step(found, out)
 
         self.probe = probe
         return probe
 
 
-def _slices(
-    tables: list[tuple[int, dict[str, list[_Node]]]], *, head: bool, fold: bool
-) -> Callable[[str, set[_Node]], None]:
+def _exact_step(exact: dict[Any, list[_Node]]) -> Probe:
+    get = exact.get
+
+    def step(found: list[Any], out: list[_Node]) -> None:
+        for value in found:
+            nodes = get(value if type(value) is str else event_key(value))
+            if nodes:
+                out.extend(nodes)
+
+    return step
+
+
+def _folded_step(folded: dict[str, list[_Node]]) -> Probe:
+    get = folded.get
+
+    def step(found: list[Any], out: list[_Node]) -> None:
+        for value in found:
+            if type(value) is str and value.isascii():
+                nodes = get(value.lower())
+                if nodes:
+                    out.extend(nodes)
+
+    return step
+
+
+def _address_step(addresses: list[tuple[Address, _Node]]) -> Probe:
+    blocks = tuple((address.bits, address.low, address.high, node) for address, node in addresses)
+
+    def step(found: list[Any], out: list[_Node]) -> None:
+        for value in found:
+            if type(value) is str:
+                ip = parse_ip(value)
+                if ip is not None:
+                    bits, number = ip
+                    for family, low, high, node in blocks:
+                        if family == bits and low <= number <= high:
+                            out.append(node)
+
+    return step
+
+
+_EXACT_INT = 2**53
+
+
+def _numeric_step(numeric: list[tuple[Numeric, _Node]]) -> Probe:
+    ranges = tuple((n.low, n.high, not n.low_open, not n.high_open, node) for n, node in numeric)
+
+    def step(found: list[Any], out: list[_Node]) -> None:
+        for value in found:
+            kind = type(value)
+            if kind is float:
+                if value - value != 0.0:  # infinite or NaN: not comparable
+                    continue
+            elif kind is not int or not -_EXACT_INT <= value <= _EXACT_INT:
+                if kind is str:
+                    continue
+                value = event_key(value)
+                if type(value) is not float:
+                    continue
+            for low, high, low_in, high_in, node in ranges:
+                if (low < value or (low_in and value == low)) and (
+                    value < high or (high_in and value == high)
+                ):
+                    out.append(node)
+
+    return step
+
+
+def _anything_but_step(anything_but: list[tuple[frozenset[Any], _Node]]) -> Probe:
+    excluded = tuple(anything_but)
+
+    def step(found: list[Any], out: list[_Node]) -> None:
+        for value in found:
+            key = value if type(value) is str else event_key(value)
+            for keys, node in excluded:
+                if key not in keys:
+                    out.append(node)
+
+    return step
+
+
+def _scan_step(scan: list[tuple[Matcher, _Node]]) -> Probe:
+    tests = tuple((matcher.test, node) for matcher, node in scan)
+
+    def step(found: list[Any], out: list[_Node]) -> None:
+        for value in found:
+            for test, node in tests:
+                if test(value):
+                    out.append(node)
+
+    return step
+
+
+def _slices(tables: list[tuple[int, dict[str, list[_Node]]]], *, head: bool, fold: bool) -> Probe:
     """A step that looks up the value's head (or tail) of every length in ``tables``."""
     ordered = tuple(tables)
+    if len(ordered) == 1 and not fold:
+        ((length, table),) = ordered
+        get = table.get
+        if head:
 
-    def step(value: str, out: set[_Node]) -> None:
-        size = len(value)
-        for length, table in ordered:
-            if length > size:
-                return
-            part = value[:length] if head else value[size - length :]
-            if fold:
-                if not part.isascii():
-                    continue
-                part = part.lower()
-            nodes = table.get(part)
-            if nodes:
-                out.update(nodes)
+            def one_head(found: list[Any], out: list[_Node]) -> None:
+                for value in found:
+                    if type(value) is str:
+                        nodes = get(value[:length])
+                        if nodes:
+                            out.extend(nodes)
+
+            return one_head
+
+        def one_tail(found: list[Any], out: list[_Node]) -> None:
+            for value in found:
+                if type(value) is str and len(value) >= length:
+                    nodes = get(value[len(value) - length :])
+                    if nodes:
+                        out.extend(nodes)
+
+        return one_tail
+
+    def step(found: list[Any], out: list[_Node]) -> None:
+        for value in found:
+            if type(value) is not str:
+                continue
+            size = len(value)
+            for length, table in ordered:
+                if length > size:
+                    break
+                part = value[:length] if head else value[size - length :]
+                if fold:
+                    if not part.isascii():
+                        continue
+                    part = part.lower()
+                nodes = table.get(part)
+                if nodes:
+                    out.extend(nodes)
 
     return step
 
@@ -304,7 +404,7 @@ def _order(condition: Condition, counts: dict[str, int]) -> tuple[int, int, str]
 class RuleSet:
     """Named patterns, matched together: ``match(event)`` returns the names that match."""
 
-    __slots__ = ("_dirty", "_need", "_paths", "_root", "_rules")
+    __slots__ = ("_dirty", "_inserted", "_need", "_paths", "_root", "_rules")
 
     def __init__(self) -> None:
         self._rules: dict[str, Pattern] = {}
@@ -312,6 +412,7 @@ class RuleSet:
         self._need = Need()
         self._paths: dict[str, int] = {}  # how many sub-rules test each path
         self._dirty = False
+        self._inserted = 0  # rules added to the trie since it was last built
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -335,7 +436,13 @@ class RuleSet:
             self._dirty = True
         self._rules[name] = compiled
         if not self._dirty:
-            self._insert(name, compiled)
+            self._inserted += 1
+            if self._inserted > 16 and self._inserted * 2 > len(self._rules):
+                # Half the rules came after the last build: the order of the fields (most
+                # tested first) is worth computing again, once, at the next match.
+                self._dirty = True
+            else:
+                self._insert(name, compiled)
         return compiled
 
     def remove(self, name: str) -> None:
@@ -347,6 +454,7 @@ class RuleSet:
         self._root = _Node()
         self._need = Need()
         self._dirty = False
+        self._inserted = 0
         paths: dict[str, int] = {}
         for pattern in self._rules.values():
             for sub in pattern.subrules:
@@ -372,49 +480,51 @@ class RuleSet:
                     group = node.groups.get(condition.path)
                     if group is None:
                         group = node.groups[condition.path] = _Group()
-                    for matcher in condition.matchers:
-                        group.add(matcher, child)
-                    if condition.absent_ok:
-                        group.absent.append(child)
+                    group.add_condition(condition, child)
+                    node.refresh()
                 node = child
-            node.ends.append(_End(name, fields))
+            node.ends = (*node.ends, _End(name, fields))
 
     def match(self, event: Any) -> set[str]:
         """The names of the rules ``event`` (a dict, or JSON text) matches."""
         if self._dirty:
             self._rebuild()
         flat = flatten(event, self._need)
-        values = flat.values
         deep = flat.deep
         matched: set[str] = set()
         stack = [self._root]
         pop, push = stack.pop, stack.extend
-        get = values.get
+        get = flat.values.get
         while stack:
             node = pop()
             if node.ends:
                 for end in node.ends:
-                    if end.name not in matched and (not deep or end.holds(flat)):
+                    if end.name not in matched and (
+                        not deep or end.plain or deep.isdisjoint(end.paths) or end.holds(flat)
+                    ):
                         matched.add(end.name)
-            for path, group in node.groups.items():
+            for path, group, exact, absent, multi in node.steps:
                 found = get(path)
                 if found is None:
-                    if group.absent:
-                        push(group.absent)
+                    if absent:
+                        push(absent)
                     continue
-                if group.simple and len(found) == 1:
-                    value = found[0]
-                    nodes = group.exact.get(value if type(value) is str else event_key(value))
-                    if nodes:
-                        push(nodes)
+                if len(found) == 1 and not multi:
+                    # One value reaches each child at most once: straight onto the stack.
+                    if exact is not None:
+                        value = found[0]
+                        nodes = exact(value if type(value) is str else event_key(value))
+                        if nodes:
+                            push(nodes)
+                    else:
+                        (group.probe or group.compile())(found, stack)
                 else:
-                    probe = group.probe or group.compile()
-                    reached: set[_Node] = set()
-                    for value in found:
-                        probe(value, reached)
-                    push(reached)
-                if group.absent and path in deep:
+                    reached: list[_Node] = []
+                    (group.probe or group.compile())(found, reached)
+                    if reached:
+                        push(set(reached))
+                if absent and path in deep:
                     # Absence under array consistency is relative to the other fields' array
                     # elements: let it through here, End.holds decides.
-                    push(group.absent)
+                    push(absent)
         return matched

@@ -277,12 +277,15 @@ class Consumer:
         group = self.group
         for delivery in deliveries:
             attempt = Attempt(batch)
+            failed: Exception | None = None
             try:
                 await self.action(delivery.event, attempt, 1)  # read each time: the CLI wraps it
             except Exception as exc:
-                await self._deliver(delivery, batch, exc)
-                continue
-            if not attempt.merge((group, delivery.inbox_key)):
+                failed = exc
+            if failed is not None:  # retried outside the except block: no chained tracebacks
+                await self._deliver(delivery, batch, failed)
+                failed = None
+            elif not attempt.merge((group, delivery.inbox_key)):
                 await self._deliver(delivery, batch, None)  # lost a race: run again as the 1st
 
     async def _deliver(
@@ -346,23 +349,26 @@ async def deliver(
                 number -= 1  # lost an in-batch race on a store key: run again, not counted
                 continue
         error, failed = failed, None
-        if isinstance(error, Drop):
-            if inbox is not None:
-                batch.inbox.append(inbox)
-            return
-        if isinstance(error, InputDecodeError):  # retrying will not make the data fit
-            dead(error, number)
-            return
-        if number >= retry.max_attempts:
-            dead(error, number)
-            return
-        delay = (
-            error.delay
-            if isinstance(error, Retry) and error.delay is not None
-            else retry.delay(number)
-        )
-        log.info("%s: attempt %d of event %s failed (%s: %s); retrying in %.3fs",
-                 label, number, event.id, type(error).__name__, error, delay)
+        try:
+            if isinstance(error, Drop):
+                if inbox is not None:
+                    batch.inbox.append(inbox)
+                return
+            if isinstance(error, InputDecodeError):  # retrying will not make the data fit
+                dead(error, number)
+                return
+            if number >= retry.max_attempts:
+                dead(error, number)
+                return
+            delay = (
+                error.delay
+                if isinstance(error, Retry) and error.delay is not None
+                else retry.delay(number)
+            )
+            log.info("%s: attempt %d of event %s failed (%s: %s); retrying in %.3fs",
+                     label, number, event.id, type(error).__name__, error, delay)
+        finally:
+            del error  # no cycle through the traceback's frames
         await asyncio.sleep(delay)
 
 

@@ -245,22 +245,25 @@ class Consumer:
 
     async def _run_deliveries(self, deliveries: list[Delivery], batch: Batch) -> None:
         if self.concurrency == 1 or len(deliveries) == 1:
-            for delivery in deliveries:
-                await self._deliver(delivery, batch)
+            await self._run_chain(deliveries, batch)
             return
         chains: dict[str, list[Delivery]] = {}
         for delivery in deliveries:
-            key = delivery.event.partitionkey
-            chains.setdefault(key if key is not None else "\0" + delivery.event.id, []).append(
-                delivery
-            )
+            event = delivery.event
+            key = event.partitionkey
+            if key is None:
+                key = "\0" + event.id
+            chain = chains.get(key)
+            if chain is None:
+                chains[key] = [delivery]
+            else:
+                chain.append(delivery)
         queue = list(chains.values())
         queue.reverse()
 
         async def worker() -> None:
             while queue:
-                for delivery in queue.pop():
-                    await self._deliver(delivery, batch)
+                await self._run_chain(queue.pop(), batch)
 
         workers = min(self.concurrency, len(queue))
         if workers == 1:
@@ -268,7 +271,26 @@ class Consumer:
         else:
             await asyncio.gather(*(worker() for _ in range(workers)))
 
-    async def _deliver(self, delivery: Delivery, batch: Batch) -> None:
+    async def _run_chain(self, deliveries: list[Delivery], batch: Batch) -> None:
+        """Deliver in order. The first attempt runs here; only a failure or an in-batch
+        conflict goes through :func:`deliver`'s retry loop."""
+        group = self.group
+        for delivery in deliveries:
+            attempt = Attempt(batch)
+            failed: Exception | None = None
+            try:
+                await self.action(delivery.event, attempt, 1)  # read each time: the CLI wraps it
+            except Exception as exc:
+                failed = exc
+            if failed is not None:  # retried outside the except block: no chained tracebacks
+                await self._deliver(delivery, batch, failed)
+                failed = None
+            elif not attempt.merge((group, delivery.inbox_key)):
+                await self._deliver(delivery, batch, None)  # lost a race: run again as the 1st
+
+    async def _deliver(
+        self, delivery: Delivery, batch: Batch, failed: Exception | None = None
+    ) -> None:
         await deliver(
             self.action,
             delivery.event,
@@ -277,6 +299,7 @@ class Consumer:
             label=self.label,
             inbox=(self.group, delivery.inbox_key),
             dead=lambda exc, n: self._dead_letter(batch, delivery.record, delivery.event, exc, n),
+            failed=failed,
         )
 
     def _dead_letter(
@@ -305,37 +328,48 @@ async def deliver(
     label: str,
     inbox: tuple[str, str] | None,
     dead: Callable[[BaseException, int], None],
+    failed: Exception | None = None,
 ) -> None:
-    """Run one delivery to success, a Drop, or a dead letter; merge what succeeded into batch."""
+    """Run one delivery to success, a Drop, or a dead letter; merge what succeeded into batch.
+
+    ``failed``: the first attempt already ran (the caller's fast path) and raised this.
+    """
     number = 0
     while True:
         number += 1
-        attempt = Attempt(batch)
+        if failed is None:
+            attempt = Attempt(batch)
+            try:
+                await action(event, attempt, number)
+            except Exception as first:
+                failed = first
+            else:
+                if attempt.merge(inbox):
+                    return
+                number -= 1  # lost an in-batch race on a store key: run again, not counted
+                continue
+        error, failed = failed, None
         try:
-            await action(event, attempt, number)
-        except Drop:
-            if inbox is not None:
-                batch.inbox.append(inbox)
-            return
-        except InputDecodeError as exc:  # retrying will not make the data fit
-            dead(exc, number)
-            return
-        except Exception as exc:
+            if isinstance(error, Drop):
+                if inbox is not None:
+                    batch.inbox.append(inbox)
+                return
+            if isinstance(error, InputDecodeError):  # retrying will not make the data fit
+                dead(error, number)
+                return
             if number >= retry.max_attempts:
-                dead(exc, number)
+                dead(error, number)
                 return
             delay = (
-                exc.delay
-                if isinstance(exc, Retry) and exc.delay is not None
+                error.delay
+                if isinstance(error, Retry) and error.delay is not None
                 else retry.delay(number)
             )
             log.info("%s: attempt %d of event %s failed (%s: %s); retrying in %.3fs",
-                     label, number, event.id, type(exc).__name__, exc, delay)
-            await asyncio.sleep(delay)
-            continue
-        if attempt.merge(inbox):
-            return
-        number -= 1  # lost an in-batch race on a store key: run again, not counted
+                     label, number, event.id, type(error).__name__, error, delay)
+        finally:
+            del error  # no cycle through the traceback's frames
+        await asyncio.sleep(delay)
 
 
 def dead_letter_record(

@@ -60,7 +60,15 @@ class Entry:
 
 
 def _match_view(raw: dict[str, Any]) -> dict[str, Any]:
-    """The dict a rule's pattern sees: extensions flat, EventBridge's names added."""
+    """The dict a rule's pattern sees: extensions flat, EventBridge's names added.
+
+    Without extensions (the common case) that is ``raw`` itself with the two names added:
+    building the Event from it ignores them, and nothing else reads them.
+    """
+    if "extensions" not in raw:
+        raw["detail-type"] = raw.get("type")
+        raw["detail"] = raw.get("data")
+        return raw
     view = dict(raw)
     extensions = view.pop("extensions", None)
     if extensions:

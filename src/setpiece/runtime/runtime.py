@@ -128,6 +128,7 @@ class Runtime(WorkflowMethods):
         self._tasks: list[asyncio.Task[None]] = []
         self._progress = asyncio.Event()
         self._stopping = False
+        self._targets: dict[tuple[str | None, str | None], str] = {}  # _target_stream's answers
         self._streams: set[str] = set()
         self._schedules: dict[str, Handler] = {}
         self._timer_wake = asyncio.Event()
@@ -303,21 +304,45 @@ class Runtime(WorkflowMethods):
         service = handler.service
         transform = handler.transform
         rule_name = handler.qualname
+        name = handler.name
+        where = f"handler {handler.qualname}"
+        namespace = store_namespace(service)
+        engine = self.engine
+        emit = self._emit
+        invoke = handler.invoke
+        # The common case, called without Handler.invoke's dispatch: an async handler of events.
+        fn = handler.fn if handler.is_async and handler.kind != "schedule" else None
+        adapt = handler.adapt
+        wants_ctx = handler.wants_ctx
 
         async def action(event: Event, attempt: Attempt, number: int) -> None:
             if transform is not None:
                 event = transformed(transform, event, rule_name)
-            store = ServiceStore(attempt, store_namespace(service, event.tenant))
+            tenant = event.tenant
+            store = ServiceStore(
+                attempt, namespace if tenant is None else store_namespace(service, tenant)
+            )
 
             def publish(out: Event, bus: str | None, stream: str | None) -> None:
-                self._emit(attempt, out, bus, stream, cause=event, service=service)
+                emit(attempt, out, bus, stream, cause=event, service=service)
 
             ctx = Context(
-                service=service, handler=handler.name, event=event, attempt=number,
-                store=store, publish=publish, tokens=DeliveryTokens(attempt, self.engine),
+                service=service, handler=name, event=event, attempt=number,
+                store=store, publish=publish, tokens=DeliveryTokens(attempt, engine),
             )
-            for out in _results(await handler.invoke(event, ctx), f"handler {handler.qualname}"):
-                self._emit(attempt, out, None, None, cause=event, service=service)
+            if fn is None:
+                result = await invoke(event, ctx)
+            elif wants_ctx:
+                result = await fn(adapt(event), ctx)
+            else:
+                result = await fn(adapt(event))
+            if result is None:
+                return
+            if isinstance(result, Event):
+                emit(attempt, result, None, None, cause=event, service=service)
+                return
+            for out in _results(result, where):
+                emit(attempt, out, None, None, cause=event, service=service)
 
         return action
 
@@ -361,16 +386,23 @@ class Runtime(WorkflowMethods):
     # -- publishing -------------------------------------------------------------------------
 
     def _target_stream(self, bus: str | None, stream: str | None) -> str:
+        target = self._targets.get((bus, stream))
+        if target is not None:
+            return target
         if stream is not None:
             if bus is not None:
                 raise ConfigError("publish: name a bus or a stream, not both")
             if stream not in self.stack.streams:
                 raise ConfigError(f"publish: the stack has no stream {stream!r}")
-            return stream
-        name = bus or self.stack.default_bus
-        if name not in self.stack.buses:
-            raise ConfigError(f"publish: the stack has no bus {name!r}")
-        return bus_stream_name(name)
+            target = stream
+        else:
+            name = bus or self.stack.default_bus
+            if name not in self.stack.buses:
+                raise ConfigError(f"publish: the stack has no bus {name!r}")
+            target = bus_stream_name(name)
+        if len(self._targets) < 1024:
+            self._targets[(bus, stream)] = target
+        return target
 
     def _emit(
         self,

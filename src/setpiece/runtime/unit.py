@@ -15,6 +15,7 @@ from setpiece.engine.contract import Engine, KVRead, KVWrite, OffsetCommit, Time
 __all__ = ["Attempt", "Batch"]
 
 Key = tuple[str, str]  # (namespace, key)
+_tuple_new = tuple.__new__
 
 
 class Batch:
@@ -48,9 +49,10 @@ class Batch:
         return self.committed_values[key], 0
 
     def unit(self) -> UnitOfWork:
+        new = _tuple_new  # KVRead(...) without the named tuple's Python-level __new__
         return UnitOfWork(
-            reads=[KVRead(ns, key, v) for (ns, key), v in self.versions.items()],
-            writes=[KVWrite(ns, key, value) for (ns, key), value in self.pending.items()],
+            reads=[new(KVRead, (ns, key, v)) for (ns, key), v in self.versions.items()],
+            writes=[new(KVWrite, (ns, key, value)) for (ns, key), value in self.pending.items()],
             appends=self.appends,
             offsets=self.offsets,
             inbox=self.inbox,
@@ -76,7 +78,14 @@ class Attempt:
     async def get(self, key: Key) -> bytes | None:
         if key in self.writes:
             return self.writes[key]
-        value, generation = await self._batch.read(key)
+        batch = self._batch
+        # What Batch.read answers without the engine, without its await: pending, then committed.
+        if key in batch.pending:
+            value, generation = batch.pending[key], batch.generation[key]
+        elif key in batch.committed_values:
+            value, generation = batch.committed_values[key], 0
+        else:
+            value, generation = await batch.read(key)
         self.reads.setdefault(key, generation)
         return value
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from setpiece.patterns import PatternError, compile
+from setpiece.patterns import PatternError, RuleSet, compile
 from tests.patterns.helpers import matches
 
 ORDER = {
@@ -184,3 +184,23 @@ def test_consistency_across_nested_and_sibling_arrays() -> None:
     many = {"items": [{"sku": f"S{i}", "qty": i % 7} for i in range(500)]}
     assert matches({"items": {"sku": ["S499"], "qty": [2]}}, many)
     assert not matches({"items": {"sku": ["S499"], "qty": [3]}}, many)
+
+
+def test_keys_that_are_not_strings_in_objects_read_by_scanning() -> None:
+    # An object whose tested fields lead further down is scanned for dotted keys: a key that
+    # is not a string is refused there, as it is when the whole object is read key by key.
+    deeper = {"a": {"b": {"c": [1]}}}
+    for event in (
+        {"a": {"b": 1, 7: 2, "c": 3, "d": 4}},
+        {1: 2, "a": {"b": 1}},
+        {"a": {"b": {"c": 1}, 5: 1}},
+    ):
+        with pytest.raises(PatternError, match="field names must be strings"):
+            compile(deeper).matches(event)
+        rules = RuleSet()
+        rules.add("r", deeper)
+        with pytest.raises(PatternError, match="field names must be strings"):
+            rules.match(event)
+    # Objects read by lookup (only leaves tested in them) never look at the other keys.
+    assert not compile({"a": {"b": [1]}, "z": [1]}).matches({"a": {"b": 1, 7: 2, "c": 3}})
+    assert compile({"a": {"b": [1]}}).matches({"a": {"b": 1, 7: 2, "c": 3}})

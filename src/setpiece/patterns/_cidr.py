@@ -16,23 +16,25 @@ __all__ = ["Address", "parse_cidr", "parse_ip"]
 
 Address = tuple[int, int]
 
-_V4: Final = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
+_OCTETS: Final = {str(number): number for number in range(256)}
 _V6: Final = re.compile(r"[0-9a-fA-F:]*:[0-9a-fA-F:]*")
 _MASK: Final = re.compile(r"[+-]?[0-9]+")
 
 
 def parse_ip(text: str) -> Address | None:
     """The address ``text`` spells, or None when it is not an IP address literal."""
-    if _V4.fullmatch(text):
-        value = 0
-        for octet in text.split("."):
-            if len(octet) > 3 or (len(octet) > 1 and octet[0] == "0"):
-                return None  # leading zeros are ambiguous (octal?) and refused
-            number = int(octet)
-            if number > 255:
-                return None
-            value = value << 8 | number
-        return 32, value
+    if "." in text:
+        # IPv4 or nothing (an IPv6 literal has no dots): four decimal octets, 0 to 255, without
+        # leading zeros (ambiguous: octal?), which are exactly the keys of _OCTETS.
+        parts = text.split(".")
+        if len(parts) != 4:
+            return None
+        a, b, c, d = parts
+        get = _OCTETS.get
+        first, second, third, fourth = get(a), get(b), get(c), get(d)
+        if first is None or second is None or third is None or fourth is None:
+            return None
+        return 32, first << 24 | second << 16 | third << 8 | fourth
     if _V6.fullmatch(text):
         try:
             v6 = ipaddress.IPv6Address(text)

@@ -209,6 +209,30 @@ def _walk_object(
 ) -> None:
     values = flat.values
     direct = level.direct
+    if level.nested and len(obj) >= len(direct) and "." not in "".join(obj):
+        # No key with a dot (a TypeError for a key that is not a string): each entry is found
+        # by looking it up, and the other keys' values are never touched.
+        lookup = obj.get
+        for key, known in direct:
+            value = lookup(key, _MISSING)
+            if value is _MISSING:
+                continue
+            kind = type(value)
+            if kind is dict:
+                if known[1] & NEST:
+                    _walk_object(value, known[2], flat, chain, counter, deep, depth + 1)
+            elif kind is list:
+                _walk_array(value, known, flat, chain, counter, deep, depth + 1)
+            elif known[1] & LEAF:
+                path = known[0]
+                found = values.get(path)
+                if found is None:
+                    found = values[path] = [value]
+                else:
+                    found.append(value)
+                if chain:
+                    flat.add_chain(path, len(found) - 1, chain, deep)
+        return
     if level.nested or len(obj) < len(direct):
         # Every key of the object: a key with dots may address a path below a NEST entry.
         get = level.entries.get

@@ -61,29 +61,38 @@ class _Node:
 
     def __init__(self) -> None:
         self.groups: dict[str, _Group] = {}
-        self.steps: tuple[_Step, ...] = ()  # the groups, for iteration
+        self.steps: tuple[_Step, ...] | None = ()  # the groups, for iteration; None: stale
         self.children: dict[Condition, _Node] = {}
         self.ends: tuple[_End, ...] = ()
 
     def refresh(self) -> None:
-        self.steps = tuple(
+        """The groups changed: ``steps`` is made again when an event next reaches the node."""
+        self.steps = None
+
+    def freeze(self) -> tuple[_Step, ...]:
+        self.steps = steps = tuple(
             (
                 path,
-                group,
                 group.exact.get if group.exact_only else None,
+                group.probe or group.compile(),
                 tuple(group.absent),
                 group.multi,
             )
             for path, group in self.groups.items()
         )
+        return steps
 
 
 _Step = tuple[
-    str, "_Group", Callable[[Any], "list[_Node] | None"] | None, tuple["_Node", ...], bool
+    str,
+    Callable[[Any], "list[_Node] | None"] | None,
+    "Probe",
+    tuple["_Node", ...],
+    bool,
 ]
-"""(path, group, lookup of the exact values when the group has nothing else, absent children,
-whether a child can be reached twice by one value) of one group of a node: what ``match``
-needs, in one object."""
+"""(path, lookup of the exact values when the group has nothing else, probe of the group,
+absent children, whether a child can be reached twice by one value) of one group of a node:
+what ``match`` needs, in one object, made once the node stops changing."""
 
 Probe = Callable[[list[Any], list[_Node]], None]
 """Appends to a list the children the values of one path (a list) lead to, maybe repeated."""
@@ -503,7 +512,10 @@ class RuleSet:
                         not deep or end.plain or deep.isdisjoint(end.paths) or end.holds(flat)
                     ):
                         matched.add(end.name)
-            for path, group, exact, absent, multi in node.steps:
+            steps = node.steps
+            if steps is None:
+                steps = node.freeze()
+            for path, exact, probe, absent, multi in steps:
                 found = get(path)
                 if found is None:
                     if absent:
@@ -517,10 +529,10 @@ class RuleSet:
                         if nodes:
                             push(nodes)
                     else:
-                        (group.probe or group.compile())(found, stack)
+                        probe(found, stack)
                 else:
                     reached: list[_Node] = []
-                    (group.probe or group.compile())(found, reached)
+                    probe(found, reached)
                     if reached:
                         push(set(reached))
                 if absent and path in deep:

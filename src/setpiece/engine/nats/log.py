@@ -106,7 +106,7 @@ def _key_of(headers: dict[str, str]) -> str | None:
 
 class _Replies:
     """Replies to our own requests, over one wildcard inbox subscription (no subscription per
-    request). Batched direct gets collect into a queue; publishes resolve a future each.
+    request). A handler takes every reply to its token ("N", or "N-i" for batches).
 
     nats-py's ``publish_async`` is not used: it leaves the future of a refused publish pending
     forever (its reply handler raises instead of failing the future).
@@ -129,7 +129,9 @@ class _Replies:
         return self._prefix
 
     async def _route(self, msg: Msg) -> None:
-        handler = self._handlers.get(msg.subject[len(self._prefix) :])
+        # A token is "N", or "N-i" for the i-th reply of a batch registered as "N".
+        token, _, _ = msg.subject[len(self._prefix) :].partition("-")
+        handler = self._handlers.get(token)
         if handler is not None:
             handler(msg)
 
@@ -146,54 +148,42 @@ class _Replies:
         """Every message a direct get returns, up to its end-of-batch (or not-found) status,
         and whether the stream held nothing more when it answered."""
         prefix = await self.prefix()
-        queue: asyncio.Queue[Msg] = asyncio.Queue()
-        token = self.expect(queue.put_nowait)
+        done: asyncio.Future[tuple[list[Msg], bool]] = (
+            asyncio.get_running_loop().create_future()
+        )
         out: list[Msg] = []
+        batched = "batch" in request
+
+        def collect(msg: Msg) -> None:  # runs per reply; no task or queue per record
+            if done.done():
+                return
+            headers = msg.headers
+            status = headers.get("Status") if headers else None
+            if status is None:
+                out.append(msg)
+                if not batched:
+                    done.set_result((out, False))
+            elif status == "404":  # nothing at or after
+                done.set_result((out, True))
+            elif status == "204":  # end of batch; nothing pending after it: the end
+                done.set_result((out, headers.get("Nats-Num-Pending") == "0"))  # type: ignore[union-attr]
+            elif status in ("408", "503"):
+                done.set_exception(nats.errors.TimeoutError())
+            else:
+                done.set_exception(
+                    EngineError(f"JetStream direct get on {js_name}: status {status}")
+                )
+
+        token = self.expect(collect)
         try:
             await self._nc.publish(
                 f"$JS.API.DIRECT.GET.{js_name}",
                 json.dumps(request).encode(),
                 reply=prefix + token,
             )
-            deadline = time.monotonic() + _READ_TIMEOUT
-            while True:
-                msg = await asyncio.wait_for(queue.get(), deadline - time.monotonic())
-                headers = msg.headers or {}
-                status = headers.get("Status")
-                if status is None:
-                    out.append(msg)
-                    if "batch" not in request:
-                        return out, False
-                    continue
-                if status == "404":  # nothing at or after
-                    return out, True
-                if status == "204":  # end of batch; nothing pending after it: the end
-                    return out, headers.get("Nats-Num-Pending") == "0"
-                if status in ("408", "503"):
-                    raise nats.errors.TimeoutError
-                raise EngineError(f"JetStream direct get on {js_name}: status {status}")
+            return await asyncio.wait_for(done, _READ_TIMEOUT)
         finally:
             self.forget(token)
-
-    async def publish(
-        self, subject: str, value: bytes, headers: dict[str, str]
-    ) -> asyncio.Future[_Ack]:
-        """Publish to JetStream; the future resolves with the server's answer."""
-        prefix = await self.prefix()
-        future: asyncio.Future[_Ack] = asyncio.get_running_loop().create_future()
-
-        def resolve(msg: Msg) -> None:
-            if not future.done():
-                future.set_result(_Ack.parse(msg))
-
-        token = self.expect(resolve)
-        future.add_done_callback(lambda _: self.forget(token))
-        try:
-            await self._nc.publish(subject, value, reply=prefix + token, headers=headers)
-        except BaseException:
-            future.cancel()
-            raise
-        return future
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,28 +398,46 @@ class JetStreamLog:
         """Publish outbox rows (in pseq order) at their sequences; returns the highest
         sequence now known stored (at least ``rows[0].pseq - 1``)."""
         subject = self.subject(stream, partition)
-        futures: list[asyncio.Future[_Ack]] = []
+        prefix = await self._replies.prefix()
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[None] = loop.create_future()
+        acks: list[_Ack | None] = [None] * len(rows)
+        missing = len(rows)
+
+        def on_ack(msg: Msg) -> None:  # one handler for the whole batch
+            nonlocal missing
+            index = int(msg.subject.rpartition("-")[2])
+            if acks[index] is None:
+                acks[index] = _Ack.parse(msg)
+                missing -= 1
+                if missing == 0 and not answered.done():
+                    answered.set_result(None)
+
+        token = self._replies.expect(on_ack)
         try:
-            for row in rows:
+            for index, row in enumerate(rows):
                 value = row.value if row.value is not None else values[row.pseq]
                 headers = {
                     "Nats-Msg-Id": row.msg_id,
                     "Nats-Expected-Last-Sequence": str(row.pseq - 1),
                     **_key_headers(row.key),
                 }
-                futures.append(await self._replies.publish(subject, value, headers))
-            await asyncio.wait(futures, timeout=ack_wait)
+                await self._nc.publish(
+                    subject, value, reply=f"{prefix}{token}-{index}", headers=headers
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(answered), ack_wait)
         finally:
-            for future in futures:
-                future.cancel()  # no-op on answered ones
+            self._replies.forget(token)
+            answered.cancel()  # no-op once answered
         stored = rows[0].pseq - 1
-        for row, future in zip(rows, futures, strict=True):
-            if future.cancelled() or future.result().error:
+        for row, ack in zip(rows, acks, strict=True):
+            if ack is None or ack.error:
                 break
-            if future.result().seq != row.pseq:  # pragma: no cover - invariant
+            if ack.seq != row.pseq:  # pragma: no cover - invariant
                 raise EngineError(
                     f"{self.js_name(stream, partition)}: record stored at sequence "
-                    f"{future.result().seq}, outbox says {row.pseq}"
+                    f"{ack.seq}, outbox says {row.pseq}"
                 )
             stored = row.pseq
         else:
@@ -467,16 +475,14 @@ def _fast_headers(nc: NATS) -> None:
     generic = nc._process_headers
 
     async def parse(headers: bytes) -> dict[str, str] | None:
-        if not headers or not headers.startswith(b"NATS/1.0\r\n"):
+        if not headers:
+            return None
+        if not headers.startswith(b"NATS/1.0\r\n"):  # a status line: nats-py's own parser
             return await generic(headers)
-        out: dict[str, str] = {}
-        for line in headers[10:].split(b"\r\n"):
-            if not line:
-                continue
-            name, sep, value = line.partition(b": ")
-            if not sep or (not name.isalnum() and not name.replace(b"-", b"").isalnum()):
-                return await generic(headers)
-            out[name.decode()] = value.strip().decode("utf-8", "replace")
-        return out
+        try:
+            lines = bytes(headers[10:]).decode("utf-8", "replace").split("\r\n")
+            return dict(line.split(": ", 1) for line in lines if line)
+        except ValueError:
+            return await generic(headers)
 
     nc._process_headers = parse  # type: ignore[method-assign]

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -32,7 +33,7 @@ from setpiece.engine.contract import (
     UnitOfWork,
     partition_for,
 )
-from setpiece.engine.nats.log import TRANSIENT_ERRORS, JetStreamLog
+from setpiece.engine.nats.log import TRANSIENT_ERRORS, JetStreamLog, parse_wake
 from setpiece.engine.nats.relay import Relay
 from setpiece.engine.postgres.store import PgStore, Placed, split_store_url
 from setpiece.engine.retry import Backoff
@@ -49,6 +50,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 __all__ = ["NatsEngine", "open_nats"]
 
 _PREFIX = re.compile(r"[A-Za-z0-9_]{1,32}")
+_RECHECK = 1.0  # seconds a partition may be answered from the end-offset hints alone
 
 
 class NatsEngine(Engine):
@@ -69,6 +71,11 @@ class NatsEngine(Engine):
         self._closing = asyncio.Event()
         self._relay = Relay(store, log, retry_for=retry_for, on_published=self._on_published)
         self._background: asyncio.Task[None] | None = None
+        # Read hints: a lower bound of each partition's end offset (monotonic: raised by this
+        # engine's relay, by wake-ups from every relayer, and by reads), and when a real read
+        # last reached the partition's end, on which connection (reconnect count).
+        self._ends: dict[tuple[str, int], int] = {}
+        self._real_read: dict[tuple[str, int], tuple[float, int]] = {}
 
     async def _start(self) -> None:
         await self._nc.subscribe(self._log.wake_wildcard, cb=self._on_wake)
@@ -110,12 +117,24 @@ class NatsEngine(Engine):
         if not 0 <= partition < spec.partitions:
             raise ConfigError(f"stream {name!r} has no partition {partition}")
 
-    def _on_published(self, _stream: str) -> None:
+    def _raise_end(self, stream: str, partition: int, end: int) -> None:
+        key = (stream, partition)
+        if end > self._ends.get(key, 0):
+            self._ends[key] = end
+
+    def _on_published(self, stream: str, partition: int, end: int) -> None:
+        self._raise_end(stream, partition, end)
         self._appended.set()
         self._appended = asyncio.Event()
 
-    async def _on_wake(self, _msg: Msg) -> None:
-        self._on_published("")
+    async def _on_wake(self, msg: Msg) -> None:
+        wake = parse_wake(msg.data)
+        if wake is None:  # a wake-up naming no partition: trust no hint until a real read
+            self._real_read.clear()
+            self._appended.set()
+            self._appended = asyncio.Event()
+        else:
+            self._on_published(*wake)
 
     # -- streams ----------------------------------------------------------------------------
 
@@ -146,11 +165,17 @@ class NatsEngine(Engine):
         await self._nats(lambda: self._log.delete(name, spec.partitions))
         await self._store.drop_stream(name)
         self._streams.pop(name, None)
+        self._forget_hints(name)
         self._round_robin.pop(name, None)
 
     async def drop_group(self, group: str, stream: str) -> None:
         """Forget a consumer group's committed offsets and members on a stream."""
         await self._store.drop_group(group, stream)
+
+    def _forget_hints(self, stream: str) -> None:
+        for hints in (self._ends, self._real_read):
+            for key in [k for k in hints if k[0] == stream]:
+                del hints[key]
 
     async def drift(self, spec: StreamSpec) -> list[str]:
         """How JetStream differs from a stream PostgreSQL records (``setpiece plan``)."""
@@ -168,10 +193,47 @@ class NatsEngine(Engine):
         return [(p, o) for _, p, o in positions]
 
     async def read(self, stream: str, partition: int, offset: int, limit: int) -> list[Record]:
+        """A batched direct get, unless the hints show the partition has nothing at ``offset``.
+
+        Every relayer publishes a wake-up naming the partition and its new end, and makes sure
+        the server has it before its ``commit`` returns; one PING/PONG (``sync``, shared by
+        concurrent reads) therefore delivers every wake-up of every commit that returned before
+        this read began. If none of them reaches ``offset``, there is nothing to read. Hints
+        only ever rise, so they can send a read to the server in vain, never skip a record. A
+        wake-up can still be lost (a relayer dying after publishing; this connection
+        reconnecting): after a reconnect, and at least every ``_RECHECK`` seconds, the
+        partition is read for real, which bounds the delay such a loss can cause. A read is
+        only ever skipped after a real read that reached the partition's end (the server says
+        so: ``Nats-Num-Pending`` 0, or nothing found), so what it saw is the end it knew.
+        """
         await self._partition(stream, partition)
-        records: list[Record] = await self._nats(
+        key = (stream, partition)
+        if offset >= self._ends.get(key, 0) and limit > 0:
+            checked = self._real_read.get(key)
+            reconnects = self._log.reconnects
+            if (
+                checked is not None
+                and checked[1] == reconnects
+                and time.monotonic() - checked[0] < _RECHECK
+            ):
+                await self._nats(self._log.sync)
+                if (
+                    offset >= self._ends.get(key, 0)
+                    and self._real_read.get(key) == checked
+                    and self._log.reconnects == reconnects
+                ):
+                    return []
+        started = (time.monotonic(), self._log.reconnects)
+        records: list[Record]
+        records, at_end = await self._nats(
             lambda: self._log.read(stream, partition, offset, limit)
         )
+        if records:
+            self._raise_end(stream, partition, records[-1].offset + 1)
+        if at_end:  # the partition ended there when the server answered
+            self._real_read[key] = started
+        else:
+            self._real_read.pop(key, None)
         return records
 
     async def _state(self, stream: str) -> list[tuple[int, int]]:

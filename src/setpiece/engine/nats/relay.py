@@ -16,7 +16,6 @@ the gap (the dedup window is a second line of defence, not the first).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -54,7 +53,7 @@ class Relay:
         log: JetStreamLog,
         *,
         retry_for: float,
-        on_published: Callable[[str], None],
+        on_published: Callable[[str, int, int], None],
     ) -> None:
         self._store = store
         self._log = log
@@ -64,14 +63,23 @@ class Relay:
     async def flush(
         self, stream: str, partition: int, upto: int, values: dict[int, bytes] | None = None
     ) -> None:
-        """Return once every outbox row of the partition up to ``upto`` is in the log.
+        """Return once every outbox row of the partition up to ``upto`` is in the log, and
+        every other engine can know it (the wake-up reached the server).
 
         ``values`` are the committer's own rows (pseq -> value), which it need not read back.
         """
         backoff = Backoff(self._retry_for)
+        stored = 0
         while True:
             try:
-                await self._pass(stream, partition, upto, values or {}, wait=True)
+                if not stored:
+                    # Every row up to ``upto`` is in the log once the pass returns, published
+                    # by this pass or by another relayer (whose wake-up may still be on its
+                    # way: send one too).
+                    stored = max(
+                        upto, await self._pass(stream, partition, upto, values or {}, wait=True)
+                    )
+                await self._wake(stream, partition, stored)
                 return
             except _RETRY as exc:
                 if not await backoff.pause():
@@ -80,33 +88,38 @@ class Relay:
                         "will appear once NATS is reachable"
                     ) from exc
 
+    async def _wake(self, stream: str, partition: int, stored: int) -> None:
+        """Publish the wake-up for records stored up to sequence ``stored`` and make sure the
+        server has it: readers in other processes rely on it (see ``NatsEngine.read``)."""
+        await self._log.wake(stream, partition, stored)
+        await self._log.sync()
+
     async def _pass(
         self, stream: str, partition: int, upto: int, values: dict[int, bytes], *, wait: bool
-    ) -> bool:
-        """One locked pass over a partition's outbox; False if another relayer holds it."""
-        published = False
+    ) -> int:
+        """One locked pass over a partition's outbox; returns the highest sequence it stored
+        (-1: it stored nothing, or another relayer holds the partition)."""
+        stored_max = -1
         skip = (min(values), max(values)) if values else None
         try:
             async with self._store.relay_session(stream, partition, wait=wait) as session:
                 if session is None:
-                    return False
+                    return -1
                 while True:
                     rows = await session.pending(_BATCH, skip)
                     if not rows or rows[0].pseq > upto:
-                        return True
+                        return stored_max
                     stored = await self._log.publish(
                         stream, partition, rows, values, ack_wait=_PUBLISH_TIMEOUT
                     )
                     if stored >= rows[0].pseq:
-                        published = True
+                        stored_max = stored
                         await session.delete(stored)
                     if stored < rows[-1].pseq:
                         raise _Incomplete(f"{stream}[{partition}] stored up to {stored}")
         finally:
-            if published:
-                self._on_published(stream)
-                with contextlib.suppress(*TRANSIENT_ERRORS):  # waiters time out instead
-                    await self._log.wake(stream)
+            if stored_max > 0:
+                self._on_published(stream, partition, stored_max)
 
     async def run(self, closing: asyncio.Event) -> None:
         """Relay rows left behind, until ``closing`` is set."""
@@ -121,7 +134,9 @@ class Relay:
                 for stream, partition in await self._store.outbox_partitions(
                     time.time() - _ORPHAN_AGE
                 ):
-                    await self._pass(stream, partition, 2**62, {}, wait=False)
+                    stored = await self._pass(stream, partition, 2**62, {}, wait=False)
+                    if stored > 0:
+                        await self._wake(stream, partition, stored)
                 if time.monotonic() - last_cleanup > 60:
                     await self._store.forget_commits(time.time() - _COMMIT_MEMORY)
                     last_cleanup = time.monotonic()

@@ -6,6 +6,11 @@ decodes it once, and matches it against every consumer's pattern in one pass of 
 :class:`~setpiece.patterns.RuleSet` (cost grows far slower than the number of rules), then keeps
 it in a small window for the consumers that come by next. Records never change once appended,
 so the window needs no invalidation.
+
+When every pattern looks only at top-level attributes (``{"type": [...]}``, ``source``,
+``subject``: the usual rules of a service), which rules match depends only on those attributes'
+values, and a stream carries few distinct combinations of them: the answer is remembered per
+combination (a bounded memo), so most records are matched by one dict lookup.
 """
 
 from __future__ import annotations
@@ -26,16 +31,59 @@ _decode = msgspec.json.Decoder().decode
 _WINDOW = 8192  # records kept per partition
 
 
+_MEMO_SIZE = 1024  # remembered combinations of attribute values, per reader
+_ABSENT: Any = object()  # an attribute the record does not have (not the same as null)
+
+
+class _Rules:
+    """The consumers' patterns in one RuleSet, with the memo of the module docstring."""
+
+    __slots__ = ("_memo", "_names", "rules")
+
+    def __init__(self) -> None:
+        self.rules = RuleSet()
+        self._names: tuple[str, ...] | None = ()  # the attributes tested; None: a nested path
+        self._memo: dict[tuple[Any, ...], frozenset[str]] = {}
+
+    def add(self, name: str, pattern: Pattern) -> None:
+        self.rules.add(name, pattern)
+        self._memo.clear()
+        paths = {field[0] for fields in pattern.fields for field in fields}
+        if self._names is not None and all("." not in path for path in paths):
+            self._names = tuple(sorted({*self._names, *paths}))
+        else:
+            self._names = None
+
+    def match(self, view: dict[str, Any]) -> frozenset[str] | set[str]:
+        names = self._names
+        if names is None:
+            return self.rules.match(view)
+        key: list[Any] = []
+        for name in names:
+            value = view.get(name, _ABSENT)
+            kind = type(value)
+            if kind is dict or kind is list:  # not hashable: no memo for this record
+                return self.rules.match(view)
+            key += (kind, value)  # the type too: True == 1 and 1 == 1.0, but may match apart
+        memo_key = tuple(key)
+        found = self._memo.get(memo_key)
+        if found is None:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            found = self._memo[memo_key] = frozenset(self.rules.match(view))
+        return found
+
+
 class Entry:
     """A record, decoded once, with the names of the consumers whose patterns it matches."""
 
     __slots__ = ("_event", "error", "matched", "raw", "record")
 
-    def __init__(self, record: Record, rules: RuleSet | None) -> None:
+    def __init__(self, record: Record, rules: _Rules | None) -> None:
         self.record = record
         self._event: Event | None = None
         self.error: Exception | None = None
-        self.matched: set[str] = set()
+        self.matched: frozenset[str] | set[str] = frozenset()
         try:
             raw = _decode(record.value)
             if not isinstance(raw, dict):
@@ -45,7 +93,7 @@ class Entry:
             self.error = exc
             return
         self.raw = raw
-        if rules is not None and len(rules):
+        if rules is not None:
             self.matched = rules.match(_match_view(raw))
 
     def event(self) -> Event:
@@ -85,14 +133,14 @@ class StreamReader:
     def __init__(self, engine: Engine, stream: str) -> None:
         self.engine = engine
         self.stream = stream
-        self._rules: RuleSet | None = None
+        self._rules: _Rules | None = None
         self._window: dict[int, dict[int, Entry]] = {}
 
     def follow(self, name: str, pattern: Pattern | None) -> None:
         """Register a consumer; with a pattern, entries list it in ``matched`` when they match."""
         if pattern is not None:
             if self._rules is None:
-                self._rules = RuleSet()
+                self._rules = _Rules()
             self._rules.add(name, pattern)
             self._window.clear()  # entries matched before this rule existed
 

@@ -20,10 +20,10 @@ between it and end-to-end is what the runtime itself costs.
 
 ``--engine nats`` runs the flow on the production engine (NATS JetStream + PostgreSQL; it starts
 both servers from their PyPI wheels, ``setpiece.engine.servers``) and measures, in the same run
-and against the same nats-server, raw nats-py: the same number of messages published to
-JetStream (pipelined async publishes, acks awaited per 1000) and consumed back with a pull
-consumer (batches of 512, no acks) — the least any flow over JetStream must do. It also reports
-the production engine's own append+read, like the SQLite baseline.
+and against the same nats-server, raw nats-py running the same two-hop flow with no framework
+(the baseline: see :func:`raw_nats_flow`), and also raw nats-py publishing the input messages
+and consuming them back once (one hop: half of what the flow moves through JetStream). It also
+reports the production engine's own append+read and the engine floor of the flow, as for SQLite.
 """
 
 from __future__ import annotations
@@ -253,23 +253,86 @@ async def raw_nats(url: str, n: int, partitions: int = 4) -> float:
     return n / elapsed
 
 
+async def raw_nats_flow(url: str, n: int, partitions: int = 4) -> float:
+    """nats-py alone running the same two-hop flow, with no framework: input events/s.
+
+    The input events are published as in :func:`raw_nats`; one pull consumer (no acks) reads
+    the stream, and per record: an ``order_placed`` adds to a customer's total in a dict and
+    publishes an ``order_priced`` event to the same stream (pipelined, acks awaited per fetched
+    batch); an ``order_priced`` stores the order's total in another dict. Both hops' records go
+    through JetStream, as the setpiece flow's do; nothing is durable but the stream itself.
+    """
+    import msgspec
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
+
+    from setpiece.engine import partition_for
+
+    decode, encode = msgspec.json.Decoder().decode, msgspec.json.Encoder().encode
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream(publish_async_max_pending=4000)
+        await js.add_stream(StreamConfig(name="rawflow", subjects=["rawflow.*"],
+                                         storage=StorageType.FILE))
+        payloads = [(f"rawflow.{partition_for(e.partitionkey, partitions)}", encode_event(e))
+                    for e in events(n)]  # fmt: skip
+        totals: dict[str, int] = {}
+        orders: dict[str, int] = {}
+        started = time.perf_counter()
+        for i in range(0, n, 1000):
+            futures = [await js.publish_async(subject, data)
+                       for subject, data in payloads[i : i + 1000]]  # fmt: skip
+            for ack in await asyncio.gather(*futures):
+                assert ack.seq
+        sub = await js.pull_subscribe(
+            "rawflow.*", durable="rawflow", config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+        )
+        while len(orders) < n:
+            pending = []
+            for msg in await sub.fetch(512, timeout=5):
+                event = decode(msg.data)
+                data = event["data"]
+                if event["type"] == "order_placed":
+                    total = totals.get(data["customer"], 0)
+                    totals[data["customer"]] = total + data["amount"]
+                    out = {**event, "id": event["id"] + "-priced", "type": "order_priced",
+                           "data": {"order": data["order"], "total": total}}  # fmt: skip
+                    pending.append(await js.publish_async(msg.subject, encode(out)))
+                else:
+                    orders[data["order"]] = data["total"]
+            for ack in await asyncio.gather(*pending):
+                assert ack.seq
+        elapsed = time.perf_counter() - started
+        await js.delete_stream("rawflow")
+    finally:
+        await nc.close()
+    return n / elapsed
+
+
 def main_nats(n: int, concurrency: int) -> None:
     from setpiece.engine.servers import nats_server, postgres_server
 
     with nats_server() as nats, postgres_server() as pg:
-        raw = asyncio.run(raw_nats(nats.url, n))
+        one_hop = asyncio.run(raw_nats(nats.url, n))
+        flow = asyncio.run(raw_nats_flow(nats.url, n))
         engine_raw = asyncio.run(
             raw_engine(f"{nats.url}?prefix=raw", n, store=f"{pg.url}?schema=raw")
+        )
+        floor = asyncio.run(
+            engine_floor(f"{nats.url}?prefix=floor", n, store=f"{pg.url}?schema=floor")
         )
         e2e = asyncio.run(
             end_to_end(f"{nats.url}?prefix=e2e", n, concurrency, store=f"{pg.url}?schema=e2e")
         )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"events: {n} (NATS JetStream file storage + PostgreSQL fsync=off, loopback)")
-    print(f"raw nats-py publish+consume:   {raw:>10,.0f} msgs/s     (baseline)")
+    print(f"raw nats-py, the two-hop flow: {flow:>10,.0f} events/s   (baseline)")
+    print(f"raw nats-py, one hop:          {one_hop:>10,.0f} msgs/s     (publish+consume)")
     print(f"raw engine append+read:        {engine_raw:>10,.0f} records/s")
+    print(f"engine floor of the flow:      {floor:>10,.0f} events/s   "
+          f"({floor / flow:.0%} of the baseline: the engine calls alone, no runtime)")
     print(f"end-to-end two-hop flow:       {e2e:>10,.0f} events/s")
-    print(f"end-to-end / raw nats-py:      {e2e / raw:>10.0%}")
+    print(f"end-to-end / raw nats-py flow: {e2e / flow:>10.0%}")
     print(f"peak memory (max RSS):         {peak_mb:>10,.0f} MiB")
 
 

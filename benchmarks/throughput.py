@@ -36,6 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "..", "src")
@@ -219,8 +221,12 @@ async def with_workers(path: str, n: int, workers: int) -> float:
     return n / elapsed
 
 
-async def raw_nats(url: str, n: int, partitions: int = 4) -> float:
-    """nats-py alone: publish ``n`` messages to JetStream and consume them back."""
+async def _on_jetstream(
+    url: str, n: int, name: str, consume: Callable[[Any, Any], Awaitable[None]]
+) -> float:
+    """Publish the ``n`` input events to a JetStream stream ``name`` (pipelined async publishes,
+    acks awaited per 1000), then ``consume(js, sub)`` with a pull consumer on it (no acks):
+    input events/s, from the first publish to the end of ``consume``."""
     import nats
     from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
@@ -229,31 +235,40 @@ async def raw_nats(url: str, n: int, partitions: int = 4) -> float:
     nc = await nats.connect(url)
     try:
         js = nc.jetstream(publish_async_max_pending=4000)
-        await js.add_stream(StreamConfig(name="rawbench", subjects=["rawbench.*"],
-                                         storage=StorageType.FILE))
-        payloads = [(f"rawbench.{partition_for(e.partitionkey, partitions)}", encode_event(e))
-                    for e in events(n)]
+        await js.add_stream(StreamConfig(name=name, subjects=[f"{name}.*"],
+                                         storage=StorageType.FILE))  # fmt: skip
+        payloads = [(f"{name}.{partition_for(e.partitionkey, 4)}", encode_event(e))
+                    for e in events(n)]  # fmt: skip
         started = time.perf_counter()
         for i in range(0, n, 1000):
             futures = [await js.publish_async(subject, data)
-                       for subject, data in payloads[i : i + 1000]]
+                       for subject, data in payloads[i : i + 1000]]  # fmt: skip
             for ack in await asyncio.gather(*futures):
                 assert ack.seq
         sub = await js.pull_subscribe(
-            "rawbench.*", durable="rawbench", config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+            f"{name}.*", durable=name, config=ConsumerConfig(ack_policy=AckPolicy.NONE)
         )
-        seen = 0
-        while seen < n:
-            seen += len(await sub.fetch(512, timeout=5))
+        await consume(js, sub)
         elapsed = time.perf_counter() - started
-        assert seen == n
-        await js.delete_stream("rawbench")
+        await js.delete_stream(name)
     finally:
         await nc.close()
     return n / elapsed
 
 
-async def raw_nats_flow(url: str, n: int, partitions: int = 4) -> float:
+async def raw_nats(url: str, n: int) -> float:
+    """nats-py alone: publish ``n`` messages to JetStream and consume them back (one hop)."""
+
+    async def consume(js: Any, sub: Any) -> None:
+        seen = 0
+        while seen < n:
+            seen += len(await sub.fetch(512, timeout=5))
+        assert seen == n
+
+    return await _on_jetstream(url, n, "rawbench", consume)
+
+
+async def raw_nats_flow(url: str, n: int) -> float:
     """nats-py alone running the same two-hop flow, with no framework: input events/s.
 
     The input events are published as in :func:`raw_nats`; one pull consumer (no acks) reads
@@ -263,30 +278,12 @@ async def raw_nats_flow(url: str, n: int, partitions: int = 4) -> float:
     through JetStream, as the setpiece flow's do; nothing is durable but the stream itself.
     """
     import msgspec
-    import nats
-    from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
-
-    from setpiece.engine import partition_for
 
     decode, encode = msgspec.json.Decoder().decode, msgspec.json.Encoder().encode
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream(publish_async_max_pending=4000)
-        await js.add_stream(StreamConfig(name="rawflow", subjects=["rawflow.*"],
-                                         storage=StorageType.FILE))
-        payloads = [(f"rawflow.{partition_for(e.partitionkey, partitions)}", encode_event(e))
-                    for e in events(n)]  # fmt: skip
-        totals: dict[str, int] = {}
-        orders: dict[str, int] = {}
-        started = time.perf_counter()
-        for i in range(0, n, 1000):
-            futures = [await js.publish_async(subject, data)
-                       for subject, data in payloads[i : i + 1000]]  # fmt: skip
-            for ack in await asyncio.gather(*futures):
-                assert ack.seq
-        sub = await js.pull_subscribe(
-            "rawflow.*", durable="rawflow", config=ConsumerConfig(ack_policy=AckPolicy.NONE)
-        )
+    totals: dict[str, int] = {}
+    orders: dict[str, int] = {}
+
+    async def consume(js: Any, sub: Any) -> None:
         while len(orders) < n:
             pending = []
             for msg in await sub.fetch(512, timeout=5):
@@ -302,11 +299,8 @@ async def raw_nats_flow(url: str, n: int, partitions: int = 4) -> float:
                     orders[data["order"]] = data["total"]
             for ack in await asyncio.gather(*pending):
                 assert ack.seq
-        elapsed = time.perf_counter() - started
-        await js.delete_stream("rawflow")
-    finally:
-        await nc.close()
-    return n / elapsed
+
+    return await _on_jetstream(url, n, "rawflow", consume)
 
 
 def main_nats(n: int, concurrency: int) -> None:

@@ -296,8 +296,9 @@ def _walk_object(
 Walker = Callable[[dict[str, Any], Flat, dict[str, list[object]], list[int]], None]
 """Flattens an event (``flat``, ``flat.values``, the array counter) outside any array."""
 
-_SPECIALISE_AFTER: Final = 8
-"""Events flattened by the generic walk before a ``Need`` gets a walker of its own."""
+_SPECIALISE_AFTER: Final = 64
+"""Events flattened by the generic walk before a ``Need`` gets a walker of its own: making one
+costs about as much as flattening some tens of events."""
 
 _MAX_FACTORIES: Final = 512
 _FACTORIES: dict[str, Callable[..., Walker]] = {}
@@ -396,7 +397,12 @@ def _specialise(tree: Level) -> Walker:
             put(5, f"flat.deep.add({path})")
             put(4, "else:")
             put(5, "found.append(v)")
-            put(5, f"flat.add_chain({path}, len(found) - 1, chain, True)")
+            put(5, f"chains = flat.chains.get({path})")
+            put(5, "if chains is not None and len(chains) + 1 == len(found):")
+            put(6, "chains.append(chain)")
+            put(6, f"flat.deep.add({path})")
+            put(5, "else:")
+            put(6, f"flat.add_chain({path}, len(found) - 1, chain, True)")
         functions.append("\n".join(code))
         return name
 

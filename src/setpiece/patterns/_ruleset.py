@@ -7,7 +7,9 @@ per field path, hash tables and sorted buckets from a value to the child nodes i
 Matching flattens the event once, then walks only the nodes whose conditions hold: the work
 depends on what the event matches, not on how many rules there are. Rare operators (wildcard,
 anything-but with prefix/suffix/wildcard, non-ASCII equals-ignore-case) are tested one by one,
-but only at the nodes an event reaches.
+but only at the nodes an event reaches. Each node, once events reach it, is visited by one
+function made for its groups (``_visitor``), and a group with text operators other than exact
+values remembers what each string leads to (``_remembered``).
 
 Array consistency: the walk treats each field on its own; when the event has arrays of objects
 (the only case where that can accept too much), a rule reached with two or more fields inside

@@ -61,14 +61,17 @@ Entry = tuple[str, int, Level]
 class Need:
     """The field paths some pattern tests, as a tree of key segments (``a.b`` is ``a`` -> ``b``).
 
-    Fields no path names are never looked at, nor anything below them.
+    Fields no path names are never looked at, nor anything below them. After a few events,
+    ``walker`` is a function made for this tree (see ``_specialise``); adding a path drops it.
     """
 
-    __slots__ = ("paths", "tree")
+    __slots__ = ("paths", "tree", "uses", "walker")
 
     def __init__(self, paths: Iterable[str] = ()) -> None:
         self.paths: set[str] = set()
         self.tree = Level()
+        self.walker: Walker | None = None
+        self.uses = 0
         self.add(paths)
 
     def __bool__(self) -> bool:
@@ -79,6 +82,8 @@ class Need:
             if path in self.paths:
                 continue
             self.paths.add(path)
+            self.walker = None
+            self.uses = 0
             level = self.tree
             parts = path.split(".")
             for depth, part in enumerate(parts):
@@ -188,8 +193,16 @@ def flatten(event: Any, need: Need) -> Flat:
             raise PatternError(f"event: must be a JSON object, not {type(event).__name__}")
     flat = Flat()
     if need.paths:
+        walker = need.walker
+        if walker is None:
+            need.uses += 1
+            if need.uses >= _SPECIALISE_AFTER:
+                walker = need.walker = _specialise(need.tree)
         try:
-            _walk_object(event, need.tree, flat, (), [0], False, 0)
+            if walker is not None:
+                walker(event, flat, flat.values, [0])
+            else:
+                _walk_object(event, need.tree, flat, (), [0], False, 0)
         except TypeError:
             raise PatternError("event: field names must be strings") from None
     return flat
@@ -278,6 +291,136 @@ def _walk_object(
                 found.append(value)
             if chain:
                 flat.add_chain(path, len(found) - 1, chain, deep)
+
+
+Walker = Callable[[dict[str, Any], Flat, dict[str, list[object]], list[int]], None]
+"""Flattens an event (``flat``, ``flat.values``, the array counter) outside any array."""
+
+_SPECIALISE_AFTER: Final = 64
+"""Events flattened by the generic walk before a ``Need`` gets a walker of its own: making one
+costs about as much as flattening some tens of events."""
+
+_MAX_FACTORIES: Final = 512
+_FACTORIES: dict[str, Callable[..., Walker]] = {}
+"""Compiled walker factories by source text: trees of the same shape share one."""
+
+
+def _specialise(tree: Level) -> Walker:
+    """A walker for ``tree``: the generic walk with the tree unrolled into code.
+
+    Each level gets a function for objects outside arrays whose route from the event's root has
+    no dotted key, and one for such objects inside arrays of objects (given their chain). Each
+    makes the generic walk's choice first: a scan of every key when the object is small or,
+    where a dotted key could address a path below, has one; then it calls ``_walk_object``.
+    Otherwise it reads each entry by a constant key. Outside arrays such a path has no other
+    route to it, so its one leaf is stored without a look at what is there. Arrays of objects
+    under an entry that is not itself tested get a loop of their own; other arrays go to
+    ``_walk_array``, as in the generic walk. Keys, paths and levels are arguments of the
+    factory, never part of the source text, so trees of one shape share the compiled code.
+    """
+    consts: list[object] = []
+    functions: list[str] = []
+    made: dict[tuple[int, bool], str] = {}
+
+    def const(value: object) -> str:
+        consts.append(value)
+        return f"c{len(consts) - 1}"
+
+    def emit(level: Level, depth: int, inside: bool) -> str:
+        """The function for ``level`` (``inside``: for objects in arrays of objects)."""
+        done = made.get((id(level), inside))
+        if done is not None:
+            return done
+        below = {
+            key: emit(entry[2], depth + 1, inside)
+            for key, entry in level.direct
+            if entry[1] & NEST
+        }
+        loops = {
+            key: emit(entry[2], depth + 2, True)
+            for key, entry in level.direct
+            if entry[1] == NEST and not inside and depth + 1 <= MAX_EVENT_DEPTH
+        }
+        name = made[(id(level), inside)] = f"w{len(functions)}"
+        chain = "chain" if inside else "()"
+        args = "flat, values, counter, chain" if inside else "flat, values, counter"
+        code: list[str] = []
+
+        def put(indent: int, line: str) -> None:
+            code.append("    " * indent + line)
+
+        put(1, f"def {name}(obj, {args}):")
+        size = len(level.direct)
+        if level.nested:
+            put(2, f"if len(obj) < {size} or '.' in ''.join(obj):")
+        else:
+            put(2, f"if len(obj) < {size}:")
+        put(3, f"walk_object(obj, {const(level)}, flat, {chain}, counter, {inside}, {depth})")
+        put(3, "return")
+        put(2, "get = obj.get")
+        for key, entry in level.direct:
+            flags = entry[1]
+            put(2, f"v = get({const(key)}, MISSING)")
+            put(2, "if v is not MISSING:")
+            put(3, "t = type(v)")
+            if flags & NEST:
+                put(3, "if t is dict:")
+                put(4, f"{below[key]}(v, {args})")
+                put(3, "elif t is list:")
+            else:
+                put(3, "if t is list:")
+            if key in loops:
+                # An array of objects: each element's chain is (this array, its index).
+                put(4, "counter[0] += 1")
+                put(4, "array = counter[0]")
+                put(4, "for i, item in enumerate(v):")
+                put(5, "kind = type(item)")
+                put(5, "if kind is dict:")
+                put(6, f"{loops[key]}(item, flat, values, counter, ((array, i),))")
+                put(5, "elif kind is list:")
+                put(6, f"walk_array(item, {const(entry)}, flat, ((array, i),), counter, True,")
+                put(7, f"{depth + 2})")
+            else:
+                put(4, f"walk_array(v, {const(entry)}, flat, {chain}, counter, {inside},")
+                put(5, f"{depth + 1})")
+            if not flags & LEAF:
+                continue
+            path = const(entry[0])
+            put(3, "elif t is not dict:")
+            if not inside:
+                put(4, f"values[{path}] = [v]")
+                continue
+            put(4, f"found = values.get({path})")
+            put(4, "if found is None:")
+            put(5, f"values[{path}] = [v]")
+            put(5, f"flat.chains[{path}] = [chain]")
+            put(5, f"flat.deep.add({path})")
+            put(4, "else:")
+            put(5, "found.append(v)")
+            put(5, f"chains = flat.chains.get({path})")
+            put(5, "if chains is not None and len(chains) + 1 == len(found):")
+            put(6, "chains.append(chain)")
+            put(6, f"flat.deep.add({path})")
+            put(5, "else:")
+            put(6, f"flat.add_chain({path}, len(found) - 1, chain, True)")
+        functions.append("\n".join(code))
+        return name
+
+    top = emit(tree, 0, False)
+    names = ", ".join(f"c{i}" for i in range(len(consts)))
+    source = (
+        f"def factory(MISSING, walk_object, walk_array, {names}):\n"
+        + "\n".join(functions)
+        + f"\n    return {top}\n"
+    )
+    factory = _FACTORIES.get(source)
+    if factory is None:
+        scope: dict[str, Any] = {}
+        exec(source, scope)  # made above from the tree's shape only
+        if len(_FACTORIES) >= _MAX_FACTORIES:
+            _FACTORIES.clear()
+        factory = _FACTORIES[source] = scope["factory"]
+    return factory(_MISSING, _walk_object, _walk_array, *consts)
 
 
 def _walk_array(

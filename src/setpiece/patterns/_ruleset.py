@@ -7,7 +7,9 @@ per field path, hash tables and sorted buckets from a value to the child nodes i
 Matching flattens the event once, then walks only the nodes whose conditions hold: the work
 depends on what the event matches, not on how many rules there are. Rare operators (wildcard,
 anything-but with prefix/suffix/wildcard, non-ASCII equals-ignore-case) are tested one by one,
-but only at the nodes an event reaches.
+but only at the nodes an event reaches. Each node, once events reach it, is visited by one
+function made for its groups (``_visitor``), and a group with text operators other than exact
+values remembers what each string leads to (``_remembered``).
 
 Array consistency: the walk treats each field on its own; when the event has arrays of objects
 (the only case where that can accept too much), a rule reached with two or more fields inside
@@ -57,42 +59,102 @@ class _End:
 
 
 class _Node:
-    __slots__ = ("children", "ends", "groups", "steps")
+    __slots__ = ("children", "ends", "groups", "visit")
 
     def __init__(self) -> None:
         self.groups: dict[str, _Group] = {}
-        self.steps: tuple[_Step, ...] | None = ()  # the groups, for iteration; None: stale
+        self.visit: Visit | None = _leave  # what match does at this node; None: stale
         self.children: dict[Condition, _Node] = {}
         self.ends: tuple[_End, ...] = ()
 
     def refresh(self) -> None:
-        """The groups changed: ``steps`` is made again when an event next reaches the node."""
-        self.steps = None
+        """The groups changed: ``visit`` is made again when an event next reaches the node."""
+        self.visit = None
 
-    def freeze(self) -> tuple[_Step, ...]:
-        self.steps = steps = tuple(
-            (
-                path,
-                group.exact.get if group.exact_only else None,
-                group.probe or group.compile(),
-                tuple(group.absent),
-                group.multi,
-            )
-            for path, group in self.groups.items()
-        )
-        return steps
+    def freeze(self) -> Visit:
+        self.visit = visit = _visitor(self.groups)
+        return visit
 
 
-_Step = tuple[
-    str,
-    Callable[[Any], "list[_Node] | None"] | None,
-    "Probe",
-    tuple["_Node", ...],
-    bool,
-]
-"""(path, lookup of the exact values when the group has nothing else, probe of the group,
-absent children, whether a child can be reached twice by one value) of one group of a node:
-what ``match`` needs, in one object, made once the node stops changing."""
+Visit = Callable[[Callable[[str], "list[Any] | None"], "list[_Node]", set[str]], None]
+"""What ``RuleSet.match`` does at a node: given the lookup of an event's values by path, the
+stack of nodes to visit and the paths with leaves inside arrays of objects (``Flat.deep``),
+push the children the event's values lead to."""
+
+
+def _leave(get: Callable[[str], list[Any] | None], stack: list[_Node], deep: set[str]) -> None:
+    """The visit of a node without groups: nothing below it."""
+
+
+_VISITORS: dict[str, Callable[..., Visit]] = {}
+_MAX_VISITORS = 1024
+
+
+def _visitor(groups: dict[str, _Group]) -> Visit:
+    """The visit of a node with these groups, as one function: per group, the event's values at
+    its path are looked up once; one value of an exact-only group is looked up inline, other
+    groups run their probe. The code depends only on the node's shape (per group: exact-only,
+    absence allowed, a child reachable twice), so nodes of one shape share it; the paths,
+    tables and probes are arguments of its factory."""
+    if not groups:
+        return _leave
+    consts: list[object] = []
+    code: list[str] = []
+
+    def const(value: object) -> str:
+        consts.append(value)
+        return f"c{len(consts) - 1}"
+
+    for path, group in groups.items():
+        p = const(path)
+        absent = const(tuple(group.absent)) if group.absent else None
+        probe = const(group.probe or group.compile())
+        single = const(group.single)
+        code.append(f"        found = get({p})")
+        code.append("        if found is None:")
+        code.append(f"            stack.extend({absent})" if absent else "            pass")
+        code.append("        else:")
+        if not group.multi:
+            # One value reaches each child at most once: straight onto the stack.
+            code.append("            if len(found) == 1:")
+            if group.exact_only:
+                lookup = const(group.exact.get)
+                code.append("                value = found[0]")
+                code.append(
+                    f"                nodes = {lookup}(value if type(value) is str "
+                    "else event_key(value))"
+                )
+                code.append("                if nodes:")
+                code.append("                    stack.extend(nodes)")
+            else:
+                code.append(f"                {single}(found, stack)")
+            code.append("            else:")
+            indent = "                "
+        else:
+            indent = "            "
+        code.append(f"{indent}reached = []")
+        code.append(f"{indent}{probe}(found, reached)")
+        code.append(f"{indent}if reached:")
+        code.append(f"{indent}    stack.extend(set(reached))")
+        if absent:
+            # Absence under array consistency is relative to the other fields' array
+            # elements: let it through here, End.holds decides.
+            code.append(f"            if {p} in deep:")
+            code.append(f"                stack.extend({absent})")
+    names = ", ".join(f"c{i}" for i in range(len(consts)))
+    source = (
+        f"def factory(event_key, {names}):\n"
+        "    def visit(get, stack, deep):\n" + "\n".join(code) + "\n    return visit\n"
+    )
+    factory = _VISITORS.get(source)
+    if factory is None:
+        scope: dict[str, Any] = {}
+        exec(source, scope)  # made above from the node's shape only
+        if len(_VISITORS) >= _MAX_VISITORS:
+            _VISITORS.clear()
+        factory = _VISITORS[source] = scope["factory"]
+    return factory(event_key, *consts)
+
 
 Probe = Callable[[list[Any], list[_Node]], None]
 """Appends to a list the children the values of one path (a list) lead to, maybe repeated."""
@@ -138,6 +200,7 @@ class _Group:
         "prefix",
         "probe",
         "scan",
+        "single",
         "suffix",
     )
 
@@ -157,6 +220,7 @@ class _Group:
         self.exact_only = True
         self.multi = False
         self.probe: Probe | None = None
+        self.single: Probe = _nowhere  # the probe for one value; made with ``probe``
 
     def add_condition(self, condition: Condition, node: _Node) -> None:
         matchers = condition.matchers
@@ -244,7 +308,57 @@ class _Group:
                     step(found, out)
 
         self.probe = probe
+        if self.exact_only or not (
+            self.prefix or self.suffix or self.folded or self.folded_prefix
+            or self.folded_suffix or self.addresses or self.anything_but or self.scan
+        ):  # fmt: skip
+            self.single = probe
+        else:
+            self.single = _remembered(probe)
         return probe
+
+
+def _nowhere(found: list[Any], out: list[_Node]) -> None:
+    """The probe of a group before it is compiled (never called)."""
+    raise AssertionError("probe of a group not compiled")
+
+
+_REMEMBERED = 256
+"""Values whose children a group remembers before it judges whether remembering pays."""
+
+
+def _remembered(probe: Probe) -> Probe:
+    """``probe`` for one value, remembering the children each string leads to: text operators
+    other than exact values (prefixes, wildcards, ...) cost far more than a lookup, and fields
+    like ``source`` or a city repeat. When the table fills up with fewer hits than entries,
+    the values hardly repeat (ids, amounts): the group stops remembering."""
+    memo: dict[str, tuple[_Node, ...]] | None = {}
+    hits = 0
+
+    def single(found: list[Any], out: list[_Node]) -> None:
+        nonlocal memo, hits
+        value = found[0]
+        table = memo
+        if table is None or type(value) is not str:
+            probe(found, out)
+            return
+        nodes = table.get(value)
+        if nodes is not None:
+            hits += 1
+            out.extend(nodes)
+            return
+        reached: list[_Node] = []
+        probe(found, reached)
+        out.extend(reached)
+        if len(table) >= _REMEMBERED:
+            if hits < _REMEMBERED:
+                memo = None
+                return
+            table.clear()
+            hits = 0
+        table[value] = tuple(reached)
+
+    return single
 
 
 def _exact_step(exact: dict[Any, list[_Node]]) -> Probe:
@@ -502,7 +616,7 @@ class RuleSet:
         deep = flat.deep
         matched: set[str] = set()
         stack = [self._root]
-        pop, push = stack.pop, stack.extend
+        pop = stack.pop
         get = flat.values.get
         while stack:
             node = pop()
@@ -512,31 +626,8 @@ class RuleSet:
                         not deep or end.plain or deep.isdisjoint(end.paths) or end.holds(flat)
                     ):
                         matched.add(end.name)
-            steps = node.steps
-            if steps is None:
-                steps = node.freeze()
-            for path, exact, probe, absent, multi in steps:
-                found = get(path)
-                if found is None:
-                    if absent:
-                        push(absent)
-                    continue
-                if len(found) == 1 and not multi:
-                    # One value reaches each child at most once: straight onto the stack.
-                    if exact is not None:
-                        value = found[0]
-                        nodes = exact(value if type(value) is str else event_key(value))
-                        if nodes:
-                            push(nodes)
-                    else:
-                        probe(found, stack)
-                else:
-                    reached: list[_Node] = []
-                    probe(found, reached)
-                    if reached:
-                        push(set(reached))
-                if absent and path in deep:
-                    # Absence under array consistency is relative to the other fields' array
-                    # elements: let it through here, End.holds decides.
-                    push(absent)
+            visit = node.visit
+            if visit is None:
+                visit = node.freeze()
+            visit(get, stack, deep)
         return matched

@@ -312,10 +312,8 @@ def test_commit_whose_reply_is_lost_applies_once(
 
     async def apply_then_lose_reply(self: PgStore, conn: Any, *args: Any) -> Any:
         calls.append(1)
-        positions = await original(self, conn, *args)
+        positions = await original(self, conn, *args)  # one statement: it is durable now...
         if len(calls) == 1:
-            await conn.execute("COMMIT")  # it is durable now...
-            await conn.execute("BEGIN")  # (so the transaction's exit has one to roll back)
             raise asyncpg.exceptions.ConnectionDoesNotExistError("lost")  # ...the reply is not
         return positions
 
@@ -341,21 +339,38 @@ def test_commit_whose_reply_is_lost_applies_once(
 def test_commit_killed_before_commit_is_retried(
     nats: NatsServer, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The server ends the session mid-transaction: nothing applied, the retry applies it."""
+    """The server ends the session mid-transaction: nothing applied, the retry applies it.
+
+    Another session holds the partition's counter row, so the unit's transaction stops at its
+    last step (the inbox row inserted, the outbox not yet): it is killed there."""
     url, store = fresh_urls(nats, postgres)
     original = PgStore._apply
     calls = []
 
     async def apply_then_die(self: PgStore, conn: Any, *args: Any) -> Any:
         calls.append(1)
-        positions = await original(self, conn, *args)
-        if len(calls) == 1:
-            killer = await asyncpg.connect(postgres.url)
-            try:
-                await killer.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
-            finally:
-                await killer.close()
-        return positions
+        if len(calls) > 1:
+            return await original(self, conn, *args)
+        pid = conn.get_server_pid()
+        schema = store.rsplit("schema=", 1)[1]
+        blocker = await asyncpg.connect(postgres.url)
+        try:
+            await blocker.execute("BEGIN")
+            await blocker.execute(
+                f"UPDATE {schema}.sp_partitions SET last_pseq = last_pseq WHERE stream = 's'"
+            )
+            attempt = asyncio.ensure_future(original(self, conn, *args))
+            while not attempt.done():  # until it waits for the row, mid-transaction
+                waiting = await blocker.fetchval(
+                    "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid
+                )
+                if waiting == "Lock":
+                    await blocker.execute("SELECT pg_terminate_backend($1)", pid)
+                    break
+                await asyncio.sleep(0.01)
+            return await attempt
+        finally:
+            await blocker.close()
 
     async def body() -> None:
         engine = await open_engine(url, store)

@@ -20,7 +20,7 @@ from setpiece.engine import Engine, KVRead, KVWrite, OffsetCommit, StreamSpec, U
 from setpiece.engine import open_engine as _open_engine
 from setpiece.engine.nats import NatsEngine
 from setpiece.engine.nats.log import encode_name
-from setpiece.engine.postgres.store import PgStore, RelaySession
+from setpiece.engine.postgres.store import PgStore
 from setpiece.engine.servers import NatsServer, PostgresServer, nats_server, postgres_server
 from setpiece.errors import ConfigError, ConflictError, EngineError
 from tests.engine.conftest import fresh_urls
@@ -198,21 +198,20 @@ def test_postgres_restart(nats: NatsServer, own_postgres: PostgresServer, how: s
 # -- the outbox relay ---------------------------------------------------------------------------
 
 
-class _Crash(BaseException):
-    """The relaying process dies (after publishing, before deleting its outbox rows)."""
-
-
 @contextlib.contextmanager
-def crash_after_publish(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    original = RelaySession.delete
+def crash_after_publish(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
+    """The relaying process dies after publishing, before deleting its outbox rows: its
+    deletes never reach PostgreSQL (yields the deletes it attempted)."""
+    original = PgStore.delete_relayed
+    attempted: list[object] = []
 
-    async def delete(self: RelaySession, upto: int) -> None:
-        raise _Crash
+    async def delete_relayed(self: PgStore, upto: dict[tuple[str, int], int]) -> None:
+        attempted.append(dict(upto))
 
     with monkeypatch.context() as patch:
-        patch.setattr(RelaySession, "delete", delete)
-        yield
-    assert RelaySession.delete is original
+        patch.setattr(PgStore, "delete_relayed", delete_relayed)
+        yield attempted
+    assert PgStore.delete_relayed is original
 
 
 async def outbox_rows(store: str) -> int:
@@ -239,9 +238,10 @@ def test_relay_crash_between_publish_and_delete_duplicates_nothing(
         first = await open_engine(url, store)
         await first.create_stream(StreamSpec("s", 1))
         await first.append("s", [(None, b"a"), (None, b"b")])
-        with crash_after_publish(monkeypatch), pytest.raises(_Crash):
+        with crash_after_publish(monkeypatch) as attempted:
             await first.commit(UnitOfWork(appends=[("s", None, b"c"), ("s", None, b"d")]))
-        await first.close()  # the process is gone; its rows stay in the outbox
+            await first.close()  # the process is gone; its rows stay in the outbox
+        assert {("s", 0): 4} in attempted, "it would have deleted them"
         assert await first_records(url, store) == [b"a", b"b", b"c", b"d"], "published..."
         assert await outbox_rows(store) == 2, "...and still in the outbox"
         # Beyond the dedup window, message ids no longer match: the sequence check must hold.
@@ -253,6 +253,10 @@ def test_relay_crash_between_publish_and_delete_duplicates_nothing(
         try:
             if recovery == "next-commit":
                 assert await second.commit(UnitOfWork(appends=[("s", None, b"e")])) == [("s", 0, 4)]
+                for _ in range(50):  # relayed rows are deleted in the background, at once
+                    if not await outbox_rows(store):
+                        break
+                    await asyncio.sleep(0.1)
             else:
                 for _ in range(50):  # the background relay takes over within ~3 s
                     if not await outbox_rows(store):

@@ -14,6 +14,8 @@ single atomic statements (inbox ``INSERT .. ON CONFLICT DO NOTHING``, fired time
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import re
 import time
@@ -122,6 +124,10 @@ class PgStore:
         self.schema = schema
         self.retry_for = retry_for
         self._closed = False
+        # Concurrent kv_get calls, answered together: (namespace, keys, future) per call.
+        self._kv_queue: list[tuple[str, list[str], asyncio.Future[dict[str, tuple[bytes, int]]]]]
+        self._kv_queue = []
+        self._kv_rounds: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -154,6 +160,10 @@ class PgStore:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._kv_rounds is not None:
+                self._kv_rounds.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._kv_rounds
             await self._pool.close()
 
     async def _ensure_schema(self, prefix: str) -> None:
@@ -343,15 +353,66 @@ class PgStore:
             raise EngineError("engine is closed")
 
     async def kv_get(self, namespace: str, keys: Sequence[str]) -> dict[str, tuple[bytes, int]]:
+        """The present keys with (value, version).
+
+        Calls made while a read is on its way to PostgreSQL (deliveries running concurrently
+        each read their own key) are answered together by the next single query: one round
+        trip per round, however many callers. Every caller's future is settled by the task
+        that took it from the queue, with the rows or with the round's error; one that is
+        still queued when the task ends (the store closing) gets ``EngineError``.
+        """
         self.check_open()
         if not keys:
             return {}
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, tuple[bytes, int]]] = loop.create_future()
+        self._kv_queue.append((namespace, list(keys), future))
+        if self._kv_rounds is None:
+            self._kv_rounds = loop.create_task(self._run_kv_rounds(), name="setpiece-kv-reads")
+        return await future
+
+    async def _run_kv_rounds(self) -> None:
+        try:
+            await asyncio.sleep(0)  # the callers of this loop turn join the first round
+            while self._kv_queue:
+                calls, self._kv_queue = self._kv_queue, []
+                try:
+                    found = await self._kv_fetch(calls)
+                except Exception as exc:
+                    for _, _, future in calls:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                except BaseException:
+                    for _, _, future in calls:
+                        if not future.done():
+                            future.set_exception(EngineError("engine is closed"))
+                    raise
+                for namespace, keys, future in calls:
+                    if not future.done():
+                        future.set_result(
+                            {k: found[(namespace, k)] for k in keys if (namespace, k) in found}
+                        )
+        finally:
+            self._kv_rounds = None
+            calls, self._kv_queue = self._kv_queue, []
+            for _, _, future in calls:  # only when ended by cancellation (closing)
+                if not future.done():
+                    future.set_exception(EngineError("engine is closed"))
+
+    async def _kv_fetch(
+        self, calls: list[tuple[str, list[str], Any]]
+    ) -> dict[tuple[str, str], tuple[bytes, int]]:
+        wanted = list(dict.fromkeys((ns, k) for ns, keys, _ in calls for k in keys))
         rows = await self.fetch(
-            "SELECT key, value, version FROM sp_kv WHERE ns = $1 AND key = ANY($2::text[])",
-            namespace,
-            list(keys),
+            "SELECT kv.ns, kv.key, kv.value, kv.version "
+            "FROM unnest($1::text[], $2::text[]) AS t(ns, key) "
+            "CROSS JOIN LATERAL (SELECT ns, key, value, version FROM sp_kv "
+            "WHERE sp_kv.ns = t.ns AND sp_kv.key = t.key) AS kv",
+            [ns for ns, _ in wanted],
+            [k for _, k in wanted],
         )
-        return {k: (v, ver) for k, v, ver in rows}
+        return {(ns, k): (v, ver) for ns, k, v, ver in rows}
 
     async def kv_scan(
         self, namespace: str, prefix: str = "", limit: int = 1000
@@ -535,6 +596,32 @@ class PgStore:
                 yield None
                 return
             yield RelaySession(conn, stream, partition)
+
+    async def outbox_rows(self, stream: str, partition: int, lo: int, hi: int, limit: int
+                          ) -> list[OutboxRow]:
+        """A partition's outbox rows with ``lo <= pseq <= hi``, oldest first, at most ``limit``
+        (no lock: a relayer filling a gap before its own rows)."""
+        rows = await self.fetch(
+            "SELECT pseq, key, value, msg_id FROM sp_outbox "
+            "WHERE stream = $1 AND part = $2 AND pseq BETWEEN $3 AND $4 ORDER BY pseq LIMIT $5",
+            stream,
+            partition,
+            lo,
+            hi,
+            limit,
+        )
+        return [OutboxRow(q, k, v, m) for q, k, v, m in rows]
+
+    async def delete_relayed(self, upto: dict[tuple[str, int], int]) -> None:
+        """Delete the outbox rows the log holds: per (stream, partition), up to a sequence."""
+        items = sorted(upto.items())
+        await self.execute(
+            "DELETE FROM sp_outbox AS o USING unnest($1::text[], $2::int[], $3::bigint[]) "
+            "AS d(s, p, q) WHERE o.stream = d.s AND o.part = d.p AND o.pseq <= d.q",
+            [s for (s, _), _ in items],
+            [p for (_, p), _ in items],
+            [q for _, q in items],
+        )
 
     async def outbox_partitions(self, older_than: float) -> list[tuple[str, int]]:
         rows = await self.fetch(

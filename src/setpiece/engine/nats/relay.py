@@ -198,8 +198,8 @@ class Relay:
         target = max(w.upto for w in lane.waiters)
         if lane.published < target:
             following = lane.published + 1
+            batch: list[OutboxRow] = []
             if following in lane.rows:
-                batch = []
                 row = lane.rows.get(following)
                 while row is not None and len(batch) < _BATCH:
                     batch.append(row)
@@ -264,7 +264,7 @@ class Relay:
                 upto, self._deletes = self._deletes, {}
                 try:
                     await self._store.delete_relayed(upto)
-                except (*RETRYABLE, EngineError) as exc:
+                except _BACKGROUND_RETRY as exc:
                     _log.debug("outbox delete: %r; retrying", exc)
                     for key, q in upto.items():
                         self._deletes[key] = max(q, self._deletes.get(key, 0))

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from setpiece.engine.contract import Record
 from setpiece.engine.postgres.store import OutboxRow
 from setpiece.errors import ConfigError, EngineError
@@ -61,6 +63,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 _NAME_OK = re.compile(r"[A-Za-z0-9]")
+_decode_json = msgspec.json.Decoder().decode
 _WRONG_LAST_SEQUENCE = 10071
 _DUPLICATE_WINDOW = 120.0  # seconds; never more than a stream's max_age
 _READ_TIMEOUT = 5.0
@@ -104,6 +107,32 @@ def _key_of(headers: dict[str, str]) -> str | None:
     return None if encoded is None else base64.b64decode(encoded).decode()
 
 
+class Reply:
+    """A reply to one of our requests: what the handlers read of it."""
+
+    __slots__ = ("data", "headers", "subject")
+
+    def __init__(self, subject: str, data: bytes, headers: dict[str, str] | None) -> None:
+        self.subject = subject
+        self.data = data
+        self.headers = headers
+
+
+def _parse_headers(raw: bytes) -> dict[str, str]:
+    """``NATS/1.0[ status[ description]]\r\nKey: Value\r\n..`` as a dict (the status as
+    ``Status``, like nats-py). Raises ValueError on anything unusual."""
+    first, _, rest = raw.partition(b"\r\n")
+    lines = rest.decode("utf-8", "replace").split("\r\n")
+    out = dict(line.split(": ", 1) for line in lines if line)
+    if len(first) > 8:  # an inline status: "NATS/1.0 404 No Messages"
+        status, _, description = first[9:].decode("utf-8", "replace").partition(" ")
+        if status.isdigit():
+            out["Status"] = status
+        if description:
+            out["Description"] = description
+    return out
+
+
 class _Replies:
     """Replies to our own requests, over one wildcard inbox subscription (no subscription per
     request). A handler takes every reply to its token ("N", or "N-i" for batches).
@@ -115,7 +144,7 @@ class _Replies:
     def __init__(self, nc: NATS) -> None:
         self._nc = nc
         self._prefix = ""
-        self._handlers: dict[str, Callable[[Msg], None]] = {}
+        self._handlers: dict[str, Callable[[Reply], None]] = {}
         self._count = 0
         self._lock = asyncio.Lock()
 
@@ -124,18 +153,50 @@ class _Replies:
             async with self._lock:
                 if not self._prefix:
                     prefix = self._nc.new_inbox() + "."
-                    await self._nc.subscribe(prefix + "*", cb=self._route)
+                    sub = await self._nc.subscribe(prefix + "*", cb=self._route)
                     self._prefix = prefix
+                    self._fast_path(getattr(sub, "_id", None))
         return self._prefix
 
     async def _route(self, msg: Msg) -> None:
+        """nats-py's way: a Msg through the subscription's queue and task."""
+        self._dispatch(msg.subject, Reply(msg.subject, msg.data, msg.headers))
+
+    def _dispatch(self, subject: str, reply: Reply) -> None:
         # A token is "N", or "N-i" for the i-th reply of a batch registered as "N".
-        token, _, _ = msg.subject[len(self._prefix) :].partition("-")
+        token, _, _ = subject[len(self._prefix) :].partition("-")
         handler = self._handlers.get(token)
         if handler is not None:
-            handler(msg)
+            handler(reply)
 
-    def expect(self, handler: Callable[[Msg], None]) -> str:
+    def _fast_path(self, sid: int | None) -> None:
+        """Hand our replies to their handlers as the parser reads them: no Msg, no queue, no
+        task switch per reply (a publish ack or a record each). Anything else, and any reply
+        whose headers are unusual, takes nats-py's own path."""
+        nc = self._nc
+        original = getattr(nc, "_process_msg", None)
+        if sid is None or original is None:  # pragma: no cover - another nats-py
+            return
+        generic = nc._process_headers
+
+        async def process_msg(
+            msg_sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+        ) -> None:
+            if msg_sid != sid:
+                return await original(msg_sid, subject, reply, data, headers)  # type: ignore[no-any-return]
+            name = subject.decode()
+            parsed: dict[str, str] | None = None
+            if headers:
+                try:
+                    parsed = _parse_headers(headers)
+                except ValueError:
+                    parsed = await generic(headers)
+            self._dispatch(name, Reply(name, data, parsed))
+            return None
+
+        nc._process_msg = process_msg  # type: ignore[method-assign,assignment]
+
+    def expect(self, handler: Callable[[Reply], None]) -> str:
         self._count += 1
         token = str(self._count)
         self._handlers[token] = handler
@@ -144,17 +205,17 @@ class _Replies:
     def forget(self, token: str) -> None:
         self._handlers.pop(token, None)
 
-    async def get(self, js_name: str, request: dict[str, Any]) -> tuple[list[Msg], bool]:
+    async def get(self, js_name: str, request: dict[str, Any]) -> tuple[list[Reply], bool]:
         """Every message a direct get returns, up to its end-of-batch (or not-found) status,
         and whether the stream held nothing more when it answered."""
         prefix = await self.prefix()
-        done: asyncio.Future[tuple[list[Msg], bool]] = (
+        done: asyncio.Future[tuple[list[Reply], bool]] = (
             asyncio.get_running_loop().create_future()
         )
-        out: list[Msg] = []
+        out: list[Reply] = []
         batched = "batch" in request
 
-        def collect(msg: Msg) -> None:  # runs per reply; no task or queue per record
+        def collect(msg: Reply) -> None:  # runs per reply; no task or queue per record
             if done.done():
                 return
             headers = msg.headers
@@ -195,12 +256,14 @@ class _Ack:
     description: str = ""
 
     @classmethod
-    def parse(cls, msg: Msg) -> _Ack:
+    def parse(cls, msg: Reply) -> _Ack:
         status = (msg.headers or {}).get("Status")
         if status == "503":  # no responders: the stream is not (yet) there
             return cls(error=503, description="no responders")
         try:
-            body = json.loads(msg.data)
+            body = _decode_json(msg.data)
+            if not isinstance(body, dict):
+                raise ValueError
         except ValueError:
             return cls(error=-1, description=repr(msg.data[:200]))
         if "error" in body:
@@ -404,7 +467,7 @@ class JetStreamLog:
         acks: list[_Ack | None] = [None] * len(rows)
         missing = len(rows)
 
-        def on_ack(msg: Msg) -> None:  # one handler for the whole batch
+        def on_ack(msg: Reply) -> None:  # one handler for the whole batch
             nonlocal missing
             index = int(msg.subject.rpartition("-")[2])
             if acks[index] is None:
@@ -415,16 +478,7 @@ class JetStreamLog:
 
         token = self._replies.expect(on_ack)
         try:
-            for index, row in enumerate(rows):
-                value = row.value if row.value is not None else values[row.pseq]
-                headers = {
-                    "Nats-Msg-Id": row.msg_id,
-                    "Nats-Expected-Last-Sequence": str(row.pseq - 1),
-                    **_key_headers(row.key),
-                }
-                await self._nc.publish(
-                    subject, value, reply=f"{prefix}{token}-{index}", headers=headers
-                )
+            await self._send(subject, f"{prefix}{token}-", rows, values)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(answered), ack_wait)
         finally:
@@ -452,6 +506,52 @@ class JetStreamLog:
                 "(deleted or recreated?); restore it before relaying"
             )
         return max(stored, min(last, rows[-1].pseq))
+
+    async def _send(
+        self, subject: str, reply: str, rows: Sequence[OutboxRow], values: dict[int, bytes]
+    ) -> None:
+        """Publish rows (reply subject ``reply`` + index), each with its expected last sequence
+        and message id. Connected, the whole batch is written as one buffer of HPUB commands
+        (what nats-py's ``publish`` writes per message, without its per-call work); while
+        reconnecting, or if this nats-py lacks that seam, message by message."""
+        nc = self._nc
+        send = getattr(nc, "_send_command", None)
+        flush = getattr(nc, "_flush_pending", None)
+        limit = getattr(nc, "_max_payload", 0)
+        if send is None or flush is None or not nc.is_connected:
+            for index, row in enumerate(rows):
+                value = row.value if row.value is not None else values[row.pseq]
+                headers = {
+                    "Nats-Msg-Id": row.msg_id,
+                    "Nats-Expected-Last-Sequence": str(row.pseq - 1),
+                    **_key_headers(row.key),
+                }
+                await nc.publish(subject, value, reply=f"{reply}{index}", headers=headers)
+            return
+        head = f"HPUB {subject} {reply}".encode()
+        parts: list[bytes] = []
+        for index, row in enumerate(rows):
+            value = row.value if row.value is not None else values[row.pseq]
+            if len(value) > limit:
+                raise nats.errors.MaxPayloadError
+            key = row.key
+            if key is None:
+                key_line = b""
+            elif key.isascii() and key.isprintable() and key == key.strip() and key:
+                key_line = b"Sp-Key: " + key.encode() + b"\r\n"
+            else:
+                key_line = b"Sp-Key64: " + base64.b64encode(key.encode()) + b"\r\n"
+            hdr = b"NATS/1.0\r\nNats-Msg-Id: %s\r\nNats-Expected-Last-Sequence: %d\r\n%s\r\n" % (
+                row.msg_id.encode(), row.pseq - 1, key_line
+            )
+            parts.append(b"%s%d %d %d\r\n" % (head, index, len(hdr), len(hdr) + len(value)))
+            parts.append(hdr)
+            parts.append(value)
+            parts.append(b"\r\n")
+        await send(b"".join(parts))
+        queue = getattr(nc, "_flush_queue", None)
+        if queue is not None and queue.empty():
+            await flush()
 
     async def wake(self, stream: str, partition: int, end: int) -> None:
         """Tell every engine that ``stream[partition]`` holds records up to offset ``end``."""

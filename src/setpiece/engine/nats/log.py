@@ -99,31 +99,62 @@ def _key_headers(key: str | None) -> dict[str, str]:
     return {"Sp-Key64": base64.b64encode(key.encode()).decode()}
 
 
-def _key_of(headers: dict[str, str]) -> str | None:
-    key = headers.get("Sp-Key")
-    if key is not None:
-        return key
-    encoded = headers.get("Sp-Key64")
-    return None if encoded is None else base64.b64decode(encoded).decode()
-
-
 class Reply:
-    """A reply to one of our requests: what the handlers read of it."""
+    """A reply to one of our requests: what the handlers read of it.
 
-    __slots__ = ("data", "headers", "subject")
+    From the fast path, the headers stay raw bytes until asked for: a record's few headers are
+    found in them directly (:meth:`header`), without building a dict per record.
+    """
 
-    def __init__(self, subject: str, data: bytes, headers: dict[str, str] | None) -> None:
+    __slots__ = ("_headers", "data", "raw", "subject")
+
+    def __init__(
+        self,
+        subject: str,
+        data: bytes,
+        raw: bytes | None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.subject = subject
         self.data = data
-        self.headers = headers
+        self.raw = raw or None
+        self._headers = headers
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        if self._headers is None and self.raw is not None:
+            self._headers = _parse_headers(self.raw)
+        return self._headers
+
+    @property
+    def status(self) -> str | None:
+        """The inline status ("404", "204", ...), None for a plain message."""
+        raw = self.raw
+        if raw is not None:
+            return raw[9:12].decode() if raw[8:9] == b" " else None
+        return (self._headers or {}).get("Status")
+
+    def header(self, name: str) -> str | None:
+        raw = self.raw
+        if raw is None:
+            return (self._headers or {}).get(name)
+        needle = b"\r\n" + name.encode() + b": "
+        start = raw.find(needle)
+        if start < 0:
+            return None
+        start += len(needle)
+        return raw[start : raw.find(b"\r\n", start)].decode("utf-8", "replace")
 
 
 def _parse_headers(raw: bytes) -> dict[str, str]:
     """``NATS/1.0[ status[ description]]\r\nKey: Value\r\n..`` as a dict (the status as
-    ``Status``, like nats-py). Raises ValueError on anything unusual."""
+    ``Status``, like nats-py)."""
     first, _, rest = raw.partition(b"\r\n")
-    lines = rest.decode("utf-8", "replace").split("\r\n")
-    out = dict(line.split(": ", 1) for line in lines if line)
+    out: dict[str, str] = {}
+    for line in rest.decode("utf-8", "replace").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if sep and name.strip():
+            out[name.strip()] = value.strip()
     if len(first) > 8:  # an inline status: "NATS/1.0 404 No Messages"
         status, _, description = first[9:].decode("utf-8", "replace").partition(" ")
         if status.isdigit():
@@ -160,7 +191,7 @@ class _Replies:
 
     async def _route(self, msg: Msg) -> None:
         """nats-py's way: a Msg through the subscription's queue and task."""
-        self._dispatch(msg.subject, Reply(msg.subject, msg.data, msg.headers))
+        self._dispatch(msg.subject, Reply(msg.subject, msg.data, None, msg.headers))
 
     def _dispatch(self, subject: str, reply: Reply) -> None:
         # A token is "N", or "N-i" for the i-th reply of a batch registered as "N".
@@ -171,13 +202,12 @@ class _Replies:
 
     def _fast_path(self, sid: int | None) -> None:
         """Hand our replies to their handlers as the parser reads them: no Msg, no queue, no
-        task switch per reply (a publish ack or a record each). Anything else, and any reply
-        whose headers are unusual, takes nats-py's own path."""
+        task switch per reply (a publish ack or a record each). Anything else takes nats-py's
+        own path."""
         nc = self._nc
         original = getattr(nc, "_process_msg", None)
         if sid is None or original is None:  # pragma: no cover - another nats-py
             return
-        generic = nc._process_headers
 
         async def process_msg(
             msg_sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
@@ -185,13 +215,7 @@ class _Replies:
             if msg_sid != sid:
                 return await original(msg_sid, subject, reply, data, headers)  # type: ignore[no-any-return]
             name = subject.decode()
-            parsed: dict[str, str] | None = None
-            if headers:
-                try:
-                    parsed = _parse_headers(headers)
-                except ValueError:
-                    parsed = await generic(headers)
-            self._dispatch(name, Reply(name, data, parsed))
+            self._dispatch(name, Reply(name, data, headers))
             return None
 
         nc._process_msg = process_msg  # type: ignore[method-assign,assignment]
@@ -204,6 +228,22 @@ class _Replies:
 
     def forget(self, token: str) -> None:
         self._handlers.pop(token, None)
+
+    async def request(self, subject: str, payload: bytes, timeout: float) -> Reply:
+        """One request, one reply (over the shared inbox: no subscription, no Msg)."""
+        prefix = await self.prefix()
+        done: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+
+        def answer(msg: Reply) -> None:
+            if not done.done():
+                done.set_result(msg)
+
+        token = self.expect(answer)
+        try:
+            await self._nc.publish(subject, payload, reply=prefix + token)
+            return await asyncio.wait_for(done, timeout)
+        finally:
+            self.forget(token)
 
     async def get(self, js_name: str, request: dict[str, Any]) -> tuple[list[Reply], bool]:
         """Every message a direct get returns, up to its end-of-batch (or not-found) status,
@@ -218,8 +258,7 @@ class _Replies:
         def collect(msg: Reply) -> None:  # runs per reply; no task or queue per record
             if done.done():
                 return
-            headers = msg.headers
-            status = headers.get("Status") if headers else None
+            status = msg.status
             if status is None:
                 out.append(msg)
                 if not batched:
@@ -227,7 +266,7 @@ class _Replies:
             elif status == "404":  # nothing at or after
                 done.set_result((out, True))
             elif status == "204":  # end of batch; nothing pending after it: the end
-                done.set_result((out, headers.get("Nats-Num-Pending") == "0"))  # type: ignore[union-attr]
+                done.set_result((out, msg.header("Nats-Num-Pending") == "0"))
             elif status in ("408", "503"):
                 done.set_exception(nats.errors.TimeoutError())
             else:
@@ -257,8 +296,7 @@ class _Ack:
 
     @classmethod
     def parse(cls, msg: Reply) -> _Ack:
-        status = (msg.headers or {}).get("Status")
-        if status == "503":  # no responders: the stream is not (yet) there
+        if msg.status == "503":  # no responders: the stream is not (yet) there
             return cls(error=503, description="no responders")
         try:
             body = _decode_json(msg.data)
@@ -389,20 +427,31 @@ class JetStreamLog:
                 out.append(f"JetStream stream {name} has max_age {max_age:g}s")
         return out
 
+    async def _stream_state(self, name: str) -> dict[str, Any]:
+        """A JetStream stream's ``state`` (STREAM.INFO, decoded no further than that)."""
+        reply = await self._replies.request(f"$JS.API.STREAM.INFO.{name}", b"", _READ_TIMEOUT)
+        if reply.status == "503":
+            raise nats.errors.NoRespondersError
+        body = _decode_json(reply.data)
+        if "error" in body:
+            nats.js.errors.APIError.from_error(body["error"])  # raises
+        state: dict[str, Any] = body["state"]
+        return state
+
     async def state(self, stream: str, partitions: int) -> list[tuple[int, int]]:
         """(first offset held, next offset) per partition."""
-        infos = await asyncio.gather(
-            *(self._jsm.stream_info(self.js_name(stream, p)) for p in range(partitions))
+        states = await asyncio.gather(
+            *(self._stream_state(self.js_name(stream, p)) for p in range(partitions))
         )
         out = []
-        for info in infos:
-            first, last = info.state.first_seq, info.state.last_seq
-            out.append((max(first - 1, 0) if info.state.messages else last, last))
+        for state in states:
+            first, last = int(state["first_seq"]), int(state["last_seq"])
+            out.append((max(first - 1, 0) if state.get("messages") else last, last))
         return out
 
     async def last_seq(self, stream: str, partition: int) -> int:
-        info = await self._jsm.stream_info(self.js_name(stream, partition))
-        return int(info.state.last_seq)
+        state = await self._stream_state(self.js_name(stream, partition))
+        return int(state["last_seq"])
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -417,16 +466,16 @@ class JetStreamLog:
         )
         out = []
         for msg in msgs:
-            headers = msg.headers or {}
+            sequence, stamp = msg.header("Nats-Sequence"), msg.header("Nats-Time-Stamp")
+            if sequence is None or stamp is None:
+                raise EngineError(f"{self.js_name(stream, partition)}: a record without headers")
+            key = msg.header("Sp-Key")
+            if key is None:
+                encoded = msg.header("Sp-Key64")
+                key = None if encoded is None else base64.b64decode(encoded).decode()
             out.append(
-                Record(
-                    stream,
-                    partition,
-                    int(headers["Nats-Sequence"]) - 1,
-                    _key_of(headers),
-                    msg.data,
-                    parse_timestamp(headers["Nats-Time-Stamp"]),
-                )
+                Record(stream, partition, int(sequence) - 1, key, msg.data,
+                       parse_timestamp(stamp))
             )
         return out, at_end
 
@@ -436,9 +485,8 @@ class JetStreamLog:
         msgs, _ = await self._replies.get(
             self.js_name(stream, partition), {"start_time": when, "batch": 1}
         )
-        if not msgs:
-            return None
-        return int((msgs[0].headers or {})["Nats-Sequence"]) - 1
+        sequence = msgs[0].header("Nats-Sequence") if msgs else None
+        return None if sequence is None else int(sequence) - 1
 
     async def purge_before(self, stream: str, partition: int, offset: int | None) -> None:
         """Drop records before ``offset`` (every record when None)."""

@@ -432,10 +432,15 @@ class JetStreamLog:
         reply = await self._replies.request(f"$JS.API.STREAM.INFO.{name}", b"", _READ_TIMEOUT)
         if reply.status == "503":
             raise nats.errors.NoRespondersError
-        body = _decode_json(reply.data)
-        if "error" in body:
-            nats.js.errors.APIError.from_error(body["error"])  # raises
-        state: dict[str, Any] = body["state"]
+        try:
+            body = _decode_json(reply.data)
+            error = body.get("error")
+            state = body["state"] if error is None else None
+        except (ValueError, KeyError, AttributeError, TypeError):  # a status or odd reply
+            raise nats.errors.TimeoutError from None  # (transient: the caller retries)
+        if error is not None:
+            nats.js.errors.APIError.from_error(error)  # raises
+        assert isinstance(state, dict)
         return state
 
     async def state(self, stream: str, partitions: int) -> list[tuple[int, int]]:

@@ -175,9 +175,13 @@ class Relay:
                     delay = min(delay * 2, 0.5)
                 except Exception as exc:  # e.g. the stream lost records: tell every waiter
                     lane.known = False
+                    error = exc if isinstance(exc, EngineError) else EngineError(
+                        f"committed, but relaying to JetStream failed ({exc!r}); the records "
+                        "will appear once the background relay publishes them"
+                    )
                     for waiter in lane.waiters:
                         if not waiter.future.done():
-                            waiter.future.set_exception(exc)
+                            waiter.future.set_exception(error)
         except BaseException:
             for waiter in lane.waiters:
                 if not waiter.future.done():

@@ -181,7 +181,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(tmp_path: P
 def test_sigkill_and_server_restarts_on_nats_and_postgres() -> None:
     """The same on NATS JetStream + PostgreSQL, with nats-server and PostgreSQL restarted
     under a running worker (their own servers: the session's are not disturbed)."""
-    items, kills = 4_000, 10
+    items, kills = 12_000, 10
     with nats_server() as nats, postgres_server() as pg:
         target = Target(f"{nats.url}?prefix=crash&timeout=60", f"{pg.url}?schema=crash")
         _init(target)

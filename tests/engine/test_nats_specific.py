@@ -20,7 +20,7 @@ from setpiece.engine import Engine, KVRead, KVWrite, OffsetCommit, StreamSpec, U
 from setpiece.engine import open_engine as _open_engine
 from setpiece.engine.nats import NatsEngine
 from setpiece.engine.nats.log import encode_name
-from setpiece.engine.postgres.store import PgStore, RelaySession
+from setpiece.engine.postgres.store import PgStore
 from setpiece.engine.servers import NatsServer, PostgresServer, nats_server, postgres_server
 from setpiece.errors import ConfigError, ConflictError, EngineError
 from tests.engine.conftest import fresh_urls
@@ -198,21 +198,20 @@ def test_postgres_restart(nats: NatsServer, own_postgres: PostgresServer, how: s
 # -- the outbox relay ---------------------------------------------------------------------------
 
 
-class _Crash(BaseException):
-    """The relaying process dies (after publishing, before deleting its outbox rows)."""
-
-
 @contextlib.contextmanager
-def crash_after_publish(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    original = RelaySession.delete
+def crash_after_publish(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
+    """The relaying process dies after publishing, before deleting its outbox rows: its
+    deletes never reach PostgreSQL (yields the deletes it attempted)."""
+    original = PgStore.delete_relayed
+    attempted: list[object] = []
 
-    async def delete(self: RelaySession, upto: int) -> None:
-        raise _Crash
+    async def delete_relayed(self: PgStore, upto: dict[tuple[str, int], int]) -> None:
+        attempted.append(dict(upto))
 
     with monkeypatch.context() as patch:
-        patch.setattr(RelaySession, "delete", delete)
-        yield
-    assert RelaySession.delete is original
+        patch.setattr(PgStore, "delete_relayed", delete_relayed)
+        yield attempted
+    assert PgStore.delete_relayed is original
 
 
 async def outbox_rows(store: str) -> int:
@@ -239,9 +238,10 @@ def test_relay_crash_between_publish_and_delete_duplicates_nothing(
         first = await open_engine(url, store)
         await first.create_stream(StreamSpec("s", 1))
         await first.append("s", [(None, b"a"), (None, b"b")])
-        with crash_after_publish(monkeypatch), pytest.raises(_Crash):
+        with crash_after_publish(monkeypatch) as attempted:
             await first.commit(UnitOfWork(appends=[("s", None, b"c"), ("s", None, b"d")]))
-        await first.close()  # the process is gone; its rows stay in the outbox
+            await first.close()  # the process is gone; its rows stay in the outbox
+        assert {("s", 0): 4} in attempted, "it would have deleted them"
         assert await first_records(url, store) == [b"a", b"b", b"c", b"d"], "published..."
         assert await outbox_rows(store) == 2, "...and still in the outbox"
         # Beyond the dedup window, message ids no longer match: the sequence check must hold.
@@ -253,6 +253,10 @@ def test_relay_crash_between_publish_and_delete_duplicates_nothing(
         try:
             if recovery == "next-commit":
                 assert await second.commit(UnitOfWork(appends=[("s", None, b"e")])) == [("s", 0, 4)]
+                for _ in range(50):  # relayed rows are deleted in the background, at once
+                    if not await outbox_rows(store):
+                        break
+                    await asyncio.sleep(0.1)
             else:
                 for _ in range(50):  # the background relay takes over within ~3 s
                     if not await outbox_rows(store):
@@ -312,10 +316,8 @@ def test_commit_whose_reply_is_lost_applies_once(
 
     async def apply_then_lose_reply(self: PgStore, conn: Any, *args: Any) -> Any:
         calls.append(1)
-        positions = await original(self, conn, *args)
+        positions = await original(self, conn, *args)  # one statement: it is durable now...
         if len(calls) == 1:
-            await conn.execute("COMMIT")  # it is durable now...
-            await conn.execute("BEGIN")  # (so the transaction's exit has one to roll back)
             raise asyncpg.exceptions.ConnectionDoesNotExistError("lost")  # ...the reply is not
         return positions
 
@@ -341,21 +343,38 @@ def test_commit_whose_reply_is_lost_applies_once(
 def test_commit_killed_before_commit_is_retried(
     nats: NatsServer, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The server ends the session mid-transaction: nothing applied, the retry applies it."""
+    """The server ends the session mid-transaction: nothing applied, the retry applies it.
+
+    Another session holds the partition's counter row, so the unit's transaction stops at its
+    last step (the inbox row inserted, the outbox not yet): it is killed there."""
     url, store = fresh_urls(nats, postgres)
     original = PgStore._apply
     calls = []
 
     async def apply_then_die(self: PgStore, conn: Any, *args: Any) -> Any:
         calls.append(1)
-        positions = await original(self, conn, *args)
-        if len(calls) == 1:
-            killer = await asyncpg.connect(postgres.url)
-            try:
-                await killer.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
-            finally:
-                await killer.close()
-        return positions
+        if len(calls) > 1:
+            return await original(self, conn, *args)
+        pid = conn.get_server_pid()
+        schema = store.rsplit("schema=", 1)[1]
+        blocker = await asyncpg.connect(postgres.url)
+        try:
+            await blocker.execute("BEGIN")
+            await blocker.execute(
+                f"UPDATE {schema}.sp_partitions SET last_pseq = last_pseq WHERE stream = 's'"
+            )
+            attempt = asyncio.ensure_future(original(self, conn, *args))
+            while not attempt.done():  # until it waits for the row, mid-transaction
+                waiting = await blocker.fetchval(
+                    "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid
+                )
+                if waiting == "Lock":
+                    await blocker.execute("SELECT pg_terminate_backend($1)", pid)
+                    break
+                await asyncio.sleep(0.01)
+            return await attempt
+        finally:
+            await blocker.close()
 
     async def body() -> None:
         engine = await open_engine(url, store)

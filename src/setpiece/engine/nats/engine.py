@@ -35,7 +35,7 @@ from setpiece.engine.contract import (
 )
 from setpiece.engine.nats.log import TRANSIENT_ERRORS, JetStreamLog, parse_wake
 from setpiece.engine.nats.relay import Relay
-from setpiece.engine.postgres.store import PgStore, Placed, split_store_url
+from setpiece.engine.postgres.store import OutboxRow, PgStore, Placed, split_store_url
 from setpiece.engine.retry import Backoff
 from setpiece.errors import ConfigError, EngineError
 
@@ -331,21 +331,25 @@ class NatsEngine(Engine):
             placed.append(Placed(stream, part, key, value))
         for oc in work.offsets:
             await self._partition(oc.stream, oc.partition)
-        positions, _ = await self._store.commit(work, placed)
-        if positions:
-            await self._relay_own(positions, placed)
+        if not placed:
+            positions, _ = await self._store.commit(work, placed)
+            return positions
+        lanes = self._relay.lanes(dict.fromkeys((p.stream, p.partition) for p in placed))
+        rows: dict[tuple[str, int], list[OutboxRow]] | None = None
+        try:
+            positions, commit_id = await self._store.commit(work, placed)
+            rows = {}
+            for (stream, part, offset), p in zip(positions, placed, strict=True):
+                pseq = offset + 1
+                rows.setdefault((stream, part), []).append(
+                    OutboxRow(pseq, p.key, p.value, f"{commit_id}.{pseq}")
+                )
+        finally:
+            relayed = self._relay.committed(lanes, rows)
+        # Return once the records are readable (the relay publishes rows committed before
+        # them first, whoever committed those).
+        await asyncio.gather(*relayed)
         return positions
-
-    async def _relay_own(self, positions: list[tuple[str, int, int]], placed: list[Placed]) -> None:
-        mine: dict[tuple[str, int], dict[int, bytes]] = {}
-        for (stream, part, offset), p in zip(positions, placed, strict=True):
-            mine.setdefault((stream, part), {})[offset + 1] = p.value
-        await asyncio.gather(
-            *(
-                self._relay.flush(stream, part, max(values), values)
-                for (stream, part), values in mine.items()
-            )
-        )
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -367,6 +371,7 @@ class NatsEngine(Engine):
             self._background.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._background
+        await self._relay.close()
         with contextlib.suppress(Exception):
             await self._nc.drain()
         if not self._nc.is_closed:

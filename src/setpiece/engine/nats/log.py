@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from setpiece.engine.contract import Record
 from setpiece.engine.postgres.store import OutboxRow
 from setpiece.errors import ConfigError, EngineError
@@ -61,6 +63,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 _NAME_OK = re.compile(r"[A-Za-z0-9]")
+_decode_json = msgspec.json.Decoder().decode
 _WRONG_LAST_SEQUENCE = 10071
 _DUPLICATE_WINDOW = 120.0  # seconds; never more than a stream's max_age
 _READ_TIMEOUT = 5.0
@@ -96,12 +99,69 @@ def _key_headers(key: str | None) -> dict[str, str]:
     return {"Sp-Key64": base64.b64encode(key.encode()).decode()}
 
 
-def _key_of(headers: dict[str, str]) -> str | None:
-    key = headers.get("Sp-Key")
-    if key is not None:
-        return key
-    encoded = headers.get("Sp-Key64")
-    return None if encoded is None else base64.b64decode(encoded).decode()
+class Reply:
+    """A reply to one of our requests: what the handlers read of it.
+
+    From the fast path, the headers stay raw bytes until asked for: a record's few headers are
+    found in them directly (:meth:`header`), without building a dict per record.
+    """
+
+    __slots__ = ("_headers", "data", "raw", "subject")
+
+    def __init__(
+        self,
+        subject: str,
+        data: bytes,
+        raw: bytes | None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.subject = subject
+        self.data = data
+        self.raw = raw or None
+        self._headers = headers
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        if self._headers is None and self.raw is not None:
+            self._headers = _parse_headers(self.raw)
+        return self._headers
+
+    @property
+    def status(self) -> str | None:
+        """The inline status ("404", "204", ...), None for a plain message."""
+        raw = self.raw
+        if raw is not None:
+            return raw[9:12].decode() if raw[8:9] == b" " else None
+        return (self._headers or {}).get("Status")
+
+    def header(self, name: str) -> str | None:
+        raw = self.raw
+        if raw is None:
+            return (self._headers or {}).get(name)
+        needle = b"\r\n" + name.encode() + b": "
+        start = raw.find(needle)
+        if start < 0:
+            return None
+        start += len(needle)
+        return raw[start : raw.find(b"\r\n", start)].decode("utf-8", "replace")
+
+
+def _parse_headers(raw: bytes) -> dict[str, str]:
+    """``NATS/1.0[ status[ description]]\r\nKey: Value\r\n..`` as a dict (the status as
+    ``Status``, like nats-py)."""
+    first, _, rest = raw.partition(b"\r\n")
+    out: dict[str, str] = {}
+    for line in rest.decode("utf-8", "replace").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if sep and name.strip():
+            out[name.strip()] = value.strip()
+    if len(first) > 8:  # an inline status: "NATS/1.0 404 No Messages"
+        status, _, description = first[9:].decode("utf-8", "replace").partition(" ")
+        if status.isdigit():
+            out["Status"] = status
+        if description:
+            out["Description"] = description
+    return out
 
 
 class _Replies:
@@ -115,7 +175,7 @@ class _Replies:
     def __init__(self, nc: NATS) -> None:
         self._nc = nc
         self._prefix = ""
-        self._handlers: dict[str, Callable[[Msg], None]] = {}
+        self._handlers: dict[str, Callable[[Reply], None]] = {}
         self._count = 0
         self._lock = asyncio.Lock()
 
@@ -124,18 +184,43 @@ class _Replies:
             async with self._lock:
                 if not self._prefix:
                     prefix = self._nc.new_inbox() + "."
-                    await self._nc.subscribe(prefix + "*", cb=self._route)
+                    sub = await self._nc.subscribe(prefix + "*", cb=self._route)
                     self._prefix = prefix
+                    self._fast_path(getattr(sub, "_id", None))
         return self._prefix
 
     async def _route(self, msg: Msg) -> None:
+        """nats-py's way: a Msg through the subscription's queue and task."""
+        self._dispatch(msg.subject, Reply(msg.subject, msg.data, None, msg.headers))
+
+    def _dispatch(self, subject: str, reply: Reply) -> None:
         # A token is "N", or "N-i" for the i-th reply of a batch registered as "N".
-        token, _, _ = msg.subject[len(self._prefix) :].partition("-")
+        token, _, _ = subject[len(self._prefix) :].partition("-")
         handler = self._handlers.get(token)
         if handler is not None:
-            handler(msg)
+            handler(reply)
 
-    def expect(self, handler: Callable[[Msg], None]) -> str:
+    def _fast_path(self, sid: int | None) -> None:
+        """Hand our replies to their handlers as the parser reads them: no Msg, no queue, no
+        task switch per reply (a publish ack or a record each). Anything else takes nats-py's
+        own path."""
+        nc = self._nc
+        original = getattr(nc, "_process_msg", None)
+        if sid is None or original is None:  # pragma: no cover - another nats-py
+            return
+
+        async def process_msg(
+            msg_sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+        ) -> None:
+            if msg_sid != sid:
+                return await original(msg_sid, subject, reply, data, headers)  # type: ignore[no-any-return]
+            name = subject.decode()
+            self._dispatch(name, Reply(name, data, headers))
+            return None
+
+        nc._process_msg = process_msg  # type: ignore[method-assign,assignment]
+
+    def expect(self, handler: Callable[[Reply], None]) -> str:
         self._count += 1
         token = str(self._count)
         self._handlers[token] = handler
@@ -144,21 +229,36 @@ class _Replies:
     def forget(self, token: str) -> None:
         self._handlers.pop(token, None)
 
-    async def get(self, js_name: str, request: dict[str, Any]) -> tuple[list[Msg], bool]:
+    async def request(self, subject: str, payload: bytes, timeout: float) -> Reply:
+        """One request, one reply (over the shared inbox: no subscription, no Msg)."""
+        prefix = await self.prefix()
+        done: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+
+        def answer(msg: Reply) -> None:
+            if not done.done():
+                done.set_result(msg)
+
+        token = self.expect(answer)
+        try:
+            await self._nc.publish(subject, payload, reply=prefix + token)
+            return await asyncio.wait_for(done, timeout)
+        finally:
+            self.forget(token)
+
+    async def get(self, js_name: str, request: dict[str, Any]) -> tuple[list[Reply], bool]:
         """Every message a direct get returns, up to its end-of-batch (or not-found) status,
         and whether the stream held nothing more when it answered."""
         prefix = await self.prefix()
-        done: asyncio.Future[tuple[list[Msg], bool]] = (
+        done: asyncio.Future[tuple[list[Reply], bool]] = (
             asyncio.get_running_loop().create_future()
         )
-        out: list[Msg] = []
+        out: list[Reply] = []
         batched = "batch" in request
 
-        def collect(msg: Msg) -> None:  # runs per reply; no task or queue per record
+        def collect(msg: Reply) -> None:  # runs per reply; no task or queue per record
             if done.done():
                 return
-            headers = msg.headers
-            status = headers.get("Status") if headers else None
+            status = msg.status
             if status is None:
                 out.append(msg)
                 if not batched:
@@ -166,7 +266,7 @@ class _Replies:
             elif status == "404":  # nothing at or after
                 done.set_result((out, True))
             elif status == "204":  # end of batch; nothing pending after it: the end
-                done.set_result((out, headers.get("Nats-Num-Pending") == "0"))  # type: ignore[union-attr]
+                done.set_result((out, msg.header("Nats-Num-Pending") == "0"))
             elif status in ("408", "503"):
                 done.set_exception(nats.errors.TimeoutError())
             else:
@@ -195,12 +295,13 @@ class _Ack:
     description: str = ""
 
     @classmethod
-    def parse(cls, msg: Msg) -> _Ack:
-        status = (msg.headers or {}).get("Status")
-        if status == "503":  # no responders: the stream is not (yet) there
+    def parse(cls, msg: Reply) -> _Ack:
+        if msg.status == "503":  # no responders: the stream is not (yet) there
             return cls(error=503, description="no responders")
         try:
-            body = json.loads(msg.data)
+            body = _decode_json(msg.data)
+            if not isinstance(body, dict):
+                raise ValueError
         except ValueError:
             return cls(error=-1, description=repr(msg.data[:200]))
         if "error" in body:
@@ -326,20 +427,36 @@ class JetStreamLog:
                 out.append(f"JetStream stream {name} has max_age {max_age:g}s")
         return out
 
+    async def _stream_state(self, name: str) -> dict[str, Any]:
+        """A JetStream stream's ``state`` (STREAM.INFO, decoded no further than that)."""
+        reply = await self._replies.request(f"$JS.API.STREAM.INFO.{name}", b"", _READ_TIMEOUT)
+        if reply.status == "503":
+            raise nats.errors.NoRespondersError
+        try:
+            body = _decode_json(reply.data)
+            error = body.get("error")
+            state = body["state"] if error is None else None
+        except (ValueError, KeyError, AttributeError, TypeError):  # a status or odd reply
+            raise nats.errors.TimeoutError from None  # (transient: the caller retries)
+        if error is not None:
+            nats.js.errors.APIError.from_error(error)  # raises
+        assert isinstance(state, dict)
+        return state
+
     async def state(self, stream: str, partitions: int) -> list[tuple[int, int]]:
         """(first offset held, next offset) per partition."""
-        infos = await asyncio.gather(
-            *(self._jsm.stream_info(self.js_name(stream, p)) for p in range(partitions))
+        states = await asyncio.gather(
+            *(self._stream_state(self.js_name(stream, p)) for p in range(partitions))
         )
         out = []
-        for info in infos:
-            first, last = info.state.first_seq, info.state.last_seq
-            out.append((max(first - 1, 0) if info.state.messages else last, last))
+        for state in states:
+            first, last = int(state["first_seq"]), int(state["last_seq"])
+            out.append((max(first - 1, 0) if state.get("messages") else last, last))
         return out
 
     async def last_seq(self, stream: str, partition: int) -> int:
-        info = await self._jsm.stream_info(self.js_name(stream, partition))
-        return int(info.state.last_seq)
+        state = await self._stream_state(self.js_name(stream, partition))
+        return int(state["last_seq"])
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -354,16 +471,16 @@ class JetStreamLog:
         )
         out = []
         for msg in msgs:
-            headers = msg.headers or {}
+            sequence, stamp = msg.header("Nats-Sequence"), msg.header("Nats-Time-Stamp")
+            if sequence is None or stamp is None:
+                raise EngineError(f"{self.js_name(stream, partition)}: a record without headers")
+            key = msg.header("Sp-Key")
+            if key is None:
+                encoded = msg.header("Sp-Key64")
+                key = None if encoded is None else base64.b64decode(encoded).decode()
             out.append(
-                Record(
-                    stream,
-                    partition,
-                    int(headers["Nats-Sequence"]) - 1,
-                    _key_of(headers),
-                    msg.data,
-                    parse_timestamp(headers["Nats-Time-Stamp"]),
-                )
+                Record(stream, partition, int(sequence) - 1, key, msg.data,
+                       parse_timestamp(stamp))
             )
         return out, at_end
 
@@ -373,9 +490,8 @@ class JetStreamLog:
         msgs, _ = await self._replies.get(
             self.js_name(stream, partition), {"start_time": when, "batch": 1}
         )
-        if not msgs:
-            return None
-        return int((msgs[0].headers or {})["Nats-Sequence"]) - 1
+        sequence = msgs[0].header("Nats-Sequence") if msgs else None
+        return None if sequence is None else int(sequence) - 1
 
     async def purge_before(self, stream: str, partition: int, offset: int | None) -> None:
         """Drop records before ``offset`` (every record when None)."""
@@ -404,7 +520,7 @@ class JetStreamLog:
         acks: list[_Ack | None] = [None] * len(rows)
         missing = len(rows)
 
-        def on_ack(msg: Msg) -> None:  # one handler for the whole batch
+        def on_ack(msg: Reply) -> None:  # one handler for the whole batch
             nonlocal missing
             index = int(msg.subject.rpartition("-")[2])
             if acks[index] is None:
@@ -415,16 +531,7 @@ class JetStreamLog:
 
         token = self._replies.expect(on_ack)
         try:
-            for index, row in enumerate(rows):
-                value = row.value if row.value is not None else values[row.pseq]
-                headers = {
-                    "Nats-Msg-Id": row.msg_id,
-                    "Nats-Expected-Last-Sequence": str(row.pseq - 1),
-                    **_key_headers(row.key),
-                }
-                await self._nc.publish(
-                    subject, value, reply=f"{prefix}{token}-{index}", headers=headers
-                )
+            await self._send(subject, f"{prefix}{token}-", rows, values)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(answered), ack_wait)
         finally:
@@ -452,6 +559,52 @@ class JetStreamLog:
                 "(deleted or recreated?); restore it before relaying"
             )
         return max(stored, min(last, rows[-1].pseq))
+
+    async def _send(
+        self, subject: str, reply: str, rows: Sequence[OutboxRow], values: dict[int, bytes]
+    ) -> None:
+        """Publish rows (reply subject ``reply`` + index), each with its expected last sequence
+        and message id. Connected, the whole batch is written as one buffer of HPUB commands
+        (what nats-py's ``publish`` writes per message, without its per-call work); while
+        reconnecting, or if this nats-py lacks that seam, message by message."""
+        nc = self._nc
+        send = getattr(nc, "_send_command", None)
+        flush = getattr(nc, "_flush_pending", None)
+        limit = getattr(nc, "_max_payload", 0)
+        if send is None or flush is None or not nc.is_connected:
+            for index, row in enumerate(rows):
+                value = row.value if row.value is not None else values[row.pseq]
+                headers = {
+                    "Nats-Msg-Id": row.msg_id,
+                    "Nats-Expected-Last-Sequence": str(row.pseq - 1),
+                    **_key_headers(row.key),
+                }
+                await nc.publish(subject, value, reply=f"{reply}{index}", headers=headers)
+            return
+        head = f"HPUB {subject} {reply}".encode()
+        parts: list[bytes] = []
+        for index, row in enumerate(rows):
+            value = row.value if row.value is not None else values[row.pseq]
+            if len(value) > limit:
+                raise nats.errors.MaxPayloadError
+            key = row.key
+            if key is None:
+                key_line = b""
+            elif key.isascii() and key.isprintable() and key == key.strip() and key:
+                key_line = b"Sp-Key: " + key.encode() + b"\r\n"
+            else:
+                key_line = b"Sp-Key64: " + base64.b64encode(key.encode()) + b"\r\n"
+            hdr = b"NATS/1.0\r\nNats-Msg-Id: %s\r\nNats-Expected-Last-Sequence: %d\r\n%s\r\n" % (
+                row.msg_id.encode(), row.pseq - 1, key_line
+            )
+            parts.append(b"%s%d %d %d\r\n" % (head, index, len(hdr), len(hdr) + len(value)))
+            parts.append(hdr)
+            parts.append(value)
+            parts.append(b"\r\n")
+        await send(b"".join(parts))
+        queue = getattr(nc, "_flush_queue", None)
+        if queue is not None and queue.empty():
+            await flush()
 
     async def wake(self, stream: str, partition: int, end: int) -> None:
         """Tell every engine that ``stream[partition]`` holds records up to offset ``end``."""

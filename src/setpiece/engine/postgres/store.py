@@ -14,6 +14,8 @@ single atomic statements (inbox ``INSERT .. ON CONFLICT DO NOTHING``, fired time
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import re
 import time
@@ -27,7 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 
 from setpiece.engine.contract import StreamSpec, Timer, UnitOfWork
-from setpiece.engine.postgres.schema import SCHEMA, SCHEMA_VERSION
+from setpiece.engine.postgres.schema import COMMIT_FUNCTION, SCHEMA, SCHEMA_VERSION
 from setpiece.engine.retry import Backoff
 from setpiece.errors import ConfigError, ConflictError, EngineError
 
@@ -56,6 +58,9 @@ _CONFLICTS = (asyncpg.exceptions.TransactionRollbackError,)  # serialization, de
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _SCHEMA_LOCK = 0x5350_5343  # advisory lock id serialising schema creation
 _RELAY_CLASS = 0x5350  # first half of the two-int advisory lock a partition's relayer holds
+_CONFLICT_STATE = "SPC01"  # raised by sp_commit_v1: a check failed
+_NO_PARTITION_STATE = "SPC02"  # raised by sp_commit_v1: an append names no partition
+_COMMIT_SQL = "SELECT sp_commit_v1(" + ", ".join(f"${i}" for i in range(1, 35)) + ")"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +124,10 @@ class PgStore:
         self.schema = schema
         self.retry_for = retry_for
         self._closed = False
+        # Concurrent kv_get calls, answered together: (namespace, keys, future) per call.
+        self._kv_queue: list[tuple[str, list[str], asyncio.Future[dict[str, tuple[bytes, int]]]]]
+        self._kv_queue = []
+        self._kv_rounds: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -151,6 +160,10 @@ class PgStore:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._kv_rounds is not None:
+                self._kv_rounds.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._kv_rounds
             await self._pool.close()
 
     async def _ensure_schema(self, prefix: str) -> None:
@@ -169,6 +182,8 @@ class PgStore:
                         [("schema_version", str(SCHEMA_VERSION)), ("nats_prefix", prefix)],
                     )
                 meta = dict(await conn.fetch("SELECT key, value FROM sp_meta"))
+                if meta.get("schema_version") == str(SCHEMA_VERSION):
+                    await conn.execute(COMMIT_FUNCTION)
             if meta.get("schema_version") != str(SCHEMA_VERSION):
                 raise EngineError(
                     f"PostgreSQL schema {self.schema!r} has setpiece schema version "
@@ -338,15 +353,66 @@ class PgStore:
             raise EngineError("engine is closed")
 
     async def kv_get(self, namespace: str, keys: Sequence[str]) -> dict[str, tuple[bytes, int]]:
+        """The present keys with (value, version).
+
+        Calls made while a read is on its way to PostgreSQL (deliveries running concurrently
+        each read their own key) are answered together by the next single query: one round
+        trip per round, however many callers. Every caller's future is settled by the task
+        that took it from the queue, with the rows or with the round's error; one that is
+        still queued when the task ends (the store closing) gets ``EngineError``.
+        """
         self.check_open()
         if not keys:
             return {}
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, tuple[bytes, int]]] = loop.create_future()
+        self._kv_queue.append((namespace, list(keys), future))
+        if self._kv_rounds is None:
+            self._kv_rounds = loop.create_task(self._run_kv_rounds(), name="setpiece-kv-reads")
+        return await future
+
+    async def _run_kv_rounds(self) -> None:
+        try:
+            await asyncio.sleep(0)  # the callers of this loop turn join the first round
+            while self._kv_queue:
+                calls, self._kv_queue = self._kv_queue, []
+                try:
+                    found = await self._kv_fetch(calls)
+                except Exception as exc:
+                    for _, _, future in calls:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                except BaseException:
+                    for _, _, future in calls:
+                        if not future.done():
+                            future.set_exception(EngineError("engine is closed"))
+                    raise
+                for namespace, keys, future in calls:
+                    if not future.done():
+                        future.set_result(
+                            {k: found[(namespace, k)] for k in keys if (namespace, k) in found}
+                        )
+        finally:
+            self._kv_rounds = None
+            calls, self._kv_queue = self._kv_queue, []
+            for _, _, future in calls:  # only when ended by cancellation (closing)
+                if not future.done():
+                    future.set_exception(EngineError("engine is closed"))
+
+    async def _kv_fetch(
+        self, calls: list[tuple[str, list[str], Any]]
+    ) -> dict[tuple[str, str], tuple[bytes, int]]:
+        wanted = list(dict.fromkeys((ns, k) for ns, keys, _ in calls for k in keys))
         rows = await self.fetch(
-            "SELECT key, value, version FROM sp_kv WHERE ns = $1 AND key = ANY($2::text[])",
-            namespace,
-            list(keys),
+            "SELECT kv.ns, kv.key, kv.value, kv.version "
+            "FROM unnest($1::text[], $2::text[]) AS t(ns, key) "
+            "CROSS JOIN LATERAL (SELECT ns, key, value, version FROM sp_kv "
+            "WHERE sp_kv.ns = t.ns AND sp_kv.key = t.key) AS kv",
+            [ns for ns, _ in wanted],
+            [k for _, k in wanted],
         )
-        return {k: (v, ver) for k, v, ver in rows}
+        return {(ns, k): (v, ver) for ns, k, v, ver in rows}
 
     async def kv_scan(
         self, namespace: str, prefix: str = "", limit: int = 1000
@@ -405,6 +471,7 @@ class PgStore:
         outbox, not yet in the log: the caller relays them.
         """
         commit_id = uuid.uuid4()
+        args = self._commit_args(work, placed)
         backoff = Backoff(self.retry_for)
         unknown = False  # an attempt's outcome was lost with its connection
         while True:
@@ -412,10 +479,16 @@ class PgStore:
             try:
                 async with self._pool.acquire() as conn:
                     try:
-                        async with conn.transaction():
-                            positions = await self._apply(conn, work, placed, commit_id)
+                        positions = await self._apply(conn, commit_id, args)
                     except _CONFLICTS as exc:
                         raise ConflictError(f"transaction lost a race: {exc}") from None
+                    except asyncpg.PostgresError as exc:
+                        state = getattr(exc, "sqlstate", None)
+                        if state == _CONFLICT_STATE:
+                            raise ConflictError(str(exc)) from None
+                        if state == _NO_PARTITION_STATE:
+                            raise ConfigError(str(exc)) from None
+                        raise
                     return positions, str(commit_id)
             except ConflictError:
                 if unknown:  # an earlier attempt whose reply was lost may have committed
@@ -444,178 +517,66 @@ class PgStore:
         decoded = msgspec.json.decode(rows[0][0], type=list[tuple[str, int, int]])
         return decoded
 
-    async def _apply(
-        self,
-        conn: asyncpg.Connection,
-        work: UnitOfWork,
-        placed: Sequence[Placed],
-        commit_id: uuid.UUID,
-    ) -> list[tuple[str, int, int]]:
-        locks = {_lock_key(self.schema, "kv", r.namespace, r.key) for r in work.reads}
-        locks.update(_lock_key(self.schema, "kv", w.namespace, w.key) for w in work.writes)
+    def _commit_args(self, work: UnitOfWork, placed: Sequence[Placed]) -> list[object]:
+        """The arguments of ``sp_commit_v1`` after the commit id and the time."""
+        schema = self.schema
+        locks = {_lock_key(schema, "kv", r.namespace, r.key) for r in work.reads}
+        locks.update(_lock_key(schema, "kv", w.namespace, w.key) for w in work.writes)
         locks.update(
-            _lock_key(self.schema, "off", o.group, o.stream, o.partition) for o in work.offsets
+            _lock_key(schema, "off", o.group, o.stream, o.partition) for o in work.offsets
         )
-        if locks:
-            await conn.execute(
-                "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k",
-                sorted(locks),
-            )
-        await self._check(conn, work)
-
-        if work.writes:
-            final: dict[tuple[str, str], bytes | None] = {}
-            for w in work.writes:
-                final[(w.namespace, w.key)] = w.value
-            sets = [(ns, k, v) for (ns, k), v in final.items() if v is not None]
-            dels = [(ns, k) for (ns, k), v in final.items() if v is None]
-            if sets:
-                await conn.execute(
-                    "INSERT INTO sp_kv(ns, key, value, version) "
-                    "SELECT t.ns, t.key, t.value, v.v FROM "
-                    "unnest($1::text[], $2::text[], $3::bytea[]) AS t(ns, key, value), "
-                    "(SELECT nextval('sp_version') AS v) AS v "
-                    "ON CONFLICT (ns, key) DO UPDATE "
-                    "SET value = excluded.value, version = excluded.version",
-                    [s[0] for s in sets],
-                    [s[1] for s in sets],
-                    [s[2] for s in sets],
-                )
-            if dels:
-                await conn.execute(
-                    "DELETE FROM sp_kv WHERE (ns, key) IN "
-                    "(SELECT * FROM unnest($1::text[], $2::text[]))",
-                    [d[0] for d in dels],
-                    [d[1] for d in dels],
-                )
-        if work.cancel_timers:
-            await conn.execute(
-                "DELETE FROM sp_timers WHERE (ns, id) IN "
-                "(SELECT * FROM unnest($1::text[], $2::text[]))",
-                [ns for ns, _ in work.cancel_timers],
-                [i for _, i in work.cancel_timers],
-            )
-        if work.timers:
-            timers = {(t.namespace, t.id): t for t in work.timers}
-            await conn.execute(
-                "INSERT INTO sp_timers(ns, id, due, payload) "
-                "SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::bytea[]) "
-                "ON CONFLICT (ns, id) DO UPDATE SET due = excluded.due, payload = excluded.payload",
-                [t.namespace for t in timers.values()],
-                [t.id for t in timers.values()],
-                [t.due for t in timers.values()],
-                [t.payload for t in timers.values()],
-            )
-        if work.offsets:
-            await conn.executemany(
-                "INSERT INTO sp_offsets(grp, stream, part, off) VALUES ($1, $2, $3, $4) "
-                "ON CONFLICT (grp, stream, part) DO UPDATE SET off = excluded.off",
-                [(o.group, o.stream, o.partition, o.to_offset) for o in work.offsets],
-            )
-        positions = await self._append(conn, placed, commit_id) if placed else []
-        await conn.execute(
-            "INSERT INTO sp_commits(id, ts, positions) VALUES ($1, $2, $3)",
-            commit_id,
-            time.time(),
-            msgspec.json.encode(positions),
-        )
-        return positions
-
-    async def _check(self, conn: asyncpg.Connection, work: UnitOfWork) -> None:
-        if work.reads:
-            rows = await conn.fetch(
-                "SELECT ns, key, version FROM sp_kv WHERE (ns, key) IN "
-                "(SELECT * FROM unnest($1::text[], $2::text[]))",
-                [r.namespace for r in work.reads],
-                [r.key for r in work.reads],
-            )
-            current = {(ns, k): v for ns, k, v in rows}
-            for read in work.reads:
-                if current.get((read.namespace, read.key), 0) != read.version:
-                    raise ConflictError(
-                        f"store {read.namespace!r}: key {read.key!r} changed concurrently"
-                    )
-        if work.offsets:
-            rows = await conn.fetch(
-                "SELECT grp, stream, part, off FROM sp_offsets WHERE (grp, stream, part) IN "
-                "(SELECT * FROM unnest($1::text[], $2::text[], $3::int[]))",
-                [o.group for o in work.offsets],
-                [o.stream for o in work.offsets],
-                [o.partition for o in work.offsets],
-            )
-            offsets = {(g, s, p): off for g, s, p, off in rows}
-            for oc in work.offsets:
-                current_off = offsets.get((oc.group, oc.stream, oc.partition), 0)
-                if current_off != oc.from_offset:
-                    raise ConflictError(
-                        f"group {oc.group!r} on {oc.stream!r}[{oc.partition}]: committed offset "
-                        f"is {current_off}, expected {oc.from_offset}"
-                    )
-        if work.inbox:
-            inserted = await conn.fetch(
-                "INSERT INTO sp_inbox(consumer, event_id, ts) "
-                "SELECT c, e, $3 FROM unnest($1::text[], $2::text[]) AS t(c, e) "
-                "ON CONFLICT DO NOTHING RETURNING 1",
-                [c for c, _ in work.inbox],
-                [e for _, e in work.inbox],
-                time.time(),
-            )
-            if len(inserted) != len(work.inbox):
-                raise ConflictError("inbox: an event was already processed by this consumer")
-        if work.fired:
-            gone = await conn.fetch(
-                "DELETE FROM sp_timers WHERE (ns, id, due) IN "
-                "(SELECT * FROM unnest($1::text[], $2::text[], $3::float8[])) RETURNING 1",
-                [t.namespace for t in work.fired],
-                [t.id for t in work.fired],
-                [t.due for t in work.fired],
-            )
-            if len(gone) != len(work.fired):
-                fired = ", ".join(f"{t.namespace}/{t.id}" for t in work.fired)
-                raise ConflictError(f"timer {fired}: already fired or moved")
-
-    async def _append(
-        self, conn: asyncpg.Connection, placed: Sequence[Placed], commit_id: uuid.UUID
-    ) -> list[tuple[str, int, int]]:
-        counts: dict[tuple[str, int], int] = {}
-        for p in placed:
-            counts[(p.stream, p.partition)] = counts.get((p.stream, p.partition), 0) + 1
-        # Lock the partitions' counters in one order (no deadlocks), last in the transaction
-        # (held only until COMMIT): commits appending to one partition serialise here, so
-        # outbox sequence order is commit order.
-        next_pseq: dict[tuple[str, int], int] = {}
-        for (stream, part), n in sorted(counts.items()):
-            last = await conn.fetchval(
-                "UPDATE sp_partitions SET last_pseq = last_pseq + $3 "
-                "WHERE stream = $1 AND part = $2 RETURNING last_pseq",
-                stream,
-                part,
-                n,
-            )
-            if last is None:
-                raise ConfigError(f"stream {stream!r} has no partition {part}")
-            next_pseq[(stream, part)] = last - n + 1
-        positions: list[tuple[str, int, int]] = []
-        pseqs: list[int] = []
-        for p in placed:
-            pseq = next_pseq[(p.stream, p.partition)]
-            next_pseq[(p.stream, p.partition)] = pseq + 1
-            pseqs.append(pseq)
-            positions.append((p.stream, p.partition, pseq - 1))
-        now = time.time()
-        await conn.execute(
-            "INSERT INTO sp_outbox(stream, part, pseq, key, value, msg_id, created) "
-            "SELECT s, p, q, k, v, $6 || '.' || q, $7 FROM "
-            "unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::bytea[]) "
-            "AS t(s, p, q, k, v)",
+        final: dict[tuple[str, str], bytes | None] = {}
+        for w in work.writes:  # the last write of a key wins
+            final[(w.namespace, w.key)] = w.value
+        sets = [(ns, k, v) for (ns, k), v in final.items() if v is not None]
+        dels = [(ns, k) for (ns, k), v in final.items() if v is None]
+        timers = {(t.namespace, t.id): t for t in work.timers}
+        moves = {(o.group, o.stream, o.partition): o.to_offset for o in work.offsets}
+        return [
+            sorted(locks),
+            [r.namespace for r in work.reads],
+            [r.key for r in work.reads],
+            [r.version for r in work.reads],
+            [o.group for o in work.offsets],
+            [o.stream for o in work.offsets],
+            [o.partition for o in work.offsets],
+            [o.from_offset for o in work.offsets],
+            [c for c, _ in work.inbox],
+            [e for _, e in work.inbox],
+            [t.namespace for t in work.fired],
+            [t.id for t in work.fired],
+            [t.due for t in work.fired],
+            [s[0] for s in sets],
+            [s[1] for s in sets],
+            [s[2] for s in sets],
+            [d[0] for d in dels],
+            [d[1] for d in dels],
+            [ns for ns, _ in work.cancel_timers],
+            [i for _, i in work.cancel_timers],
+            [t.namespace for t in timers.values()],
+            [t.id for t in timers.values()],
+            [t.due for t in timers.values()],
+            [t.payload for t in timers.values()],
+            [g for g, _, _ in moves],
+            [s for _, s, _ in moves],
+            [p for _, _, p in moves],
+            list(moves.values()),
             [p.stream for p in placed],
             [p.partition for p in placed],
-            pseqs,
             [p.key for p in placed],
             [p.value for p in placed],
-            str(commit_id),
-            now,
-        )
+        ]
+
+    async def _apply(
+        self, conn: asyncpg.Connection, commit_id: uuid.UUID, args: Sequence[object]
+    ) -> list[tuple[str, int, int]]:
+        """The whole unit in one statement (``sp_commit_v1``, one implicit transaction): the
+        advisory locks on every key it reads or writes and every offset it commits, in sorted
+        order; the checks (versions, offsets, inbox, fired timers), any miss raising SPC01 and
+        rolling everything back; the writes; the appends, numbered per partition last in the
+        transaction; the row in ``sp_commits``. One round trip whatever the unit holds."""
+        raw = await conn.fetchval(_COMMIT_SQL, commit_id, time.time(), *args)
+        positions = msgspec.json.decode(raw, type=list[tuple[str, int, int]])
         return positions
 
     # -- outbox relay -----------------------------------------------------------------------
@@ -635,6 +596,32 @@ class PgStore:
                 yield None
                 return
             yield RelaySession(conn, stream, partition)
+
+    async def outbox_rows(self, stream: str, partition: int, lo: int, hi: int, limit: int
+                          ) -> list[OutboxRow]:
+        """A partition's outbox rows with ``lo <= pseq <= hi``, oldest first, at most ``limit``
+        (no lock: a relayer filling a gap before its own rows)."""
+        rows = await self.fetch(
+            "SELECT pseq, key, value, msg_id FROM sp_outbox "
+            "WHERE stream = $1 AND part = $2 AND pseq BETWEEN $3 AND $4 ORDER BY pseq LIMIT $5",
+            stream,
+            partition,
+            lo,
+            hi,
+            limit,
+        )
+        return [OutboxRow(q, k, v, m) for q, k, v, m in rows]
+
+    async def delete_relayed(self, upto: dict[tuple[str, int], int]) -> None:
+        """Delete the outbox rows the log holds: per (stream, partition), up to a sequence."""
+        items = sorted(upto.items())
+        await self.execute(
+            "DELETE FROM sp_outbox AS o USING unnest($1::text[], $2::int[], $3::bigint[]) "
+            "AS d(s, p, q) WHERE o.stream = d.s AND o.part = d.p AND o.pseq <= d.q",
+            [s for (s, _), _ in items],
+            [p for (_, p), _ in items],
+            [q for _, q in items],
+        )
 
     async def outbox_partitions(self, older_than: float) -> list[tuple[str, int]]:
         rows = await self.fetch(

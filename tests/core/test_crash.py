@@ -34,17 +34,27 @@ CUSTOMERS = 17
 
 
 class Target:
-    """Where the crash test runs: an engine URL (and a store URL for the NATS engine)."""
+    """Where the crash test runs: an engine URL (and a store URL for the NATS engine).
 
-    def __init__(self, url: str, store: str | None = None) -> None:
-        self.url, self.store = url, store
+    Each worker's stderr goes to its own file in ``logs``, so a failure can show what the
+    worker said (its warnings, a traceback, or the stacks ``faulthandler`` dumps on SIGABRT).
+    """
+
+    def __init__(self, logs: Path, url: str, store: str | None = None) -> None:
+        self.logs, self.url, self.store = logs, url, store
+        self.started = 0
 
     def worker(self, mode: str) -> subprocess.Popen[bytes]:
-        env = {**os.environ,
+        env = {**os.environ, "PYTHONFAULTHANDLER": "1",
                "PYTHONPATH": os.pathsep.join([str(Path("src").resolve()), *sys.path])}
         args = [sys.executable, str(APP), self.url, mode, *([self.store] if self.store else [])]
-        return subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL)
+        self.started += 1
+        with self.log(mode).open("wb") as err:
+            return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=err)
+
+    def log(self, mode: str) -> Path:
+        """The stderr file of the latest worker started in ``mode``."""
+        return self.logs / f"{self.started:03d}-{mode}.log"
 
     def call(self, fn: Callable[[Engine], object]) -> object:
         async def main() -> object:
@@ -159,15 +169,23 @@ def _kill_loop(
 
 def _drain(target: Target) -> None:
     final = target.worker("drain")
-    assert final.wait(timeout=180) == 0
+    try:
+        code = final.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        final.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack first
+        code = final.wait(timeout=30)
     assert final.stdout is not None
     final.stdout.close()
+    if code != 0:
+        said = target.log("drain").read_text(errors="replace").splitlines()[-60:]
+        raise AssertionError(f"the drain worker exited with {code}; its stderr ends with:\n"
+                             + "\n".join(said))
 
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
     items, kills = 12_000, 15
-    target = Target(f"sqlite:///{tmp_path / 'crash.db'}")
+    target = Target(tmp_path, f"sqlite:///{tmp_path / 'crash.db'}")
     _init(target)
     _publish_backlog(target, items)
     killed_mid_flight = _kill_loop(target, items, kills, seed=20261122)
@@ -178,12 +196,14 @@ def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(tmp_path: P
 
 @pytest.mark.slow
 @pytest.mark.servers
-def test_sigkill_and_server_restarts_on_nats_and_postgres() -> None:
+def test_sigkill_and_server_restarts_on_nats_and_postgres(tmp_path: Path) -> None:
     """The same on NATS JetStream + PostgreSQL, with nats-server and PostgreSQL restarted
     under a running worker (their own servers: the session's are not disturbed)."""
     items, kills = 12_000, 10
     with nats_server() as nats, postgres_server() as pg:
-        target = Target(f"{nats.url}?prefix=crash&timeout=60", f"{pg.url}?schema=crash")
+        target = Target(
+            tmp_path, f"{nats.url}?prefix=crash&timeout=60", f"{pg.url}?schema=crash"
+        )
         _init(target)
         _publish_backlog(target, items)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from setpiece.engine import KVWrite, Record, StreamSpec, UnitOfWork, open_engine, partition_for
+from setpiece.engine._records import records
 from setpiece.engine.sqlite import SQLiteEngine
 from setpiece.engine.sqlite import engine as sqlite_engine
 from setpiece.errors import ConflictError
@@ -170,11 +171,11 @@ def test_append_sizes(tmp_path: Path, size: int) -> None:
 
 def test_records_builder_matches_the_constructor() -> None:
     rows = [(0, None, b"", 1.5), (1, "k", b"v" * 100, 2.0), (2, "\x00", b"\x00", 0.0)]
-    fast = sqlite_engine._records("s", 3, rows)
+    fast = records("s", 3, rows)
     assert fast == [Record("s", 3, o, k, v, t) for o, k, v, t in rows]
     assert all(type(r) is Record for r in fast)
     assert [hash(r) for r in fast] == [hash(Record("s", 3, o, k, v, t)) for o, k, v, t in rows]
-    assert sqlite_engine._records.__name__ == "by_slots", "the fast path is in use"
+    assert records.__name__ == "by_slots", "the fast path is in use"
     with pytest.raises(AttributeError):
         fast[0].offset = 9  # type: ignore[misc]
 

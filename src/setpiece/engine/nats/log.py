@@ -32,6 +32,7 @@ from typing import Any
 
 import msgspec
 
+from setpiece.engine._records import records
 from setpiece.engine.contract import Record
 from setpiece.engine.postgres.store import OutboxRow
 from setpiece.errors import ConfigError, EngineError
@@ -469,7 +470,7 @@ class JetStreamLog:
         msgs, at_end = await self._replies.get(
             self.js_name(stream, partition), {"seq": max(offset, 0) + 1, "batch": limit}
         )
-        out = []
+        rows = []
         for msg in msgs:
             sequence, stamp = msg.header("Nats-Sequence"), msg.header("Nats-Time-Stamp")
             if sequence is None or stamp is None:
@@ -478,11 +479,8 @@ class JetStreamLog:
             if key is None:
                 encoded = msg.header("Sp-Key64")
                 key = None if encoded is None else base64.b64decode(encoded).decode()
-            out.append(
-                Record(stream, partition, int(sequence) - 1, key, msg.data,
-                       parse_timestamp(stamp))
-            )
-        return out, at_end
+            rows.append((int(sequence) - 1, key, msg.data, parse_timestamp(stamp)))
+        return records(stream, partition, rows), at_end
 
     async def first_at(self, stream: str, partition: int, timestamp: float) -> int | None:
         """The offset of the first record stored at or after ``timestamp``, if any."""

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from setpiece.errors import PatternError
+from setpiece.patterns._codegen import factory
 from setpiece.patterns._json import decode_event
 
 __all__ = [
@@ -413,14 +414,10 @@ def _specialise(tree: Level) -> Walker:
         + "\n".join(functions)
         + f"\n    return {top}\n"
     )
-    factory = _FACTORIES.get(source)
-    if factory is None:
-        scope: dict[str, Any] = {}
-        exec(source, scope)  # made above from the tree's shape only
-        if len(_FACTORIES) >= _MAX_FACTORIES:
-            _FACTORIES.clear()
-        factory = _FACTORIES[source] = scope["factory"]
-    return factory(_MISSING, _walk_object, _walk_array, *consts)
+    walker: Walker = factory(source, _FACTORIES, _MAX_FACTORIES)(
+        _MISSING, _walk_object, _walk_array, *consts
+    )
+    return walker
 
 
 def _walk_array(

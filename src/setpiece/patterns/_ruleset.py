@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from setpiece.patterns._cidr import parse_ip
+from setpiece.patterns._codegen import factory
 from setpiece.patterns._event import Field, Flat, Need, consistent, flatten
 from setpiece.patterns._match import Pattern, compile
 from setpiece.patterns._matchers import (
@@ -146,14 +147,8 @@ def _visitor(groups: dict[str, _Group]) -> Visit:
         f"def factory(event_key, {names}):\n"
         "    def visit(get, stack, deep):\n" + "\n".join(code) + "\n    return visit\n"
     )
-    factory = _VISITORS.get(source)
-    if factory is None:
-        scope: dict[str, Any] = {}
-        exec(source, scope)  # made above from the node's shape only
-        if len(_VISITORS) >= _MAX_VISITORS:
-            _VISITORS.clear()
-        factory = _VISITORS[source] = scope["factory"]
-    return factory(event_key, *consts)
+    visit: Visit = factory(source, _VISITORS, _MAX_VISITORS)(event_key, *consts)
+    return visit
 
 
 Probe = Callable[[list[Any], list[_Node]], None]

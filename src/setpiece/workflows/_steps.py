@@ -308,14 +308,8 @@ def _result_path(
 
 
 def _assign_jsonpath(step: StepInput, template: Any, data: Any) -> dict[str, Any]:
-    env = _env(step, data)
-    out: dict[str, Any] = {}
-    for key, value in template.items():
-        if key.endswith(".$") and isinstance(value, str):
-            out[key[:-2]] = resolve_value(value, env, key)
-        else:
-            out[key] = evaluate_template(value, env)
-    return out
+    assigned: dict[str, Any] = evaluate_template(template, _env(step, data))  # an object
+    return assigned
 
 
 def _jx(template: Any, bindings: Mapping[str, Any], field: str) -> Any:

@@ -221,77 +221,51 @@ def _walk_object(
     deep: bool,
     depth: int,
 ) -> None:
-    values = flat.values
+    """The generic walk (the generated walkers of ``_specialise`` take over once a Need is
+    warm): entries by lookup when no event key can address them otherwise, else every key."""
     direct = level.direct
-    if level.nested and len(obj) >= len(direct) and "." not in "".join(obj):
-        # No key with a dot (a TypeError for a key that is not a string): each entry is found
-        # by looking it up, and the other keys' values are never touched.
+    if len(obj) >= len(direct) and not (level.nested and "." in "".join(obj)):
+        # No key with a dot can address a path below (a TypeError for a key that is not a
+        # string): each entry is found by looking it up, the other keys are never touched.
         lookup = obj.get
-        for key, known in direct:
+        for key, entry in direct:
             value = lookup(key, _MISSING)
-            if value is _MISSING:
+            if value is not _MISSING:
+                _field(value, entry, flat, chain, counter, deep, depth)
+        return
+    # Every key of the object: a key with dots may address a path below a NEST entry.
+    get = level.entries.get
+    for key, value in obj.items():
+        found = get(key)
+        if found is None:
+            if "." not in key:  # a TypeError for a key that is not a string
                 continue
-            kind = type(value)
-            if kind is dict:
-                if known[1] & NEST:
-                    _walk_object(value, known[2], flat, chain, counter, deep, depth + 1)
-            elif kind is list:
-                _walk_array(value, known, flat, chain, counter, deep, depth + 1)
-            elif known[1] & LEAF:
-                path = known[0]
-                found = values.get(path)
-                if found is None:
-                    found = values[path] = [value]
-                else:
-                    found.append(value)
-                if chain:
-                    flat.add_chain(path, len(found) - 1, chain, deep)
-        return
-    if level.nested or len(obj) < len(direct):
-        # Every key of the object: a key with dots may address a path below a NEST entry.
-        get = level.entries.get
-        for key, value in obj.items():
-            entry = get(key)
-            if entry is None:
-                if "." not in key:  # a TypeError for a key that is not a string
-                    continue
-                entry = _dotted(level, key)
-                if entry is None:
-                    continue
-            kind = type(value)
-            if kind is dict:
-                if entry[1] & NEST:
-                    _walk_object(value, entry[2], flat, chain, counter, deep, depth + 1)
-            elif kind is list:
-                _walk_array(value, entry, flat, chain, counter, deep, depth + 1)
-            elif entry[1] & LEAF:
-                path = entry[0]
-                found = values.get(path)
-                if found is None:
-                    found = values[path] = [value]
-                else:
-                    found.append(value)
-                if chain:
-                    flat.add_chain(path, len(found) - 1, chain, deep)
-        return
-    # Only leaves here, fewer than the object's keys: look them up.
-    lookup = obj.get
-    for key, entry in direct:
-        value = lookup(key, _MISSING)
-        if value is _MISSING:
-            continue
-        kind = type(value)
-        if kind is list:
-            _walk_array(value, entry, flat, chain, counter, deep, depth + 1)
-        elif kind is not dict:
-            path = entry[0]
-            found = values.get(path)
+            found = _dotted(level, key)
             if found is None:
-                found = values[path] = [value]
-            else:
-                found.append(value)
-            if chain:
-                flat.add_chain(path, len(found) - 1, chain, deep)
+                continue
+        _field(value, found, flat, chain, counter, deep, depth)
+
+
+def _field(
+    value: Any, entry: Entry, flat: Flat, chain: Chain, counter: list[int], deep: bool, depth: int
+) -> None:
+    """One event value at ``entry``: walked into, walked along, or recorded as a leaf."""
+    kind = type(value)
+    if kind is dict:
+        if entry[1] & NEST:
+            _walk_object(value, entry[2], flat, chain, counter, deep, depth + 1)
+    elif kind is list:
+        _walk_array(value, entry, flat, chain, counter, deep, depth + 1)
+    elif entry[1] & LEAF:
+        path = entry[0]
+        values = flat.values
+        found = values.get(path)
+        if found is None:
+            found = values[path] = [value]
+        else:
+            found.append(value)
+        if chain:
+            flat.add_chain(path, len(found) - 1, chain, deep)
 
 
 Walker = Callable[[dict[str, Any], Flat, dict[str, list[object]], list[int]], None]

@@ -359,9 +359,8 @@ class Gateway:
                 return await self._answer_task(params["action"], request)
             return await self._ingest(params["bus"], request, scope["headers"])
         except AuthError as exc:
-            return _error(exc.status, {"error": exc.error or "unauthorized",
-                                       "detail": exc.description},
-                          {"www-authenticate": exc.www_authenticate(self._realm)})
+            return _error(exc.status, {"error": exc.error or reason(exc.status),
+                                       "detail": exc.description}, exc.headers(self._realm))
         except HTTPError as exc:
             return _error(exc.status, exc.payload(), exc.headers)
         except Exception:
@@ -736,7 +735,7 @@ class Gateway:
                 self.auth.authorize(identity, route.scopes)
             reply = await self._dispatch(route, params, request, timeout)
         except AuthError as exc:
-            reply = _error(exc.status, {"error": exc.error or "unauthorized",
+            reply = _error(exc.status, {"error": exc.error or reason(exc.status),
                                         "detail": exc.description})
         except HTTPError as exc:
             reply = _error(exc.status, exc.payload(), exc.headers)

@@ -434,13 +434,12 @@ class Gateway:
         ready: list[Event] = []
         for index, event in enumerate(events):
             changes: dict[str, Any] = {}
-            if tenant is not None:
-                if event.tenant is None:
-                    changes["tenant"] = tenant
-                elif event.tenant != tenant:
-                    where = "tenant" if len(events) == 1 else f"[{index}].tenant"
-                    return _message(403, "the event names another tenant than the token",
-                                    field=where)
+            refused = self._foreign_tenant(event, request.identity)
+            if refused is not None:
+                where = "tenant" if len(events) == 1 else f"[{index}].tenant"
+                return _message(403, refused, field=where)
+            if tenant is not None and event.tenant is None:
+                changes["tenant"] = tenant
             if event.traceparent is None:
                 changes["traceparent"] = request.child_traceparent()
             ready.append(event.replace(**changes) if changes else event)
@@ -449,6 +448,19 @@ class Gateway:
         except EventError as exc:
             return _message(400, str(exc), field=exc.field or "event")
         return _Reply(202, _encode({"ids": [e.id for e in stored]}), [_JSON])
+
+    def _foreign_tenant(self, event: Event, identity: Identity) -> str | None:
+        """Why ``identity`` may not publish ``event`` (None: it may).
+
+        With auth, an event may name no tenant or the token's: a token with no tenant publishes
+        only events that name none (there is no cross-tenant grant). Without auth there is no
+        token to compare with, and events keep the tenant they name.
+        """
+        if self.auth is None or event.tenant is None or event.tenant == identity.tenant:
+            return None
+        if identity.tenant is None:
+            return "the token has no tenant: its events must not name one"
+        return "the event names another tenant than the token"
 
     async def _answer_task(self, action: str, request: _Request) -> _Reply:
         """``POST /workflows/tasks/{success|failure|heartbeat}`` with ``{"token": ...}``: answer a
@@ -643,6 +655,9 @@ class Gateway:
 
             def publish(out: Event, bus: str | None, stream: str | None,
                         attempt: Attempt = attempt) -> None:
+                refused = self._foreign_tenant(out, identity) if isinstance(out, Event) else None
+                if refused is not None:  # the request acts for its token's tenant only
+                    raise HTTPError(403, refused, field="tenant")
                 emit(attempt, out, bus, stream, cause=cause, service=service)
 
             ctx = RequestContext(service=service, handler=http_route.name, event=cause,

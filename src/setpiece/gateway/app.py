@@ -7,9 +7,11 @@ For each request it
 2. authenticates the bearer JWT and checks the route's scopes (401 / 403);
 3. picks a live instance of the service from discovery: a version (header, weights, sticky
    hash), then an instance whose circuit breaker lets calls through — this runtime itself
-   when it runs that version, else another runtime's gateway at its registered address;
+   when it runs that version, else another runtime's gateway at its registered address; with
+   too few closed breakers (the panic threshold), any instance of the version;
 4. calls it with a timeout, retrying idempotent methods on another instance after a transport
-   failure, a timeout or a 502/503/504, and records the outcome on the instance's breaker;
+   failure, a timeout or a 502/503/504, and records on the instance's breaker whether the call
+   failed so (a handler's 500 is the handler's failure, not the instance's);
 5. in-process, binds the request to the handler's parameters (422 naming the field), runs the
    handler with a context whose store is the caller's tenant's, and commits the store writes and
    published events together in one unit of work — or nothing when the handler fails (500 with
@@ -513,7 +515,7 @@ class Gateway:
             if number:
                 await asyncio.sleep(policy.backoff * 2 ** (number - 1))
             try:
-                instance = await self._pick(route.service, request, tried)
+                instance, panic = await self._pick(route.service, request, tried)
             except _Unavailable as exc:  # after a failed attempt, its answer says more
                 return reply if reply is not None else exc.reply
             tried.add(instance.key)
@@ -524,10 +526,10 @@ class Gateway:
                     reply = await self._guarded_local(route, params, request, timeout)
                 else:
                     reply = await self._remote(instance, request, timeout)
-                breaker.record(reply.status < 500)
+                breaker.record(reply.status not in _RETRYABLE, panic=panic)
                 recorded = True
             finally:
-                if not recorded:  # cancelled: neither a success nor a failure
+                if not recorded and not panic:  # cancelled: neither a success nor a failure
                     breaker.release()
             if reply.status not in _RETRYABLE:
                 return reply
@@ -546,7 +548,10 @@ class Gateway:
         self._live[service] = (now + refresh, found)
         return found
 
-    async def _pick(self, service: str, request: _Request, tried: set[str]) -> Instance:
+    async def _pick(
+        self, service: str, request: _Request, tried: set[str]
+    ) -> tuple[Instance, bool]:
+        """An instance to call, and whether it was picked in panic (its breaker not asked)."""
         instances = await self._instances(service)
         versions = sorted({i.version for i in instances})
         version = choose_version(self.routes, service, versions, requested=request.version,
@@ -563,12 +568,17 @@ class Gateway:
             shift = self._rr % len(remote)
             remote = remote[shift:] + remote[:shift]
         breakers = self.breakers
+        for instance in pool:
+            if instance.key not in breakers:
+                breakers[instance.key] = Breaker(self.policy.breaker)
         for instance in local + remote:
-            breaker = breakers.get(instance.key)
-            if breaker is None:
-                breaker = breakers[instance.key] = Breaker(self.policy.breaker)
-            if breaker.allow():
-                return instance
+            if breakers[instance.key].allow():
+                return instance, False
+        closed = sum(breakers[i.key].closed for i in pool)
+        if closed < self.policy.breaker.panic_threshold * len(pool):
+            # panic: too few instances left to take the load; ejecting more would only turn
+            # every call away, so each instance takes calls, ejected or not
+            return (local + remote)[0], True
         wait = min(breakers[i.key].retry_after() for i in untried)
         raise _Unavailable(_error(
             503, {"error": "unavailable",

@@ -123,14 +123,18 @@ def test_fuzzed_token_headers_and_claims_never_give_a_500_or_a_dropped_connectio
                     claims=st.one_of(st.none(), st.dictionaries(
                         st.sampled_from(["sub", "scope", "tenant", "exp", "nbf", "iat", "aud",
                                          "iss", "scp"]), _HEADER_VALUE, max_size=5)),
+                    raw=st.one_of(st.none(), st.text(
+                        st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=60)),
                 )
                 def check(alg: Any, kid: Any, extra: dict[str, Any],
-                          claims: dict[str, Any] | None) -> None:
+                          claims: dict[str, Any] | None, raw: str | None) -> None:
                     header = {**extra, "alg": alg, "kid": kid}
                     if claims is not None:
                         now = int(time.time())
                         claims = {"iss": ISSUER, "aud": AUDIENCE, "exp": now + 600, **claims}
-                    r = c.get("/notes/a", headers=bearer(_token(header, claims)))
+                    tok = _token(header, claims) if raw is None else raw.strip()
+                    sent = {"authorization": f"Bearer {tok}".strip().encode("latin-1")}
+                    r = c.get("/notes/a", headers=sent)
                     _check_reply(r)
 
                 await asyncio.to_thread(check)

@@ -15,6 +15,7 @@ and ``{"error": ..., "detail": ...}``; as with any exception, nothing the reques
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +29,24 @@ _REASONS = {
     415: "unsupported_media_type", 422: "validation", 429: "too_many_requests",
     500: "internal", 502: "bad_gateway", 503: "unavailable", 504: "timeout",
 }
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
+def _headers(headers: Mapping[str, str] | None, where: str) -> dict[str, str]:
+    """Headers an HTTP response can carry (RFC 9110 §5): refused when made, not when sent."""
+    out = dict(headers or {})
+    for name, value in out.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ValueError(f"{where}: header name {name!r} is not an HTTP token")
+        if not isinstance(value, str) or not _FIELD_VALUE.fullmatch(value):
+            raise ValueError(
+                f"{where}: the value of header {name!r} must be a string of Latin-1 text "
+                "without control characters (no CR or LF)"
+            )
+    return out
 
 
 def reason(status: int) -> str:
@@ -46,7 +65,7 @@ class HTTPError(Exception):
         super().__init__(f"{status} {detail}")
         self.status = status
         self.detail = detail
-        self.headers = dict(headers or {})
+        self.headers = _headers(headers, "HTTPError")
         self.field = field
 
     def payload(self) -> dict[str, Any]:
@@ -66,7 +85,7 @@ class Response:
     ) -> None:
         self.body = body
         self.status = status
-        self.headers = dict(headers or {})
+        self.headers = _headers(headers, "Response")
 
 
 class CallResult:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from setpiece.errors import ConfigError
+from setpiece.errors import AuthError, ConfigError
 
 __all__ = ["AuthError", "Identity", "JWTAuth", "mint_token"]
 
@@ -90,40 +90,6 @@ class Identity:
 
 
 ANONYMOUS = Identity()
-
-
-class AuthError(Exception):
-    """A request is refused: 401 (no valid token), 403 (missing scope) or 503 (keys unavailable).
-
-    ``error`` is the RFC 6750 error code (None when no credentials were sent at all).
-    """
-
-    def __init__(
-        self,
-        status: int,
-        description: str,
-        *,
-        error: str | None = "invalid_token",
-        scope: str | None = None,
-    ) -> None:
-        super().__init__(description)
-        self.status = status
-        self.description = description
-        self.error = error
-        self.scope = scope
-
-    def www_authenticate(self, realm: str) -> str:
-        parts = [f'realm="{realm}"']
-        if self.error is not None:
-            parts.append(f'error="{self.error}"')
-            parts.append(f'error_description="{_quote(self.description)}"')
-        if self.scope:
-            parts.append(f'scope="{self.scope}"')
-        return "Bearer " + ", ".join(parts)
-
-
-def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', "'")
 
 
 class JWTAuth:

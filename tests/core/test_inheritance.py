@@ -299,3 +299,31 @@ def test_a_workflow_task_writes_to_the_tenant_store(run: Run, urls: Urls) -> Non
             await assert_tenant_store(rt, "billing", seen)
 
     run(main())
+
+
+# ---------------------------------------------------------------- one event id, one delivery
+
+
+@on_every_engine
+def test_the_same_event_twice_in_one_batch_is_handled_once(run: Run, urls: Urls) -> None:
+    """Copies of one event read in the same batch: the consumer's own inbox check, before the
+    engine's, lets one through (the engine would refuse the batch's second inbox entry)."""
+    calls: list[int] = []
+    svc = Service("billing")
+
+    @svc.on({"type": ["invoice"]})
+    async def count(event: Event, ctx: Context) -> None:
+        calls.append(event.data["n"])
+        await ctx.store.put("n", await ctx.store.get("n", 0) + 1)
+
+    url, store = urls
+
+    async def main() -> None:
+        async with Stack("s", services=[svc]).start(url, store=store) as rt:
+            event = Event(type="invoice", source="t", data={"n": 5}, partitionkey="k")
+            await rt.publish_many([event, event, event])  # one append: one batch to read
+            await rt.drain(timeout=30)
+            assert await rt.store("billing").get("n") == 1
+
+    run(main())
+    assert calls == [5]

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
@@ -37,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from setpiece.errors import ConfigError
+from setpiece.errors import AuthError, ConfigError
 
 __all__ = ["AuthError", "Identity", "JWTAuth", "mint_token"]
 
@@ -95,55 +94,6 @@ class Identity:
 
 
 ANONYMOUS = Identity()
-
-
-class AuthError(Exception):
-    """A request is refused: 401 (no valid token), 403 (missing scope) or 503 (keys unavailable).
-
-    ``error`` is the RFC 6750 error code (None when no credentials were sent at all, and for a
-    503, which is no challenge); ``description`` is fixed text chosen by the gateway.
-    """
-
-    def __init__(
-        self,
-        status: int,
-        description: str,
-        *,
-        error: str | None = "invalid_token",
-        scope: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(description)
-        self.status = status
-        self.description = description
-        self.error = error
-        self.scope = scope
-        self.retry_after = retry_after
-
-    def www_authenticate(self, realm: str) -> str:
-        """The challenge, with every value reduced to what RFC 6750 §3 allows in it."""
-        parts = [f'realm="{_safe(realm)}"']
-        if self.error is not None:
-            parts.append(f'error="{_safe(self.error)}"')
-            parts.append(f'error_description="{_safe(self.description)}"')
-        if self.scope:
-            parts.append(f'scope="{_safe(self.scope)}"')
-        return "Bearer " + ", ".join(parts)
-
-    def headers(self, realm: str) -> dict[str, str]:
-        """The response headers: the challenge (401, 403) or ``Retry-After`` (503)."""
-        if self.status == 503:
-            return {"retry-after": str(max(1, round(self.retry_after or 1)))}
-        return {"www-authenticate": self.www_authenticate(realm)}
-
-
-_UNSAFE = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
-_MAX_DESCRIPTION = 200
-
-
-def _safe(text: str) -> str:
-    """Printable ASCII without '"' and '\\' (RFC 6750 §3), so any header line can carry it."""
-    return _UNSAFE.sub("?", text[:_MAX_DESCRIPTION])
 
 
 class JWTAuth:

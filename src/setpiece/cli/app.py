@@ -204,12 +204,30 @@ def dev(
     except ImportError:
         raise CliError("setpiece dev needs watchfiles: pip install 'setpiece[cli]'") from None
     check_target(target)  # a typo fails now; errors inside the code show in the child
+    _check_engine(engine, store)  # so does an engine that no code change can fix
     from setpiece.cli.dev import run_dev
 
     raise typer.Exit(run_dev(
         target, engine=engine, store=store, watch=watch or [], app_dir=None, grace=grace,
         json_lines=json_lines, debug=state.debug, http=http or None,
     ))
+
+
+def _check_engine(engine: str | None, store: str | None) -> None:
+    """Open and close the engine a URL names: a bad URL (exit 2) or an unreachable server
+    (exit 3) fails here, before ``dev`` starts waiting for code changes. Without a URL, the
+    default is an SQLite file, which the child creates."""
+    from setpiece.engine import open_engine
+
+    url = engine or os.environ.get("SETPIECE_ENGINE")
+    if not url:
+        return
+
+    async def probe() -> None:
+        db = await open_engine(url, store=store_url(store))
+        await db.close()
+
+    run_async(probe())
 
 
 @app.command()

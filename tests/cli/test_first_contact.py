@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,27 @@ from tests.cli.test_cli import (
     Proc,
     append,
     cli,
-    procs,  # noqa: F401 - a fixture the tests below use
+    groups,
     run_stack,
     store_items,
     wait_until,
 )
 
 EXAMPLE = "examples.product_registration.app:stack"
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    """Child processes, killed at the end if still running."""
+    started: list[Proc] = []
+    yield started
+    for p in started:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()
+        p.reader.join(5)
+        assert p.proc.stdout is not None
+        p.proc.stdout.close()
 EVENTS_DIR = ROOT / "examples" / "product_registration" / "events"
 
 
@@ -65,7 +80,7 @@ def test_version_prints_the_version_and_exits_0() -> None:
     assert done.returncode == 0 and done.stdout.strip() == f"setpiece {__version__}"
 
 
-# -- 12.5 dev with a bad engine URL, 12.6 an unreachable NATS ----------------------------------------
+# -- 12.5 dev with a bad engine URL, 12.6 an unreachable NATS ------------------------------
 
 
 def test_dev_with_a_bad_engine_url_exits_2_with_the_message(tmp_path: Path) -> None:
@@ -307,6 +322,11 @@ def test_run_quiet_prints_no_summary_and_no_rate(tmp_path: Path, procs: list[Pro
     db = f"sqlite:///{tmp_path / 'shop.db'}"
     worker = Proc(["run", TARGET, "--engine", db, "--quiet", "--stats-interval", "0.1"])
     procs.append(worker)
+
+    def started() -> bool:
+        return (tmp_path / "shop.db").exists() and ("counter.count", "orders") in groups(db)
+
+    wait_until(started, what="the worker to create its groups")
     append(db, "orders", [Event(type="order", source="t", partitionkey="c1",
                                 data={"customer": "c1", "item": i}) for i in range(10)])
     wait_until(lambda: store_items(db, "svc:counter").get("customer:c1") == 10,

@@ -8,12 +8,15 @@ name, upper case), and list each subcommand with its whole first sentence, wrapp
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
 __all__ = ["HelpCommand", "HelpGroup", "Typer"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 # typer carries its own copy of click: its parameters are told apart by ``param_type_name``.
@@ -100,6 +103,7 @@ class Typer(typer.Typer):
         kwargs.setdefault("cls", HelpGroup)
         super().__init__(**kwargs)
 
-    def command(self, *args: Any, **kwargs: Any) -> Any:
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
         kwargs.setdefault("cls", HelpCommand)
-        return super().command(*args, **kwargs)
+        decorator: Callable[[F], F] = super().command(*args, **kwargs)
+        return decorator

@@ -104,7 +104,8 @@ PublishJsonOpt = Annotated[bool, typer.Option(
     "--json", help="Print the stored events' ids, types and sources as a JSON array.")]
 BusOpt = Annotated[str | None, typer.Option(
     "--bus", metavar="BUS", help="A bus of the stack (default: its default bus).")]
-StreamOpt = Annotated[str | None, typer.Option("--stream", metavar="STREAM", help="A stream instead of a bus.")]
+StreamOpt = Annotated[str | None, typer.Option("--stream", metavar="STREAM",
+    help="A stream instead of a bus.")]
 
 
 def guarded(fn: F) -> F:
@@ -187,14 +188,17 @@ def dev(
     engine: EngineOpt = None,
     store: StoreOpt = None,
     watch: Annotated[list[str] | None, typer.Option(
-        "--watch", metavar="DIR", help="Folder to watch for *.py changes (repeatable; default: the current one).",
+        "--watch", metavar="DIR",
+        help="Folder to watch for *.py changes (repeatable; default: the current one).",
     )] = None,
     grace: Annotated[float, typer.Option(
-        "--grace", metavar="SECONDS", help="Seconds a restart waits for batches in flight before handing them back.",
+        "--grace", metavar="SECONDS",
+        help="Seconds a restart waits for batches in flight before handing them back.",
     )] = 2.0,
     json_lines: Annotated[bool, typer.Option("--json", help="Feed as JSON lines.")] = False,
     http: Annotated[str, typer.Option(
-        "--http", metavar="HOST:PORT", help="HOST:PORT for the HTTP gateway, served in the same process when the "
+        "--http", metavar="HOST:PORT",
+        help="HOST:PORT for the HTTP gateway, served in the same process when the "
         "stack has HTTP routes ('' to turn it off).",
     )] = "127.0.0.1:8000",
 ) -> None:
@@ -250,18 +254,32 @@ def run(
         "--session-timeout", metavar="SECONDS", envvar="SETPIECE_SESSION_TIMEOUT", show_envvar=True,
         help="Seconds of silence after which a worker's partitions move (default 10).")] = None,
     concurrency: Annotated[int | None, typer.Option(
-        "--concurrency", metavar="N", help="Deliveries of different keys in flight per consumer (default 16).",
+        "--concurrency", metavar="N",
+        help="Deliveries of different keys in flight per consumer (default 16).",
     )] = None,
     batch_size: Annotated[int | None, typer.Option(
-        "--batch-size", metavar="N", help="Records read and committed per partition per turn (default 256).",
+        "--batch-size", metavar="N",
+        help="Records read and committed per partition per turn (default 256).",
     )] = None,
     grace: Annotated[float | None, typer.Option(
-        "--grace", metavar="SECONDS", help="Seconds a stop waits for batches in flight (default 10).")] = None,
+        "--grace", metavar="SECONDS",
+        help="Seconds a stop waits for batches in flight (default 10).")] = None,
     feed: Annotated[bool, typer.Option("--feed", help="Show every delivery, as in dev.")] = False,
     log_level: Annotated[str, typer.Option(
         "--log-level", metavar="LEVEL", help="debug, info, warning, error.")] = "info",
+    stats_interval: Annotated[float, typer.Option(
+        "--stats-interval", metavar="SECONDS",
+        help="Seconds between the lines that give the delivery rate (0: none).")] = 10.0,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q",
+        help="No start-up summary, rate or partition lines: warnings and errors only.")] = False,
 ) -> None:
-    """Run a production worker. Workers of one stack share partitions; SIGTERM drains and exits."""
+    """Run a production worker. Workers of one stack share partitions; SIGTERM drains and exits.
+
+    It logs a start-up summary (engine, consumer groups and the partitions each owns, HTTP),
+    then a line with the delivery rate every --stats-interval seconds while events flow.
+    It serves no HTTP: setpiece gateway runs the handlers and serves the routes.
+    """
 
     def early_stop(signum: int, frame: object) -> None:  # before the runtime started: no work
         raise SystemExit(0)
@@ -275,10 +293,15 @@ def run(
     level = logging.getLevelName(log_level.upper())
     if not isinstance(level, int):
         raise CliError(f"--log-level {log_level!r}: use debug, info, warning or error")
+    if stats_interval < 0:
+        raise CliError("--stats-interval must be 0 (no rate lines) or more")
     logging.basicConfig(
         level=level, stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    log = logging.getLogger("setpiece.cli")
+    if quiet:
+        log.setLevel(max(level, logging.WARNING))
     stack = load_stack(target)
     unknown = sorted(set(service or ()) - set(stack.services))
     if unknown:
@@ -294,17 +317,15 @@ def run(
         options["session_timeout"] = max(10.0, heartbeat * 3)
     config = RuntimeConfig(**options)
     url = engine_url(stack.name, engine)
-    log = logging.getLogger("setpiece.cli")
     observer = Feed(sys.stdout) if feed else None
 
     def ready(rt: Any) -> None:
         if observer is not None:
             observer.attach(rt)
-        log.info("worker %s serving stack %s on %s: %d consumer(s)%s (pid %d)",
-                 config.member, stack.name, rt.engine.url, len(rt.consumers),
-                 f" for {', '.join(config.services)}" if config.services else "", os.getpid())
 
-    run_async(serve(stack, engine=url, store=store_url(store), config=config, on_ready=ready))
+    run_async(serve(stack, engine=url, store=store_url(store), config=config, on_ready=ready,
+                    report_assignments=not quiet,
+                    stats_interval=None if quiet or not stats_interval else stats_interval))
 
 
 # -- publish / replay ---------------------------------------------------------------------------
@@ -316,7 +337,8 @@ def publish(
     target: Target,
     source: Annotated[str | None, typer.Argument(
         metavar="[-]", help="'-' reads the event(s) from stdin.")] = None,
-    event: Annotated[str | None, typer.Option("--event", "-e", metavar="JSON", help="The event as JSON.")] = None,
+    event: Annotated[str | None, typer.Option("--event", "-e", metavar="JSON",
+        help="The event as JSON.")] = None,
     file: Annotated[Path | None, typer.Option(
         "--file", "-f", metavar="FILE", help="A file of JSON event(s).")] = None,
     bus: BusOpt = None,
@@ -387,7 +409,8 @@ def replay(
     start: Annotated[str, typer.Option(
         "--start", metavar="TIME", help="ISO 8601 time, e.g. 2024-05-01T12:00:00Z.")],
     bus: BusOpt = None,
-    end: Annotated[str | None, typer.Option("--end", metavar="TIME", help="ISO 8601 time (default: now).")] = None,
+    end: Annotated[str | None, typer.Option("--end", metavar="TIME",
+        help="ISO 8601 time (default: now).")] = None,
     rule: Annotated[str | None, typer.Option(
         "--rule", metavar="RULE",
         help="Only this rule, or handler (service.handler), receives the events.")] = None,
@@ -430,7 +453,8 @@ def tail(
     bus: BusOpt = None,
     stream: StreamOpt = None,
     pattern: Annotated[str | None, typer.Option(
-        "--pattern", "-p", metavar="JSON", help='EventBridge pattern as JSON, e.g. \'{"type": ["order_placed"]}\'.',
+        "--pattern", "-p", metavar="JSON",
+        help='EventBridge pattern as JSON, e.g. \'{"type": ["order_placed"]}\'.',
     )] = None,
     from_beginning: Annotated[bool, typer.Option(
         "--from-beginning", help="Start at the oldest record held, not at the end.")] = False,
@@ -669,9 +693,11 @@ def gateway(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     advertise: Annotated[str | None, typer.Option(
-        "--advertise", metavar="URL", help="The URL other gateways reach this one at (default: host and port).",
+        "--advertise", metavar="URL",
+        help="The URL other gateways reach this one at (default: host and port).",
     )] = None,
-    log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", help="uvicorn's log level.")] = "info",
+    log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL",
+        help="uvicorn's log level.")] = "info",
 ) -> None:
     """Serve the stack's HTTP gateway (auth, routes, version routing, breakers) with uvicorn.
 

@@ -46,7 +46,8 @@ def example_event(stack: Stack, event_type: str) -> Example:
     """A sample event of ``event_type`` for the handlers of ``stack`` that take it."""
     handlers = [h for h in _event_handlers(stack) if event_type in _literals(_pattern(h), "type")]
     if not handlers:
-        declared = sorted({t for h in _event_handlers(stack) for t in _literals(_pattern(h), "type")})
+        declared = sorted({t for h in _event_handlers(stack)
+                           for t in _literals(_pattern(h), "type")})
         known = ", ".join(declared) if declared else "none"
         raise CliError(f"--example {event_type!r}: no handler of stack {stack.name!r} declares "
                        f"that type (types its handlers declare: {known})")
@@ -306,9 +307,9 @@ class _Sampler:
             made = _from_regex(str(pattern), low, high)
             if made is not None:
                 return made
-        made = _FORMATS.get(str(schema.get("format")), lambda: None)()
-        if made is not None:
-            return made
+        by_format = _FORMATS.get(str(schema.get("format")))
+        if by_format is not None:
+            return str(by_format())
         text = "example"
         if len(text) < low:
             text += "x" * (low - len(text))
@@ -405,7 +406,7 @@ class _Regex:
             return _in(av)
         if op in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
             low, _high, sub = av
-            return self.emit(sub) * low
+            return str(self.emit(sub)) * int(low)
         if op == "SUBPATTERN":
             group, sub = av[0], av[-1]
             text = self.emit(sub)
@@ -445,7 +446,7 @@ def _in(items: list[tuple[Any, Any]]) -> str:
 
 def _member(char: str, op: str, av: Any) -> bool:
     if op == "LITERAL":
-        return ord(char) == av
+        return bool(ord(char) == av)
     if op == "RANGE":
         return bool(av[0] <= ord(char) <= av[1])
     if op == "CATEGORY":

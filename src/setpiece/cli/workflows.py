@@ -67,11 +67,14 @@ def _description(d: Any) -> dict[str, Any]:
 @guarded
 def workflow_start(
     target: Target,
-    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="The workflow's name in the stack.")],
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW",
+        help="The workflow's name in the stack.")],
     input_json: Annotated[str | None, typer.Option(
-        "--input", metavar="JSON", help="The execution's input as JSON ('-' reads standard input).")] = None,
+        "--input", metavar="JSON",
+        help="The execution's input as JSON ('-' reads standard input).")] = None,
     name: Annotated[str | None, typer.Option(
-        "--name", metavar="NAME", help="The execution's name (idempotent: the same name starts nothing new).",
+        "--name", metavar="NAME",
+        help="The execution's name (idempotent: the same name starts nothing new).",
     )] = None,
     engine: EngineOpt = None,
     store: StoreOpt = None,
@@ -95,9 +98,11 @@ def workflow_start(
 @guarded
 def workflow_list(
     target: Target,
-    workflow: Annotated[str | None, typer.Option("--workflow", metavar="WORKFLOW", help="Only this workflow.")] = None,
+    workflow: Annotated[str | None, typer.Option("--workflow", metavar="WORKFLOW",
+        help="Only this workflow.")] = None,
     status: Annotated[str | None, typer.Option(
-        "--status", metavar="STATUS", help="RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.")] = None,
+        "--status", metavar="STATUS",
+        help="RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.")] = None,
     engine: EngineOpt = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
@@ -127,7 +132,8 @@ def workflow_list(
 @guarded
 def workflow_describe(
     target: Target,
-    execution: Annotated[str, typer.Argument(metavar="EXECUTION", help="The execution id ('workflow:name').")],
+    execution: Annotated[str, typer.Argument(metavar="EXECUTION",
+        help="The execution id ('workflow:name').")],
     engine: EngineOpt = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
@@ -152,7 +158,8 @@ def workflow_describe(
 @guarded
 def workflow_history(
     target: Target,
-    execution: Annotated[str, typer.Argument(metavar="EXECUTION", help="The execution id ('workflow:name').")],
+    execution: Annotated[str, typer.Argument(metavar="EXECUTION",
+        help="The execution id ('workflow:name').")],
     engine: EngineOpt = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
@@ -178,9 +185,12 @@ def workflow_history(
 @guarded
 def workflow_stop(
     target: Target,
-    execution: Annotated[str, typer.Argument(metavar="EXECUTION", help="The execution id ('workflow:name').")],
-    error: Annotated[str | None, typer.Option("--error", metavar="ERROR", help="An error name to record.")] = None,
-    cause: Annotated[str | None, typer.Option("--cause", metavar="CAUSE", help="A cause to record.")] = None,
+    execution: Annotated[str, typer.Argument(metavar="EXECUTION",
+        help="The execution id ('workflow:name').")],
+    error: Annotated[str | None, typer.Option("--error", metavar="ERROR",
+        help="An error name to record.")] = None,
+    cause: Annotated[str | None, typer.Option("--cause", metavar="CAUSE",
+        help="A cause to record.")] = None,
     engine: EngineOpt = None,
     store: StoreOpt = None,
 ) -> None:
@@ -206,7 +216,8 @@ def task_success(
     target: Target,
     token: Annotated[str, typer.Argument(metavar="TOKEN", help="The task token.")],
     output: Annotated[str, typer.Option(
-        "--output", metavar="JSON", help="The task's result as JSON ('-' reads standard input).")] = "null",
+        "--output", metavar="JSON",
+        help="The task's result as JSON ('-' reads standard input).")] = "null",
     engine: EngineOpt = None,
     store: StoreOpt = None,
 ) -> None:
@@ -222,8 +233,10 @@ def task_success(
 def task_failure(
     target: Target,
     token: Annotated[str, typer.Argument(metavar="TOKEN", help="The task token.")],
-    error: Annotated[str | None, typer.Option("--error", metavar="ERROR", help="The ASL error name.")] = None,
-    cause: Annotated[str | None, typer.Option("--cause", metavar="CAUSE", help="Why it failed.")] = None,
+    error: Annotated[str | None, typer.Option("--error", metavar="ERROR",
+        help="The ASL error name.")] = None,
+    cause: Annotated[str | None, typer.Option("--cause", metavar="CAUSE",
+        help="Why it failed.")] = None,
     engine: EngineOpt = None,
     store: StoreOpt = None,
 ) -> None:

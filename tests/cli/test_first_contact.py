@@ -267,6 +267,10 @@ def move(move: Move) -> None: ...
 async def plain(event) -> None: ...
 
 
+@svc.on({"type": [{"prefix": "audit."}], "data": {"level": ["high"]}})
+async def audited(event: dict) -> None: ...
+
+
 stack = Stack("models", services=[svc])
 '''
 
@@ -276,7 +280,7 @@ def test_publish_example_fits_msgspec_pydantic_and_dataclass_models(tmp_path: Pa
     from setpiece.cli._common import load_stack
 
     stack = load_stack("models_app:stack", app_dir=str(tmp_path))
-    for kind in ("order_placed", "person_added", "moved", "plain"):
+    for kind in ("order_placed", "person_added", "moved", "plain", "audit.login"):
         done = setpiece("publish", "models_app:stack", "--example", kind, cwd=tmp_path)
         assert done.returncode == 0, (kind, done.stderr)
         event = Event.from_dict(json.loads(done.stdout))
@@ -287,6 +291,9 @@ def test_publish_example_fits_msgspec_pydantic_and_dataclass_models(tmp_path: Pa
     order = json.loads(setpiece("publish", "models_app:stack", "--example", "order_placed",
                                 cwd=tmp_path).stdout)
     assert order["source"] == "shop.web"  # what the handler's pattern asks for
+    audit = json.loads(setpiece("publish", "models_app:stack", "--example", "audit.login",
+                                cwd=tmp_path).stdout)
+    assert audit["data"] == {"level": "high"}  # no model: what the pattern asks of the data
 
 
 # -- 12.9 run: a start-up summary and a rate ----------------------------------------------------

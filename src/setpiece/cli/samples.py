@@ -23,7 +23,9 @@ from typing import Any
 
 import msgspec
 
+from setpiece import patterns
 from setpiece.cli._common import CliError
+from setpiece.errors import PatternError
 from setpiece.event import Event
 from setpiece.service import Handler
 from setpiece.stack import Stack
@@ -44,7 +46,7 @@ class Example:
 
 def example_event(stack: Stack, event_type: str) -> Example:
     """A sample event of ``event_type`` for the handlers of ``stack`` that take it."""
-    handlers = [h for h in _event_handlers(stack) if event_type in _literals(_pattern(h), "type")]
+    handlers = [h for h in _event_handlers(stack) if _takes(h, event_type)]
     if not handlers:
         declared = sorted({t for h in _event_handlers(stack)
                            for t in _literals(_pattern(h), "type")})
@@ -63,6 +65,22 @@ def example_event(stack: Stack, event_type: str) -> Example:
     else:
         doc["data"] = _pattern_data(pattern)
     return Example(doc, tuple(_refusals(handlers, doc)))
+
+
+def _takes(handler: Handler, event_type: str) -> bool:
+    """Whether the handler's pattern names the type: listed, or matched by a condition on it
+    (``{"prefix": "order."}``, ``{"wildcard": ...}``). A pattern on other fields only does not
+    count: it declares no type."""
+    pattern = _pattern(handler)
+    key = "type" if "type" in pattern else "detail-type"
+    if key not in pattern:
+        return False
+    if event_type in _literals(pattern, key):
+        return True
+    try:
+        return patterns.compile({key: pattern[key]}).matches({key: event_type})
+    except PatternError:
+        return False
 
 
 def _event_handlers(stack: Stack) -> list[Handler]:

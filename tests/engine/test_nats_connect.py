@@ -42,6 +42,8 @@ def test_connect_timeout_has_a_short_default_and_is_checked() -> None:
     default = nats_options("nats://h:4222")
     assert default.connect_timeout == 5.0 and default.timeout == 30.0
     assert nats_options("nats://h:4222?connect_timeout=2.5&timeout=60").connect_timeout == 2.5
+    assert nats_options("nats://h:4222?timeout=0.5").connect_timeout == 0.5  # the shorter
+    assert nats_options("nats://h:4222?timeout=0.5&connect_timeout=3").connect_timeout == 3
     for bad, message in (("connect_timeout=soon", "connect_timeout must be a number"),
                          ("connect_timeout=0", "connect_timeout must be positive"),
                          ("replicas=1.5", "replicas must be a whole number"),

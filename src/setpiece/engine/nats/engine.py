@@ -391,7 +391,8 @@ class NatsOptions:
     prefix: str = "sp"
     replicas: int = 1
     timeout: float = 30.0  # how long a call keeps retrying while a server is unreachable
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT  # how long the first connection may take
+    # how long the first connection may take (default: 5 s, or ``timeout`` if shorter)
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
 
 
 def nats_options(url: str) -> NatsOptions:
@@ -418,6 +419,8 @@ def nats_options(url: str) -> NatsOptions:
             raise ConfigError(f"engine URL {url!r}: {name} must be positive")
     if not numbers["replicas"].is_integer():
         raise ConfigError(f"engine URL {url!r}: replicas must be a whole number")
+    if "connect_timeout" not in options:  # a shorter call timeout bounds the connection too
+        numbers["connect_timeout"] = min(DEFAULT_CONNECT_TIMEOUT, numbers["timeout"])
     return NatsOptions(urlunsplit(parts._replace(query="")), prefix, int(numbers["replicas"]),
                        numbers["timeout"], numbers["connect_timeout"])
 

@@ -237,19 +237,22 @@ class WorkflowRunner:
                 run.save()
         except (EngineError, asyncio.CancelledError):
             raise  # the engine's trouble, or a stop: the signal is delivered again
+        except _HistoryFull:
+            limit = run.limits.max_history_events
+            await self._fail(attempt, data["x"], history_limit_cause(limit))
         except Exception as e:  # what no state handles (a bug, MemoryError): fail, never hang
             log.exception("workflow execution %s: a step failed unexpectedly", data["x"])
-            await self._crashed(attempt, data["x"], e)
+            await self._fail(attempt, data["x"], step_crash_cause(e))
 
-    async def _crashed(self, attempt: Attempt, execution: str, e: Exception) -> None:
-        """Fail the execution whose step raised ``e``: nothing the step did is kept."""
+    async def _fail(self, attempt: Attempt, execution: str, cause: str) -> None:
+        """Fail an execution with ``States.Runtime``; nothing the delivery did is kept."""
         attempt.writes.clear()
         attempt.appends.clear()
         attempt.timers.clear()
         attempt.cancel_timers.clear()
         run = _Run(self, attempt, execution)
         if await run.load():
-            await run.finish("FAILED", None, RUNTIME, step_crash_cause(e))
+            await run.finish("FAILED", None, RUNTIME, cause)
             run.save()
 
     # -- rule targets -----------------------------------------------------------------------
@@ -281,6 +284,10 @@ class WorkflowRunner:
 
     def tokens(self, attempt: Attempt) -> DeliveryTokens:
         return DeliveryTokens(attempt, self.engine)
+
+
+class _HistoryFull(Exception):
+    """The execution's history is at its limit (WorkflowLimits.max_history_events)."""
 
 
 def _name_for(event_id: str) -> str:
@@ -387,6 +394,10 @@ class _Run:
     # -- history, timers, signals -----------------------------------------------------------
 
     def event(self, type_: str, details: dict[str, Any]) -> int:
+        if self.x.next_event >= self.limits.max_history_events and not type_.startswith(
+            "Execution"
+        ):
+            raise _HistoryFull  # the delivery's work is dropped and the execution fails
         self.events.append((type_, self.now, details))
         n = self.x.next_event
         self.x.next_event = n + 1

@@ -168,6 +168,8 @@ class _Driver:
 
     # -- clock & history ------------------------------------------------------------------
     def event(self, type_: str, **details: Any) -> int:
+        if len(self.events) >= self.max_events and not type_.startswith("Execution"):
+            raise _Stopped(RUNTIME, history_limit_cause(self.limits.max_history_events))
         self.events.append((type_, self.now, details))
         return len(self.events)
 
@@ -209,6 +211,8 @@ class _Driver:
                     if action.assign:
                         scope.assign(dict(action.assign))
                     data = action.output
+                    if len(events) >= max_events:
+                        raise _Stopped(RUNTIME, history_limit_cause(limits.max_history_events))
                     append((st.exited_event, self.now, {"name": st.name, "output": data}))
                     st = states[action.next]
                     break
@@ -216,6 +220,8 @@ class _Driver:
                     if action.assign:
                         scope.assign(dict(action.assign))
                     data = action.output
+                    if len(events) >= max_events:
+                        raise _Stopped(RUNTIME, history_limit_cause(limits.max_history_events))
                     append((st.exited_event, self.now, {"name": st.name, "output": data}))
                     return _steps.BranchOutcome(True, data)
                 if isinstance(action, _steps.Failure):

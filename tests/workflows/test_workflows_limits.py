@@ -4,6 +4,7 @@ step that crashes, fair sharing of the event loop, and the tenant of an executio
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -224,7 +225,7 @@ def test_a_durable_hot_loop_shares_the_event_loop(
     run(main())
     assert len(seen) > 900
     # the heartbeat ran between any two consecutive state entries
-    assert all(b > a for a, b in zip(seen, seen[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(seen))
 
 
 def test_a_durable_step_that_crashes_fails_the_execution(run: Run) -> None:

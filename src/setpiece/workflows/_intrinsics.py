@@ -543,7 +543,7 @@ def _uuid(call: Call, args: list[Any], cap: int) -> str:
     return str(uuid.uuid4())
 
 
-_IMPL: dict[str, Callable[[Call, list[Any]], Any]] = {
+_IMPL: dict[str, Callable[[Call, list[Any], int], Any]] = {
     "States.Format": _format,
     "States.StringToJson": _string_to_json,
     "States.JsonToString": _json_to_string,

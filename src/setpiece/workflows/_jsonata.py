@@ -155,7 +155,6 @@ def _check_replace(args: list[Any], limit: int) -> None:
     most = count if isinstance(count, int | float) and not isinstance(count, bool) else None
     refs = repl.count("$")  # each may insert a match or a group (no longer than the match)
     size = len(text)
-    found = 0
     if isinstance(pattern, str):
         if not pattern:
             return
@@ -164,10 +163,9 @@ def _check_replace(args: list[Any], limit: int) -> None:
         matches = (m.group(0) for m in pattern.finditer(text))
     else:
         return
-    for match in matches:
+    for found, match in enumerate(matches):
         if most is not None and found >= most:
             break
-        found += 1
         size += len(repl) + refs * len(match) - len(match)
         if size > limit:
             raise _over("$replace's result", size, limit)

@@ -435,7 +435,8 @@ def _enter_pass(step: StepInput) -> Action:
 def _enter_succeed(step: StepInput) -> Action:
     st = step.state
     if st.language == "JSONata":
-        output = _jx(step, st.get("Output"), _bindings(step), "Output") if "Output" in st else step.input
+        b = _bindings(step)
+        output = _jx(step, st.get("Output"), b, "Output") if "Output" in st else step.input
         return Finish(output)
     return Finish(_output_path(step, _input_path(step)))
 
@@ -478,7 +479,9 @@ def _enter_choice(step: StepInput) -> Action:
                 )
             if value:
                 assign = (
-                    _jx(step, rule["Assign"], b, f"Choices[{i}].Assign") if "Assign" in rule else None
+                    _jx(step, rule["Assign"], b, f"Choices[{i}].Assign")
+                    if "Assign" in rule
+                    else None
                 )
                 output = (
                     _jx(step, rule["Output"], b, f"Choices[{i}].Output")
@@ -614,7 +617,9 @@ def _enter_task(step: StepInput) -> Action:
     st = step.state
     if st.language == "JSONata":
         b = _bindings(step)
-        payload = _jx(step, st.get("Arguments"), b, "Arguments") if "Arguments" in st else step.input
+        payload = (
+            _jx(step, st.get("Arguments"), b, "Arguments") if "Arguments" in st else step.input
+        )
         timeout = _number_field(step, "TimeoutSeconds", None, b, integer=True)
         heartbeat = _number_field(step, "HeartbeatSeconds", None, b, integer=True)
     else:

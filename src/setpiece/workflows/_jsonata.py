@@ -9,8 +9,9 @@ Functions adds to JSONata: ``$partition``, ``$range``, ``$hash``, ``$random``, `
 Every evaluation is bounded (see :class:`~setpiece.workflows.WorkflowLimits`): it may run for
 ``expression_seconds`` (checked at every step of the evaluator), and no string or array it
 builds may exceed ``max_value_size`` — checked before building where the size is known in
-advance (ranges are lazy and checked when made; ``$pad``, ``$join``, ``$replace``, ``$string``
-and ``$distinct`` check their arguments first), otherwise as soon as a step returns it.
+advance (ranges are lazy and checked when made; ``$pad``, ``$join``, ``$replace`` and
+``$string`` check their arguments first; ``$distinct`` is linear for scalars), otherwise as
+soon as a step returns it.
 """
 
 from __future__ import annotations
@@ -178,15 +179,40 @@ def _check_string(args: list[Any], limit: int) -> None:
                         "(WorkflowLimits.max_value_size)")
 
 
-#: $distinct compares each item with every kept one: bound the square.
+#: $distinct compares each object or array with every kept one: bound the square.
 _DISTINCT_WORK = 20_000_000
 
 
-def _check_distinct(args: list[Any], limit: int) -> None:
-    value = _arg(args, 0)
-    if isinstance(value, list) and len(value) ** 2 > _DISTINCT_WORK:
-        raise _TooLarge(f"$distinct of {len(value)} items is too slow (at most "
-                        f"{int(_DISTINCT_WORK ** 0.5)} items)")
+class _Distinct(jsonata.Jsonata.JNativeFunction):  # type: ignore[misc]  # untyped base
+    """``$distinct`` in linear time for scalars (the library compares every pair), with the
+    same equality (Python's ``==``, as the library's ``in``); objects and arrays are still
+    compared pairwise, so their count is bounded."""
+
+    def __init__(self, native: Any) -> None:
+        self.__dict__.update(native.__dict__)
+
+    def call(self, input: Any, args: Any) -> Any:
+        arr = args[0] if args else None
+        if arr is None or not isinstance(arr, list) or len(arr) <= 1:
+            return arr
+        nested = sum(1 for el in arr if isinstance(el, dict | list))
+        if nested**2 > _DISTINCT_WORK:
+            raise _TooLarge(f"$distinct of {nested} objects or arrays is too slow (at most "
+                            f"{int(_DISTINCT_WORK ** 0.5)})")
+        results = Utils.create_sequence() if isinstance(arr, Utils.JList) else []
+        seen: set[Any] = set()
+        kept: list[Any] = []
+        for el in arr:
+            try:
+                if el in seen:
+                    continue
+                seen.add(el)
+            except TypeError:  # unhashable: an object or an array
+                if el in kept:
+                    continue
+                kept.append(el)
+            results.append(el)
+        return results
 
 
 _CHECKED = {
@@ -194,7 +220,6 @@ _CHECKED = {
     "join": _check_join,
     "replace": _check_replace,
     "string": _check_string,
-    "distinct": _check_distinct,
 }
 
 
@@ -208,6 +233,9 @@ def _compile(expr: str, limit: int = DEFAULT_LIMITS.max_value_size) -> Any:
         native = compiled.environment.lookup(name)
         if isinstance(native, jsonata.Jsonata.JNativeFunction):
             compiled.register_function(name, _Bounded(native, check, limit))
+    native = compiled.environment.lookup("distinct")
+    if isinstance(native, jsonata.Jsonata.JNativeFunction):
+        compiled.register_function("distinct", _Distinct(native))
     return compiled
 
 

@@ -19,7 +19,8 @@ from setpiece.runtime.config import RuntimeConfig
 HOUR = 3600.0
 
 
-def build(calls: list[str], *, fail: bool, slow: asyncio.Event | None = None) -> Stack:
+def build(calls: list[str], *, fail: bool, slow: asyncio.Event | None = None,
+          failed: asyncio.Event | None = None) -> Stack:
     svc = Service("svc")
 
     @svc.on({"type": ["job"]}, retry=RetryPolicy(max_attempts=5, initial_delay=HOUR,
@@ -30,6 +31,8 @@ def build(calls: list[str], *, fail: bool, slow: asyncio.Event | None = None) ->
             slow.set()
             await asyncio.sleep(0.2)  # running: finishes within the grace period
         if fail:
+            if failed is not None:
+                failed.set()
             raise RuntimeError("the partner is down")
         await ctx.store.put(event.id, "done")
 
@@ -53,10 +56,11 @@ def test_stop_hands_back_a_retry_waiting_on_its_backoff(
 
     async def main() -> None:
         calls: list[str] = []
-        async with build(calls, fail=True).start(engine=url, config=config()) as rt:
+        failed = asyncio.Event()
+        async with build(calls, fail=True, failed=failed).start(engine=url,
+                                                                 config=config()) as rt:
             [job] = await rt.publish_many([Event(type="job", source="t")])
-            while not calls:  # the first attempt failed; the next waits an hour
-                await asyncio.sleep(0.01)
+            await failed.wait()  # the first attempt failed; the next waits an hour
             [consumer] = [c for c in rt.consumers if c.label == "svc.work"]
             assert await consumer.lag() == 1
             await asyncio.wait_for(rt.stop(), 30)  # not the hour of backoff, nor the grace

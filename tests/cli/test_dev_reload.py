@@ -178,6 +178,8 @@ def test_requests_across_ten_reloads_are_never_refused(
     assert outcomes['{"version":10}'] > 0, outcomes  # the last reload serves the new code
     assert sum(n for what, n in outcomes.items() if what.startswith('{"version":')) > 100
     assert dev.stop() == 0
+    said = "".join(dev.lines)
+    assert "Traceback" not in said and "✗" not in said and "ERROR" not in said, said
 
 
 def test_a_reload_does_not_wait_for_a_retry_on_its_backoff(
@@ -211,3 +213,29 @@ def test_a_reload_does_not_wait_for_a_retry_on_its_backoff(
         reload_to(app, dev, version)  # each new child tries the handed-back event again
         dev.wait_for("retry svc.flaky 1/100")
     assert dev.stop() == 0
+
+
+def test_a_malformed_http_address_is_refused_at_once(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(APP.format(version=0))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "setpiece.cli", "dev", "app:stack", "--http", "localhost"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2, done
+    assert "--http 'localhost': not HOST:PORT" in done.stdout + done.stderr
+
+
+def test_an_address_in_use_is_reported_and_the_stack_still_runs(
+    tmp_path: Path, dev_procs: list[Dev]
+) -> None:
+    (tmp_path / "app.py").write_text(APP.format(version=0))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        dev = Dev(tmp_path, "--engine", f"sqlite:///{tmp_path / 'dev.db'}",
+                  "--http", f"127.0.0.1:{port}")
+        dev_procs.append(dev)
+        dev.wait_for(f"HTTP gateway not started: cannot listen on 127.0.0.1:{port}")
+        dev.wait_for("running reloadapp")

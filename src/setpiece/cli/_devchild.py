@@ -216,10 +216,14 @@ async def _serve_http(
         if not any(getattr(c, "cycle", True) is None for c in server.server_state.connections):
             break
         await asyncio.sleep(0.005)
-    for listener in server.servers:
-        listener.close()
-    server.should_exit = True  # finishes the requests taken, closes idle connections
-    await task
+    if task.done():  # uvicorn stopped on its own (it logged why)
+        return
+    # uvicorn's loop only ticks now (it would notice should_exit within 0.1 s): end it, and shut
+    # down at once — finish the requests taken, close the idle connections, the app's lifespan
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await server.shutdown(sockets=[sock])
 
 
 def _on_stdin(stop: asyncio.Event) -> None:

@@ -42,6 +42,7 @@ import setpiece.engine.sqlite
 import setpiece.runtime.runtime
 from setpiece.cli._common import describe, load_stack
 from setpiece.cli.feed import Feed
+from setpiece.errors import ConfigError
 from setpiece.runtime.config import RuntimeConfig
 
 with contextlib.suppress(ImportError):  # the [http] extra: the gateway of stacks with routes
@@ -185,8 +186,10 @@ async def _serve_http(
     connections accepted last read their requests, then finish every request taken.
     """
     try:
-        import uvicorn
-
+        try:
+            import uvicorn
+        except ImportError:
+            raise ConfigError("serving HTTP needs uvicorn: pip install 'setpiece[http]'") from None
         config = uvicorn.Config(rt.asgi(), lifespan="on", log_level="warning", access_log=False)
         server = uvicorn.Server(config)
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
@@ -194,10 +197,11 @@ async def _serve_http(
         while not server.started:
             if task.done():
                 task.result()
-                raise RuntimeError("uvicorn stopped during startup")
+                raise ConfigError("uvicorn stopped during startup")
             await asyncio.sleep(0.01)
-    except Exception as exc:  # the stack keeps running without HTTP; say why
-        feed.note(f"✗ HTTP gateway not started: {describe(exc)}", style="bold red")
+    except (Exception, SystemExit) as exc:  # the stack keeps running without HTTP; say why
+        what = "the app's startup failed" if isinstance(exc, SystemExit) else describe(exc)
+        feed.note(f"✗ HTTP gateway not started: {what}", style="bold red")
         await stop.wait()
         return
     feed.note(f"● HTTP gateway on {url}", style="bold green")

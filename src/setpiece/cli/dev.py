@@ -218,16 +218,29 @@ def run_dev(
 
     supervisor = Supervisor(order, grace, http)
     previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
+    started, reloads = time.monotonic(), 0
     try:
         supervisor.start()
         for paths in _changes(roots, stop):
             if stop.is_set():
                 break
             supervisor.reload(paths, time.time())
+            reloads += 1
     except KeyboardInterrupt:
         pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         supervisor.close()
+    _goodbye(target, time.monotonic() - started, reloads, json_lines)
     return 0
+
+
+def _goodbye(target: str, seconds: float, reloads: int, json_lines: bool) -> None:
+    """One line saying what ran, once every child has stopped (stderr when stdout is JSON)."""
+    minutes, secs = divmod(int(seconds), 60)
+    took = f"{minutes} min {secs} s" if minutes else f"{seconds:.1f} s"
+    line = f"■ stopped setpiece dev {target}: ran {took}, {reloads} reload(s)\n"
+    stream = sys.stderr if json_lines else sys.stdout
+    stream.write(line)
+    stream.flush()

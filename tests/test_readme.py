@@ -178,6 +178,7 @@ def poll(shell: Shell, script: str, shown: str, timeout: float = 60.0) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # several processes; the machine may be loaded
 def test_the_readme_steps_give_what_the_readme_shows(fresh_copy: Path, devs: list[Dev]) -> None:
     shell = Shell(fresh_copy)
     setup = block_after("Set up and run")

@@ -144,6 +144,7 @@ def reload_to(app: Path, dev: Dev, version: int, wait: Callable[[], None] | None
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # several processes; the machine may be loaded
 def test_requests_across_ten_reloads_are_never_refused(
     tmp_path: Path, dev_procs: list[Dev]
 ) -> None:

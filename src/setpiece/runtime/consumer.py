@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 import traceback
@@ -37,7 +38,7 @@ from setpiece.runtime.unit import Attempt, Batch
 from setpiece.service import InputDecodeError
 from setpiece.signals import Drop, Retry
 
-__all__ = ["DEAD_LETTERS", "Consumer", "Delivery"]
+__all__ = ["DEAD_LETTERS", "Consumer", "Delivery", "inbox_key"]
 
 DEAD_LETTERS = "setpiece.deadletters"
 TARGET_MARK = "sptarget"  # extension: a redrive aimed at one consumer group
@@ -47,6 +48,42 @@ RULE_MARK = "sprule"  # extension: a replay aimed at one rule
 log = logging.getLogger("setpiece.runtime")
 
 Action = Callable[[Event, Attempt, int], Awaitable[None]]
+
+
+_PLAIN_KEY_MAX = 240  # characters of a readable inbox key; longer ones are digested
+
+
+def inbox_key(event: Event, replay: str | None) -> str:
+    """The inbox's key for an event: what CloudEvents says is unique (``source`` + ``id``),
+    scoped by tenant, and by replay (a replay's events are delivered once more).
+
+    Readable while short and plain (``id␟source[␟tenant][␞replay]``, with U+001F and U+001E
+    as separators and ASCII without U+0000 inside); otherwise a digest of the parts
+    (``␝`` + 40 hex digits). Two different events never share a key, and every key can be
+    stored and indexed by every engine (PostgreSQL refuses U+0000 and index rows over 2 KiB).
+    Keys recorded by earlier versions held the id alone: never matched, they age out after
+    ``RuntimeConfig.inbox_retention``.
+    """
+    tenant = event.tenant
+    if tenant is None:
+        key = f"{event.id}\x1f{event.source}"
+        separators = 1
+    else:
+        key = f"{event.id}\x1f{event.source}\x1f{tenant}"
+        separators = 2
+    if replay is not None:
+        key = f"{key}\x1e{replay}"
+    if (
+        len(key) <= _PLAIN_KEY_MAX
+        and key.isascii()
+        and key.count("\x1f") == separators
+        and key.count("\x1e") == (replay is not None)
+        and "\x00" not in key
+        and "\x1d" not in key
+    ):
+        return key
+    parts = repr((event.id, event.source, tenant, replay)).encode("utf-8", "surrogatepass")
+    return "\x1d" + hashlib.blake2b(parts, digest_size=20).hexdigest()
 
 
 class Delivery(msgspec.Struct):
@@ -288,8 +325,7 @@ class Consumer:
         if extensions and (TARGET_MARK in extensions or RULE_MARK in extensions):
             rest = {k: v for k, v in extensions.items() if k not in (TARGET_MARK, RULE_MARK)}
             event = event.replace(extensions=rest or None)
-        key = event.id if replay is None else f"{event.id}/{replay}"
-        return Delivery(entry.record, event, key)
+        return Delivery(entry.record, event, inbox_key(event, replay))
 
     async def _run_deliveries(self, deliveries: list[Delivery], batch: Batch) -> None:
         if self.concurrency == 1 or len(deliveries) == 1:

@@ -495,7 +495,8 @@ class PgStore:
                         if state == _NO_PARTITION_STATE:
                             raise ConfigError(str(exc)) from None
                         if state[:2] in _REFUSED_CLASSES:
-                            raise RefusedError(f"PostgreSQL refused the unit: {exc}") from None
+                            nul = " (U+0000 in a text value)" if "0x00" in str(exc) else ""
+                            raise RefusedError(f"PostgreSQL refused the unit: {exc}{nul}") from None
                         raise
                     except (asyncpg.exceptions.DataError, UnicodeError) as exc:
                         raise RefusedError(f"PostgreSQL refused the unit: {exc}") from None

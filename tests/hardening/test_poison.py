@@ -280,3 +280,35 @@ def test_a_consumer_task_that_dies_is_logged_at_once_restarted_and_reported_down
 
     with caplog.at_level(logging.ERROR, logger="setpiece.runtime"):
         run(main())
+
+
+def test_a_schedule_whose_commit_is_refused_is_dead_lettered_and_fires_again(run: Run) -> None:
+    svc = Service("clock")
+    ticks: list[int] = []
+
+    @svc.every(0.05)
+    async def tick(ctx: Context) -> None:
+        ticks.append(len(ticks))
+        await ctx.store.put("unstorable" if len(ticks) == 1 else "ticks", len(ticks))
+
+    stack = Stack("clocked", services=[svc])
+
+    async def main() -> None:
+        async with stack.start("memory") as rt:
+            engine = rt.engine
+            real_commit = engine.commit
+
+            async def commit(work: Any) -> Any:
+                if any(w.key == "unstorable" for w in work.writes):
+                    raise RefusedError("test engine refused the unit: key 'unstorable'")
+                return await real_commit(work)
+
+            engine.commit = commit  # type: ignore[method-assign]
+            await until(lambda: len(ticks) >= 3)
+            await rt.drain(timeout=10)
+            letters = await rt.dead_letters()
+            assert letters and "RefusedError" in letters[0].error
+            assert letters[0].handler == "clock.tick"
+            assert rt.health() == {"status": "ok", "down": {}, "restarts": {}}
+
+    run(main())

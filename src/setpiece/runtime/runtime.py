@@ -21,7 +21,14 @@ import msgspec
 from setpiece.bus import Bus, HttpTarget, Rule, WorkflowTarget, bus_stream_name
 from setpiece.context import Context, ServiceStore, store_namespace
 from setpiece.engine.contract import Engine, KVWrite, StreamSpec, Timer, UnitOfWork
-from setpiece.errors import ConfigError, ConflictError, DrainTimeout, EventError, HandlerError
+from setpiece.errors import (
+    ConfigError,
+    ConflictError,
+    DrainTimeout,
+    EventError,
+    HandlerError,
+    RefusedError,
+)
 from setpiece.event import Event, encode_event
 from setpiece.policy import RetryPolicy
 from setpiece.runtime.config import RuntimeConfig
@@ -695,11 +702,18 @@ class Runtime(WorkflowMethods):
                 dead_letter_record(event, exc, n, label=handler.qualname, group=None, record=None)
             ),
         )
+        following = Timer(SCHEDULES, timer.id, next_due(handler, max(timer.due, time.time())))
         batch.fired.append(timer)
-        following = next_due(handler, max(timer.due, time.time()))
-        batch.timers.append(Timer(SCHEDULES, timer.id, following))
+        batch.timers.append(following)
         with contextlib.suppress(ConflictError):  # another worker fired this tick
-            await self.engine.commit(batch.unit())
+            try:
+                await self.engine.commit(batch.unit())
+            except RefusedError as exc:  # its effects hold what the engine cannot store
+                await self.engine.commit(UnitOfWork(
+                    appends=[dead_letter_record(event, exc, 1, label=handler.qualname,
+                                                group=None, record=None)],
+                    fired=[timer], timers=[following],
+                ))
         self._progress.set()
 
     # -- housekeeping -----------------------------------------------------------------------

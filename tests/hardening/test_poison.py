@@ -312,3 +312,26 @@ def test_a_schedule_whose_commit_is_refused_is_dead_lettered_and_fires_again(run
             assert rt.health() == {"status": "ok", "down": {}, "restarts": {}}
 
     run(main())
+
+
+def test_dead_letters_of_events_the_edge_would_refuse_are_listed_raw(run: Run) -> None:
+    svc = Service("svc")
+
+    @svc.on({"type": ["t"]}, retry=FAST)
+    async def fails(event: Event) -> None:
+        raise ValueError("data: not expected")
+
+    stack = Stack("listing", services=[svc])
+
+    async def main() -> None:
+        async with stack.start("memory") as rt:
+            # An extension named like EventBridge's "detail": decoded, handled, failed; its
+            # dict form is not one Event.from_dict reads back.
+            raw = {"type": "t", "source": "x", "id": "a", "extensions": {"detail": 1}}
+            await rt.engine.append("bus.default", [(None, msgspec.json.encode(raw))])
+            await rt.drain(timeout=10)
+            [letter] = await rt.dead_letters()
+            assert letter.event is None and '"detail":1' in (letter.raw or "")
+            assert letter.error == "ValueError: data: not expected"
+
+    run(main())

@@ -562,13 +562,18 @@ class Runtime(WorkflowMethods):
                 if letter_id in redriven and not include_redriven:
                     continue
                 raw = msgspec.json.decode(record.value)
-                event = Event.from_dict(raw["event"]) if raw.get("event") else None
+                event, text = None, raw.get("raw")
+                if raw.get("event"):
+                    try:
+                        event = Event.from_dict(raw["event"])
+                    except EventError:  # the record held what the edge refuses: listed raw
+                        text = msgspec.json.encode(raw["event"]).decode()
                 out.append(
                     DeadLetter(
                         id=letter_id, event=event, error=raw["error"],
                         traceback=raw["traceback"], handler=raw["handler"],
                         group=raw.get("group"), stream=raw.get("stream"),
-                        attempts=raw["attempts"], time=raw["time"], raw=raw.get("raw"),
+                        attempts=raw["attempts"], time=raw["time"], raw=text,
                     )
                 )
             offset = records[-1].offset + 1

@@ -13,7 +13,7 @@ import pytest
 from setpiece import Context, Event, Service, Stack
 from setpiece.engine import OffsetCommit, UnitOfWork, open_engine
 from setpiece.runtime.consumer import inbox_key
-from tests.conftest import ENGINES
+from tests.conftest import ENGINES, fresh_urls
 
 Run = Callable[[Any], Any]
 Urls = tuple[str, str | None]
@@ -83,17 +83,27 @@ def test_inbox_keys_of_different_events_differ(
         assert "\x00" not in k and len(k.encode()) <= 512  # storable and indexable anywhere
 
 
-def test_a_database_made_with_the_old_inbox_key_keeps_working(run: Run, tmp_path: Path) -> None:
-    """A file whose inbox holds keys of the old format (the event id alone) and whose offsets
-    were committed by the old runtime: it opens, the consumer goes on from its offsets (nothing
-    read twice), and new events are deduplicated with the new key."""
-    path = tmp_path / "old.db"
-    url = f"sqlite:///{path}"
+@pytest.mark.parametrize(
+    "kind", ["sqlite-file", pytest.param("nats-pg", marks=pytest.mark.servers)]
+)
+def test_a_database_made_with_the_old_inbox_key_keeps_working(
+    run: Run, tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """A database (SQLite file, PostgreSQL schema) whose inbox holds keys of the old format (the
+    event id alone) and whose offsets were committed by the old runtime: it opens, the consumer
+    goes on from its offsets (nothing read twice), and new events are deduplicated with the new
+    key."""
+    store: str | None = None
+    if kind == "sqlite-file":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    else:
+        servers = request.getfixturevalue("nats"), request.getfixturevalue("postgres")
+        url, store = fresh_urls(*servers)
     stack = counting_stack()
     old = Event(type="t", source="a", id="evt_1", data="old")
 
     async def made_by_the_old_version() -> None:
-        async with stack.start(url) as rt:
+        async with stack.start(url, store=store) as rt:
             await rt.stop()  # the streams and groups exist; nothing consumes
             # What the old runtime committed after handling ``old``: its store write, the old
             # inbox key (the id alone) and the offset past it.
@@ -106,7 +116,7 @@ def test_a_database_made_with_the_old_inbox_key_keeps_working(run: Run, tmp_path
             ))
 
     async def upgraded() -> None:
-        async with stack.start(url) as rt:
+        async with stack.start(url, store=store) as rt:
             fresh = Event(type="t", source="b", id="evt_1", data="new")
             await rt.publish_many([fresh, fresh])
             await rt.drain(timeout=20)
@@ -115,7 +125,7 @@ def test_a_database_made_with_the_old_inbox_key_keeps_working(run: Run, tmp_path
             assert await rt.dead_letters() == []
 
     async def inbox_rows() -> set[str]:
-        engine = await open_engine(url)
+        engine = await open_engine(url, store=store)
         try:
             return await engine.inbox_seen("svc.count", [old.id, inbox_key(old, None)])
         finally:

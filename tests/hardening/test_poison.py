@@ -335,3 +335,32 @@ def test_dead_letters_of_events_the_edge_would_refuse_are_listed_raw(run: Run) -
             assert letter.error == "ValueError: data: not expected"
 
     run(main())
+
+
+def test_a_publish_the_engine_refuses_fails_that_caller_alone(run: Run) -> None:
+    """Concurrent publishes are committed together; a refused one must not fail the others."""
+    stack, handled = poison_stack()
+
+    async def main() -> None:
+        async with stack.start("memory") as rt:
+            engine = rt.engine
+            real_commit = engine.commit
+
+            async def commit(work: Any) -> Any:
+                if any(b"unstorable" in value for _, _, value in work.appends):
+                    raise RefusedError("test engine refused the unit: 'unstorable'")
+                return await real_commit(work)
+
+            engine.commit = commit  # type: ignore[method-assign]
+            events = [Event(type="t", source="x", data={"a": n}) for n in range(4)]
+            bad = Event(type="t", source="x", data={"a": "unstorable"})
+            results = await asyncio.gather(
+                *(rt.publish(e) for e in (*events[:2], bad, *events[2:])),
+                return_exceptions=True,
+            )
+            assert isinstance(results[2], RefusedError)
+            assert [r.id for r in results if isinstance(r, Event)] == [e.id for e in events]
+            await rt.drain(timeout=10)
+            assert sorted(handled) == sorted(e.id for e in events)
+
+    run(main())

@@ -1,5 +1,6 @@
 """Issue 11, property: whatever events are published, on every engine, each one is refused at the
-edge (``EventError`` / ``ValueError``), or handled, or dead-lettered — and the consumers are
+edge (``EventError`` / ``ValueError``; ``RefusedError`` when the engine cannot store a value,
+and then nothing is stored), or handled, or dead-lettered — and the consumers are
 still alive afterwards.
 
 Two ways in: through the edge (``Runtime.publish``: arbitrary ids, sources, tenants, subjects,
@@ -24,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from setpiece import Context, Event, RetryPolicy, Service, Stack
+from setpiece.errors import RefusedError
 from setpiece.runtime.consumer import inbox_key
 from tests.conftest import fresh_urls
 
@@ -111,7 +113,9 @@ async def _publish_and_check(url: str, store: str | None, batch: Any) -> None:
             fields["data"] = {"probe": probe, "value": fields.pop("value")}
             try:
                 stored = await rt.publish(Event(**fields))
-            except ValueError:  # EventError, or a value the encoder cannot write
+            except (ValueError, RefusedError):
+                # EventError, a value the encoder cannot write, or one the engine cannot store
+                # (PostgreSQL: U+0000): refused, and nothing was stored.
                 continue
             sent.append(probe)
             key = inbox_key(stored, None)
@@ -146,13 +150,13 @@ async def _publish_and_check(url: str, store: str | None, batch: Any) -> None:
 def _encode(record: dict[str, Any]) -> bytes:
     try:
         return msgspec.json.encode(record)
-    except RecursionError:  # nested past msgspec's limit: the standard library writes it
+    except (RecursionError, UnicodeEncodeError):
+        # Nested past msgspec's limit, or a lone surrogate (no UTF-8 form): the standard
+        # library writes it, as ASCII with escapes.
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(max(limit, 10_000))
         try:
-            return json.dumps(record, ensure_ascii=False, allow_nan=False).encode(
-                "utf-8", "surrogatepass"
-            )
+            return json.dumps(record, allow_nan=False).encode()
         finally:
             sys.setrecursionlimit(limit)
 

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 import logging
 import os
 import signal
 import sys
-import traceback
-from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-import click
 import typer
-from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.table import Table
 
@@ -25,20 +19,26 @@ from setpiece.cli._common import (
     USAGE_ERROR,
     CliError,
     check_target,
-    describe,
     engine_url,
-    exit_code,
     load_stack,
-    open_existing,
     store_url,
 )
+from setpiece.cli._console import err, guarded, out, print_json, state
+from setpiece.cli._engines import run_async, with_engine
 from setpiece.cli._help import Typer
+from setpiece.cli._options import (
+    AllOpt,
+    BusOpt,
+    EngineOpt,
+    JsonOpt,
+    PublishJsonOpt,
+    StoreOpt,
+    StreamOpt,
+    Target,
+)
 from setpiece.engine.contract import Engine, Record
 
 __all__ = ["app"]
-
-T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
 
 app = Typer(
     name="setpiece",
@@ -53,104 +53,6 @@ dlq_app = Typer(help="Dead letters: list, show, redrive.", no_args_is_help=True)
 new_app = Typer(help="Scaffold new code.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(new_app, name="new")
-
-# When the output is a pipe or a file (and COLUMNS is unset), tables are as wide as their
-# content: one row per line, for grep and less -S, instead of wrapped at 80 columns.
-PIPE_WIDTH = 10_000
-
-
-class _Console(Console):
-    """A rich console that does not wrap tables when its output is not a terminal."""
-
-    @property
-    def size(self) -> ConsoleDimensions:
-        size = super().size
-        if self.is_terminal or os.environ.get("COLUMNS"):
-            return size
-        return ConsoleDimensions(PIPE_WIDTH, size.height)
-
-    @size.setter
-    def size(self, new_size: tuple[int, int]) -> None:
-        self.width, self.height = new_size
-
-
-out = _Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class _State:
-    debug = False
-
-
-state = _State()
-
-# -- options shared by the commands -------------------------------------------------------------
-
-Target = Annotated[str, typer.Argument(
-    metavar="MODULE:STACK", show_default=False,
-    help="Where the stack is: 'package.module:stack' (a Stack, or a function returning one).",
-)]
-EngineOpt = Annotated[str | None, typer.Option(
-    "--engine", envvar="SETPIECE_ENGINE", show_envvar=True, metavar="URL",
-    help="Engine URL: sqlite:///file.db, nats://host:4222?connect_timeout=5 (default: "
-    "sqlite:///.setpiece/NAME.db, NAME being the stack's name).",
-)]
-StoreOpt = Annotated[str | None, typer.Option(
-    "--store", envvar="SETPIECE_STORE", show_envvar=True, metavar="URL",
-    help="State store URL for the NATS engine: postgresql://...",
-)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-PublishJsonOpt = Annotated[bool, typer.Option(
-    "--json", help="Print the stored events' ids, types and sources as a JSON array.")]
-BusOpt = Annotated[str | None, typer.Option(
-    "--bus", metavar="BUS", help="A bus of the stack (default: its default bus).")]
-StreamOpt = Annotated[str | None, typer.Option("--stream", metavar="STREAM",
-    help="A stream instead of a bus.")]
-
-
-def guarded(fn: F) -> F:
-    """Turn user mistakes into one red line and an exit code; --debug shows the traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
-            raise
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
-        except Exception as exc:
-            if state.debug:  # the traceback too, and the same exit code as without --debug
-                traceback.print_exception(exc, file=sys.stderr)
-            err.print(f"[bold red]error:[/] {escape(describe(exc))}")
-            raise typer.Exit(exit_code(exc)) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
-
-
-async def with_engine(
-    target: str, engine: str | None, store: str | None,
-    body: Callable[[Any, Engine], Awaitable[T]], *, existing: bool = True,
-) -> T:
-    """Load the stack, open its engine (which must exist when only looking), run ``body``."""
-    from setpiece.engine import open_engine
-
-    stack = load_stack(target)
-    url = engine_url(stack.name, engine)
-    db = await (open_existing(url, store_url(store)) if existing
-                else open_engine(url, store=store_url(store)))
-    try:
-        return await body(stack, db)
-    finally:
-        await db.close()
-
-
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _print_version(value: bool) -> None:
@@ -603,8 +505,6 @@ def _print_plan(plan: Any, *, unchanged: bool) -> None:
         out.print(f"  {_MARKS[change.action]} {change.kind:<7} {escape(change.name)}{detail}")
     out.print(plan.summary())
 
-
-AllOpt = Annotated[bool, typer.Option("--all", help="List unchanged items too.")]
 
 
 @app.command()

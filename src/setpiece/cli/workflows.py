@@ -14,19 +14,11 @@ import typer
 from rich.markup import escape
 
 from setpiece.cli._common import CliError
+from setpiece.cli._console import guarded, out, print_json
+from setpiece.cli._engines import run_async, with_engine
 from setpiece.cli._help import Typer
-from setpiece.cli.app import (
-    EngineOpt,
-    JsonOpt,
-    StoreOpt,
-    Target,
-    app,
-    guarded,
-    out,
-    print_json,
-    run_async,
-    with_engine,
-)
+from setpiece.cli._options import EngineOpt, JsonOpt, StoreOpt, Target
+from setpiece.cli.app import app
 from setpiece.engine.contract import Engine
 from setpiece.stack import Stack
 

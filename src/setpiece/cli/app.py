@@ -36,6 +36,7 @@ from setpiece.cli._options import (
     StreamOpt,
     Target,
 )
+from setpiece.cli.commands import workflow
 from setpiece.engine.contract import Engine, Record
 
 __all__ = ["app"]
@@ -751,5 +752,4 @@ def cli(argv: list[str] | None = None) -> int:
     return 0
 
 
-# The workflow and task commands live in their own module; importing it registers them.
-from setpiece.cli import workflows as _workflow_commands  # noqa: E402, F401
+workflow.register(app)

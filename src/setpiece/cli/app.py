@@ -27,7 +27,7 @@ from setpiece.cli._options import (
     StoreOpt,
     Target,
 )
-from setpiece.cli.commands import events, run, workflow
+from setpiece.cli.commands import events, inspect, run, workflow
 from setpiece.engine.contract import Engine
 
 __all__ = ["app"]
@@ -78,63 +78,7 @@ run.register(app)
 events.register(app)
 
 
-# -- inspect ------------------------------------------------------------------------------------
-
-
-@app.command()
-@guarded
-def inspect(
-    target: Target,
-    engine: EngineOpt = None,
-    store: StoreOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Show streams, consumer groups and their lag, buses and rules, services and handlers."""
-    from setpiece.cli.inspecting import inspect_stack
-
-    data = run_async(with_engine(target, engine, store, inspect_stack))
-    if json_out:
-        print_json(data)
-        return
-    out.print(f"[bold]stack {escape(data['stack'])}[/] on {escape(data['engine'])}")
-    table = Table("stream", "partitions", "records", "end offsets", title="streams",
-                  title_justify="left")
-    for s in data["streams"]:
-        table.add_row(s["name"], str(s["partitions"]), str(s["records"]),
-                      " ".join(map(str, s["end_offsets"])))
-    out.print(table)
-    table = Table("group", "stream", "committed", "lag", title="consumer groups",
-                  title_justify="left")
-    for g in data["groups"]:
-        lag = str(g["lag"])
-        table.add_row(g["group"], g["stream"], " ".join(map(str, g["committed"])),
-                      f"[yellow]{lag}[/]" if g["lag"] else lag)
-    out.print(table)
-    table = Table("bus", "rule / handler", "pattern", "targets", title="buses",
-                  title_justify="left")
-    for b in data["buses"]:
-        for r in b["rules"]:
-            table.add_row(b["name"], f"rule {r['name']}", json.dumps(r["pattern"]),
-                          ", ".join(r["targets"]) + (" (transformed)" if r["transform"] else ""))
-        for h in b["handlers"]:
-            table.add_row(b["name"], h, "", "handler")
-        if not b["rules"] and not b["handlers"]:
-            table.add_row(b["name"], "[dim]nothing listens[/]", "", "")
-    out.print(table)
-    table = Table("service", "handler", "kind", "on", "lag", title="services",
-                  title_justify="left")
-    for svc in data["services"]:
-        for h in svc["handlers"]:
-            if h["kind"] == "event":
-                on = f"bus {h['bus']} {json.dumps(h['pattern'])}"
-            elif h["kind"] == "stream":
-                on = f"stream {h['stream']}"
-            else:
-                on = f"every {h['every']}s" if h.get("every") else f"cron {h.get('cron')}"
-            lag = h.get("lag")
-            table.add_row(svc["name"], h["name"], h["kind"], escape(on),
-                          "-" if lag is None else str(lag))
-    out.print(table)
+inspect.register(app)
 
 
 # -- plan / apply ---------------------------------------------------------------------------------

@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 
 __all__ = [
-    "AllOpt", "BusOpt", "EngineOpt", "JsonOpt", "PublishJsonOpt", "StoreOpt", "StreamOpt",
-    "Target",
+    "BusOpt", "EngineOpt", "JsonOpt", "PublishJsonOpt", "StoreOpt", "StreamOpt", "Target",
 ]
 
 Target = Annotated[str, typer.Argument(
@@ -31,4 +30,3 @@ BusOpt = Annotated[str | None, typer.Option(
     "--bus", metavar="BUS", help="A bus of the stack (default: its default bus).")]
 StreamOpt = Annotated[str | None, typer.Option("--stream", metavar="STREAM",
     help="A stream instead of a bus.")]
-AllOpt = Annotated[bool, typer.Option("--all", help="List unchanged items too.")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,9 +9,9 @@ import typer
 from setpiece.cli._common import (
     USAGE_ERROR,
 )
-from setpiece.cli._console import guarded, out, state
+from setpiece.cli._console import out, state
 from setpiece.cli._help import Typer
-from setpiece.cli.commands import dlq, events, gateway, inspect, plan, run, workflow
+from setpiece.cli.commands import dlq, events, gateway, inspect, new, plan, run, workflow
 
 __all__ = ["app"]
 
@@ -25,7 +24,6 @@ app = Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-new_app = Typer(help="Scaffold new code.", no_args_is_help=True)
 
 
 def _print_version(value: bool) -> None:
@@ -67,29 +65,7 @@ plan.register(app)
 
 gateway.register(app)
 dlq.register(app)
-app.add_typer(new_app, name="new")
-
-
-# -- new ----------------------------------------------------------------------------------------
-
-
-@new_app.command("service")
-@guarded
-def new_service(
-    name: Annotated[str, typer.Argument(help="The service's name (lowercase, e.g. 'billing').")],
-    directory: Annotated[Path, typer.Option(
-        "--dir", "-d", metavar="DIR", help="Where to write the files.")] = Path(),
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
-) -> None:
-    """Scaffold a service module (with a stack to run it) and its passing test."""
-    from setpiece.cli.scaffold import new_service as scaffold
-
-    written = scaffold(name, directory, force=force)
-    for path in written:
-        out.print(f"[green]created[/] {path}")
-    module = written[0].stem
-    out.print(f"next: [bold]setpiece dev {module}:stack[/]  (from {directory}), "
-              f"and [bold]pytest {written[1]}[/]")
+new.register(app)
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -1,4 +1,10 @@
-"""The ``setpiece`` command: typer commands over the small modules beside this one."""
+"""The root of the ``setpiece`` command: global options, and the one place that knows every
+command group.
+
+Each group lives in its own module of ``setpiece.cli.commands`` and adds itself through its
+``register(app)``; none of them imports this module. The order below is the order of
+``setpiece --help`` (commands first, then the groups with subcommands).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,12 @@ from typing import Annotated
 
 import typer
 
-from setpiece.cli._common import (
-    USAGE_ERROR,
-)
+from setpiece.cli._common import USAGE_ERROR
 from setpiece.cli._console import out, state
 from setpiece.cli._help import Typer
 from setpiece.cli.commands import dlq, events, gateway, inspect, new, plan, run, workflow
 
-__all__ = ["app"]
+__all__ = ["app", "cli"]
 
 app = Typer(
     name="setpiece",
@@ -51,21 +55,10 @@ def root(
     state.debug = debug
 
 
-run.register(app)
-
-
-events.register(app)
-
-
-inspect.register(app)
-
-
-plan.register(app)
-
-
-gateway.register(app)
-dlq.register(app)
-new.register(app)
+# dev, run | publish, replay, tail | inspect | plan, apply | gateway, token | dlq | new |
+# workflow, task
+for group in (run, events, inspect, plan, gateway, dlq, new, workflow):
+    group.register(app)
 
 
 def cli(argv: list[str] | None = None) -> int:
@@ -77,5 +70,3 @@ def cli(argv: list[str] | None = None) -> int:
         return code if isinstance(code, int) else (0 if code is None else USAGE_ERROR)
     return 0
 
-
-workflow.register(app)

@@ -15,6 +15,7 @@ import pytest
 from setpiece.engine import KVWrite, Record, StreamSpec, UnitOfWork, open_engine, partition_for
 from setpiece.engine._records import records
 from setpiece.engine.sqlite import SQLiteEngine
+from setpiece.engine.sqlite import bulk as sqlite_bulk
 from setpiece.engine.sqlite import engine as sqlite_engine
 from setpiece.errors import ConflictError
 
@@ -202,4 +203,4 @@ def test_statement_shapes_are_few(tmp_path: Path) -> None:
     shapes = sum(len(b._sql) for b in bulk) + sum(len(i._sql) for i in lookups)
     assert all(len(b._sql) <= 9 for b in bulk)
     assert all(len(i._sql) <= 9 for i in lookups)
-    assert shapes < sqlite_engine._CACHED_STATEMENTS // 2
+    assert shapes < sqlite_bulk._CACHED_STATEMENTS // 2

@@ -13,13 +13,12 @@ partitions across them, and compare-and-set on offsets keeps their effects exact
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import random
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,8 @@ from setpiece.engine.contract import (
     UnitOfWork,
     partition_for,
 )
-from setpiece.engine.sqlite.bulk import _CACHED_STATEMENTS, _Bulk, _In
-from setpiece.engine.sqlite.schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION
+from setpiece.engine.sqlite.bulk import _Bulk, _In
+from setpiece.engine.sqlite.connection import SQLiteConnection
 from setpiece.errors import ConfigError, ConflictError, EngineError, RefusedError
 
 __all__ = ["SQLiteEngine"]
@@ -77,7 +76,7 @@ _SET_END_OFFSET = "UPDATE sp_partitions SET end_off = ? WHERE sid = ? AND part =
 _KV_GET_ONE = "SELECT value, version FROM sp_kv WHERE ns = ? AND key = ?"
 
 
-class SQLiteEngine(Engine):
+class SQLiteEngine(SQLiteConnection, Engine):
     """The embedded engine. Open it with :func:`setpiece.engine.open_engine`."""
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
@@ -94,88 +93,6 @@ class SQLiteEngine(Engine):
         self._round_robin: dict[str, itertools.count[int]] = {}
         self._appended = asyncio.Event()
         self._data_version = self._pragma("data_version")
-
-    # -- opening ----------------------------------------------------------------------------
-
-    @staticmethod
-    def _connect(path: str, synchronous: str) -> sqlite3.Connection:
-        if path != ":memory:":
-            parent = Path(path).parent
-            if not parent.exists():
-                parent.mkdir(parents=True, exist_ok=True)
-        try:
-            db = sqlite3.connect(
-                path,
-                isolation_level=None,
-                check_same_thread=False,
-                cached_statements=_CACHED_STATEMENTS,
-            )
-        except sqlite3.Error as exc:
-            raise EngineError(f"{path}: cannot open ({exc})") from None
-        try:
-            SQLiteEngine._prepare(db, path, synchronous)
-        except BaseException as exc:
-            db.close()
-            if isinstance(exc, sqlite3.OperationalError):
-                raise EngineError(f"{path}: cannot open ({exc})") from None
-            if isinstance(exc, sqlite3.DatabaseError):  # "file is not a database"
-                raise EngineError(f"{path}: not a setpiece database ({exc})") from None
-            raise
-        return db
-
-    @staticmethod
-    def _prepare(db: sqlite3.Connection, path: str, synchronous: str) -> None:
-        db.execute("PRAGMA busy_timeout = 10000")
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
-        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if tables and app_id != APPLICATION_ID:
-            raise EngineError(
-                f"{path}: not a setpiece database (it holds other tables); "
-                "point the engine at a new file"
-            )
-        if path != ":memory:":
-            db.execute("PRAGMA journal_mode = WAL")
-        db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-        if not tables:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
-                    for statement in SCHEMA:
-                        db.execute(statement)
-                    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version != SCHEMA_VERSION:
-            raise EngineError(
-                f"{path}: setpiece schema version {version}, this setpiece needs {SCHEMA_VERSION}"
-            )
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        if self._closed:
-            raise EngineError(f"{self.url}: engine is closed")
-        return self._conn
-
-    def _pragma(self, name: str) -> int:
-        return int(self._db.execute(f"PRAGMA {name}").fetchone()[0])
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise EngineError(f"{self._path}: cannot write ({exc})") from None
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
 
     # -- streams ----------------------------------------------------------------------------
 

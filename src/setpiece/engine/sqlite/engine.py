@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from setpiece.engine.contract import (
-    Assignment,
     Engine,
     Timer,
     UnitOfWork,
 )
 from setpiece.engine.sqlite.bulk import _Bulk, _In
-from setpiece.engine.sqlite.log import SQLiteLog
+from setpiece.engine.sqlite.groups import SQLiteGroupLog
 from setpiece.errors import ConfigError, ConflictError, EngineError, RefusedError
 
 __all__ = ["SQLiteEngine"]
@@ -57,7 +56,7 @@ _KV_VERSIONS = _In("SELECT key, version FROM sp_kv WHERE ns = ?1 AND key IN (", 
 _KV_GET_ONE = "SELECT value, version FROM sp_kv WHERE ns = ? AND key = ?"
 
 
-class SQLiteEngine(SQLiteLog, Engine):
+class SQLiteEngine(SQLiteGroupLog, Engine):
     """The embedded engine. Open it with :func:`setpiece.engine.open_engine`."""
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
@@ -74,68 +73,6 @@ class SQLiteEngine(SQLiteLog, Engine):
         self._round_robin: dict[str, itertools.count[int]] = {}
         self._appended = asyncio.Event()
         self._data_version = self._pragma("data_version")
-
-    async def drop_group(self, group: str, stream: str) -> None:
-        """Forget a consumer group's committed offsets and members on a stream."""
-        with self._write() as db:
-            row = db.execute("SELECT id FROM sp_streams WHERE name = ?", (stream,)).fetchone()
-            if row is not None:
-                for table in ("sp_offsets", "sp_members"):
-                    db.execute(f"DELETE FROM {table} WHERE grp = ? AND sid = ?", (group, row[0]))
-
-    # -- groups -----------------------------------------------------------------------------
-
-    async def heartbeat(
-        self, group: str, stream: str, member: str, *, session_timeout: float
-    ) -> Assignment:
-        sid, parts = self._stream(stream)
-        now = time.time()
-        with self._write() as db:
-            db.execute(
-                "INSERT INTO sp_members(grp, sid, member, seen) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(grp, sid, member) DO UPDATE SET seen = excluded.seen",
-                (group, sid, member, now),
-            )
-            db.execute(
-                "DELETE FROM sp_members WHERE grp = ? AND sid = ? AND seen < ?",
-                (group, sid, now - session_timeout),
-            )
-            members = tuple(
-                r[0]
-                for r in db.execute(
-                    "SELECT member FROM sp_members WHERE grp = ? AND sid = ? ORDER BY member",
-                    (group, sid),
-                )
-            )
-        index = members.index(member)
-        owned = tuple(p for p in range(parts) if p % len(members) == index)
-        return Assignment(owned, members)
-
-    async def leave(self, group: str, stream: str, member: str) -> None:
-        sid, _ = self._stream(stream)
-        with self._write() as db:
-            db.execute(
-                "DELETE FROM sp_members WHERE grp = ? AND sid = ? AND member = ?",
-                (group, sid, member),
-            )
-
-    async def committed(self, group: str, stream: str) -> dict[int, int]:
-        sid, parts = self._stream(stream)
-        out = dict.fromkeys(range(parts), 0)
-        out.update(
-            self._db.execute(
-                "SELECT part, off FROM sp_offsets WHERE grp = ? AND sid = ?", (group, sid)
-            ).fetchall()
-        )
-        return out
-
-    async def groups(self) -> list[tuple[str, str]]:
-        rows = self._db.execute(
-            "SELECT DISTINCT g.grp, s.name FROM ("
-            "SELECT grp, sid FROM sp_offsets UNION SELECT grp, sid FROM sp_members) g "
-            "JOIN sp_streams s ON s.id = g.sid ORDER BY g.grp, s.name"
-        ).fetchall()
-        return [(g, s) for g, s in rows]
 
     # -- store ------------------------------------------------------------------------------
 

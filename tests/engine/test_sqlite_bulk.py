@@ -16,7 +16,7 @@ from setpiece.engine import KVWrite, Record, StreamSpec, UnitOfWork, open_engine
 from setpiece.engine._records import records
 from setpiece.engine.sqlite import SQLiteEngine
 from setpiece.engine.sqlite import bulk as sqlite_bulk
-from setpiece.engine.sqlite import engine as sqlite_engine
+from setpiece.engine.sqlite import store as sqlite_store
 from setpiece.engine.sqlite import log as sqlite_log
 from setpiece.errors import ConflictError
 
@@ -199,8 +199,8 @@ def test_statement_shapes_are_few(tmp_path: Path) -> None:
             await engine.kv_get("a", [f"k{i}" for i in range(n)])
 
     _run(tmp_path / "db", body)
-    bulk = [sqlite_engine._INBOX_INSERT, sqlite_engine._KV_UPSERT, sqlite_log._RECORD_INSERT]
-    lookups = [sqlite_engine._INBOX_SEEN, sqlite_engine._KV_GET]
+    bulk = [sqlite_store._INBOX_INSERT, sqlite_store._KV_UPSERT, sqlite_log._RECORD_INSERT]
+    lookups = [sqlite_store._INBOX_SEEN, sqlite_store._KV_GET]
     shapes = sum(len(b._sql) for b in bulk) + sum(len(i._sql) for i in lookups)
     assert all(len(b._sql) <= 9 for b in bulk)
     assert all(len(i._sql) <= 9 for i in lookups)

@@ -16,8 +16,8 @@ from setpiece.engine import KVWrite, Record, StreamSpec, UnitOfWork, open_engine
 from setpiece.engine._records import records
 from setpiece.engine.sqlite import SQLiteEngine
 from setpiece.engine.sqlite import bulk as sqlite_bulk
-from setpiece.engine.sqlite import store as sqlite_store
 from setpiece.engine.sqlite import log as sqlite_log
+from setpiece.engine.sqlite import store as sqlite_store
 from setpiece.errors import ConflictError
 
 SIZES = [1, 2, 3, 127, 128, 129, 255, 256, 257, 511, 512, 513, 1000]

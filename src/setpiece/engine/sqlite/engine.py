@@ -17,8 +17,8 @@ import itertools
 import os
 from pathlib import Path
 
-from setpiece.engine.contract import Engine, Timer
-from setpiece.engine.sqlite.store import SQLiteStore
+from setpiece.engine.contract import Engine
+from setpiece.engine.sqlite.timers import SQLiteTimers
 from setpiece.errors import ConfigError
 
 __all__ = ["SQLiteEngine"]
@@ -26,7 +26,7 @@ __all__ = ["SQLiteEngine"]
 _SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA", "OFF")  # PRAGMA synchronous levels
 
 
-class SQLiteEngine(SQLiteStore, Engine):
+class SQLiteEngine(SQLiteTimers, Engine):
     """The embedded engine. Open it with :func:`setpiece.engine.open_engine`."""
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
@@ -43,26 +43,6 @@ class SQLiteEngine(SQLiteStore, Engine):
         self._round_robin: dict[str, itertools.count[int]] = {}
         self._appended = asyncio.Event()
         self._data_version = self._pragma("data_version")
-
-    # -- timers -----------------------------------------------------------------------------
-
-    async def due_timers(self, now: float, limit: int = 100) -> list[Timer]:
-        rows = self._db.execute(
-            "SELECT ns, id, due, payload FROM sp_timers WHERE due <= ? ORDER BY due LIMIT ?",
-            (now, limit),
-        ).fetchall()
-        return [Timer(ns, i, due, payload) for ns, i, due, payload in rows]
-
-    async def next_timer(self) -> float | None:
-        row = self._db.execute("SELECT MIN(due) FROM sp_timers").fetchone()
-        return None if row[0] is None else float(row[0])
-
-    async def timers(self, namespace: str) -> list[Timer]:
-        rows = self._db.execute(
-            "SELECT ns, id, due, payload FROM sp_timers WHERE ns = ? ORDER BY due, id",
-            (namespace,),
-        ).fetchall()
-        return [Timer(ns, i, due, payload) for ns, i, due, payload in rows]
 
     async def close(self) -> None:
         if not self._closed:

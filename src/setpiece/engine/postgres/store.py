@@ -17,48 +17,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any
 
+import asyncpg
 import msgspec
 
 from setpiece.engine.contract import StreamSpec, Timer, UnitOfWork
+from setpiece.engine.postgres.connection import CONNECTION_ERRORS, PgConnection, split_store_url
 from setpiece.engine.postgres.schema import COMMIT_FUNCTION, SCHEMA, SCHEMA_VERSION
 from setpiece.engine.retry import Backoff
 from setpiece.errors import ConfigError, ConflictError, EngineError, RefusedError
 
-try:
-    import asyncpg
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "the production engine needs asyncpg: pip install 'setpiece[nats,postgres]'"
-    ) from exc
+__all__ = ["CONNECTION_ERRORS", "OutboxRow", "PgStore", "Placed", "split_store_url"]
 
-__all__ = ["CONNECTION_ERRORS", "OutboxRow", "PgStore", "Placed"]
 
-T = TypeVar("T")
-
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.InterfaceError,  # "connection is closed" after the server went away
-    asyncpg.exceptions.InternalClientError,  # protocol state broken by a dropped connection
-)
 _CONFLICTS = (asyncpg.exceptions.TransactionRollbackError,)  # serialization, deadlock
 # SQLSTATE classes of a value PostgreSQL will never store (22: data exception, U+0000 in text
 # among them; 54: program limit exceeded, an index row too large): the unit is refused.
 _REFUSED_CLASSES = ("22", "54")
 
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _SCHEMA_LOCK = 0x5350_5343  # advisory lock id serialising schema creation
 _RELAY_CLASS = 0x5350  # first half of the two-int advisory lock a partition's relayer holds
 _CONFLICT_STATE = "SPC01"  # raised by sp_commit_v1: a check failed
@@ -100,25 +82,7 @@ async def _no_reset(_conn: Any) -> None:
     """Pool connections hold no session state (no LISTEN, SET or session locks)."""
 
 
-def split_store_url(url: str) -> tuple[str, str]:
-    """Take ``schema=`` out of a ``postgresql://`` URL; returns (dsn, schema)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ConfigError(f"store URL {url!r}: use postgresql://user@host:port/database")
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = "setpiece"
-    rest = []
-    for name, value in query:
-        if name == "schema":
-            schema = value
-        else:
-            rest.append((name, value))
-    if not _SCHEMA_NAME.fullmatch(schema):
-        raise ConfigError(f"store URL {url!r}: schema must match {_SCHEMA_NAME.pattern}")
-    return urlunsplit(parts._replace(query=urlencode(rest))), schema
-
-
-class PgStore:
+class PgStore(PgConnection):
     """PostgreSQL state for one engine: everything but the log itself."""
 
     def __init__(self, url: str, pool: asyncpg.Pool, schema: str, *, retry_for: float) -> None:
@@ -199,34 +163,6 @@ class PgStore:
                 )
 
         await self.call(ensure)
-
-    # -- plumbing ---------------------------------------------------------------------------
-
-    async def call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run ``fn`` on a pooled connection, retrying while PostgreSQL is unreachable."""
-        backoff = Backoff(self.retry_for)
-        while True:
-            self.check_open()
-            try:
-                async with self._pool.acquire() as conn:
-                    return await fn(conn)
-            except CONNECTION_ERRORS as exc:
-                if not await backoff.pause():
-                    raise EngineError(f"PostgreSQL unreachable: {exc}") from exc
-
-    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        async def run(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-            rows: list[asyncpg.Record] = await conn.fetch(query, *args)
-            return rows
-
-        return await self.call(run)
-
-    async def execute(self, query: str, *args: object) -> str:
-        async def run(conn: asyncpg.Connection) -> str:
-            status: str = await conn.execute(query, *args)
-            return status
-
-        return await self.call(run)
 
     # -- streams ----------------------------------------------------------------------------
 
@@ -350,10 +286,6 @@ class PgStore:
         return [(g, s) for g, s in rows]
 
     # -- key-value, inbox, timers -----------------------------------------------------------
-
-    def check_open(self) -> None:
-        if self._closed:
-            raise EngineError("engine is closed")
 
     async def kv_get(self, namespace: str, keys: Sequence[str]) -> dict[str, tuple[bytes, int]]:
         """The present keys with (value, version).
@@ -533,9 +465,7 @@ class PgStore:
         schema = self.schema
         locks = {_lock_key(schema, "kv", r.namespace, r.key) for r in work.reads}
         locks.update(_lock_key(schema, "kv", w.namespace, w.key) for w in work.writes)
-        locks.update(
-            _lock_key(schema, "off", o.group, o.stream, o.partition) for o in work.offsets
-        )
+        locks.update(_lock_key(schema, "off", o.group, o.stream, o.partition) for o in work.offsets)
         final: dict[tuple[str, str], bytes | None] = {}
         for w in work.writes:  # the last write of a key wins
             final[(w.namespace, w.key)] = w.value
@@ -608,8 +538,9 @@ class PgStore:
                 return
             yield RelaySession(conn, stream, partition)
 
-    async def outbox_rows(self, stream: str, partition: int, lo: int, hi: int, limit: int
-                          ) -> list[OutboxRow]:
+    async def outbox_rows(
+        self, stream: str, partition: int, lo: int, hi: int, limit: int
+    ) -> list[OutboxRow]:
         """A partition's outbox rows with ``lo <= pseq <= hi``, oldest first, at most ``limit``
         (no lock: a relayer filling a gap before its own rows)."""
         rows = await self.fetch(

@@ -27,8 +27,9 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from setpiece.engine.contract import StreamSpec, Timer, UnitOfWork
-from setpiece.engine.postgres.connection import CONNECTION_ERRORS, PgConnection, split_store_url
+from setpiece.engine.contract import Timer, UnitOfWork
+from setpiece.engine.postgres.connection import CONNECTION_ERRORS, split_store_url
+from setpiece.engine.postgres.log import PgLog
 from setpiece.engine.postgres.schema import COMMIT_FUNCTION, SCHEMA, SCHEMA_VERSION
 from setpiece.engine.retry import Backoff
 from setpiece.errors import ConfigError, ConflictError, EngineError, RefusedError
@@ -82,7 +83,7 @@ async def _no_reset(_conn: Any) -> None:
     """Pool connections hold no session state (no LISTEN, SET or session locks)."""
 
 
-class PgStore(PgConnection):
+class PgStore(PgLog):
     """PostgreSQL state for one engine: everything but the log itself."""
 
     def __init__(self, url: str, pool: asyncpg.Pool, schema: str, *, retry_for: float) -> None:
@@ -163,63 +164,6 @@ class PgStore(PgConnection):
                 )
 
         await self.call(ensure)
-
-    # -- streams ----------------------------------------------------------------------------
-
-    async def stream(self, name: str) -> StreamSpec | None:
-        rows = await self.fetch(
-            "SELECT name, partitions, retention FROM sp_streams WHERE name = $1", name
-        )
-        return StreamSpec(rows[0][0], rows[0][1], rows[0][2]) if rows else None
-
-    async def streams(self) -> list[StreamSpec]:
-        rows = await self.fetch("SELECT name, partitions, retention FROM sp_streams ORDER BY name")
-        return [StreamSpec(n, p, r) for n, p, r in rows]
-
-    async def declare_stream(self, spec: StreamSpec) -> None:
-        """Record a stream (its JetStream streams exist already), or check the existing one."""
-
-        async def run(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
-                await conn.execute(
-                    "INSERT INTO sp_streams(name, partitions, retention) VALUES ($1, $2, $3) "
-                    "ON CONFLICT (name) DO NOTHING",
-                    spec.name,
-                    spec.partitions,
-                    spec.retention,
-                )
-                partitions = await conn.fetchval(
-                    "SELECT partitions FROM sp_streams WHERE name = $1 FOR UPDATE", spec.name
-                )
-                if partitions != spec.partitions:
-                    raise ConfigError(
-                        f"stream {spec.name!r} exists with {partitions} partitions, "
-                        f"declared with {spec.partitions}"
-                    )
-                await conn.execute(
-                    "UPDATE sp_streams SET retention = $2 WHERE name = $1",
-                    spec.name,
-                    spec.retention,
-                )
-                await conn.execute(
-                    "INSERT INTO sp_partitions(stream, part) "
-                    "SELECT $1, p FROM generate_series(0, $2 - 1) AS p ON CONFLICT DO NOTHING",
-                    spec.name,
-                    spec.partitions,
-                )
-
-        await self.call(run)
-
-    async def drop_stream(self, name: str) -> None:
-        """Forget a stream: its partitions, pending outbox rows, offsets and members."""
-
-        async def run(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
-                for table in ("sp_outbox", "sp_partitions", "sp_offsets", "sp_members"):
-                    await conn.execute(f"DELETE FROM {table} WHERE stream = $1", name)
-                await conn.execute("DELETE FROM sp_streams WHERE name = $1", name)
-
-        await self.call(run)
 
     async def drop_group(self, group: str, stream: str) -> None:
         async def run(conn: asyncpg.Connection) -> None:

@@ -29,6 +29,7 @@ import msgspec
 
 from setpiece.engine.contract import Timer, UnitOfWork
 from setpiece.engine.postgres.connection import CONNECTION_ERRORS, split_store_url
+from setpiece.engine.postgres.groups import PgGroups
 from setpiece.engine.postgres.log import PgLog
 from setpiece.engine.postgres.schema import COMMIT_FUNCTION, SCHEMA, SCHEMA_VERSION
 from setpiece.engine.retry import Backoff
@@ -83,7 +84,7 @@ async def _no_reset(_conn: Any) -> None:
     """Pool connections hold no session state (no LISTEN, SET or session locks)."""
 
 
-class PgStore(PgLog):
+class PgStore(PgLog, PgGroups):
     """PostgreSQL state for one engine: everything but the log itself."""
 
     def __init__(self, url: str, pool: asyncpg.Pool, schema: str, *, retry_for: float) -> None:
@@ -164,70 +165,6 @@ class PgStore(PgLog):
                 )
 
         await self.call(ensure)
-
-    async def drop_group(self, group: str, stream: str) -> None:
-        async def run(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
-                for table in ("sp_offsets", "sp_members"):
-                    await conn.execute(
-                        f"DELETE FROM {table} WHERE grp = $1 AND stream = $2", group, stream
-                    )
-
-        await self.call(run)
-
-    # -- groups -----------------------------------------------------------------------------
-
-    async def heartbeat(
-        self, group: str, stream: str, member: str, session_timeout: float
-    ) -> list[str]:
-        """Record a heartbeat (on the database's clock) and return the live members, sorted."""
-
-        async def run(conn: asyncpg.Connection) -> list[str]:
-            async with conn.transaction():
-                now = await conn.fetchval(
-                    "INSERT INTO sp_members(grp, stream, member, seen) "
-                    "VALUES ($1, $2, $3, extract(epoch FROM clock_timestamp())) "
-                    "ON CONFLICT (grp, stream, member) DO UPDATE SET seen = excluded.seen "
-                    "RETURNING seen",
-                    group,
-                    stream,
-                    member,
-                )
-                await conn.execute(
-                    "DELETE FROM sp_members WHERE grp = $1 AND stream = $2 AND seen < $3",
-                    group,
-                    stream,
-                    now - session_timeout,
-                )
-                rows = await conn.fetch(
-                    "SELECT member FROM sp_members WHERE grp = $1 AND stream = $2 ORDER BY member",
-                    group,
-                    stream,
-                )
-            return [r[0] for r in rows]
-
-        return await self.call(run)
-
-    async def leave(self, group: str, stream: str, member: str) -> None:
-        await self.execute(
-            "DELETE FROM sp_members WHERE grp = $1 AND stream = $2 AND member = $3",
-            group,
-            stream,
-            member,
-        )
-
-    async def committed(self, group: str, stream: str) -> dict[int, int]:
-        rows = await self.fetch(
-            "SELECT part, off FROM sp_offsets WHERE grp = $1 AND stream = $2", group, stream
-        )
-        return {part: off for part, off in rows}
-
-    async def groups(self) -> list[tuple[str, str]]:
-        rows = await self.fetch(
-            "SELECT grp, stream FROM sp_offsets UNION SELECT grp, stream FROM sp_members "
-            "ORDER BY 1, 2"
-        )
-        return [(g, s) for g, s in rows]
 
     # -- key-value, inbox, timers -----------------------------------------------------------
 

@@ -27,11 +27,12 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from setpiece.engine.contract import Timer, UnitOfWork
+from setpiece.engine.contract import UnitOfWork
 from setpiece.engine.postgres.connection import CONNECTION_ERRORS, split_store_url
 from setpiece.engine.postgres.groups import PgGroups
 from setpiece.engine.postgres.log import PgLog
 from setpiece.engine.postgres.schema import COMMIT_FUNCTION, SCHEMA, SCHEMA_VERSION
+from setpiece.engine.postgres.timers import PgTimers
 from setpiece.engine.retry import Backoff
 from setpiece.errors import ConfigError, ConflictError, EngineError, RefusedError
 
@@ -84,7 +85,7 @@ async def _no_reset(_conn: Any) -> None:
     """Pool connections hold no session state (no LISTEN, SET or session locks)."""
 
 
-class PgStore(PgLog, PgGroups):
+class PgStore(PgLog, PgGroups, PgTimers):
     """PostgreSQL state for one engine: everything but the log itself."""
 
     def __init__(self, url: str, pool: asyncpg.Pool, schema: str, *, retry_for: float) -> None:
@@ -166,7 +167,7 @@ class PgStore(PgLog, PgGroups):
 
         await self.call(ensure)
 
-    # -- key-value, inbox, timers -----------------------------------------------------------
+    # -- key-value, inbox -------------------------------------------------------------------
 
     async def kv_get(self, namespace: str, keys: Sequence[str]) -> dict[str, tuple[bytes, int]]:
         """The present keys with (value, version).
@@ -259,25 +260,6 @@ class PgStore(PgLog, PgGroups):
     async def prune_inbox(self, before: float) -> int:
         status = await self.execute("DELETE FROM sp_inbox WHERE ts < $1", before)
         return int(status.split()[-1])
-
-    async def due_timers(self, now: float, limit: int) -> list[Timer]:
-        rows = await self.fetch(
-            "SELECT ns, id, due, payload FROM sp_timers WHERE due <= $1 ORDER BY due LIMIT $2",
-            now,
-            limit,
-        )
-        return [Timer(ns, i, due, payload) for ns, i, due, payload in rows]
-
-    async def next_timer(self) -> float | None:
-        rows = await self.fetch("SELECT min(due) FROM sp_timers")
-        return None if rows[0][0] is None else float(rows[0][0])
-
-    async def timers(self, namespace: str) -> list[Timer]:
-        rows = await self.fetch(
-            "SELECT ns, id, due, payload FROM sp_timers WHERE ns = $1 ORDER BY due, id",
-            namespace,
-        )
-        return [Timer(ns, i, due, payload) for ns, i, due, payload in rows]
 
     # -- units of work ----------------------------------------------------------------------
 

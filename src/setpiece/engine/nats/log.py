@@ -34,7 +34,7 @@ import msgspec
 
 from setpiece.engine._records import records
 from setpiece.engine.contract import Record
-from setpiece.engine.postgres.store import OutboxRow
+from setpiece.engine.postgres.outbox import OutboxRow
 from setpiece.errors import ConfigError, EngineError
 
 try:

@@ -1,5 +1,10 @@
 """The PostgreSQL side of the production engine: state, inbox, offsets, members, timers, outbox.
 
+:class:`PgStore` puts the parts together (:mod:`~setpiece.engine.postgres.connection`,
+:mod:`~setpiece.engine.postgres.log`, :mod:`~setpiece.engine.postgres.groups`,
+:mod:`~setpiece.engine.postgres.timers`, :mod:`~setpiece.engine.postgres.outbox`); this module
+holds its opening, the key-value store, the inbox and the unit-of-work commit.
+
 Every call runs on a pooled asyncpg connection and is retried while PostgreSQL is unreachable
 (restarting, failing over) for up to ``timeout`` seconds. Reads and idempotent writes retry
 as they are. A unit of work is made safe to retry by its commit id: the transaction records the
@@ -19,8 +24,7 @@ import contextlib
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,13 +35,13 @@ from setpiece.engine.contract import UnitOfWork
 from setpiece.engine.postgres.connection import CONNECTION_ERRORS, split_store_url
 from setpiece.engine.postgres.groups import PgGroups
 from setpiece.engine.postgres.log import PgLog
+from setpiece.engine.postgres.outbox import PgOutbox
 from setpiece.engine.postgres.schema import COMMIT_FUNCTION, SCHEMA, SCHEMA_VERSION
 from setpiece.engine.postgres.timers import PgTimers
 from setpiece.engine.retry import Backoff
 from setpiece.errors import ConfigError, ConflictError, EngineError, RefusedError
 
-__all__ = ["CONNECTION_ERRORS", "OutboxRow", "PgStore", "Placed", "split_store_url"]
-
+__all__ = ["CONNECTION_ERRORS", "PgStore", "Placed", "split_store_url"]
 
 _CONFLICTS = (asyncpg.exceptions.TransactionRollbackError,)  # serialization, deadlock
 # SQLSTATE classes of a value PostgreSQL will never store (22: data exception, U+0000 in text
@@ -45,7 +49,6 @@ _CONFLICTS = (asyncpg.exceptions.TransactionRollbackError,)  # serialization, de
 _REFUSED_CLASSES = ("22", "54")
 
 _SCHEMA_LOCK = 0x5350_5343  # advisory lock id serialising schema creation
-_RELAY_CLASS = 0x5350  # first half of the two-int advisory lock a partition's relayer holds
 _CONFLICT_STATE = "SPC01"  # raised by sp_commit_v1: a check failed
 _NO_PARTITION_STATE = "SPC02"  # raised by sp_commit_v1: an append names no partition
 _COMMIT_SQL = "SELECT sp_commit_v1(" + ", ".join(f"${i}" for i in range(1, 35)) + ")"
@@ -61,23 +64,8 @@ class Placed:
     value: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    """A committed record waiting to be published; ``pseq`` is its JetStream sequence."""
-
-    pseq: int
-    key: str | None
-    value: bytes | None  # None when the relayer holds the value already
-    msg_id: str
-
-
 def _lock_key(schema: str, *parts: object) -> int:
     digest = hashlib.blake2b(repr((schema, *parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-def _relay_key(schema: str, stream: str, partition: int) -> int:
-    digest = hashlib.blake2b(repr((schema, stream, partition)).encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -85,7 +73,7 @@ async def _no_reset(_conn: Any) -> None:
     """Pool connections hold no session state (no LISTEN, SET or session locks)."""
 
 
-class PgStore(PgLog, PgGroups, PgTimers):
+class PgStore(PgLog, PgGroups, PgTimers, PgOutbox):
     """PostgreSQL state for one engine: everything but the log itself."""
 
     def __init__(self, url: str, pool: asyncpg.Pool, schema: str, *, retry_for: float) -> None:
@@ -382,98 +370,3 @@ class PgStore(PgLog, PgGroups, PgTimers):
         raw = await conn.fetchval(_COMMIT_SQL, commit_id, time.time(), *args)
         positions = msgspec.json.decode(raw, type=list[tuple[str, int, int]])
         return positions
-
-    # -- outbox relay -----------------------------------------------------------------------
-
-    @asynccontextmanager
-    async def relay_session(
-        self, stream: str, partition: int, *, wait: bool
-    ) -> AsyncIterator[RelaySession | None]:
-        """Hold a partition's relay lock in a transaction; yields None if busy and not ``wait``."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            key = _relay_key(self.schema, stream, partition)
-            if wait:
-                await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _RELAY_CLASS, key)
-            elif not await conn.fetchval(
-                "SELECT pg_try_advisory_xact_lock($1, $2)", _RELAY_CLASS, key
-            ):
-                yield None
-                return
-            yield RelaySession(conn, stream, partition)
-
-    async def outbox_rows(
-        self, stream: str, partition: int, lo: int, hi: int, limit: int
-    ) -> list[OutboxRow]:
-        """A partition's outbox rows with ``lo <= pseq <= hi``, oldest first, at most ``limit``
-        (no lock: a relayer filling a gap before its own rows)."""
-        rows = await self.fetch(
-            "SELECT pseq, key, value, msg_id FROM sp_outbox "
-            "WHERE stream = $1 AND part = $2 AND pseq BETWEEN $3 AND $4 ORDER BY pseq LIMIT $5",
-            stream,
-            partition,
-            lo,
-            hi,
-            limit,
-        )
-        return [OutboxRow(q, k, v, m) for q, k, v, m in rows]
-
-    async def delete_relayed(self, upto: dict[tuple[str, int], int]) -> None:
-        """Delete the outbox rows the log holds: per (stream, partition), up to a sequence."""
-        items = sorted(upto.items())
-        await self.execute(
-            "DELETE FROM sp_outbox AS o USING unnest($1::text[], $2::int[], $3::bigint[]) "
-            "AS d(s, p, q) WHERE o.stream = d.s AND o.part = d.p AND o.pseq <= d.q",
-            [s for (s, _), _ in items],
-            [p for (_, p), _ in items],
-            [q for _, q in items],
-        )
-
-    async def outbox_partitions(self, older_than: float) -> list[tuple[str, int]]:
-        rows = await self.fetch(
-            "SELECT DISTINCT stream, part FROM sp_outbox WHERE created < $1 ORDER BY 1, 2",
-            older_than,
-        )
-        return [(s, p) for s, p in rows]
-
-    async def forget_commits(self, before: float) -> int:
-        status = await self.execute("DELETE FROM sp_commits WHERE ts < $1", before)
-        return int(status.split()[-1])
-
-
-class RelaySession:
-    """The outbox rows of one partition, read and deleted under its relay lock."""
-
-    def __init__(self, conn: asyncpg.Connection, stream: str, partition: int) -> None:
-        self._conn = conn
-        self.stream = stream
-        self.partition = partition
-
-    async def pending(self, limit: int, skip: tuple[int, int] | None = None) -> list[OutboxRow]:
-        """The oldest ``limit`` rows, in order; values in the ``skip`` range are not fetched."""
-        lo, hi = skip if skip is not None else (0, -1)
-        rows = await self._conn.fetch(
-            "SELECT pseq, key, CASE WHEN pseq BETWEEN $3 AND $4 THEN NULL ELSE value END, msg_id "
-            "FROM sp_outbox WHERE stream = $1 AND part = $2 ORDER BY pseq LIMIT $5",
-            self.stream,
-            self.partition,
-            lo,
-            hi,
-            limit,
-        )
-        return [OutboxRow(q, k, v, m) for q, k, v, m in rows]
-
-    async def delete(self, upto: int) -> None:
-        await self._conn.execute(
-            "DELETE FROM sp_outbox WHERE stream = $1 AND part = $2 AND pseq <= $3",
-            self.stream,
-            self.partition,
-            upto,
-        )
-
-    async def last_pseq(self) -> int:
-        value = await self._conn.fetchval(
-            "SELECT last_pseq FROM sp_partitions WHERE stream = $1 AND part = $2",
-            self.stream,
-            self.partition,
-        )
-        return int(value or 0)

@@ -6,7 +6,8 @@ import setpiece
 
 EXPECTED = {
     "Bus", "ConfigError", "Context", "DeadLetter", "DefinitionError", "DrainTimeout", "Drop",
-    "EngineError", "Event", "EventError", "HandlerError", "HttpTarget", "PatternError", "Retry",
+    "EngineError", "Event", "EventError", "HandlerError", "HandlerTimeout", "HttpTarget",
+    "PatternError", "Retry",
     "RetryPolicy", "Rule", "Runtime", "RuntimeConfig", "Service", "SetpieceError", "Stack",
     "Stream", "SyncContext", "TaskFailed", "WorkflowError", "__version__",
     # the HTTP gateway

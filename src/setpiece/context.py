@@ -35,8 +35,31 @@ def store_namespace(service: str, tenant: str | None = None) -> str:
     return f"svc:{service}" if tenant is None else f"svc:{service}@{tenant}"
 
 
+def check_key(key: Any) -> str:
+    """A store key every engine can hold: a string without U+0000, encodable as UTF-8.
+
+    Raises ValueError naming the key (PostgreSQL text cannot hold NUL; a lone surrogate has no
+    UTF-8 form).
+    """
+    if type(key) is not str and not isinstance(key, str):
+        raise ValueError(f"store key: must be a string, got {type(key).__name__}")
+    if "\0" in key:
+        raise ValueError(f"store key {key!r}: must not contain U+0000 (NUL)")
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"store key {key!r}: not valid Unicode text (a lone surrogate)"
+            ) from None
+    return key
+
+
 class ServiceStore:
-    """A service's own key-value store, seen from inside one delivery. Values are JSON data."""
+    """A service's own key-value store, seen from inside one delivery. Values are JSON data.
+
+    Keys are strings without U+0000 (ValueError otherwise).
+    """
 
     __slots__ = ("_attempt", "namespace")
 
@@ -45,14 +68,14 @@ class ServiceStore:
         self.namespace = namespace
 
     async def get(self, key: str, default: Any = None) -> Any:
-        raw = await self._attempt.get((self.namespace, key))
+        raw = await self._attempt.get((self.namespace, check_key(key)))
         return default if raw is None else _decode(raw)
 
     async def put(self, key: str, value: Any) -> None:
-        self._attempt.put((self.namespace, key), _encode(value))
+        self._attempt.put((self.namespace, check_key(key)), _encode(value))
 
     async def delete(self, key: str) -> None:
-        self._attempt.put((self.namespace, key), None)
+        self._attempt.put((self.namespace, check_key(key)), None)
 
 
 Publish = Callable[[Event, str | None, str | None], None]

@@ -9,6 +9,7 @@
     ├── EngineError                       the engine cannot be used: unreachable, not a setpiece database
     │   └── ConflictError                 a transaction lost an optimistic-concurrency race (retried inside)
     ├── HandlerError                      a handler raised or returned something that is not an event
+    │   └── HandlerTimeout  (TimeoutError) an attempt ran past the handler's timeout
     ├── DrainTimeout        (TimeoutError) ``Runtime.drain`` ran out of time with work still pending
     └── WorkflowError
         ├── DefinitionError (ValueError)  a state machine definition is invalid; names the state and field
@@ -36,6 +37,7 @@ __all__ = [
     "ExecutionAlreadyExists",
     "ExecutionDoesNotExist",
     "HandlerError",
+    "HandlerTimeout",
     "InvalidToken",
     "PatternError",
     "SetpieceError",
@@ -77,6 +79,13 @@ class ConflictError(EngineError):
 
 class HandlerError(SetpieceError):
     """A handler failed: it raised, or returned something that is not an event."""
+
+
+class HandlerTimeout(HandlerError, TimeoutError):
+    """A handler's attempt ran past its ``timeout=`` (or ``RuntimeConfig.handler_timeout``).
+
+    It counts as a failure: retried by the handler's policy, then dead-lettered with this error.
+    """
 
 
 class DrainTimeout(SetpieceError, TimeoutError):

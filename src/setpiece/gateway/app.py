@@ -32,6 +32,8 @@ from urllib.parse import parse_qs, urlencode
 
 import msgspec
 
+from setpiece._json import DepthError
+from setpiece._json import decode as decode_json
 from setpiece.context import ServiceStore, store_namespace
 from setpiece.errors import ConfigError, ConflictError, EventError
 from setpiece.event import Event
@@ -463,7 +465,9 @@ class Gateway:
         if action not in ("success", "failure", "heartbeat"):
             return _message(404, "answer a task with success, failure or heartbeat")
         try:
-            body = msgspec.json.decode(request.body) if request.body else None
+            body = decode_json(request.body, "body") if request.body else None
+        except DepthError as exc:
+            return _message(400, str(exc), field="body")
         except msgspec.DecodeError:
             return _message(400, "the body is not JSON", field="body")
         if not isinstance(body, dict) or not isinstance(body.get("token"), str):

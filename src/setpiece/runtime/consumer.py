@@ -33,6 +33,7 @@ from setpiece.patterns import Pattern
 from setpiece.policy import RetryPolicy
 from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.reader import Entry, StreamReader
+from setpiece.runtime.timeouts import Deadline
 from setpiece.runtime.unit import Attempt, Batch
 from setpiece.service import InputDecodeError
 from setpiece.signals import Drop, Retry
@@ -76,6 +77,7 @@ class Consumer:
         rule: str | None = None,
         start_at_end: bool = False,
         on_commit: Callable[[], None] = lambda: None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.engine = engine
         self.config = config
@@ -91,6 +93,7 @@ class Consumer:
         self.rule = rule
         self.start_at_end = start_at_end
         self._on_commit = on_commit
+        self.deadline = deadline  # the handler's time limit per attempt
         self.positions: dict[int, int] = {}
         self.owned: tuple[int, ...] = ()
         self.busy = False
@@ -279,7 +282,10 @@ class Consumer:
             attempt = Attempt(batch)
             failed: Exception | None = None
             try:
-                await self.action(delivery.event, attempt, 1)  # read each time: the CLI wraps it
+                if self.deadline is None:  # read each time: the CLI wraps the action
+                    await self.action(delivery.event, attempt, 1)
+                else:
+                    await self.deadline.run(self.action, delivery.event, attempt, 1)
             except Exception as exc:
                 failed = exc
             if failed is not None:  # retried outside the except block: no chained tracebacks
@@ -300,6 +306,7 @@ class Consumer:
             inbox=(self.group, delivery.inbox_key),
             dead=lambda exc, n: self._dead_letter(batch, delivery.record, delivery.event, exc, n),
             failed=failed,
+            deadline=self.deadline,
         )
 
     def _dead_letter(
@@ -329,10 +336,12 @@ async def deliver(
     inbox: tuple[str, str] | None,
     dead: Callable[[BaseException, int], None],
     failed: Exception | None = None,
+    deadline: Deadline | None = None,
 ) -> None:
     """Run one delivery to success, a Drop, or a dead letter; merge what succeeded into batch.
 
     ``failed``: the first attempt already ran (the caller's fast path) and raised this.
+    ``deadline``: the time limit of each attempt (HandlerTimeout, a failure, past it).
     """
     number = 0
     while True:
@@ -340,7 +349,10 @@ async def deliver(
         if failed is None:
             attempt = Attempt(batch)
             try:
-                await action(event, attempt, number)
+                if deadline is None:
+                    await action(event, attempt, number)
+                else:
+                    await deadline.run(action, event, attempt, number)
             except Exception as first:
                 failed = first
             else:

@@ -15,7 +15,7 @@ import msgspec
 
 from setpiece.engine.contract import Engine, UnitOfWork
 from setpiece.errors import EventError
-from setpiece.event import Event, encode_event
+from setpiece.event import MAX_DEPTH, Event, encode_event
 
 __all__ = ["GroupCommitter", "prepare"]
 
@@ -40,7 +40,7 @@ def prepare(event: Event, *, cause: Event | None, service: str | None) -> Event:
             changes["partitionkey"] = cause.partitionkey
         if event.tenant is None and cause.tenant is not None:
             changes["tenant"] = cause.tenant
-    return (event.replace(**changes) if changes else event).validate()
+    return (event.replace(**changes) if changes else event).validate().check_external(cause)
 
 
 def encode_checked(event: Event, max_bytes: int) -> bytes:
@@ -50,6 +50,11 @@ def encode_checked(event: Event, max_bytes: int) -> bytes:
         raise EventError(
             f"event {event.type!r}: data is not JSON-serialisable ({exc})", field="data"
         ) from None
+    except RecursionError:
+        raise EventError(
+            f"data: nested deeper than the limit of {MAX_DEPTH} levels", field="data"
+        ) from None
+    event.check_encoded(data)
     if len(data) > max_bytes:
         raise EventError(
             f"event {event.type!r} ({event.id}): {len(data)} bytes encoded, over the limit of "

@@ -37,6 +37,7 @@ from setpiece.runtime.consumer import (
 from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
 from setpiece.runtime.reader import StreamReader
 from setpiece.runtime.schedules import SCHEDULES, next_due
+from setpiece.runtime.timeouts import Deadline
 from setpiece.runtime.unit import Attempt, Batch
 from setpiece.service import Handler
 from setpiece.stream import Stream
@@ -262,6 +263,14 @@ class Runtime(WorkflowMethods):
             rule=handler.qualname,
             start_at_end=start_at_end,
             on_commit=self._progress.set,
+            deadline=self.deadline(handler),
+        )
+
+    def deadline(self, handler: Handler) -> Deadline:
+        """The time limit of one attempt of ``handler`` (its ``timeout=`` or the config's)."""
+        return Deadline(
+            handler.qualname, handler.timeout or self.config.handler_timeout,
+            runs_on_loop=handler.is_async,
         )
 
     def _target_consumer(self, bus: Bus, rule: Rule, index: int, target: Any) -> Consumer:
@@ -643,6 +652,7 @@ class Runtime(WorkflowMethods):
             dead=lambda exc, n: batch.appends.append(
                 dead_letter_record(event, exc, n, label=handler.qualname, group=None, record=None)
             ),
+            deadline=self.deadline(handler),
         )
         batch.fired.append(timer)
         following = next_due(handler, max(timer.due, time.time()))

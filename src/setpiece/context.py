@@ -68,14 +68,20 @@ class ServiceStore:
         self.namespace = namespace
 
     async def get(self, key: str, default: Any = None) -> Any:
-        raw = await self._attempt.get((self.namespace, check_key(key)))
+        if type(key) is not str or not key.isascii() or "\0" in key:  # the fast path inline
+            check_key(key)
+        raw = await self._attempt.get((self.namespace, key))
         return default if raw is None else _decode(raw)
 
     async def put(self, key: str, value: Any) -> None:
-        self._attempt.put((self.namespace, check_key(key)), _encode(value))
+        if type(key) is not str or not key.isascii() or "\0" in key:  # the fast path inline
+            check_key(key)
+        self._attempt.put((self.namespace, key), _encode(value))
 
     async def delete(self, key: str) -> None:
-        self._attempt.put((self.namespace, check_key(key)), None)
+        if type(key) is not str or not key.isascii() or "\0" in key:  # the fast path inline
+            check_key(key)
+        self._attempt.put((self.namespace, key), None)
 
 
 Publish = Callable[[Event, str | None, str | None], None]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +26,8 @@ from setpiece.errors import HandlerTimeout
 __all__ = ["BLOCKED_LOOP_WARNING", "Deadline"]
 
 log = logging.getLogger("setpiece.runtime")
+_current_task = asyncio.current_task
+_monotonic = time.monotonic  # the clock of asyncio's loops
 
 BLOCKED_LOOP_WARNING = 0.5
 """Seconds the event loop may stay blocked before the warning (while a handler runs)."""
@@ -48,15 +51,15 @@ class Deadline:
 
     async def run(self, action: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """``await action(*args)`` within the limit; raises HandlerTimeout when it runs out."""
-        task = asyncio.current_task()
+        task = _current_task()
         if task is None:  # pragma: no cover - always inside a task
             return await action(*args)
-        loop = task.get_loop()
-        now = loop.time()
-        self._inflight[task] = now + self.timeout
+        self._inflight[task] = _monotonic() + self.timeout
         if self._watcher is None:
-            self._tick = now
-            self._watcher = loop.create_task(self._watch(), name=f"deadline {self.label}")
+            self._tick = _monotonic()
+            self._watcher = task.get_loop().create_task(
+                self._watch(), name=f"deadline {self.label}"
+            )
         try:
             return await action(*args)
         except asyncio.CancelledError:
@@ -67,11 +70,11 @@ class Deadline:
             ) from None
         finally:
             del self._inflight[task]
-            if task in self._expired:  # the cancel was ours: the task goes on
+            if self._expired and task in self._expired:  # the cancel was ours: the task goes on
                 self._expired.discard(task)
                 task.uncancel()
-            if self.runs_on_loop and loop.time() - self._tick > BLOCKED_LOOP_WARNING:
-                self._check_lag(loop.time())
+            if self.runs_on_loop and _monotonic() - self._tick > BLOCKED_LOOP_WARNING:
+                self._check_lag(_monotonic())
 
     def _check_lag(self, now: float) -> None:
         lag = now - self._tick - self._interval
@@ -84,11 +87,10 @@ class Deadline:
             )
 
     async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while self._inflight:
                 await asyncio.sleep(self._interval)
-                now = loop.time()
+                now = _monotonic()
                 if self.runs_on_loop and self._inflight:
                     self._check_lag(now)
                 self._tick = now

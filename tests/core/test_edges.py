@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from setpiece import (
     Bus,
@@ -28,8 +30,9 @@ from setpiece import (
     Stack,
     Stream,
 )
-from setpiece.event import MAX_DEPTH, RESERVED_EXTENSIONS
+from setpiece.event import MAX_DEPTH, RESERVED_EXTENSIONS, decode_event
 from setpiece.runtime.consumer import REPLAY_MARK, RULE_MARK, TARGET_MARK
+from setpiece.runtime.outgoing import encode_checked, prepare
 
 Run = Callable[[Any], Any]
 FAST = RetryPolicy(max_attempts=2, initial_delay=0.001, max_delay=0.01)
@@ -128,6 +131,7 @@ def sink_stack(seen: list[Event]) -> Stack:
     ({"a": float("nan")}, "data.a"),
     ([1, float("inf")], "data[1]"),
     ({"x": {"y": [float("-inf")]}}, "data.x.y[0]"),
+    ({"s": "\ud800"}, "data"),  # a lone surrogate: no UTF-8 form
 ])
 def test_nan_and_infinity_in_data_are_refused_naming_the_field(
     run: Run, data: Any, field: str
@@ -136,7 +140,8 @@ def test_nan_and_infinity_in_data_are_refused_naming_the_field(
         async with sink_stack([]).start(engine="memory") as rt:
             with pytest.raises(EventError) as info:
                 await rt.publish(Event(type="t", source="s", data=data))
-            assert info.value.field == field and "NaN" in str(info.value)
+            assert info.value.field == field and ("NaN" in str(info.value) or "surrogate" in str(
+                info.value))
             assert sum(await rt.engine.end_offsets("bus.default")) == 0
 
     run(main())
@@ -379,3 +384,38 @@ def test_an_async_handler_that_blocks_the_loop_is_named_in_a_warning(
         run(main())
     warnings = [r.getMessage() for r in caplog.records if "blocked" in r.getMessage()]
     assert warnings and all("blocky.sleeper" in w for w in warnings)
+
+
+# -- property: what the edge accepts, the reader reads back -----------------------------------
+
+any_text = st.text(st.characters(exclude_categories=()))  # any code point, surrogates too
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats() | any_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
+    max_leaves=20,
+)
+attribute = st.none() | any_text | st.integers() | st.sampled_from(["a\x00", "x\n", ""])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    attrs=st.fixed_dictionaries({}, optional={
+        "id": attribute, "source": attribute, "subject": attribute, "tenant": attribute,
+        "partitionkey": attribute, "time": attribute, "correlationid": attribute,
+    }),
+    data=json_values | st.builds(nested, st.integers(0, 300)),
+    extensions=st.none() | st.dictionaries(any_text, json_values, max_size=3)
+    | st.lists(st.text(), max_size=2),
+)
+def test_every_event_is_refused_at_the_edge_or_read_back_intact(
+    attrs: dict[str, Any], data: Any, extensions: Any
+) -> None:
+    try:
+        event = Event(type="t", data=data, extensions=extensions, **attrs)
+        ready = prepare(event, cause=None, service="svc")
+        encoded = encode_checked(ready, 10 * 1024 * 1024)
+    except EventError:
+        return  # refused at the edge, naming the field
+    back = decode_event(encoded).validate()  # what a consumer's reader does
+    assert back == ready
+    assert "\x00" not in f"{back.id}{back.source}{back.tenant}{back.partitionkey}"

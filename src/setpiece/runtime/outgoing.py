@@ -51,6 +51,11 @@ def encode_checked(event: Event, max_bytes: int) -> bytes:
         raise EventError(
             f"event {event.type!r}: data is not JSON-serialisable ({exc})", field="data"
         ) from None
+    except UnicodeEncodeError:  # a lone surrogate: text with no UTF-8 form
+        raise EventError(
+            f"{_unencodable(event)}: holds text that is not valid Unicode (a lone surrogate)",
+            field=_unencodable(event),
+        ) from None
     except RecursionError:
         raise EventError(
             f"data: nested deeper than the limit of {MAX_DEPTH} levels", field="data"
@@ -63,6 +68,18 @@ def encode_checked(event: Event, max_bytes: int) -> bytes:
             field="data",
         )
     return data
+
+
+def _unencodable(event: Event) -> str:
+    """The attribute of ``event`` that JSON cannot encode (the error path only)."""
+    for name in event.__struct_fields__:
+        try:
+            msgspec.json.encode(getattr(event, name))
+        except UnicodeEncodeError:
+            return name
+        except Exception:  # other problems are reported elsewhere
+            continue
+    return "event"
 
 
 class GroupCommitter:

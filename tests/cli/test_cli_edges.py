@@ -43,3 +43,17 @@ def test_new_service_refuses_a_name_with_a_trailing_newline(tmp_path: Path) -> N
     made = cli("new", "service", "evil\n", "--dir", str(tmp_path / "svc"))
     assert made.exit_code == 2 and "service name" in made.stderr
     assert not (tmp_path / "svc").exists()
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 50_000])
+def test_task_output_and_workflow_input_nested_too_deep_exit_2(
+    tmp_path: Path, levels: int
+) -> None:
+    db = f"sqlite:///{tmp_path / 'wf.db'}"
+    deep = "[" * levels + "]" * levels
+    out = cli("task", "success", "tests.cli.wf_app:stack", "sp1." + "a" * 32,
+              "--output", deep, "--engine", db)
+    assert out.exit_code == 2 and f"limit of {MAX_DEPTH} levels" in out.stderr
+    started = cli("workflow", "start", "tests.cli.wf_app:stack", "approve", "--input", deep,
+                  "--engine", db)
+    assert started.exit_code == 2 and f"limit of {MAX_DEPTH} levels" in started.stderr

@@ -20,7 +20,8 @@ from typing import Any
 
 import msgspec
 
-from setpiece._json import MAX_DEPTH, check_encoded
+from setpiece._json import MAX_DEPTH, DepthError, check_encoded
+from setpiece._json import decode as decode_json
 from setpiece.errors import EventError
 
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "MAX_DEPTH", "RESERVED_EXTENSIONS", "Event"]
@@ -382,7 +383,9 @@ class Event(
                 f"event: {len(text)} bytes is over the limit of {max_bytes} bytes", field="data"
             )
         try:
-            obj = msgspec.json.decode(text)
+            obj = decode_json(text, "data", extra_levels=1)
+        except DepthError as exc:
+            raise EventError(str(exc), field="data") from None
         except msgspec.DecodeError as exc:
             raise EventError(f"event: not valid JSON ({exc})") from None
         return cls.from_dict(obj)

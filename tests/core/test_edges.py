@@ -110,6 +110,14 @@ def test_a_trailing_newline_in_a_traceparent_is_refused() -> None:
         Event(type="t", source="s", traceparent=tp + "\n").validate()
 
 
+def test_parsing_refuses_data_nested_too_deep() -> None:
+    for levels in (MAX_DEPTH + 1, 100_000):
+        text = '{"type":"t","source":"s","data":' + "[" * levels + "]" * levels + "}"
+        with pytest.raises(EventError) as info:
+            Event.from_json(text)
+        assert info.value.field == "data" and str(MAX_DEPTH) in str(info.value)
+
+
 def test_the_runtime_marks_are_the_reserved_names() -> None:
     assert {TARGET_MARK, REPLAY_MARK, RULE_MARK} <= RESERVED_EXTENSIONS
 

@@ -427,3 +427,24 @@ def test_every_event_is_refused_at_the_edge_or_read_back_intact(
     back = decode_event(encoded).validate()  # what a consumer's reader does
     assert back == ready
     assert "\x00" not in f"{back.id}{back.source}{back.tenant}{back.partitionkey}"
+
+
+def test_a_task_handler_past_its_timeout_fails_the_task_with_states_timeout(run: Run) -> None:
+    from setpiece import Workflow
+
+    svc = Service("calc")
+
+    @svc.task(timeout=0.2)
+    async def slow(event: Event) -> None:
+        await asyncio.Event().wait()  # never returns
+
+    flow = Workflow("w", {"StartAt": "A", "States": {
+        "A": {"Type": "Task", "Resource": "service:calc.slow", "End": True}}})
+
+    async def main() -> None:
+        async with Stack("s", services=[svc], workflows=[flow]).start(engine="memory") as rt:
+            execution = await rt.start_execution("w", {})
+            done = await rt.wait_execution(execution, timeout=20)
+            assert done.status == "FAILED" and done.error == "States.Timeout"
+
+    run(main())

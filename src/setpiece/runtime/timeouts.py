@@ -63,7 +63,7 @@ class Deadline:
         try:
             return await action(*args)
         except asyncio.CancelledError:
-            if task not in self._expired:
+            if task not in self._expired or task.cancelling() > 1:  # not (only) ours: stopping
                 raise
             raise HandlerTimeout(
                 f"{self.label}: did not finish within its timeout of {self.timeout:g}s"

@@ -259,6 +259,8 @@ def test_store_keys_an_engine_cannot_hold_are_refused(run: Run, key: Any) -> Non
         async with Stack("s", services=[svc]).start(engine="memory") as rt:
             await rt.publish(Event(type="k", source="s"))
             await rt.drain(timeout=10)
+            with pytest.raises(ValueError, match="store key"):
+                await rt.store("keys").get(key)
 
     run(main())
     assert len(errors) == 3 and all(e.startswith("store key") for e in errors)

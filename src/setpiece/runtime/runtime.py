@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from setpiece.bus import Bus, HttpTarget, Rule, WorkflowTarget, bus_stream_name
-from setpiece.context import Context, ServiceStore, store_namespace
+from setpiece.context import Context, ServiceStore, check_key, store_namespace
 from setpiece.engine.contract import Engine, KVWrite, StreamSpec, Timer, UnitOfWork
 from setpiece.errors import ConfigError, ConflictError, DrainTimeout, EventError, HandlerError
 from setpiece.event import Event, encode_event
@@ -80,7 +80,7 @@ class StoreReader:
         self.namespace = namespace
 
     async def get(self, key: str, default: Any = None) -> Any:
-        found = await self._engine.kv_get(self.namespace, [key])
+        found = await self._engine.kv_get(self.namespace, [check_key(key)])
         return msgspec.json.decode(found[key][0]) if key in found else default
 
     async def items(self, prefix: str = "", limit: int = 1000) -> list[tuple[str, Any]]:

@@ -382,8 +382,13 @@ def test_an_async_handler_that_blocks_the_loop_is_named_in_a_warning(
     svc = Service("blocky")
 
     @svc.on({"type": ["go"]})
+    async def innocent(event: Event) -> None:
+        await asyncio.sleep(0.5)  # in flight while the other blocks, but not to blame
+
+    @svc.on({"type": ["go"]})
     async def sleeper(event: Event) -> None:
-        time.sleep(1.0)  # noqa: ASYNC251 - the mistake under test: it blocks the loop
+        await asyncio.sleep(0.05)
+        time.sleep(1.5)  # noqa: ASYNC251 - the mistake under test: it blocks the loop
 
     async def main() -> None:
         async with Stack("s", services=[svc]).start(engine="memory") as rt:
@@ -393,7 +398,8 @@ def test_an_async_handler_that_blocks_the_loop_is_named_in_a_warning(
     with caplog.at_level(logging.WARNING, logger="setpiece.runtime"):
         run(main())
     warnings = [r.getMessage() for r in caplog.records if "blocked" in r.getMessage()]
-    assert warnings and all("blocky.sleeper" in w for w in warnings)
+    assert warnings and all(w.startswith("handler blocky.sleeper has blocked") for w in warnings)
+    assert "test_edges.py" in warnings[0]  # where it is blocked
 
 
 # -- property: what the edge accepts, the reader reads back -----------------------------------

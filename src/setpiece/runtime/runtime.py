@@ -37,7 +37,7 @@ from setpiece.runtime.consumer import (
 from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
 from setpiece.runtime.reader import StreamReader
 from setpiece.runtime.schedules import SCHEDULES, next_due
-from setpiece.runtime.timeouts import Deadline
+from setpiece.runtime.timeouts import Deadline, LoopWatch
 from setpiece.runtime.unit import Attempt, Batch
 from setpiece.service import Handler
 from setpiece.stream import Stream
@@ -137,6 +137,7 @@ class Runtime(WorkflowMethods):
         self._http: Any = None
         self._readers: dict[str, StreamReader] = {}
         self._workflows: WorkflowRunner | None = None
+        self._watch: LoopWatch | None = None
 
     # -- starting and stopping --------------------------------------------------------------
 
@@ -161,6 +162,8 @@ class Runtime(WorkflowMethods):
                 loop.create_task(self._workflows.run_timers(), name="workflow timers")
             )
         self._tasks.append(loop.create_task(self._housekeeping(), name="housekeeping"))
+        self._watch = self._loop_watch()
+        self._watch.start()
         await self._start_registry()
 
     async def provision(self) -> None:
@@ -212,6 +215,8 @@ class Runtime(WorkflowMethods):
                 if not task.cancelled() and task.exception() is not None:
                     log.error("task %s ended with %r", task.get_name(), task.exception())
         await self._committer.idle()
+        if self._watch is not None:
+            await self._watch.stop()
         if self._http is not None:
             await self._http.aclose()
         if self._gateway is not None:
@@ -268,10 +273,19 @@ class Runtime(WorkflowMethods):
 
     def deadline(self, handler: Handler) -> Deadline:
         """The time limit of one attempt of ``handler`` (its ``timeout=`` or the config's)."""
-        return Deadline(
-            handler.qualname, handler.timeout or self.config.handler_timeout,
-            runs_on_loop=handler.is_async,
-        )
+        return Deadline(handler.qualname, handler.timeout or self.config.handler_timeout)
+
+    def _loop_watch(self) -> LoopWatch:
+        """Names the async def handler or route that blocks the event loop, if one does."""
+        code: dict[Any, str] = {}
+        for service in self.stack.services.values():
+            for handler in service.handlers:
+                if handler.is_async:
+                    code[getattr(handler.fn, "__code__", None)] = f"handler {handler.qualname}"
+            for route in service.routes:
+                code[getattr(route.fn, "__code__", None)] = f"route {service.name}.{route.name}"
+        code.pop(None, None)
+        return LoopWatch(code)
 
     def _target_consumer(self, bus: Bus, rule: Rule, index: int, target: Any) -> Consumer:
         if isinstance(target, Stream):

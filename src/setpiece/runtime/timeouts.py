@@ -4,50 +4,52 @@ A timer per attempt (``asyncio.timeout``) costs more than a fast handler, so a
 :class:`Deadline` keeps the attempts of one handler in flight in a dict, and one watcher task
 (alive only while attempts are in flight) wakes a few times per limit: an attempt past its time
 is cancelled and fails with :class:`~setpiece.errors.HandlerTimeout` (retried, then
-dead-lettered, like any failure).
+dead-lettered, like any failure). A plain ``def`` handler runs in a worker thread, which Python
+cannot stop: on a timeout the thread finishes in the background and its result is discarded.
 
-The watcher also notices when it wakes late. An ``async def`` handler that blocks (calls
-``time.sleep``, blocking I/O, long CPU work) freezes every consumer, timer and HTTP request of
-the process; the late wake names the handler(s) in flight, and the limit cannot interrupt them.
-A plain ``def`` handler runs in a worker thread and never blocks the loop (on a timeout its
-thread finishes in the background, its result discarded).
+An ``async def`` handler that blocks (calls ``time.sleep``, blocking I/O, long CPU work) freezes
+every consumer, timer and HTTP request of the process, and no time limit can interrupt it.
+:class:`LoopWatch` notices: a small task marks every turn of the loop, and a thread wakes a few
+times a second; when the loop has not turned for :data:`BLOCKED_LOOP_WARNING` seconds, the
+thread looks at the loop thread's stack and logs a warning naming the handler (or route) that
+holds it, and the line it is at.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import CodeType
 from typing import Any
 
 from setpiece.errors import HandlerTimeout
 
-__all__ = ["BLOCKED_LOOP_WARNING", "Deadline"]
+__all__ = ["BLOCKED_LOOP_WARNING", "Deadline", "LoopWatch"]
 
 log = logging.getLogger("setpiece.runtime")
 _current_task = asyncio.current_task
 _monotonic = time.monotonic  # the clock of asyncio's loops
 
 BLOCKED_LOOP_WARNING = 0.5
-"""Seconds the event loop may stay blocked before the warning (while a handler runs)."""
+"""Seconds the event loop may stay blocked before :class:`LoopWatch` warns."""
 
 
 class Deadline:
     """The time limit of one handler's attempts; see the module docstring."""
 
-    __slots__ = ("_expired", "_inflight", "_interval", "_tick", "_watcher", "label",
-                 "runs_on_loop", "timeout")
+    __slots__ = ("_expired", "_inflight", "_interval", "_watcher", "label", "timeout")
 
-    def __init__(self, label: str, timeout: float, *, runs_on_loop: bool = True) -> None:
+    def __init__(self, label: str, timeout: float) -> None:
         self.label = label
         self.timeout = timeout
-        self.runs_on_loop = runs_on_loop  # an async def handler (a plain def runs in a thread)
-        self._interval = min(max(timeout / 4, 0.01), BLOCKED_LOOP_WARNING / 2)
+        self._interval = min(max(timeout / 4, 0.01), 1.0)  # how late a timeout may fire
         self._inflight: dict[asyncio.Task[Any], float] = {}
         self._expired: set[asyncio.Task[Any]] = set()
         self._watcher: asyncio.Task[None] | None = None
-        self._tick = 0.0
 
     async def run(self, action: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """``await action(*args)`` within the limit; raises HandlerTimeout when it runs out."""
@@ -56,7 +58,6 @@ class Deadline:
             return await action(*args)
         self._inflight[task] = _monotonic() + self.timeout
         if self._watcher is None:
-            self._tick = _monotonic()
             self._watcher = task.get_loop().create_task(
                 self._watch(), name=f"deadline {self.label}"
             )
@@ -73,30 +74,84 @@ class Deadline:
             if self._expired and task in self._expired:  # the cancel was ours: the task goes on
                 self._expired.discard(task)
                 task.uncancel()
-            if self.runs_on_loop and _monotonic() - self._tick > BLOCKED_LOOP_WARNING:
-                self._check_lag(_monotonic())
-
-    def _check_lag(self, now: float) -> None:
-        lag = now - self._tick - self._interval
-        if lag > BLOCKED_LOOP_WARNING:
-            self._tick = now
-            log.warning(
-                "%s: the event loop was blocked for %.1fs while this handler ran; an async def "
-                "handler must not block (time.sleep, blocking I/O): await instead, or make it a "
-                "plain def (it then runs in a thread)", self.label, lag,
-            )
 
     async def _watch(self) -> None:
         try:
             while self._inflight:
                 await asyncio.sleep(self._interval)
                 now = _monotonic()
-                if self.runs_on_loop and self._inflight:
-                    self._check_lag(now)
-                self._tick = now
                 for task, deadline in list(self._inflight.items()):
                     if now >= deadline and task not in self._expired and not task.done():
                         self._expired.add(task)
                         task.cancel()
         finally:
             self._watcher = None
+
+
+class LoopWatch:
+    """Warns, naming the handler, when something holds the event loop; see the module
+    docstring. One per runtime: :meth:`start` on its loop, :meth:`stop` when it stops.
+
+    ``handlers`` maps the code objects of ``async def`` handlers and routes to their names.
+    """
+
+    def __init__(
+        self, handlers: Mapping[CodeType, str], threshold: float = BLOCKED_LOOP_WARNING
+    ) -> None:
+        self._handlers = dict(handlers)
+        self._threshold = threshold
+        self._turned = _monotonic()
+        self._warned_at = 0.0  # the last turn already warned about
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._loop_thread = 0
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._turned = _monotonic()
+        self._ticker = loop.create_task(self._tick(), name="loop watch")
+        self._thread = threading.Thread(target=self._watch, name="setpiece loop watch",
+                                        daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+    async def _tick(self) -> None:
+        pause = self._threshold / 4
+        while True:
+            self._turned = _monotonic()
+            await asyncio.sleep(pause)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._threshold / 4):
+            turned = self._turned
+            blocked = _monotonic() - turned
+            if blocked > self._threshold and turned != self._warned_at:
+                self._warned_at = turned
+                self._warn(blocked)
+
+    def _warn(self, blocked: float) -> None:
+        frame = sys._current_frames().get(self._loop_thread)
+        where = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "?"
+        name = None
+        while frame is not None:
+            name = self._handlers.get(frame.f_code)
+            if name is not None:
+                break
+            frame = frame.f_back
+        if name is None:
+            log.warning("the event loop has been blocked for %.1fs (at %s)", blocked, where)
+            return
+        log.warning(
+            "%s has blocked the event loop for %.1fs (at %s): an async def handler must not "
+            "block (time.sleep, blocking I/O, long CPU work); await instead, or make it a plain "
+            "def (it then runs in a thread)", name, blocked, where,
+        )

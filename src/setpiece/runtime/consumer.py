@@ -23,6 +23,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
@@ -265,8 +266,9 @@ class Consumer:
         queue.reverse()
 
         async def worker() -> None:
+            task = None if self.deadline is None else asyncio.current_task()  # once per worker
             while queue:
-                await self._run_chain(queue.pop(), batch)
+                await self._run_chain(queue.pop(), batch, task)
 
         workers = min(self.concurrency, len(queue))
         if workers == 1:
@@ -274,18 +276,23 @@ class Consumer:
         else:
             await asyncio.gather(*(worker() for _ in range(workers)))
 
-    async def _run_chain(self, deliveries: list[Delivery], batch: Batch) -> None:
+    async def _run_chain(
+        self, deliveries: list[Delivery], batch: Batch, task: asyncio.Task[Any] | None = None
+    ) -> None:
         """Deliver in order. The first attempt runs here; only a failure or an in-batch
-        conflict goes through :func:`deliver`'s retry loop."""
+        conflict goes through :func:`deliver`'s retry loop. ``task``: the one running this."""
         group = self.group
+        deadline = self.deadline
+        if deadline is not None and task is None:
+            task = asyncio.current_task()
         for delivery in deliveries:
             attempt = Attempt(batch)
             failed: Exception | None = None
             try:
-                if self.deadline is None:  # read each time: the CLI wraps the action
+                if deadline is None or task is None:  # read each time: the CLI wraps it
                     await self.action(delivery.event, attempt, 1)
                 else:
-                    await self.deadline.run(self.action, delivery.event, attempt, 1)
+                    await deadline.run(task, self.action, delivery.event, attempt, 1)
             except Exception as exc:
                 failed = exc
             if failed is not None:  # retried outside the except block: no chained tracebacks
@@ -352,7 +359,7 @@ async def deliver(
                 if deadline is None:
                     await action(event, attempt, number)
                 else:
-                    await deadline.run(action, event, attempt, number)
+                    await deadline.run(None, action, event, attempt, number)
             except Exception as first:
                 failed = first
             else:

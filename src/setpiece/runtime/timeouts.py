@@ -51,11 +51,18 @@ class Deadline:
         self._expired: set[asyncio.Task[Any]] = set()
         self._watcher: asyncio.Task[None] | None = None
 
-    async def run(self, action: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        """``await action(*args)`` within the limit; raises HandlerTimeout when it runs out."""
-        task = _current_task()
-        if task is None:  # pragma: no cover - always inside a task
-            return await action(*args)
+    async def run(
+        self, task: asyncio.Task[Any] | None, action: Callable[..., Awaitable[Any]], *args: Any
+    ) -> Any:
+        """``await action(*args)`` within the limit; raises HandlerTimeout when it runs out.
+
+        ``task``: the task running this (found when None; a caller that runs many attempts in
+        one task passes it, as looking it up costs more than a fast handler's bookkeeping).
+        """
+        if task is None:
+            task = _current_task()
+            if task is None:  # pragma: no cover - always inside a task
+                return await action(*args)
         self._inflight[task] = _monotonic() + self.timeout
         if self._watcher is None:
             self._watcher = task.get_loop().create_task(

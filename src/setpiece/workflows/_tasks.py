@@ -86,7 +86,7 @@ class TaskCalls:
             tokens=DeliveryTokens(nested, self.runner.engine),
         )
         # past the handler's timeout: HandlerTimeout, a TimeoutError: the task's States.Timeout
-        value = await rt.deadline(handler).run(handler.invoke, event, ctx)
+        value = await rt.deadline(handler).run(None, handler.invoke, event, ctx)
         nested.fold()
         return value.data if isinstance(value, Event) else value
 

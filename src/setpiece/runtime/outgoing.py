@@ -60,7 +60,8 @@ def encode_checked(event: Event, max_bytes: int) -> bytes:
         raise EventError(
             f"data: nested deeper than the limit of {MAX_DEPTH} levels", field="data"
         ) from None
-    event.check_encoded(data)
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH or b"null" in data:  # else: nothing
+        event.check_encoded(data)  # to find (deep nesting, NaN or Infinity), and no call
     if len(data) > max_bytes:
         raise EventError(
             f"event {event.type!r} ({event.id}): {len(data)} bytes encoded, over the limit of "

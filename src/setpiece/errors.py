@@ -10,6 +10,9 @@
     │   └── ConflictError                 a transaction lost an optimistic-concurrency race (retried inside)
     ├── HandlerError                      a handler raised or returned something that is not an event
     │   └── HandlerTimeout  (TimeoutError) an attempt ran past the handler's timeout
+    ├── InputDecodeError    (ValueError)  an event's data does not fit the handler's annotation (not retried)
+    ├── HttpError                         raised in a route handler: answer with a 4xx/5xx status (alias HTTPError)
+    ├── AuthError                         the gateway refuses a request: 401, 403 or 503, with WWW-Authenticate
     ├── DrainTimeout        (TimeoutError) ``Runtime.drain`` ran out of time with work still pending
     └── WorkflowError
         ├── DefinitionError (ValueError)  a state machine definition is invalid; names the state and field
@@ -27,7 +30,12 @@ Control signals are not errors and live apart, in :mod:`setpiece.signals`: a han
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from typing import Any
+
 __all__ = [
+    "AuthError",
     "ConfigError",
     "ConflictError",
     "DefinitionError",
@@ -36,8 +44,11 @@ __all__ = [
     "EventError",
     "ExecutionAlreadyExists",
     "ExecutionDoesNotExist",
+    "HTTPError",
     "HandlerError",
     "HandlerTimeout",
+    "HttpError",
+    "InputDecodeError",
     "InvalidToken",
     "PatternError",
     "SetpieceError",
@@ -86,6 +97,122 @@ class HandlerTimeout(HandlerError, TimeoutError):
 
     It counts as a failure: retried by the handler's policy, then dead-lettered with this error.
     """
+
+
+class InputDecodeError(SetpieceError, ValueError):
+    """An event's data does not fit the type the handler's annotation asks for.
+
+    Retrying will not make the data fit: the delivery goes to the dead letters at once.
+    """
+
+
+# The ``error`` field of the gateway's JSON error bodies, by HTTP status.
+_HTTP_REASONS = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+    415: "unsupported_media_type", 422: "validation", 429: "too_many_requests",
+    500: "internal", 502: "bad_gateway", 503: "unavailable", 504: "timeout",
+}
+
+
+def _http_reason(status: int) -> str:
+    return _HTTP_REASONS.get(status, "error" if status >= 400 else "ok")
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
+def checked_headers(headers: Mapping[str, str] | None, where: str) -> dict[str, str]:
+    """Headers an HTTP response can carry (RFC 9110 §5): refused when made, not when sent."""
+    out = dict(headers or {})
+    for name, value in out.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"{where}: header name {name!r} is not an HTTP token")
+        if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+            raise ValueError(
+                f"{where}: the value of header {name!r} must be a string of Latin-1 text "
+                "without control characters (no CR or LF)"
+            )
+    return out
+
+
+class HttpError(SetpieceError):
+    """Raise in a route handler to answer with ``status`` (a 4xx or 5xx) and a message.
+
+    ``HTTPError`` is the same class under its earlier name.
+    """
+
+    def __init__(
+        self, status: int, detail: str, *, headers: Mapping[str, str] | None = None,
+        field: str | None = None,
+    ) -> None:
+        if not 400 <= status <= 599:
+            raise ValueError(f"HttpError: status must be 4xx or 5xx, got {status}")
+        super().__init__(f"{status} {detail}")
+        self.status = status
+        self.detail = detail
+        self.headers = checked_headers(headers, "HttpError")
+        self.field = field
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON body of the answer: ``{"error": ..., "detail": ...[, "field": ...]}``."""
+        out: dict[str, Any] = {"error": _http_reason(self.status), "detail": self.detail}
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+
+HTTPError = HttpError  # the earlier name, kept working
+
+
+class AuthError(SetpieceError):
+    """A request is refused: 401 (no valid token), 403 (missing scope) or 503 (keys unavailable).
+
+    ``error`` is the RFC 6750 error code (None when no credentials were sent at all, and for a
+    503, which is no challenge); ``description`` is fixed text chosen by the gateway.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        description: str,
+        *,
+        error: str | None = "invalid_token",
+        scope: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+        self.error = error
+        self.scope = scope
+        self.retry_after = retry_after
+
+    def www_authenticate(self, realm: str) -> str:
+        """The challenge, with every value reduced to what RFC 6750 §3 allows in it."""
+        parts = [f'realm="{_header_safe(realm)}"']
+        if self.error is not None:
+            parts.append(f'error="{_header_safe(self.error)}"')
+            parts.append(f'error_description="{_header_safe(self.description)}"')
+        if self.scope:
+            parts.append(f'scope="{_header_safe(self.scope)}"')
+        return "Bearer " + ", ".join(parts)
+
+    def headers(self, realm: str) -> dict[str, str]:
+        """The response headers: the challenge (401, 403) or ``Retry-After`` (503)."""
+        if self.status == 503:
+            return {"retry-after": str(max(1, round(self.retry_after or 1)))}
+        return {"www-authenticate": self.www_authenticate(realm)}
+
+
+_HEADER_UNSAFE = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+_MAX_DESCRIPTION = 200
+
+
+def _header_safe(text: str) -> str:
+    """Printable ASCII without '"' and '\\' (RFC 6750 §3), so any header line can carry it."""
+    return _HEADER_UNSAFE.sub("?", text[:_MAX_DESCRIPTION])
 
 
 class DrainTimeout(SetpieceError, TimeoutError):

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from setpiece.bus import DEFAULT_BUS, compile_pattern
-from setpiece.errors import ConfigError
+from setpiece.errors import ConfigError, InputDecodeError
 from setpiece.event import Event
 from setpiece.policy import RetryPolicy
 from setpiece.stream import Stream, check_name
@@ -43,13 +43,9 @@ if TYPE_CHECKING:
     from setpiece.context import Context
     from setpiece.patterns import InputTransformer, Pattern
 
-__all__ = ["Handler", "HttpRoute", "Service"]
+__all__ = ["Handler", "HttpRoute", "InputDecodeError", "Service"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class InputDecodeError(ValueError):
-    """An event's data does not fit the type the handler's annotation asks for."""
 
 
 def _event_adapter(fn: Callable[..., Any], where: str) -> tuple[Callable[[Event], Any], bool]:

@@ -182,6 +182,7 @@ def _drain(target: Target) -> None:
                              + "\n".join(said))
 
 
+@pytest.mark.timeout(600)  # subprocesses killed and restarted many times; slow on a busy machine
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
     items, kills = 12_000, 15
@@ -194,6 +195,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(tmp_path: P
     _check(target, items)
 
 
+@pytest.mark.timeout(600)  # subprocesses killed and restarted many times; slow on a busy machine
 @pytest.mark.slow
 @pytest.mark.servers
 def test_sigkill_and_server_restarts_on_nats_and_postgres(tmp_path: Path) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from setpiece.engine import Engine, open_engine
-from setpiece.engine.conformance import EngineSuite
+from setpiece.engine import Engine, StreamSpec, UnitOfWork, open_engine
+from setpiece.engine.conformance import EngineSuite, engine_test
 from setpiece.engine.nats import NatsEngine
 from setpiece.engine.servers import NatsServer, PostgresServer
 from tests.engine.conftest import fresh_urls
@@ -24,3 +24,32 @@ class TestNatsPostgres(EngineSuite):
     async def make_peer_engine(self, engine: Engine) -> Engine | None:
         assert isinstance(engine, NatsEngine)
         return await open_engine(engine.url, store=engine.store_url)
+
+
+@pytest.mark.servers
+class TestNatsPostgresWithoutPrivateSeams(TestNatsPostgres):
+    """The same suite with every private nats-py attribute the engine uses for speed hidden
+    (``setpiece.engine.nats.log._seam`` answers None), as on a nats-py that dropped them: the
+    engine falls back on nats-py's public API and still passes."""
+
+    @pytest.fixture(autouse=True)
+    def _no_seams(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from setpiece.engine.nats import log
+
+        seen: list[str] = []
+
+        def hidden(obj: object, name: str) -> None:
+            seen.append(name)
+            return None
+
+        monkeypatch.setattr(log, "_seam", hidden)
+        self.seams_asked = seen
+
+    @engine_test
+    async def test_the_fallbacks_ran(self, engine: Engine) -> None:
+        await engine.create_stream(StreamSpec("s", 1))
+        await engine.commit(UnitOfWork(appends=[("s", "k", b"v")]))
+        [record] = await engine.read("s", 0, 0, 10)
+        assert (record.key, record.value) == ("k", b"v")
+        asked = set(self.seams_asked)
+        assert {"_process_headers", "_process_msg", "_send_command"} <= asked, asked

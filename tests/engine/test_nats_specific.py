@@ -155,6 +155,7 @@ async def produce_and_consume_through(
         assert all(seq == sorted(seq) for seq in by_key.values())
 
 
+@pytest.mark.timeout(300)  # stops and restarts a nats-server
 def test_nats_server_crash_and_restart(own_nats: NatsServer, postgres: PostgresServer) -> None:
     url, store = fresh_urls(own_nats, postgres)
 

@@ -21,9 +21,10 @@ class Note(msgspec.Struct):
     tags: list[str] = []
 
 
-def notes_service(version: str = "1", *, fail: dict[str, bool] | None = None,
+def notes_service(version: str = "1", *, fail: dict[str, Any] | None = None,
                   hits: list[str] | None = None) -> Service:
-    """The contract's notes service; ``fail["on"]`` makes reads fail, ``hits`` counts calls."""
+    """The contract's notes service; ``fail["on"]`` makes reads fail (a 500), ``fail["status"]``
+    makes them answer that status (say 503: unavailable), ``hits`` counts calls."""
     svc = Service("notes", version=version)
 
     @svc.get("/notes/{name}", scopes=["notes:read"])
@@ -32,6 +33,8 @@ def notes_service(version: str = "1", *, fail: dict[str, bool] | None = None,
             hits.append(name)
         if fail is not None and fail.get("on"):
             raise RuntimeError("the notes store is on fire")
+        if fail is not None and fail.get("status"):
+            raise HTTPError(fail["status"], "the notes store is overloaded")
         text = await ctx.store.get(name)
         if text is None:
             raise HTTPError(404, f"no note {name!r}")

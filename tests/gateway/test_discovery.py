@@ -124,9 +124,11 @@ def test_breaker_opens_on_a_failing_instance_and_closes_after_it_recovers(
     run: Run, tmp_path: Path
 ) -> None:
     db = tmp_path / "app.db"
-    fail = {"on": False}
+    fail: dict[str, Any] = {}
     hits: list[str] = []
-    calls = CallPolicy(timeout=2.0, retries=2, breaker=BreakerPolicy(failures=3, cooldown=0.4))
+    # panic_threshold=0: the breaker may eject even the one instance there is
+    calls = CallPolicy(timeout=2.0, retries=2,
+                       breaker=BreakerPolicy(failures=3, cooldown=0.4, panic_threshold=0))
 
     async def main() -> None:
         async with instance(db, notes_service("1", fail=fail, hits=hits)):
@@ -137,24 +139,75 @@ def test_breaker_opens_on_a_failing_instance_and_closes_after_it_recovers(
                     h = bearer(token())
                     await c.put("/notes/a", json={"text": "x"}, headers=h)
                     assert (await c.get("/notes/a", headers=h)).status_code == 200
+                    (breaker,) = rt.asgi().breakers.values()
                     fail["on"] = True
                     hits.clear()
-                    for _ in range(3):  # a 500 is not retried: the handler ran and failed
+                    for _ in range(5):  # a 500 is not retried: the handler ran and failed ...
                         assert (await c.get("/notes/a", headers=h)).status_code == 500
-                    assert len(hits) == 3
+                    assert len(hits) == 5
+                    assert breaker.state == "closed"  # ... and it is no failure of the call
+                    fail.update(on=False, status=503)
+                    hits.clear()
+                    r = await c.get("/notes/a", headers=h)  # a 503, retried: three failures
+                    assert r.status_code == 503 and "x-setpiece-breaker" not in r.headers
+                    assert len(hits) == 3 and breaker.state == "open"
                     r = await c.get("/notes/a", headers=h)  # open: fails fast, no call made
                     assert r.status_code == 503 and r.headers["x-setpiece-breaker"] == "open"
                     assert int(r.headers["retry-after"]) >= 0
                     assert len(hits) == 3
-                    (breaker,) = rt.asgi().breakers.values()
-                    assert breaker.state == "open"
-                    fail["on"] = False  # the instance recovers, but the breaker is still open
+                    fail["status"] = None  # the instance recovers, but the breaker is still open
                     assert (await c.get("/notes/a", headers=h)).status_code == 503
                     assert len(hits) == 3
                     await asyncio.sleep(0.45)  # cool-down over: one probe goes through
                     assert (await c.get("/notes/a", headers=h)).status_code == 200
                     assert breaker.state == "closed" and len(hits) == 4
                     for _ in range(5):
+                        assert (await c.get("/notes/a", headers=h)).status_code == 200
+
+    run(main())
+
+
+def test_a_failing_instance_is_ejected_but_never_the_last_healthy_one(
+    run: Run, tmp_path: Path
+) -> None:
+    """Envoy's outlier detection: with one of two instances failing, the other takes every
+    call; with both failing, the gateway is in panic and calls reach them anyway."""
+    db = tmp_path / "app.db"
+    fail_a: dict[str, Any] = {"status": 503}
+    fail_b: dict[str, Any] = {}
+    hits_a: list[str] = []
+    hits_b: list[str] = []
+    calls = CallPolicy(timeout=2.0, retries=2, breaker=BreakerPolicy(failures=3, cooldown=60))
+
+    async def main() -> None:
+        async with instance(db, notes_service("1", fail=fail_a, hits=hits_a)), \
+                instance(db, notes_service("1", fail=fail_b, hits=hits_b)):
+            stack = gateway_stack(calls=calls)
+            async with stack.start(engine=f"sqlite:///{db}", config=fast("edge")) as rt:
+                await _wait_for(lambda: _has(rt, 2))
+                async with client(rt.asgi()) as c:
+                    h = bearer(token())
+                    fail_a["status"] = None
+                    assert (await c.put("/notes/a", json={"text": "x"}, headers=h)
+                            ).status_code == 200
+                    fail_a["status"] = 503
+                    for _ in range(20):  # a's 503s are retried on b: callers see no error
+                        r = await c.get("/notes/a", headers=h)
+                        assert r.status_code == 200, r.text
+                    assert len(hits_a) == 3 and len(hits_b) == 20  # a is ejected after three
+                    states = sorted(b.state for b in rt.asgi().breakers.values())
+                    assert states == ["closed", "open"]
+                    fail_b["status"] = 503  # now b fails too: its breaker opens, then panic
+                    for _ in range(3):
+                        r = await c.get("/notes/a", headers=h)
+                        assert r.status_code == 503 and "x-setpiece-breaker" not in r.headers
+                    assert {b.state for b in rt.asgi().breakers.values()} == {"open"}
+                    before = len(hits_a) + len(hits_b)
+                    r = await c.get("/notes/a", headers=h)
+                    assert r.status_code == 503 and "x-setpiece-breaker" not in r.headers
+                    assert len(hits_a) + len(hits_b) > before  # in panic, calls still go out
+                    fail_a["status"] = fail_b["status"] = None  # both recover
+                    for _ in range(3):
                         assert (await c.get("/notes/a", headers=h)).status_code == 200
 
     run(main())

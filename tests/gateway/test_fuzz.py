@@ -125,6 +125,7 @@ def _fuzz(api_schema: Any, examples: int, check: Any, mode: Any = GenerationMode
 # so each operation's strategy drives a plain hypothesis test.
 
 
+@pytest.mark.timeout(300)  # hypothesis drives every operation of the API
 def test_no_input_makes_a_server_error(api_schema: Any) -> None:
     def check(case: Any) -> None:
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {TOKEN}"}

@@ -340,3 +340,39 @@ def test_openapi_describes_routes_scopes_and_schemas(run: Run) -> None:
     assert doc["paths"]["/health-of-shop"]["get"]["security"] == []
     assert doc["paths"]["/events/{bus}"]["post"]["security"] == [
         {"bearerAuth": ["events:publish"]}]
+
+
+def test_headers_http_cannot_carry_are_refused_when_made(run: Run) -> None:
+    """A header value with CR/LF or non-Latin-1 text (say, copied from a request) is refused
+    when the handler makes it: a 500 with an error id, not a response that drops the connection
+    or a traceback from the server."""
+    from setpiece import HTTPError
+
+    for bad in ("a\r\nx-evil: 1", "中文", "\x00"):
+        with pytest.raises(ValueError, match="header 'x-note'"):
+            Response({}, headers={"x-note": bad})
+        with pytest.raises(ValueError, match="header 'x-note'"):
+            HTTPError(400, "no", headers={"x-note": bad})
+    with pytest.raises(ValueError, match="not an HTTP token"):
+        Response({}, headers={"x note": "v"})
+    assert Response({}, headers={"x-note": "café\tok"}).headers == {"x-note": "café\tok"}
+    svc = Service("echo")
+
+    @svc.get("/echo/{text}", public=True)
+    async def echo(text: str) -> Response:
+        return Response({"ok": True}, headers={"x-echo": text})
+
+    async def main() -> None:
+        from setpiece.gateway import serving
+
+        stack = Stack("echo", services=[svc], auth=auth())
+        async with serving(stack.asgi(engine="memory")) as url:
+            import httpx
+
+            async with httpx.AsyncClient(base_url=url) as c:
+                assert (await c.get("/echo/fine")).headers["x-echo"] == "fine"
+                r = await c.get("/echo/a%0d%0ax-evil:%201")
+                assert r.status_code == 500 and "x-evil" not in r.headers
+                assert (await c.get("/echo/%E4%B8%AD")).status_code == 500
+
+    run(main())

@@ -8,7 +8,13 @@ import pytest
 
 from setpiece.errors import PatternError as TreePatternError
 from setpiece.patterns import PatternError, compile
-from setpiece.patterns._parse import MAX_DEPTH, MAX_SUBRULES, MAX_VALUES
+from setpiece.patterns._parse import (
+    MAX_DEPTH,
+    MAX_PATH_LENGTH,
+    MAX_PATH_SEGMENTS,
+    MAX_SUBRULES,
+    MAX_VALUES,
+)
 
 
 def test_pattern_error_is_the_one_from_the_exception_tree() -> None:
@@ -125,3 +131,49 @@ def test_limits() -> None:
         compile({"x": {"$or": branches}, "y": {"$or": branches}, "z": {"$or": branches}})
     with pytest.raises(PatternError, match=r"JSON text is \d+ long"):
         compile('{"a": ["' + "x" * (1 << 20) + '"]}')
+
+
+def test_a_field_path_has_at_most_max_path_segments() -> None:
+    """Dots in a key count as nesting: one key with 40,000 dots (far under the 1 MiB limit)
+    is refused at once, naming the limit, instead of compiling for a time quadratic in its
+    length (22 s before the limit existed) and failing later on the first few events."""
+    with pytest.raises(PatternError, match=f"more than {MAX_PATH_SEGMENTS} segments"):
+        compile({".".join(["a"] * 40_001): ["x"]})
+    with pytest.raises(PatternError, match=r"^detail\.a\.a.*\.\.\.: field path has more than"):
+        compile({"detail": {".".join(["a"] * 300_000): ["x"]}})  # 600 kB of key: still at once
+    # nesting and dots add up
+    nested: dict[str, Any] = {".".join(["a"] * (MAX_PATH_SEGMENTS - 2)): ["x"]}
+    nested = {"b": {"c": nested}}
+    compile(nested)  # exactly at the limit
+    with pytest.raises(PatternError, match=f"more than {MAX_PATH_SEGMENTS} segments"):
+        compile({"d": nested})
+    with pytest.raises(PatternError, match=f"more than {MAX_PATH_SEGMENTS} segments"):
+        compile({"b": {"$or": [{"c": nested["b"]["c"]}, {"d.e": nested["b"]["c"]}]}})
+
+
+def test_the_longest_allowed_path_matches_event_after_event() -> None:
+    """A path at the limit keeps working once the walk is specialised into generated code."""
+    from setpiece.patterns import RuleSet
+
+    key = ".".join(["a"] * MAX_PATH_SEGMENTS)
+    pattern = compile({key: ["x"]})
+    rules = RuleSet()
+    rules.add("deep", {key: ["x"]})
+    nested: dict[str, Any] = {"a": "x"}
+    for _ in range(MAX_PATH_SEGMENTS - 1):
+        nested = {"a": nested}
+    for event in [{key: "x"}, nested] * 100:
+        assert pattern.matches(event)
+        assert rules.match(event) == {"deep"}
+    assert not pattern.matches({key: "y"})
+
+
+def test_a_field_path_has_at_most_max_path_length_characters() -> None:
+    """Each field keeps its whole path: a 400 kB field name above 1,000 fields cost 1.7 s and
+    400 MB before the limit (10,000 fields under a 500 kB name: minutes and gigabytes)."""
+    with pytest.raises(PatternError, match=f"longer than {MAX_PATH_LENGTH} characters"):
+        compile({"x" * 400_000: {f"k{i}": [1] for i in range(1_000)}})
+    with pytest.raises(PatternError, match=r"^x{117}\.\.\.: field path is longer"):
+        compile({"x" * (MAX_PATH_LENGTH - 1): {"ab": [1]}})
+    at_limit = compile({"x" * (MAX_PATH_LENGTH - 2): {"a": [1]}})
+    assert at_limit.matches({"x" * (MAX_PATH_LENGTH - 2): {"a": 1}})

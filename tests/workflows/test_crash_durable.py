@@ -79,6 +79,7 @@ def _check_calls(log: Path) -> None:
     assert ITEMS <= tallies < ITEMS + 25 * KILLS, tallies
 
 
+@pytest.mark.timeout(600)  # subprocesses killed and restarted many times; slow on a busy machine
 @pytest.mark.slow
 def test_sigkill_at_random_moments_durable_executions_finish_exactly_once(
     tmp_path: Path,

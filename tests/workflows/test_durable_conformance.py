@@ -119,6 +119,7 @@ def test_corpus_runs_durably_with_the_same_results(run: Run) -> None:
     _run_corpus(run, timing=False)
 
 
+@pytest.mark.timeout(300)  # the corpus cases with real timers
 @pytest.mark.slow
 def test_corpus_cases_with_real_timers(run: Run) -> None:
     _run_corpus(run, timing=True)

@@ -75,7 +75,10 @@ async def open_engine(url: str, *, store: str | None = None) -> Engine:
                 f"engine URL {url!r}: the NATS engine needs store='postgresql://...' "
                 "(or SETPIECE_STORE) for state, inbox, outbox and timers"
             )
-        from setpiece.engine.nats import open_nats  # type: ignore[import-not-found,unused-ignore]
+        try:
+            from setpiece.engine.nats import open_nats  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:  # nats-py or asyncpg missing: the message says what to install
+            raise ConfigError(f"engine URL {url!r}: {exc}") from None
 
         engine: Engine = await open_nats(url, store)
         return engine

@@ -28,7 +28,7 @@ from setpiece.gateway.auth import AuthError, Identity, JWTAuth, mint_token
 from setpiece.gateway.breaker import Breaker, BreakerPolicy, CallPolicy
 from setpiece.gateway.context import RequestContext
 from setpiece.gateway.registry import Instance
-from setpiece.gateway.responses import CallResult, HTTPError, Response
+from setpiece.gateway.responses import CallResult, HTTPError, HttpError, Response
 from setpiece.gateway.routing import VERSION_HEADER, VersionRoutes
 from setpiece.gateway.server import bind, serve, serving
 
@@ -42,6 +42,7 @@ __all__ = [
     "CallResult",
     "Gateway",
     "HTTPError",
+    "HttpError",
     "Identity",
     "Instance",
     "JWTAuth",

@@ -7,9 +7,11 @@ For each request it
 2. authenticates the bearer JWT and checks the route's scopes (401 / 403);
 3. picks a live instance of the service from discovery: a version (header, weights, sticky
    hash), then an instance whose circuit breaker lets calls through — this runtime itself
-   when it runs that version, else another runtime's gateway at its registered address;
+   when it runs that version, else another runtime's gateway at its registered address; with
+   too few closed breakers (the panic threshold), any instance of the version;
 4. calls it with a timeout, retrying idempotent methods on another instance after a transport
-   failure, a timeout or a 502/503/504, and records the outcome on the instance's breaker;
+   failure, a timeout or a 502/503/504, and records on the instance's breaker whether the call
+   failed so (a handler's 500 is the handler's failure, not the instance's);
 5. in-process, binds the request to the handler's parameters (422 naming the field), runs the
    handler with a context whose store is the caller's tenant's, and commits the store writes and
    published events together in one unit of work — or nothing when the handler fails (500 with
@@ -361,9 +363,8 @@ class Gateway:
                 return await self._answer_task(params["action"], request)
             return await self._ingest(params["bus"], request, scope["headers"])
         except AuthError as exc:
-            return _error(exc.status, {"error": exc.error or "unauthorized",
-                                       "detail": exc.description},
-                          {"www-authenticate": exc.www_authenticate(self._realm)})
+            return _error(exc.status, {"error": exc.error or reason(exc.status),
+                                       "detail": exc.description}, exc.headers(self._realm))
         except HTTPError as exc:
             return _error(exc.status, exc.payload(), exc.headers)
         except Exception:
@@ -437,13 +438,12 @@ class Gateway:
         ready: list[Event] = []
         for index, event in enumerate(events):
             changes: dict[str, Any] = {}
-            if tenant is not None:
-                if event.tenant is None:
-                    changes["tenant"] = tenant
-                elif event.tenant != tenant:
-                    where = "tenant" if len(events) == 1 else f"[{index}].tenant"
-                    return _message(403, "the event names another tenant than the token",
-                                    field=where)
+            refused = self._foreign_tenant(event, request.identity)
+            if refused is not None:
+                where = "tenant" if len(events) == 1 else f"[{index}].tenant"
+                return _message(403, refused, field=where)
+            if tenant is not None and event.tenant is None:
+                changes["tenant"] = tenant
             if event.traceparent is None:
                 changes["traceparent"] = request.child_traceparent()
             ready.append(event.replace(**changes) if changes else event)
@@ -452,6 +452,19 @@ class Gateway:
         except EventError as exc:
             return _message(400, str(exc), field=exc.field or "event")
         return _Reply(202, _encode({"ids": [e.id for e in stored]}), [_JSON])
+
+    def _foreign_tenant(self, event: Event, identity: Identity) -> str | None:
+        """Why ``identity`` may not publish ``event`` (None: it may).
+
+        With auth, an event may name no tenant or the token's: a token with no tenant publishes
+        only events that name none (there is no cross-tenant grant). Without auth there is no
+        token to compare with, and events keep the tenant they name.
+        """
+        if self.auth is None or event.tenant is None or event.tenant == identity.tenant:
+            return None
+        if identity.tenant is None:
+            return "the token has no tenant: its events must not name one"
+        return "the event names another tenant than the token"
 
     async def _answer_task(self, action: str, request: _Request) -> _Reply:
         """``POST /workflows/tasks/{success|failure|heartbeat}`` with ``{"token": ...}``: answer a
@@ -506,7 +519,7 @@ class Gateway:
             if number:
                 await asyncio.sleep(policy.backoff * 2 ** (number - 1))
             try:
-                instance = await self._pick(route.service, request, tried)
+                instance, panic = await self._pick(route.service, request, tried)
             except _Unavailable as exc:  # after a failed attempt, its answer says more
                 return reply if reply is not None else exc.reply
             tried.add(instance.key)
@@ -517,10 +530,10 @@ class Gateway:
                     reply = await self._guarded_local(route, params, request, timeout)
                 else:
                     reply = await self._remote(instance, request, timeout)
-                breaker.record(reply.status < 500)
+                breaker.record(reply.status not in _RETRYABLE, panic=panic)
                 recorded = True
             finally:
-                if not recorded:  # cancelled: neither a success nor a failure
+                if not recorded and not panic:  # cancelled: neither a success nor a failure
                     breaker.release()
             if reply.status not in _RETRYABLE:
                 return reply
@@ -539,7 +552,10 @@ class Gateway:
         self._live[service] = (now + refresh, found)
         return found
 
-    async def _pick(self, service: str, request: _Request, tried: set[str]) -> Instance:
+    async def _pick(
+        self, service: str, request: _Request, tried: set[str]
+    ) -> tuple[Instance, bool]:
+        """An instance to call, and whether it was picked in panic (its breaker not asked)."""
         instances = await self._instances(service)
         versions = sorted({i.version for i in instances})
         version = choose_version(self.routes, service, versions, requested=request.version,
@@ -556,12 +572,17 @@ class Gateway:
             shift = self._rr % len(remote)
             remote = remote[shift:] + remote[:shift]
         breakers = self.breakers
+        for instance in pool:
+            if instance.key not in breakers:
+                breakers[instance.key] = Breaker(self.policy.breaker)
         for instance in local + remote:
-            breaker = breakers.get(instance.key)
-            if breaker is None:
-                breaker = breakers[instance.key] = Breaker(self.policy.breaker)
-            if breaker.allow():
-                return instance
+            if breakers[instance.key].allow():
+                return instance, False
+        closed = sum(breakers[i.key].closed for i in pool)
+        if closed < self.policy.breaker.panic_threshold * len(pool):
+            # panic: too few instances left to take the load; ejecting more would only turn
+            # every call away, so each instance takes calls, ejected or not
+            return (local + remote)[0], True
         wait = min(breakers[i.key].retry_after() for i in untried)
         raise _Unavailable(_error(
             503, {"error": "unavailable",
@@ -648,6 +669,9 @@ class Gateway:
 
             def publish(out: Event, bus: str | None, stream: str | None,
                         attempt: Attempt = attempt) -> None:
+                refused = self._foreign_tenant(out, identity) if isinstance(out, Event) else None
+                if refused is not None:  # the request acts for its token's tenant only
+                    raise HTTPError(403, refused, field="tenant")
                 emit(attempt, out, bus, stream, cause=cause, service=service)
 
             ctx = RequestContext(service=service, handler=http_route.name, event=cause,
@@ -740,7 +764,7 @@ class Gateway:
                 self.auth.authorize(identity, route.scopes)
             reply = await self._dispatch(route, params, request, timeout)
         except AuthError as exc:
-            reply = _error(exc.status, {"error": exc.error or "unauthorized",
+            reply = _error(exc.status, {"error": exc.error or reason(exc.status),
                                         "detail": exc.description})
         except HTTPError as exc:
             reply = _error(exc.status, exc.payload(), exc.headers)

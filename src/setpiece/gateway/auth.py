@@ -13,11 +13,15 @@ that ``alg``, when the JWK names one). So ``alg: none`` and algorithm confusion 
 ``iss`` and ``aud`` are checked with ``leeway`` seconds of clock skew.
 
 JWKS keys (a dict, a file path or an URL) are cached for ``jwks_cache_ttl`` seconds and fetched
-again when a token names an unknown ``kid`` — at most once per ``jwks_min_refresh`` seconds, so
-a stream of forged key ids cannot hammer the identity provider.
+again when a token names an unknown ``kid`` — at most once per ``jwks_min_refresh`` seconds, the
+first fetch included, so a stream of forged key ids cannot hammer the identity provider, even one
+that is down.
 
 Failures are :class:`AuthError`: 401 with ``WWW-Authenticate: Bearer error="invalid_token",
-error_description="..."`` (RFC 6750), or 403 ``insufficient_scope`` naming the missing scopes.
+error_description="..."`` (RFC 6750), 403 ``insufficient_scope`` naming the missing scopes, or
+503 with ``Retry-After`` when the signing keys cannot be loaded. The description is fixed text
+chosen by the gateway, never text from the token or from the identity provider (what went wrong
+in a fetch, and the JWKS URL, go to the log).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from setpiece.errors import ConfigError
+from setpiece.errors import AuthError, ConfigError
 
 __all__ = ["AuthError", "Identity", "JWTAuth", "mint_token"]
 
@@ -90,40 +94,6 @@ class Identity:
 
 
 ANONYMOUS = Identity()
-
-
-class AuthError(Exception):
-    """A request is refused: 401 (no valid token), 403 (missing scope) or 503 (keys unavailable).
-
-    ``error`` is the RFC 6750 error code (None when no credentials were sent at all).
-    """
-
-    def __init__(
-        self,
-        status: int,
-        description: str,
-        *,
-        error: str | None = "invalid_token",
-        scope: str | None = None,
-    ) -> None:
-        super().__init__(description)
-        self.status = status
-        self.description = description
-        self.error = error
-        self.scope = scope
-
-    def www_authenticate(self, realm: str) -> str:
-        parts = [f'realm="{realm}"']
-        if self.error is not None:
-            parts.append(f'error="{self.error}"')
-            parts.append(f'error_description="{_quote(self.description)}"')
-        if self.scope:
-            parts.append(f'scope="{self.scope}"')
-        return "Bearer " + ", ".join(parts)
-
-
-def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', "'")
 
 
 class JWTAuth:
@@ -243,10 +213,14 @@ class JWTAuth:
         except jwt.PyJWTError:
             raise AuthError(401, "malformed token") from None
         alg = header.get("alg")
-        if not isinstance(alg, str) or alg.lower() == "none":
+        if not isinstance(alg, str):
+            raise AuthError(401, "the alg header must be a string")
+        if alg.lower() == "none":
             raise AuthError(401, "unsigned tokens (alg none) are not accepted")
         if alg not in self.algorithms:
-            raise AuthError(401, f"algorithm {alg} is not accepted")
+            if alg in _HMAC or alg in _KEY_TYPES:  # a name from our own list: safe to show
+                raise AuthError(401, f"algorithm {alg} is not accepted")
+            raise AuthError(401, "the token's algorithm is not accepted")
         key: Any
         if alg in _HMAC:
             key = self.secret
@@ -271,14 +245,15 @@ class JWTAuth:
             raise AuthError(401, "the token is for another audience") from None
         except jwt.InvalidIssuerError:
             raise AuthError(401, "the token is from another issuer") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise AuthError(401, f"the token lacks the {exc.claim} claim") from None
+        except jwt.MissingRequiredClaimError:
+            raise AuthError(401, "the token lacks the exp claim") from None  # the one required
         except jwt.InvalidSignatureError:
             raise AuthError(401, "bad signature") from None
         except (jwt.InvalidKeyError, jwt.InvalidAlgorithmError):
             raise AuthError(401, f"the key cannot verify {alg}") from None
         except jwt.PyJWTError as exc:
-            raise AuthError(401, f"invalid token ({exc})") from None
+            log.debug("token refused: %s", exc)
+            raise AuthError(401, f"invalid token ({type(exc).__name__})") from None
         return self._identity(claims, token), self._not_before(claims), self._expires(claims)
 
     def _not_before(self, claims: Mapping[str, Any]) -> float:
@@ -329,33 +304,48 @@ class JWTAuth:
                    if k.key_type == wanted and (k.algorithm_name in (None, alg))]
         if not fitting:
             if not candidates:
-                raise AuthError(401, f"unknown signing key {kid!r}")
-            raise AuthError(401, f"key {kid!r} cannot verify {alg}")
+                raise AuthError(401, "the token's kid names no known signing key")
+            raise AuthError(401, f"the signing key the token's kid names cannot verify {alg}")
         if len(fitting) > 1 and kid is None:
             raise AuthError(401, "the token names no kid and several keys fit")
         return fitting[0].key
 
     async def _jwks(self, *, force: bool) -> dict[str | None, list[Any]]:
+        """The keys: cached, else fetched — at most once per ``jwks_min_refresh`` seconds,
+        whatever the reason (expired cache, unknown kid, no keys yet) and whatever the outcome
+        of the last fetch. With no keys at all, a 503."""
         now = time.monotonic()
         fresh = self._keys is not None and now - self._keys_loaded < self._jwks_cache_ttl
         if self._keys is not None and (fresh and not force):
             return self._keys
-        if force and now - self._keys_attempted < self._jwks_min_refresh:
-            return self._keys or {}
+        if now - self._keys_attempted < self._jwks_min_refresh:
+            return self._loaded_keys()
         if self._keys_lock is None:
             self._keys_lock = asyncio.Lock()
         async with self._keys_lock:
-            if self._keys_attempted > now:  # another request refreshed while we waited
-                return self._keys or {}
+            if self._keys_attempted > now:  # another request fetched while we waited
+                return self._loaded_keys()
             self._keys_attempted = time.monotonic()
             try:
                 document = await self._load_jwks()
                 self._keys = self._parse_jwks(document)
                 self._keys_loaded = time.monotonic()
-            except AuthError:
-                if self._keys is None:
-                    raise
-            return self._keys or {}
+            except _KeysUnavailable as exc:
+                log.warning("JWTAuth: cannot load the signing keys from %s (%s)%s",
+                            self._jwks_source_name(), exc,
+                            "" if self._keys is None else "; keeping the keys loaded before")
+            return self._loaded_keys()
+
+    def _loaded_keys(self) -> dict[str | None, list[Any]]:
+        if self._keys is None:
+            wait = self._jwks_min_refresh - (time.monotonic() - self._keys_attempted)
+            raise AuthError(503, "the signing keys are unavailable; try again later",
+                            error=None, retry_after=max(1.0, wait))
+        return self._keys
+
+    def _jwks_source_name(self) -> str:
+        source = self._jwks_source
+        return "the jwks dict" if isinstance(source, Mapping) else str(source)
 
     async def _load_jwks(self) -> Mapping[str, Any]:
         source = self._jwks_source
@@ -371,11 +361,14 @@ class JWTAuth:
             try:
                 async with httpx.AsyncClient(timeout=self._jwks_timeout) as client:
                     response = await client.get(text)
-                    response.raise_for_status()
+                    if response.status_code != 200:
+                        raise _KeysUnavailable(f"HTTP {response.status_code}")
                     document: Mapping[str, Any] = response.json()
                     return document
-            except (httpx.HTTPError, ValueError) as exc:
-                raise AuthError(503, f"cannot fetch the signing keys ({exc})") from None
+            except httpx.HTTPError as exc:
+                raise _KeysUnavailable(f"{type(exc).__name__}: {exc}") from None
+            except ValueError as exc:
+                raise _KeysUnavailable(f"not JSON: {exc}") from None
         import msgspec
 
         try:
@@ -383,7 +376,7 @@ class JWTAuth:
             loaded: Mapping[str, Any] = msgspec.json.decode(raw)
             return loaded
         except (OSError, msgspec.DecodeError) as exc:
-            raise AuthError(503, f"cannot read the signing keys ({exc})") from None
+            raise _KeysUnavailable(str(exc)) from None
 
     @staticmethod
     def _parse_jwks(document: Mapping[str, Any]) -> dict[str | None, list[Any]]:
@@ -391,7 +384,7 @@ class JWTAuth:
         out: dict[str | None, list[Any]] = {}
         entries = document.get("keys") if isinstance(document, Mapping) else None
         if not isinstance(entries, list):
-            raise AuthError(503, "the JWKS has no 'keys' list")
+            raise _KeysUnavailable("the JWKS has no 'keys' list")
         for entry in entries:
             if not isinstance(entry, Mapping) or entry.get("use", "sig") != "sig":
                 continue
@@ -401,6 +394,10 @@ class JWTAuth:
                 continue  # a key type this PyJWT cannot use: skip it, as RFC 7517 §5 says
             out.setdefault(entry.get("kid"), []).append(key)
         return out
+
+
+class _KeysUnavailable(Exception):
+    """The JWKS could not be loaded (logged with the source; callers get a fixed 503)."""
 
 
 def mint_token(

@@ -6,9 +6,17 @@
     open ──(cool-down elapsed)──▶ half-open: one probe call goes through
     half-open ──probe succeeds──▶ closed        half-open ──probe fails──▶ open again
 
-A failure is a transport error, a timeout, or a 5xx answer; 4xx answers are the caller's fault
-and count as successes. While a breaker is open, calls to that instance fail at once (503) instead
-of piling up behind a sick instance, so one failing service does not cascade into its callers.
+A failure is a failure of the call: a transport error, a timeout, or a 502, 503 or 504 answer.
+Other answers count as successes: a 4xx is the caller's fault, and a 500 is a handler that ran
+and failed on this request (one tenant's bad input must not cut every tenant off). While a breaker
+is open its instance is ejected: calls go to the others instead of piling up behind a sick one,
+so one failing service does not cascade into its callers.
+
+As in Envoy's outlier detection, ejection has a floor: when fewer than ``panic_threshold`` of a
+version's instances have a closed breaker, the gateway is in *panic* for that version and spreads
+calls over all of its instances, ejected or not. So the last instance is never ejected; a call
+made in panic that succeeds closes its instance's breaker. With ``panic_threshold=0`` breakers may
+eject every instance, and calls then fail at once (503 with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -32,7 +40,9 @@ class BreakerPolicy:
     * ``failures`` — consecutive failures that open it;
     * ``failure_rate`` — or this share of failures among the last ``window`` calls (once at
       least ``min_calls`` were made);
-    * ``cooldown`` — seconds open before one probe call is let through.
+    * ``cooldown`` — seconds open before one probe call is let through;
+    * ``panic_threshold`` — when the share of a version's instances whose breaker is closed falls
+      below this, breakers are ignored for that version (Envoy's panic threshold; 0: never).
     """
 
     failures: int = 5
@@ -40,6 +50,7 @@ class BreakerPolicy:
     window: int = 20
     min_calls: int = 10
     cooldown: float = 5.0
+    panic_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         if self.failures < 1 or self.window < 1 or self.min_calls < 1:
@@ -48,6 +59,8 @@ class BreakerPolicy:
             raise ConfigError("BreakerPolicy.failure_rate: must be in (0, 1]")
         if self.cooldown < 0:
             raise ConfigError("BreakerPolicy.cooldown: must not be negative")
+        if not 0 <= self.panic_threshold <= 1:
+            raise ConfigError("BreakerPolicy.panic_threshold: must be in [0, 1]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +106,11 @@ class Breaker:
     def __repr__(self) -> str:
         return f"Breaker({self.state}, consecutive={self.consecutive})"
 
+    @property
+    def closed(self) -> bool:
+        """Whether the instance takes calls as usual (neither ejected nor on probation)."""
+        return self.state == CLOSED
+
     def allow(self) -> bool:
         """Whether a call may go through now (in half-open state: the one probe)."""
         state = self.state
@@ -118,8 +136,16 @@ class Breaker:
         """A call :meth:`allow` let through ended with no outcome (cancelled): free the probe."""
         self._probing = False
 
-    def record(self, ok: bool) -> None:
-        """The outcome of a call that :meth:`allow` let through."""
+    def record(self, ok: bool, *, panic: bool = False) -> None:
+        """The outcome of a call that :meth:`allow` let through, or (``panic``) that was made
+        without asking, every instance being ejected: its success closes the breaker, its
+        failure starts the cool-down again."""
+        if panic and self.state != CLOSED:
+            if ok:
+                self._close()
+            elif self.state == OPEN:
+                self._open()
+            return
         if self.state == HALF_OPEN:
             self._probing = False
             if ok:

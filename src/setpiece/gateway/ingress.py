@@ -6,7 +6,8 @@
 * batched — ``application/cloudevents-batch+json``, a JSON array of events (one transaction);
 * binary — the attributes in ``ce-*`` headers (``ce-id``, ``ce-source``, ``ce-type``,
   ``ce-specversion`` required; values percent-decoded), the data in the body, its media type in
-  ``Content-Type`` (JSON, or text; other binary data is refused).
+  ``Content-Type`` (JSON, or text; other binary data is refused). With no ``Content-Type``, the
+  data is JSON when the body parses as JSON (as the official SDKs send and read it), else text.
 
 A malformed event is a :class:`IngressError` (400) naming the field.
 """
@@ -116,11 +117,10 @@ def _binary(
     if body:
         if _is_json(media):
             attrs["data"] = _decode(body, "data", 0)
-        elif media.startswith("text/") or not media:
-            try:
-                attrs["data"] = body.decode("utf-8")
-            except UnicodeDecodeError:
-                raise IngressError("data", "text data is not valid UTF-8") from None
+        elif not media:
+            attrs["data"] = _json_or_text(body)
+        elif media.startswith("text/"):
+            attrs["data"] = _text(body)
         else:
             raise IngressError(
                 "datacontenttype", f"binary data ({media}) is not supported; send JSON or text",
@@ -129,3 +129,21 @@ def _binary(
     if content_type:
         attrs["datacontenttype"] = content_type
     return _checked(lambda: Event.from_dict(attrs), "")
+
+
+def _text(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise IngressError("data", "text data is not valid UTF-8") from None
+
+
+def _json_or_text(body: bytes) -> Any:
+    """Data sent with no content type: JSON when it parses as JSON (what the CloudEvents SDKs
+    send in binary mode, and what their receivers assume), else UTF-8 text."""
+    try:
+        return decode_json(body, "data")
+    except DepthError as exc:
+        raise IngressError("data", str(exc).removeprefix("data: ")) from None
+    except msgspec.DecodeError:
+        return _text(body)

@@ -5,12 +5,13 @@
     @svc.post("/notes", scopes=["notes:write"])
     async def create(body: Note, ctx) -> Response:
         if await ctx.store.get(body.name) is not None:
-            raise HTTPError(409, f"note {body.name!r} exists")
+            raise HttpError(409, f"note {body.name!r} exists")
         ...
         return Response({"ok": True}, status=201, headers={"location": f"/notes/{body.name}"})
 
-A plain return value is JSON with status 200. Raising :class:`HTTPError` answers with its status
-and ``{"error": ..., "detail": ...}``; as with any exception, nothing the request did commits.
+A plain return value is JSON with status 200. Raising :class:`~setpiece.errors.HttpError` (also
+named ``HTTPError``) answers with its status and ``{"error": ..., "detail": ...}``; as with any
+exception, nothing the request did commits.
 """
 
 from __future__ import annotations
@@ -20,40 +21,14 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["CallResult", "HTTPError", "Response"]
+from setpiece.errors import HTTPError, HttpError, _http_reason, checked_headers
 
-_REASONS = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-    415: "unsupported_media_type", 422: "validation", 429: "too_many_requests",
-    500: "internal", 502: "bad_gateway", 503: "unavailable", 504: "timeout",
-}
+__all__ = ["CallResult", "HTTPError", "HttpError", "Response"]
 
 
 def reason(status: int) -> str:
-    return _REASONS.get(status, "error" if status >= 400 else "ok")
-
-
-class HTTPError(Exception):
-    """Raise in a route handler to answer with ``status`` (a 4xx or 5xx) and a message."""
-
-    def __init__(
-        self, status: int, detail: str, *, headers: Mapping[str, str] | None = None,
-        field: str | None = None,
-    ) -> None:
-        if not 400 <= status <= 599:
-            raise ValueError(f"HTTPError: status must be 4xx or 5xx, got {status}")
-        super().__init__(f"{status} {detail}")
-        self.status = status
-        self.detail = detail
-        self.headers = dict(headers or {})
-        self.field = field
-
-    def payload(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"error": reason(self.status), "detail": self.detail}
-        if self.field is not None:
-            out["field"] = self.field
-        return out
+    """The ``error`` field of an error body for an HTTP status (``not_found``, ...)."""
+    return _http_reason(status)
 
 
 class Response:
@@ -66,7 +41,7 @@ class Response:
     ) -> None:
         self.body = body
         self.status = status
-        self.headers = dict(headers or {})
+        self.headers = checked_headers(headers, "Response")
 
 
 class CallResult:
@@ -90,7 +65,7 @@ class CallResult:
         return msgspec.json.decode(self.content) if self.content else None
 
     def raise_for_status(self) -> CallResult:
-        """Raise HTTPError with this status (and the callee's detail) unless it is 2xx/3xx."""
+        """Raise HttpError with this status (and the callee's detail) unless it is 2xx/3xx."""
         if self.status >= 400:
             detail = ""
             try:
@@ -99,5 +74,5 @@ class CallResult:
                     detail = str(body.get("detail") or body.get("error") or "")
             except msgspec.DecodeError:
                 detail = self.content[:200].decode("utf-8", "replace")
-            raise HTTPError(self.status, detail or reason(self.status))
+            raise HttpError(self.status, detail or reason(self.status))
         return self

@@ -30,7 +30,16 @@ from setpiece.patterns._matchers import (
 from setpiece.patterns._numbers import FALSE, NULL, TRUE, Key, comparable, number_key
 from setpiece.patterns._text import ignore_case_test, parse_wildcard, wildcard_test
 
-__all__ = ["MAX_DEPTH", "MAX_SUBRULES", "MAX_VALUES", "Condition", "SubRule", "parse"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_PATH_LENGTH",
+    "MAX_PATH_SEGMENTS",
+    "MAX_SUBRULES",
+    "MAX_VALUES",
+    "Condition",
+    "SubRule",
+    "parse",
+]
 
 MAX_DEPTH: Final = 32
 """Deepest nesting of objects (``$or`` branches count as a level)."""
@@ -38,6 +47,13 @@ MAX_VALUES: Final = 10_000
 """Most match values and match expressions in one pattern."""
 MAX_SUBRULES: Final = 1_024
 """Most combinations of ``$or`` branches one pattern may expand to."""
+MAX_PATH_SEGMENTS: Final = 64
+"""Most segments in one field path, nested objects and dots in keys alike (``{"a": {"b.c":
+[1]}}`` is the path ``a.b.c``, three segments). Paths are walked segment by segment, in code made
+for each pattern; a bound here keeps that work, and the time to compile, linear in the pattern."""
+MAX_PATH_LENGTH: Final = 2_048
+"""Longest field path, in characters: each field keeps its whole path, so without a bound a long
+field name above many fields would cost their number times its length."""
 
 # Names that are operators, so they cannot be field names inside "$or" (as in event-ruler).
 _RESERVED_IN_OR: Final = frozenset(
@@ -71,7 +87,7 @@ def parse(pattern: object) -> tuple[SubRule, ...]:
     parser = _Parser()
     rules: list[dict[str, Condition]] = []
     if pattern:
-        rules = parser.parse_object(pattern, "", rules, in_or=False, depth=1)
+        rules = parser.parse_object(pattern, "", rules, in_or=False, depth=1, segments=0)
     if not rules:
         return ((),)
     unique = dict.fromkeys(tuple(sorted(rule.values(), key=_by_path)) for rule in rules)
@@ -96,6 +112,11 @@ def _kind(value: object) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+def _shorten(path: str, limit: int = 120) -> str:
+    """A path short enough for an error message."""
+    return path if len(path) <= limit else f"{path[: limit - 3]}..."
 
 
 def _is_number(value: object) -> bool:
@@ -138,7 +159,9 @@ class _Parser:
         *,
         in_or: bool,
         depth: int,
+        segments: int,
     ) -> list[dict[str, Condition]]:
+        """``segments``: how many the field path ``prefix`` has."""
         where = prefix or "pattern"
         if depth > MAX_DEPTH:
             raise PatternError(f"{where}: pattern is nested more than {MAX_DEPTH} levels deep")
@@ -148,15 +171,28 @@ class _Parser:
             if not isinstance(key, str):
                 raise PatternError(f"{where}: field names must be strings, not {_kind(key)}")
             if key == "$or":
-                rules = self.parse_or(value, prefix, rules, depth=depth)
+                rules = self.parse_or(value, prefix, rules, depth=depth, segments=segments)
                 continue
+            below = segments + key.count(".") + 1
+            if below > MAX_PATH_SEGMENTS:
+                raise PatternError(
+                    f"{_shorten(f'{prefix}.{key}' if prefix else key)}: field path has more than "
+                    f"{MAX_PATH_SEGMENTS} segments (nested objects and dots in field names "
+                    "count alike)"
+                )
             path = f"{prefix}.{key}" if prefix else key
+            if len(path) > MAX_PATH_LENGTH:
+                raise PatternError(
+                    f"{_shorten(path)}: field path is longer than {MAX_PATH_LENGTH} characters"
+                )
             if in_or and key in _RESERVED_IN_OR:
                 raise PatternError(
                     f"{path}: {key!r} is an operator name and cannot be a field inside $or"
                 )
             if isinstance(value, dict):
-                rules = self.parse_object(value, path, rules, in_or=in_or, depth=depth + 1)
+                rules = self.parse_object(
+                    value, path, rules, in_or=in_or, depth=depth + 1, segments=below
+                )
             elif isinstance(value, list):
                 condition = self.values_list(value, path)
                 if not rules:
@@ -170,7 +206,13 @@ class _Parser:
         return rules
 
     def parse_or(
-        self, branches: object, prefix: str, rules: list[dict[str, Condition]], *, depth: int
+        self,
+        branches: object,
+        prefix: str,
+        rules: list[dict[str, Condition]],
+        *,
+        depth: int,
+        segments: int,
     ) -> list[dict[str, Condition]]:
         path = f"{prefix}.$or" if prefix else "$or"
         if not isinstance(branches, list):
@@ -182,7 +224,11 @@ class _Parser:
             if not isinstance(branch, dict):
                 raise PatternError(f"{path}[{i}]: must be an object, not {_kind(branch)}")
             copies = [dict(rule) for rule in rules] or [{}]
-            result.extend(self.parse_object(branch, prefix, copies, in_or=True, depth=depth + 1))
+            result.extend(
+                self.parse_object(
+                    branch, prefix, copies, in_or=True, depth=depth + 1, segments=segments
+                )
+            )
             if len(result) > MAX_SUBRULES:
                 raise PatternError(f"{path}: $or expands to more than {MAX_SUBRULES} combinations")
         return result

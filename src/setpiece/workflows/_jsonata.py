@@ -5,6 +5,9 @@ are walked, so expressions can sit at any depth). Expressions see ``$states`` (`
 ``context``, ``result``, ``errorOutput``) and the workflow variables, plus the functions Step
 Functions adds to JSONata: ``$partition``, ``$range``, ``$hash``, ``$random``, ``$uuid`` and
 ``$parse``.
+
+``jsonata-python`` is the ``workflows`` extra, imported on the first JSONata expression: a
+workflow without one runs without it, and one with it says what to install (:func:`_library`).
 """
 
 from __future__ import annotations
@@ -17,13 +20,29 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-import jsonata  # untyped library: pyproject's mypy override ignores its missing stubs
-from jsonata.utils import Utils
-
+from setpiece.errors import ConfigError
 from setpiece.workflows._errors import QUERY_EVALUATION_ERROR, StatesError
 from setpiece.workflows._intrinsics import _HASHES
 
 __all__ = ["evaluate_expression", "is_expression", "resolve", "strip", "syntax_error"]
+
+
+@functools.cache
+def _library() -> tuple[Any, Any]:
+    """The ``jsonata`` module and its ``Utils``, imported on first use."""
+    try:
+        import jsonata  # untyped library: pyproject's mypy override ignores its missing stubs
+        from jsonata.utils import Utils
+    except ImportError:
+        raise ConfigError(
+            'JSONata expressions ("QueryLanguage": "JSONata") need jsonata-python: '
+            "pip install 'setpiece[workflows]'"
+        ) from None
+    return jsonata, Utils
+
+
+def _utils() -> Any:
+    return _library()[1]
 
 
 def is_expression(value: Any) -> bool:
@@ -58,7 +77,7 @@ def _range(start: Any, end: Any, step: Any) -> Any:
     values = range(a, b + (1 if s > 0 else -1), s)
     if len(values) > 1000:
         raise ValueError("$range would produce more than 1000 items")
-    return Utils.create_sequence_from_iter(values)
+    return _utils().create_sequence_from_iter(values)
 
 
 
@@ -96,7 +115,7 @@ _EXTRAS = {
 
 @functools.lru_cache(maxsize=2048)
 def _compile(expr: str) -> Any:
-    compiled = jsonata.Jsonata(expr)
+    compiled = _library()[0].Jsonata(expr)
     compiled.set_output_convert_nulls(False)
     for name, fn in _EXTRAS.items():
         compiled.register_lambda(name, fn)
@@ -104,7 +123,9 @@ def _compile(expr: str) -> Any:
 
 
 def syntax_error(expr: str) -> str | None:
-    """The parse error of a JSONata expression, or None if it parses."""
+    """The parse error of a JSONata expression, or None if it parses (ConfigError without the
+    library)."""
+    _library()
     try:
         _compile(expr)
     except Exception as e:  # the library raises JException (a RuntimeError) and others
@@ -118,7 +139,7 @@ def syntax_error(expr: str) -> str | None:
 def _to_jsonata(value: Any) -> Any:
     """Python JSON -> JSONata values (``None`` must become JSONata ``null``)."""
     if value is None:
-        return Utils.NULL_VALUE
+        return _utils().NULL_VALUE
     if isinstance(value, dict):
         return {k: _to_jsonata(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -130,7 +151,7 @@ def _plain(value: Any) -> Any:
     """JSONata values -> plain Python JSON (integral floats become ints, as in JavaScript).
 
     Inside structures ``None`` is JSON null (JSONata itself drops undefined members)."""
-    if value is Utils.NULL_VALUE or value is None:
+    if value is None or value is _utils().NULL_VALUE:
         return None
     if isinstance(value, bool | str):
         return value
@@ -147,6 +168,7 @@ def _plain(value: Any) -> Any:
 
 def evaluate_expression(expr: str, bindings: Mapping[str, Any], field: str) -> Any:
     """Evaluate one expression; errors are ``States.QueryEvaluationError`` naming ``field``."""
+    null = _utils().NULL_VALUE  # ConfigError, not a query error, when the library is missing
     try:
         compiled = _compile(expr)
     except Exception as e:
@@ -158,7 +180,7 @@ def evaluate_expression(expr: str, bindings: Mapping[str, Any], field: str) -> A
     try:
         # The library reads a None nested in dicts and lists as null, but a variable bound to
         # None as undefined: only top-level values need converting.
-        frame = {k: Utils.NULL_VALUE if v is None else v for k, v in bindings.items()}
+        frame = {k: null if v is None else v for k, v in bindings.items()}
         result = compiled.evaluate(None, frame)
     except RecursionError:
         raise StatesError(

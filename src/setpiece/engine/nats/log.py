@@ -25,7 +25,7 @@ import functools
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -187,7 +187,7 @@ class _Replies:
                     prefix = self._nc.new_inbox() + "."
                     sub = await self._nc.subscribe(prefix + "*", cb=self._route)
                     self._prefix = prefix
-                    self._fast_path(getattr(sub, "_id", None))
+                    self._fast_path(_seam(sub, "_id"))
         return self._prefix
 
     async def _route(self, msg: Msg) -> None:
@@ -206,7 +206,7 @@ class _Replies:
         task switch per reply (a publish ack or a record each). Anything else takes nats-py's
         own path."""
         nc = self._nc
-        original = getattr(nc, "_process_msg", None)
+        original = _seam(nc, "_process_msg")
         if sid is None or original is None:  # pragma: no cover - another nats-py
             return
 
@@ -566,9 +566,9 @@ class JetStreamLog:
         (what nats-py's ``publish`` writes per message, without its per-call work); while
         reconnecting, or if this nats-py lacks that seam, message by message."""
         nc = self._nc
-        send = getattr(nc, "_send_command", None)
-        flush = getattr(nc, "_flush_pending", None)
-        limit = getattr(nc, "_max_payload", 0)
+        send = _seam(nc, "_send_command")
+        flush = _seam(nc, "_flush_pending")
+        limit = _seam(nc, "_max_payload") or 0
         if send is None or flush is None or not nc.is_connected:
             for index, row in enumerate(rows):
                 value = row.value if row.value is not None else values[row.pseq]
@@ -600,7 +600,7 @@ class JetStreamLog:
             parts.append(value)
             parts.append(b"\r\n")
         await send(b"".join(parts))
-        queue = getattr(nc, "_flush_queue", None)
+        queue = _seam(nc, "_flush_queue")
         if queue is not None and queue.empty():
             await flush()
 
@@ -619,11 +619,25 @@ def parse_wake(data: bytes) -> tuple[str, int, int] | None:
         return None
 
 
+def _seam(obj: Any, name: str) -> Any:
+    """A private attribute of nats-py that the engine uses for speed, or None.
+
+    Every such use goes through here and has a fallback on nats-py's public API, so a nats-py
+    that renames or drops one is slower, not broken (pyproject bounds nats-py's version; the
+    fallbacks are tested by hiding every seam, see tests/engine/test_nats_specific.py).
+    """
+    return getattr(obj, name, None)
+
+
 def _fast_headers(nc: NATS) -> None:
     """Parse plain message headers (``NATS/1.0\\r\\nKey: Value\\r\\n..``) without nats-py's
     generic path (a sixth of the CPU of reading records back); status lines and anything
     unusual still go to nats-py's own parser."""
-    generic = nc._process_headers
+    generic: Callable[[bytes], Awaitable[dict[str, str] | None]] | None = _seam(
+        nc, "_process_headers"
+    )
+    if generic is None:  # another nats-py: its own parser, unchanged
+        return
 
     async def parse(headers: bytes) -> dict[str, str] | None:
         if not headers:

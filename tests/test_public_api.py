@@ -43,7 +43,8 @@ SUBPACKAGES = {
     "setpiece.errors": {
         "AuthError", "ConfigError", "ConflictError", "DefinitionError", "DrainTimeout",
         "EngineError", "EventError", "ExecutionAlreadyExists", "ExecutionDoesNotExist",
-        "HTTPError", "HandlerError", "HttpError", "InputDecodeError", "InvalidToken",
+        "HTTPError", "HandlerError", "HandlerTimeout", "HttpError", "InputDecodeError",
+        "InvalidToken",
         "PatternError", "SetpieceError", "TaskDoesNotExist", "TaskFailed", "TaskTimedOut",
         "TaskTokenError", "WorkflowError",
     },

@@ -6,6 +6,11 @@ handler reports, in its store, the wall-clock time it first ran with that versio
 that time minus the save time: change detection, stopping the old child, importing the changed
 code in the warm spare, starting the runtime, and delivering the event.
 
+A second round does the same with a busier stack, as in the example: an HTTP route, so the
+gateway is served (on a socket the supervisor keeps across reloads), and a handler that always
+fails, so retries are always waiting on their backoff. A reload hands those back to the next child
+instead of waiting them out, so the figure should not differ much from the first.
+
 Baseline, in the same run: starting the same stack from scratch in a fresh process
 (``setpiece run``, spawn to the handler's first event) — what a reload costs when the whole
 process starts over.
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -53,6 +59,32 @@ async def handle(event: Event, ctx: Context) -> None:
 
 stack = Stack("bench", services=[svc])
 '''
+
+# The busier stack: a route (the gateway is served) and retries always waiting on a backoff.
+BUSY = APP + '''
+from setpiece import RetryPolicy
+
+
+@svc.get("/version", public=True)
+async def version() -> dict[str, int]:
+    return {{"version": VERSION}}
+
+
+@svc.on({{"type": ["flaky"]}}, retry=RetryPolicy(max_attempts=1000, initial_delay=1.0,
+                                               max_delay=1.0, jitter=0))
+async def flaky(event: Event, ctx: Context) -> None:
+    raise RuntimeError("the partner is down")
+'''
+
+
+async def publish_flaky(url: str, count: int) -> None:
+    engine = await open_engine(url)
+    try:
+        await engine.append("bus.default", [
+            (str(i), encode_event(Event(type="flaky", source="bench"))) for i in range(count)
+        ])
+    finally:
+        await engine.close()
 
 
 async def first_seen(url: str, version: int, timeout: float = 30.0) -> float:
@@ -98,6 +130,33 @@ def stop(proc: subprocess.Popen[Any]) -> None:
         proc.wait()
 
 
+def dev_reloads(work: Path, name: str, source: str, saves: int, pause: float,
+                flaky: int = 0) -> list[float]:
+    """Save times to the changed handler's first event under ``setpiece dev``; ``flaky``
+    events keep retries waiting on their backoff, and the gateway is served if there are
+    routes."""
+    module = work / "benchapp.py"
+    module.write_text(source.format(version=0))
+    url = f"sqlite:///{work / f'{name}.db'}"
+    with socket.socket() as probe:  # a free port for the gateway
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dev = spawn(["dev", "benchapp:stack", "--engine", url, "--http", f"127.0.0.1:{port}"], work)
+    reloads: list[float] = []
+    try:
+        asyncio.run(first_seen(url, 0))
+        if flaky:
+            asyncio.run(publish_flaky(url, flaky))
+        for version in range(1, saves + 1):
+            time.sleep(pause)
+            saved = time.time()
+            module.write_text(source.format(version=version))
+            reloads.append(asyncio.run(first_seen(url, version)) - saved)
+    finally:
+        stop(dev)
+    return reloads
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--saves", type=int, default=5)
@@ -121,19 +180,8 @@ def main() -> None:
             stop(proc)
 
     # setpiece dev: from the save to the changed handler's first event.
-    module.write_text(APP.format(version=0))
-    url = f"sqlite:///{work / 'dev.db'}"
-    dev = spawn(["dev", "benchapp:stack", "--engine", url], work)
-    reloads: list[float] = []
-    try:
-        asyncio.run(first_seen(url, 0))
-        for version in range(1, args.saves + 1):
-            time.sleep(args.pause)
-            saved = time.time()
-            module.write_text(APP.format(version=version))
-            reloads.append(asyncio.run(first_seen(url, version)) - saved)
-    finally:
-        stop(dev)
+    reloads = dev_reloads(work, "dev", APP, args.saves, args.pause)
+    busy = dev_reloads(work, "busy", BUSY, args.saves, args.pause, flaky=4)
 
     def ms(values: list[float]) -> str:
         return f"{statistics.median(values) * 1000:7.0f} ms   (runs: " + ", ".join(
@@ -141,6 +189,7 @@ def main() -> None:
 
     print(f"reload: file save -> changed handler ran, setpiece dev, median of {args.saves}")
     print(f"  setpiece dev reload           {ms(reloads)}")
+    print(f"  ... retries in flight + HTTP  {ms(busy)}")
     print(f"  baseline: fresh process start {ms(cold)}")
     ratio = statistics.median(reloads) / statistics.median(cold)
     print(f"  reload / fresh start          {ratio:7.2f}x")

@@ -1,28 +1,114 @@
 """Code in the docs is tested: every ```python block of README.md and docs/*.md runs here.
 
-Blocks of one file run in order in one namespace, like a session; ```text blocks are excerpts
-and are not run.
+The convention, for whoever writes docs:
+
+* A ```python block is **self-contained**: it runs on its own, in a fresh namespace and a fresh
+  empty working directory, so a reader can copy it alone and run it.
+* A block that builds on the one before it says so: the line right before its fence is
+  ``<!-- continue -->`` (an HTML comment, invisible when the page is rendered). It then runs in
+  the namespace and directory of the previous ```python block of the same page, and a run of
+  such blocks forms one chain.
+* ``<!-- continue -->`` anywhere else (before the first block, before a non-python fence, not
+  right before a fence) is a mistake and fails the test.
+* ```text blocks are excerpts (commands, output) and are not run.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+CONTINUE = "<!-- continue -->"
+FENCE = re.compile(r"^```(\S*)\s*$")
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
-def test_python_blocks_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    blocks = BLOCK.findall(page.read_text(encoding="utf-8"))
+@dataclass
+class Block:
+    line: int  # where its fence is, 1-based
+    code: str
+
+
+@dataclass
+class Chain:
+    page: Path
+    blocks: list[Block] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return f"{self.page.name}:{self.blocks[0].line}"
+
+
+def chains(page: Path) -> list[Chain]:
+    """The page's python blocks, grouped into chains by ``<!-- continue -->`` markers."""
+    lines = page.read_text(encoding="utf-8").split("\n")
+    found: list[Chain] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if line.strip() == CONTINUE:
+            fence = FENCE.match(lines[index + 1]) if index + 1 < len(lines) else None
+            if fence is None or fence.group(1) != "python":
+                raise AssertionError(f"{page.name}:{index + 1}: {CONTINUE} must be the line "
+                                     "right before a ```python fence")
+            if not found:
+                raise AssertionError(f"{page.name}:{index + 1}: {CONTINUE} before the page's "
+                                     "first python block: there is nothing to continue")
+        opening = FENCE.match(line)
+        if opening is None:
+            index += 1
+            continue
+        end = next((j for j in range(index + 1, len(lines)) if lines[j].strip() == "```"), None)
+        if end is None:
+            raise AssertionError(f"{page.name}:{index + 1}: a code block is never closed")
+        if opening.group(1) == "python":
+            block = Block(index + 1, "\n".join(lines[index + 1:end]) + "\n")
+            continues = index > 0 and lines[index - 1].strip() == CONTINUE
+            if continues:
+                found[-1].blocks.append(block)
+            else:
+                found.append(Chain(page, [block]))
+        index = end + 1
+    return found
+
+
+CHAINS = [chain for page in PAGES for chain in chains(page)]
+
+
+@pytest.mark.parametrize("chain", CHAINS, ids=[chain.id for chain in CHAINS])
+def test_python_blocks_run(chain: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # blocks that write files write them here
-    namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}
-    for number, code in enumerate(blocks, 1):
+    namespace: dict[str, object] = {"__name__": f"docs_{chain.page.stem}"}
+    for block in chain.blocks:
+        where = f"{chain.page.name}, python block at line {block.line}"
         try:
-            exec(compile(code, f"{page.name} block {number}", "exec"), namespace)
+            exec(compile(block.code, where, "exec"), namespace)
         except Exception as exc:
-            raise AssertionError(f"{page.name}, python block {number} failed: {exc!r}") from exc
+            raise AssertionError(f"{where} failed: {exc!r}") from exc
+
+
+def test_every_page_has_its_blocks_found() -> None:
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        expected = len(re.findall(r"^```python\s*$", text, re.M))
+        assert sum(len(c.blocks) for c in chains(page)) == expected, page.name
+
+
+def test_a_stray_continue_marker_is_refused(tmp_path: Path) -> None:
+    first = tmp_path / "first.md"
+    first.write_text(f"{CONTINUE}\n```python\nx = 1\n```\n")
+    with pytest.raises(AssertionError, match="nothing to continue"):
+        chains(first)
+    loose = tmp_path / "loose.md"
+    loose.write_text(f"```python\nx = 1\n```\n\n{CONTINUE}\n\n```python\nprint(x)\n```\n")
+    with pytest.raises(AssertionError, match="right before a ```python fence"):
+        chains(loose)
+    chained = tmp_path / "chained.md"
+    chained.write_text(f"```python\nx = 1\n```\n{CONTINUE}\n```python\nprint(x)\n```\n"
+                       "```text\nnot run\n```\n```python\ny = 2\n```\n")
+    assert [len(c.blocks) for c in chains(chained)] == [2, 1]
+

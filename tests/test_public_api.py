@@ -54,6 +54,7 @@ SUBPACKAGES = {
         "DefinitionError", "Execution", "ExecutionAlreadyExists", "ExecutionDescription",
         "ExecutionDoesNotExist", "HistoryEvent", "InvalidToken", "StateMachine", "TaskCallable",
         "TaskDoesNotExist", "TaskFailed", "TaskTimedOut", "TaskTokenError", "Workflow",
+        "WorkflowLimits",
         "WorkflowError", "describe_execution", "execute", "execution_history", "list_executions",
         "send_task_failure", "send_task_heartbeat", "send_task_success", "start_execution",
         "stop_execution", "validate",

@@ -1,8 +1,11 @@
 """The demo: start the stack on the embedded engine, register some products, show what flowed.
 
-``python -m examples.product_registration [--dir .setpiece] [--keep]``. The SQLite file and the
-email outbox live under ``--dir``; each run starts afresh unless ``--keep`` is given (then the
+``python -m examples.product_registration [--dir .setpiece/demo] [--keep]``. The SQLite file and
+the email outbox live under ``--dir``; each run starts afresh unless ``--keep`` is given (then the
 same registrations come in again, and products recognises every one of them).
+
+The demo keeps its state apart from ``setpiece dev`` (which uses ``.setpiece/`` itself): running
+the demo never changes what was done in dev, and dev starts from what the README shows.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ SAMPLE: list[dict[str, Any]] = [
     {"customer_id": "cu-103", "email": "alan@example.com", "serial_number": "SN-K2000488",
      "model": "Kettle K2", "purchase_date": "2026-01-15", "country": "GB"},
 ]
+DEMO_DIR = Path(".setpiece/demo")  # its own state: `setpiece dev` uses .setpiece/ itself
 MALFORMED: dict[str, Any] = {
     "customer_id": "cu-104", "email": "edsger@example.com", "serial_number": "SN-I1000999",
     "model": "Iron I1", "purchase_date": "31/01/2026", "country": "NL",
@@ -97,7 +101,8 @@ async def run_demo(
 
     with ManufacturerWebhook() as manufacturer:
         stack = build_stack(outbox_dir, manufacturer.url)
-        say(f"engine  sqlite:///{database}")
+        fresh = "kept from the last run (--keep)" if keep else "started afresh"
+        say(f"engine  sqlite:///{database} ({fresh}; setpiece dev keeps its own state)")
         say(f"webhook {manufacturer.url} (the manufacturer, played by a local HTTP server)")
         async with stack.start(engine=f"sqlite:///{database}") as rt:
             first, *rest = [submission(form) for form in samples]
@@ -192,8 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m examples.product_registration",
         description="Product registration, choreographed over a setpiece event bus.",
     )
-    parser.add_argument("--dir", type=Path, default=Path(".setpiece"),
-                        help="where the SQLite file and the email outbox go (default .setpiece)")
+    parser.add_argument("--dir", type=Path, default=DEMO_DIR,
+                        help=f"where the SQLite file and the email outbox go (default {DEMO_DIR}; "
+                        "emptied first unless --keep)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the previous run's database and outbox")
     args = parser.parse_args(argv)

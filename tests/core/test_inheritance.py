@@ -273,8 +273,6 @@ def test_a_schedule_has_no_tenant_and_writes_to_the_shared_store(run: Run, urls:
 
 
 @on_every_engine
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="fixed on h11-workflows: a "
-                   "workflow task writes to the shared store, not its tenant's")
 def test_a_workflow_task_writes_to_the_tenant_store(run: Run, urls: Urls) -> None:
     svc = Service("billing")
     svc.task(name="write")(write)

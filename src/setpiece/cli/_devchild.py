@@ -9,6 +9,11 @@ the user's own imports and the runtime's start, not the interpreter's and the li
 
 It stops on SIGTERM (sent by the supervisor) or when its stdin closes (the supervisor is gone).
 SIGINT is ignored: Ctrl+C reaches the whole process group, and the supervisor decides.
+
+HTTP: the listening socket is the supervisor's, inherited (its fd is in the order). A child that
+serves the gateway accepts on it; when it stops, it first stops accepting, then finishes the
+requests it took, then stops the stack. Connections that arrive meanwhile wait in the socket's
+backlog for the next child: a reload refuses none.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import logging
 import os
 import select
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -36,12 +42,20 @@ import setpiece.engine.sqlite
 import setpiece.runtime.runtime
 from setpiece.cli._common import describe, load_stack
 from setpiece.cli.feed import Feed
-from setpiece.cli.worker import serve
+from setpiece.errors import ConfigError
 from setpiece.runtime.config import RuntimeConfig
+
+with contextlib.suppress(ImportError):  # the [http] extra: the gateway of stacks with routes
+    import uvicorn  # noqa: F401
 
 PRELOAD_ENV = "SETPIECE_DEV_PRELOAD"
 _SETPIECE_DIR = Path(setpiece.__file__).resolve().parent
 _KEEP = (rich.console, rich.text, setpiece, setpiece.engine.sqlite, setpiece.runtime.runtime)
+# Event-loop turns a stopping gateway gives the connections it accepted last to read their
+# requests, after it stopped accepting and before idle connections are closed.
+_SETTLE_TURNS = 20
+# The longest a stopping gateway waits for a connection it accepted to send its first request.
+_FRESH_WAIT = 0.5
 
 
 def _preload() -> None:
@@ -133,22 +147,27 @@ def main() -> int:
             feed.note(f"● running {stack.name}: {what}; watching for changes", style="bold green")
         _write_preload(order.get("roots") or [])
 
+    routes = any(service.routes for service in stack.services.values())
+    sock = None
+    if routes and order.get("http_fd") is not None:
+        sock = socket.socket(fileno=int(order["http_fd"]))
+    elif routes and order.get("http_error"):
+        feed.note(f"✗ HTTP gateway not started: {order['http_error']}", style="bold red")
+
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_reader(sys.stdin.fileno(), lambda: _on_stdin(stop))
-        http = order.get("http")
-        serving_http: list[asyncio.Task[None]] = []
-
-        def started(rt: setpiece.Runtime) -> None:
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        async with stack.start(order.get("engine"), store=order.get("store"),
+                               config=config) as rt:
             ready(rt)
-            if http and any(service.routes for service in stack.services.values()):
-                serving_http.append(loop.create_task(_serve_http(rt, http, stop, feed)))
-
-        await serve(stack, engine=order.get("engine"), store=order.get("store"), config=config,
-                    on_ready=started, stop=stop, report_assignments=False)
-        for task in serving_http:
-            await task
+            if sock is not None:
+                await _serve_http(rt, sock, str(order.get("http_url")), stop, feed)
+            else:
+                await stop.wait()
+        # leaving the block stopped the stack: batches in flight finished within the grace,
+        # or were handed back (a retry waiting on its backoff is handed back at once)
 
     try:
         asyncio.run(run())
@@ -158,18 +177,57 @@ def main() -> int:
     return 0
 
 
-async def _serve_http(rt: setpiece.Runtime, address: str, stop: asyncio.Event, feed: Feed) -> None:
-    """The gateway in the same process as the stack, as ``setpiece dev`` promises."""
-    from setpiece.gateway.server import bind, serving
+async def _serve_http(
+    rt: setpiece.Runtime, sock: socket.socket, url: str, stop: asyncio.Event, feed: Feed
+) -> None:
+    """The gateway in the same process as the stack, on the supervisor's socket, until ``stop``.
 
-    host, _, port = address.rpartition(":")
+    Stopping: stop accepting (new connections wait in the backlog for the next child), let the
+    connections accepted last read their requests, then finish every request taken.
+    """
     try:
-        sock, _url = bind(host or "127.0.0.1", int(port))
-        async with serving(rt.asgi(), sock) as url:
-            feed.note(f"● HTTP gateway on {url}", style="bold green")
-            await stop.wait()
-    except Exception as exc:  # the stack keeps running without HTTP; say why
-        feed.note(f"✗ HTTP gateway not started: {describe(exc)}", style="bold red")
+        try:
+            import uvicorn
+        except ImportError:
+            raise ConfigError("serving HTTP needs uvicorn: pip install 'setpiece[http]'") from None
+        config = uvicorn.Config(rt.asgi(), lifespan="on", log_level="warning", access_log=False)
+        server = uvicorn.Server(config)
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+        task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if task.done():
+                task.result()
+                raise ConfigError("uvicorn stopped during startup")
+            await asyncio.sleep(0.01)
+    except (Exception, SystemExit) as exc:  # the stack keeps running without HTTP; say why
+        what = "the app's startup failed" if isinstance(exc, SystemExit) else describe(exc)
+        feed.note(f"✗ HTTP gateway not started: {what}", style="bold red")
+        await stop.wait()
+        return
+    feed.note(f"● HTTP gateway on {url}", style="bold green")
+    await stop.wait()
+    # Stop accepting, but let the connections accepted last be set up and read their requests:
+    # closing the listeners at once would drop (and reset) the ones still being set up.
+    loop = asyncio.get_running_loop()
+    for listener in server.servers:
+        for listening in listener.sockets:
+            loop.remove_reader(listening.fileno())
+    for _ in range(_SETTLE_TURNS):
+        await asyncio.sleep(0)
+    # A client that connected but has not sent its request yet would see its connection closed
+    # as idle: give it a moment (uvicorn's protocols have no cycle before the first request).
+    for _ in range(int(_FRESH_WAIT / 0.005)):
+        if not any(getattr(c, "cycle", True) is None for c in server.server_state.connections):
+            break
+        await asyncio.sleep(0.005)
+    if task.done():  # uvicorn stopped on its own (it logged why)
+        return
+    # uvicorn's loop only ticks now (it would notice should_exit within 0.1 s): end it, and shut
+    # down at once — finish the requests taken, close the idle connections, the app's lifespan
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await server.shutdown(sockets=[sock])
 
 
 def _on_stdin(stop: asyncio.Event) -> None:

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import click
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.table import Table
 
@@ -31,6 +32,7 @@ from setpiece.cli._common import (
     open_existing,
     store_url,
 )
+from setpiece.cli._help import Typer
 from setpiece.engine.contract import Engine, Record
 
 __all__ = ["app"]
@@ -38,7 +40,7 @@ __all__ = ["app"]
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-app = typer.Typer(
+app = Typer(
     name="setpiece",
     help="Run, feed and inspect setpiece stacks.",
     no_args_is_help=True,
@@ -47,12 +49,32 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-dlq_app = typer.Typer(help="Dead letters: list, show, redrive.", no_args_is_help=True)
-new_app = typer.Typer(help="Scaffold new code.", no_args_is_help=True)
+dlq_app = Typer(help="Dead letters: list, show, redrive.", no_args_is_help=True)
+new_app = Typer(help="Scaffold new code.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(new_app, name="new")
 
-out = Console(highlight=False, soft_wrap=True)
+# When the output is a pipe or a file (and COLUMNS is unset), tables are as wide as their
+# content: one row per line, for grep and less -S, instead of wrapped at 80 columns.
+PIPE_WIDTH = 10_000
+
+
+class _Console(Console):
+    """A rich console that does not wrap tables when its output is not a terminal."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        if self.is_terminal or os.environ.get("COLUMNS"):
+            return size
+        return ConsoleDimensions(PIPE_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self.width, self.height = new_size
+
+
+out = _Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -65,21 +87,25 @@ state = _State()
 # -- options shared by the commands -------------------------------------------------------------
 
 Target = Annotated[str, typer.Argument(
-    metavar="MODULE:STACK",
+    metavar="MODULE:STACK", show_default=False,
     help="Where the stack is: 'package.module:stack' (a Stack, or a function returning one).",
 )]
 EngineOpt = Annotated[str | None, typer.Option(
-    "--engine", envvar="SETPIECE_ENGINE", show_envvar=True,
-    help="Engine URL: sqlite:///file.db, nats://host:4222 (default: sqlite:///.setpiece/<stack>.db).",
+    "--engine", envvar="SETPIECE_ENGINE", show_envvar=True, metavar="URL",
+    help="Engine URL: sqlite:///file.db, nats://host:4222?connect_timeout=5 (default: "
+    "sqlite:///.setpiece/NAME.db, NAME being the stack's name).",
 )]
 StoreOpt = Annotated[str | None, typer.Option(
-    "--store", envvar="SETPIECE_STORE", show_envvar=True,
+    "--store", envvar="SETPIECE_STORE", show_envvar=True, metavar="URL",
     help="State store URL for the NATS engine: postgresql://...",
 )]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+PublishJsonOpt = Annotated[bool, typer.Option(
+    "--json", help="Print the stored events' ids, types and sources as a JSON array.")]
 BusOpt = Annotated[str | None, typer.Option(
-    "--bus", help="A bus of the stack (default: its default bus).")]
-StreamOpt = Annotated[str | None, typer.Option("--stream", help="A stream instead of a bus.")]
+    "--bus", metavar="BUS", help="A bus of the stack (default: its default bus).")]
+StreamOpt = Annotated[str | None, typer.Option("--stream", metavar="STREAM",
+    help="A stream instead of a bus.")]
 
 
 def guarded(fn: F) -> F:
@@ -94,8 +120,8 @@ def guarded(fn: F) -> F:
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         except Exception as exc:
-            if state.debug:
-                raise
+            if state.debug:  # the traceback too, and the same exit code as without --debug
+                traceback.print_exception(exc, file=sys.stderr)
             err.print(f"[bold red]error:[/] {escape(describe(exc))}")
             raise typer.Exit(exit_code(exc)) from None
 
@@ -127,22 +153,29 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: eager, so it answers before click asks for a command."""
+    if value:
+        from setpiece import __version__
+
+        out.print(f"setpiece {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def root(
     debug: Annotated[bool, typer.Option(
-        "--debug", help="Show full tracebacks instead of one-line errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+        "--debug", help="Show the full traceback of an error too (the exit code stays the same).",
+    )] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", help="Print the version and exit.", is_eager=True, callback=_print_version,
+    )] = False,
 ) -> None:
     """Run, feed and inspect setpiece stacks.
 
     Exit codes: 0 ok, 1 other error, 2 usage or input error, 3 engine error.
     """
     state.debug = debug
-    if version:
-        from setpiece import __version__
-
-        out.print(f"setpiece {__version__}")
-        raise typer.Exit(0)
 
 
 # -- dev / run ----------------------------------------------------------------------------------
@@ -155,14 +188,17 @@ def dev(
     engine: EngineOpt = None,
     store: StoreOpt = None,
     watch: Annotated[list[str] | None, typer.Option(
-        "--watch", help="Folder to watch for *.py changes (repeatable; default: the current one).",
+        "--watch", metavar="DIR",
+        help="Folder to watch for *.py changes (repeatable; default: the current one).",
     )] = None,
     grace: Annotated[float, typer.Option(
-        "--grace", help="Seconds a restart waits for batches in flight before handing them back.",
+        "--grace", metavar="SECONDS",
+        help="Seconds a restart waits for batches in flight before handing them back.",
     )] = 2.0,
     json_lines: Annotated[bool, typer.Option("--json", help="Feed as JSON lines.")] = False,
     http: Annotated[str, typer.Option(
-        "--http", help="HOST:PORT for the HTTP gateway, served in the same process when the "
+        "--http", metavar="HOST:PORT",
+        help="HOST:PORT for the HTTP gateway, served in the same process when the "
         "stack has HTTP routes ('' to turn it off).",
     )] = "127.0.0.1:8000",
 ) -> None:
@@ -172,6 +208,7 @@ def dev(
     except ImportError:
         raise CliError("setpiece dev needs watchfiles: pip install 'setpiece[cli]'") from None
     check_target(target)  # a typo fails now; errors inside the code show in the child
+    _check_engine(engine, store)  # so does an engine that no code change can fix
     from setpiece.cli.dev import run_dev
 
     raise typer.Exit(run_dev(
@@ -180,38 +217,69 @@ def dev(
     ))
 
 
+def _check_engine(engine: str | None, store: str | None) -> None:
+    """Open and close the engine a URL names: a bad URL (exit 2) or an unreachable server
+    (exit 3) fails here, before ``dev`` starts waiting for code changes. Without a URL, the
+    default is an SQLite file, which the child creates."""
+    from setpiece.engine import open_engine
+
+    url = engine or os.environ.get("SETPIECE_ENGINE")
+    if not url:
+        return
+
+    async def probe() -> None:
+        db = await open_engine(url, store=store_url(store))
+        await db.close()
+
+    run_async(probe())
+
+
 @app.command()
 @guarded
 def run(
     target: Target,
     service: Annotated[list[str] | None, typer.Option(
-        "--service",
+        "--service", metavar="NAME",
         help="Run only this service's handlers (repeatable; default: all, and rule targets).",
     )] = None,
     engine: EngineOpt = None,
     store: StoreOpt = None,
     member: Annotated[str | None, typer.Option(
-        "--member",
+        "--member", metavar="NAME",
         help="This worker's name in consumer groups (default: host-pid-random).")] = None,
     heartbeat: Annotated[float | None, typer.Option(
-        "--heartbeat", envvar="SETPIECE_HEARTBEAT", show_envvar=True,
+        "--heartbeat", metavar="SECONDS", envvar="SETPIECE_HEARTBEAT", show_envvar=True,
         help="Seconds between group heartbeats (default 1).")] = None,
     session_timeout: Annotated[float | None, typer.Option(
-        "--session-timeout", envvar="SETPIECE_SESSION_TIMEOUT", show_envvar=True,
+        "--session-timeout", metavar="SECONDS", envvar="SETPIECE_SESSION_TIMEOUT", show_envvar=True,
         help="Seconds of silence after which a worker's partitions move (default 10).")] = None,
     concurrency: Annotated[int | None, typer.Option(
-        "--concurrency", help="Deliveries of different keys in flight per consumer (default 16).",
+        "--concurrency", metavar="N",
+        help="Deliveries of different keys in flight per consumer (default 16).",
     )] = None,
     batch_size: Annotated[int | None, typer.Option(
-        "--batch-size", help="Records read and committed per partition per turn (default 256).",
+        "--batch-size", metavar="N",
+        help="Records read and committed per partition per turn (default 256).",
     )] = None,
     grace: Annotated[float | None, typer.Option(
-        "--grace", help="Seconds a stop waits for batches in flight (default 10).")] = None,
+        "--grace", metavar="SECONDS",
+        help="Seconds a stop waits for batches in flight (default 10).")] = None,
     feed: Annotated[bool, typer.Option("--feed", help="Show every delivery, as in dev.")] = False,
     log_level: Annotated[str, typer.Option(
-        "--log-level", help="debug, info, warning, error.")] = "info",
+        "--log-level", metavar="LEVEL", help="debug, info, warning, error.")] = "info",
+    stats_interval: Annotated[float, typer.Option(
+        "--stats-interval", metavar="SECONDS",
+        help="Seconds between the lines that give the delivery rate (0: none).")] = 10.0,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q",
+        help="No start-up summary, rate or partition lines: warnings and errors only.")] = False,
 ) -> None:
-    """Run a production worker. Workers of one stack share partitions; SIGTERM drains and exits."""
+    """Run a production worker. Workers of one stack share partitions; SIGTERM drains and exits.
+
+    It logs a start-up summary (engine, consumer groups and the partitions each owns, HTTP),
+    then a line with the delivery rate every --stats-interval seconds while events flow.
+    It serves no HTTP: setpiece gateway runs the handlers and serves the routes.
+    """
 
     def early_stop(signum: int, frame: object) -> None:  # before the runtime started: no work
         raise SystemExit(0)
@@ -225,10 +293,15 @@ def run(
     level = logging.getLevelName(log_level.upper())
     if not isinstance(level, int):
         raise CliError(f"--log-level {log_level!r}: use debug, info, warning or error")
+    if stats_interval < 0:
+        raise CliError("--stats-interval must be 0 (no rate lines) or more")
     logging.basicConfig(
         level=level, stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    log = logging.getLogger("setpiece.cli")
+    if quiet:
+        log.setLevel(max(level, logging.WARNING))
     stack = load_stack(target)
     unknown = sorted(set(service or ()) - set(stack.services))
     if unknown:
@@ -244,17 +317,15 @@ def run(
         options["session_timeout"] = max(10.0, heartbeat * 3)
     config = RuntimeConfig(**options)
     url = engine_url(stack.name, engine)
-    log = logging.getLogger("setpiece.cli")
     observer = Feed(sys.stdout) if feed else None
 
     def ready(rt: Any) -> None:
         if observer is not None:
             observer.attach(rt)
-        log.info("worker %s serving stack %s on %s: %d consumer(s)%s (pid %d)",
-                 config.member, stack.name, rt.engine.url, len(rt.consumers),
-                 f" for {', '.join(config.services)}" if config.services else "", os.getpid())
 
-    run_async(serve(stack, engine=url, store=store_url(store), config=config, on_ready=ready))
+    run_async(serve(stack, engine=url, store=store_url(store), config=config, on_ready=ready,
+                    report_assignments=not quiet,
+                    stats_interval=None if quiet or not stats_interval else stats_interval))
 
 
 # -- publish / replay ---------------------------------------------------------------------------
@@ -266,25 +337,38 @@ def publish(
     target: Target,
     source: Annotated[str | None, typer.Argument(
         metavar="[-]", help="'-' reads the event(s) from stdin.")] = None,
-    event: Annotated[str | None, typer.Option("--event", "-e", help="The event as JSON.")] = None,
+    event: Annotated[str | None, typer.Option("--event", "-e", metavar="JSON",
+        help="The event as JSON.")] = None,
     file: Annotated[Path | None, typer.Option(
-        "--file", "-f", help="A file of JSON event(s).")] = None,
+        "--file", "-f", metavar="FILE", help="A file of JSON event(s).")] = None,
     bus: BusOpt = None,
     stream: StreamOpt = None,
     engine: EngineOpt = None,
     store: StoreOpt = None,
-    json_out: JsonOpt = False,
+    json_out: PublishJsonOpt = False,
+    example: Annotated[str | None, typer.Option(
+        "--example", metavar="TYPE",
+        help="Print a sample event of TYPE that the stack's handlers accept, built from the "
+        "data model they declare, and publish nothing.")] = None,
 ) -> None:
     """Publish events (CloudEvents JSON or EventBridge-shaped) and print their stored ids.
 
-    The input is one JSON object, an array of them, or one object per line.
+    The input is one JSON object, an array of them, or one object per line. --example TYPE
+    prints an event to start from: setpiece publish M:S --example TYPE > event.json.
     """
     from setpiece.cli.publishing import parse_events
     from setpiece.cli.publishing import publish as do_publish
 
     given = [x for x in (event is not None, file is not None, source is not None) if x]
+    if example is not None:
+        if given:
+            raise CliError("--example prints an event and publishes nothing: "
+                           "give no --event, --file or -")
+        _print_example(target, example)
+        return
     if len(given) != 1:
-        raise CliError("give the event one way: --event JSON, --file FILE, or - for stdin")
+        raise CliError("give the event one way: --event JSON, --file FILE, or - for stdin "
+                       "(--example TYPE prints one to start from)")
     if source is not None and source != "-":
         raise CliError(f"unexpected argument {source!r}; use - to read stdin")
     if event is not None:
@@ -309,19 +393,29 @@ def publish(
             out.print(e.id)
 
 
+def _print_example(target: str, event_type: str) -> None:
+    from setpiece.cli.samples import example_event
+
+    found = example_event(load_stack(target), event_type)
+    print_json(found.event)
+    for warning in found.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}; edit the example before publishing it")
+
+
 @app.command()
 @guarded
 def replay(
     target: Target,
     start: Annotated[str, typer.Option(
-        "--start", help="ISO 8601 time, e.g. 2024-05-01T12:00:00Z.")],
+        "--start", metavar="TIME", help="ISO 8601 time, e.g. 2024-05-01T12:00:00Z.")],
     bus: BusOpt = None,
-    end: Annotated[str | None, typer.Option("--end", help="ISO 8601 time (default: now).")] = None,
+    end: Annotated[str | None, typer.Option("--end", metavar="TIME",
+        help="ISO 8601 time (default: now).")] = None,
     rule: Annotated[str | None, typer.Option(
-        "--rule",
+        "--rule", metavar="RULE",
         help="Only this rule, or handler (service.handler), receives the events.")] = None,
     name: Annotated[str | None, typer.Option(
-        "--name",
+        "--name", metavar="NAME",
         help="Replay name; events are delivered once per name (default: unique).")] = None,
     engine: EngineOpt = None,
     store: StoreOpt = None,
@@ -359,12 +453,13 @@ def tail(
     bus: BusOpt = None,
     stream: StreamOpt = None,
     pattern: Annotated[str | None, typer.Option(
-        "--pattern", "-p", help='EventBridge pattern as JSON, e.g. \'{"type": ["order_placed"]}\'.',
+        "--pattern", "-p", metavar="JSON",
+        help='EventBridge pattern as JSON, e.g. \'{"type": ["order_placed"]}\'.',
     )] = None,
     from_beginning: Annotated[bool, typer.Option(
         "--from-beginning", help="Start at the oldest record held, not at the end.")] = False,
     limit: Annotated[int | None, typer.Option(
-        "--limit", "-n", help="Stop after N records.")] = None,
+        "--limit", "-n", metavar="N", help="Stop after N records.")] = None,
     follow: Annotated[bool, typer.Option(
         "--follow/--no-follow", help="Keep waiting for new records (default) or stop at the end.",
     )] = True,
@@ -598,9 +693,11 @@ def gateway(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     advertise: Annotated[str | None, typer.Option(
-        "--advertise", help="The URL other gateways reach this one at (default: host and port).",
+        "--advertise", metavar="URL",
+        help="The URL other gateways reach this one at (default: host and port).",
     )] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "info",
+    log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL",
+        help="uvicorn's log level.")] = "info",
 ) -> None:
     """Serve the stack's HTTP gateway (auth, routes, version routing, breakers) with uvicorn.
 
@@ -623,12 +720,12 @@ def token(
         help="The HS256 secret the stack's JWTAuth uses.",
     )],
     scope: Annotated[list[str] | None, typer.Option(
-        "--scope", help="A scope to grant (repeatable).")] = None,
+        "--scope", metavar="SCOPE", help="A scope to grant (repeatable).")] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="The tenant claim.")] = None,
     issuer: Annotated[str | None, typer.Option("--issuer", help="The iss claim.")] = None,
     audience: Annotated[str | None, typer.Option("--audience", help="The aud claim.")] = None,
     expires_in: Annotated[int, typer.Option(
-        "--expires-in", help="Seconds until the token expires.")] = 3600,
+        "--expires-in", metavar="SECONDS", help="Seconds until the token expires.")] = 3600,
 ) -> None:
     """Mint a development bearer token (HS256) for a stack whose auth is JWTAuth(secret=...)."""
     from setpiece.gateway.auth import mint_token
@@ -730,7 +827,7 @@ def dlq_redrive(
 def new_service(
     name: Annotated[str, typer.Argument(help="The service's name (lowercase, e.g. 'billing').")],
     directory: Annotated[Path, typer.Option(
-        "--dir", "-d", help="Where to write the files.")] = Path(),
+        "--dir", "-d", metavar="DIR", help="Where to write the files.")] = Path(),
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
     """Scaffold a service module (with a stack to run it) and its passing test."""

@@ -14,6 +14,11 @@ a few hundred milliseconds — is paid ahead of time: a *warm spare* child is al
 those imports done, and the changed code is imported only once the spare is told to run, while
 the old child stops. A reload is then: stop the old child (importing the user's modules
 meanwhile), start the runtime.
+
+The HTTP gateway's listening socket outlives the children: the supervisor binds it once and every
+child inherits it. A child listens on it once it serves the gateway (a stack without routes never
+does), and from then on the socket stays open in the supervisor: while one child stops and the
+next starts, new connections wait in its backlog, and none is refused.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +38,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import setpiece
+from setpiece.cli._common import CliError
+from setpiece.errors import ConfigError
 
 __all__ = ["Supervisor", "run_dev"]
 
@@ -39,11 +47,12 @@ _SETPIECE_DIR = Path(setpiece.__file__).resolve().parent
 
 
 class _Child:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], fds: tuple[int, ...] = ()) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "setpiece.cli._devchild"],
             stdin=subprocess.PIPE,
             env=env,
+            pass_fds=fds,  # the HTTP listening socket, when there is one
             start_new_session=True,  # Ctrl+C reaches the supervisor only; it stops the children
         )
 
@@ -76,12 +85,28 @@ class _Child:
             self.stdin.close()
 
 
-class Supervisor:
-    """Keeps one running child and one warm spare; swaps them on change."""
+def http_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8000`` for IPv6) as a host and a port number."""
+    host, sep, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise CliError(f"--http {address!r}: not HOST:PORT (write e.g. 127.0.0.1:8000)")
+    return host or "127.0.0.1", int(port)
 
-    def __init__(self, order: dict[str, Any], grace: float) -> None:
-        self._order = order
+
+class Supervisor:
+    """Keeps one running child and one warm spare; swaps them on change.
+
+    ``http``: the gateway's ``HOST:PORT``, bound here once and handed to every child.
+    """
+
+    def __init__(self, order: dict[str, Any], grace: float, http: str | None = None) -> None:
+        self._order = dict(order)
         self._grace = grace
+        self._socket: socket.socket | None = None
+        self._fds: tuple[int, ...] = ()
+        if http:
+            self._bind(http)
         fd, self._preload = tempfile.mkstemp(prefix="setpiece-dev-", suffix=".json")
         os.close(fd)
         Path(self._preload).write_text("[]")
@@ -89,8 +114,23 @@ class Supervisor:
         self._current: _Child | None = None
         self._spare: _Child | None = None
 
+    def _bind(self, address: str) -> None:
+        from setpiece.gateway.server import bind
+
+        host, port = http_address(address)
+        try:
+            self._socket, url = bind(host, port)
+        except ConfigError as exc:  # the children say so, if the stack serves HTTP
+            self._order["http_error"] = str(exc)
+            return
+        self._fds = (self._socket.fileno(),)
+        self._order.update(http_fd=self._socket.fileno(), http_url=url)
+
+    def _child(self) -> _Child:
+        return _Child(self._env, self._fds)
+
     def _take_spare(self) -> _Child:
-        spare = self._spare or _Child(self._env)
+        spare = self._spare or self._child()
         self._spare = None
         return spare
 
@@ -105,13 +145,13 @@ class Supervisor:
         line = json.dumps(order).encode()
         if not child.send(line):  # the spare died (killed?): a fresh one
             child.stop(0)
-            child = _Child(self._env)
+            child = self._child()
             child.send(line)
         if self._current is not None:
             self._current.stop(self._grace)
         child.send(b"start")
         self._current = child
-        self._spare = _Child(self._env)
+        self._spare = self._child()
 
     def reload(self, paths: list[str], t0: float) -> None:
         if any(Path(p).resolve().is_relative_to(_SETPIECE_DIR) for p in paths) and self._spare:
@@ -131,6 +171,9 @@ class Supervisor:
             if child is not None:
                 child.stop(self._grace)
         self._spare = self._current = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
         with contextlib.suppress(OSError):
             os.unlink(self._preload)
 
@@ -166,25 +209,38 @@ def run_dev(
     roots = [str(Path(w).resolve()) for w in watch] or [os.getcwd()]
     order = {
         "target": target, "engine": engine, "store": store, "app_dir": app_dir,
-        "grace": grace, "json": json_lines, "debug": debug, "roots": roots, "http": http,
+        "grace": grace, "json": json_lines, "debug": debug, "roots": roots,
     }
     stop = threading.Event()
 
     def on_term(signum: int, frame: object) -> None:
         stop.set()
 
+    supervisor = Supervisor(order, grace, http)
     previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
-    supervisor = Supervisor(order, grace)
+    started, reloads = time.monotonic(), 0
     try:
         supervisor.start()
         for paths in _changes(roots, stop):
             if stop.is_set():
                 break
             supervisor.reload(paths, time.time())
+            reloads += 1
     except KeyboardInterrupt:
         pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         supervisor.close()
+    _goodbye(target, time.monotonic() - started, reloads, json_lines)
     return 0
+
+
+def _goodbye(target: str, seconds: float, reloads: int, json_lines: bool) -> None:
+    """One line saying what ran, once every child has stopped (stderr when stdout is JSON)."""
+    minutes, secs = divmod(int(seconds), 60)
+    took = f"{minutes} min {secs} s" if minutes else f"{seconds:.1f} s"
+    line = f"■ stopped setpiece dev {target}: ran {took}, {reloads} reload(s)\n"
+    stream = sys.stderr if json_lines else sys.stdout
+    stream.write(line)
+    stream.flush()

@@ -6,6 +6,9 @@
     12:03:04.131  retry audit.note 1/3    points_awarded      loyalty  0.2 ms  ValueError: boom
     12:03:04.650  dead  audit.note 3/3    points_awarded      loyalty  0.2 ms  ValueError: boom
 
+Columns keep their width whatever the names: a longer handler or type is cut with "…", and a
+longer source keeps its end (``…/registration-api``).
+
 It observes without changing the runtime: after ``Runtime.start``, each consumer's ``action``
 (the callable that runs one delivery attempt) is wrapped by one that times the attempt and
 reports its outcome. ``ok`` is reported when the attempt succeeded; its effects commit with the
@@ -143,9 +146,9 @@ class Feed:
         handler = line.handler
         if line.outcome in ("retry", "dead") or line.attempt > 1:
             handler += f" {line.attempt}/{line.max_attempts}"
-        text.append(f"{handler:<28} ", style="bold")
-        text.append(f"{line.type:<24} ", style="magenta")
-        text.append(f"{line.source:<14} ", style="dim")
+        text.append(_fit(handler, 28) + " ", style="bold")
+        text.append(_fit(line.type, 24) + " ", style="magenta")
+        text.append(_fit(line.source, 20, keep_end=True) + " ", style="dim")
         text.append(f"{_ms(line.ms):>9}")
         if line.emitted:
             shown = ", ".join(line.emitted[:3])
@@ -160,6 +163,14 @@ class Feed:
         if self._json:
             return
         self._console.print(message, style=style)
+
+
+def _fit(text: str, width: int, *, keep_end: bool = False) -> str:
+    """``text`` in exactly ``width`` columns: padded, or cut with an ellipsis (a source keeps its
+    end, the most specific part: ``…/registration-api``)."""
+    if len(text) <= width:
+        return text.ljust(width)
+    return "…" + text[-(width - 1):] if keep_end else text[: width - 1] + "…"
 
 
 def _error(exc: BaseException) -> str:

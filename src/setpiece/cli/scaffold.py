@@ -75,7 +75,9 @@ def new_service(name: str, directory: Path, *, force: bool = False) -> list[Path
     }
     existing = [str(p) for p in files if p.exists()]
     if existing and not force:
-        raise CliError(f"{', '.join(existing)} exists already (pass --force to overwrite)")
+        names = " and ".join(existing)
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise CliError(f"{names} {verb} already (pass --force to overwrite)")
     directory.mkdir(parents=True, exist_ok=True)
     for path, text in files.items():
         path.write_text(text)

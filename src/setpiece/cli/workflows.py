@@ -17,6 +17,7 @@ from rich.markup import escape
 from setpiece._json import DepthError
 from setpiece._json import decode as decode_json
 from setpiece.cli._common import CliError
+from setpiece.cli._help import Typer
 from setpiece.cli.app import (
     EngineOpt,
     JsonOpt,
@@ -34,10 +35,10 @@ from setpiece.stack import Stack
 
 __all__ = ["task_app", "workflow_app"]
 
-workflow_app = typer.Typer(
+workflow_app = Typer(
     help="Durable workflows: start, list, describe, history, stop.", no_args_is_help=True
 )
-task_app = typer.Typer(
+task_app = Typer(
     help="Answer task tokens: success, failure, heartbeat.", no_args_is_help=True
 )
 app.add_typer(workflow_app, name="workflow")
@@ -71,11 +72,14 @@ def _description(d: Any) -> dict[str, Any]:
 @guarded
 def workflow_start(
     target: Target,
-    workflow: Annotated[str, typer.Argument(help="The workflow's name in the stack.")],
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW",
+        help="The workflow's name in the stack.")],
     input_json: Annotated[str | None, typer.Option(
-        "--input", help="The execution's input as JSON ('-' reads standard input).")] = None,
+        "--input", metavar="JSON",
+        help="The execution's input as JSON ('-' reads standard input).")] = None,
     name: Annotated[str | None, typer.Option(
-        "--name", help="The execution's name (idempotent: the same name starts nothing new).",
+        "--name", metavar="NAME",
+        help="The execution's name (idempotent: the same name starts nothing new).",
     )] = None,
     engine: EngineOpt = None,
     store: StoreOpt = None,
@@ -99,9 +103,11 @@ def workflow_start(
 @guarded
 def workflow_list(
     target: Target,
-    workflow: Annotated[str | None, typer.Option("--workflow", help="Only this workflow.")] = None,
+    workflow: Annotated[str | None, typer.Option("--workflow", metavar="WORKFLOW",
+        help="Only this workflow.")] = None,
     status: Annotated[str | None, typer.Option(
-        "--status", help="RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.")] = None,
+        "--status", metavar="STATUS",
+        help="RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.")] = None,
     engine: EngineOpt = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
@@ -131,7 +137,8 @@ def workflow_list(
 @guarded
 def workflow_describe(
     target: Target,
-    execution: Annotated[str, typer.Argument(help="The execution id ('workflow:name').")],
+    execution: Annotated[str, typer.Argument(metavar="EXECUTION",
+        help="The execution id ('workflow:name').")],
     engine: EngineOpt = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
@@ -156,7 +163,8 @@ def workflow_describe(
 @guarded
 def workflow_history(
     target: Target,
-    execution: Annotated[str, typer.Argument(help="The execution id ('workflow:name').")],
+    execution: Annotated[str, typer.Argument(metavar="EXECUTION",
+        help="The execution id ('workflow:name').")],
     engine: EngineOpt = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
@@ -182,9 +190,12 @@ def workflow_history(
 @guarded
 def workflow_stop(
     target: Target,
-    execution: Annotated[str, typer.Argument(help="The execution id ('workflow:name').")],
-    error: Annotated[str | None, typer.Option("--error", help="An error name to record.")] = None,
-    cause: Annotated[str | None, typer.Option("--cause", help="A cause to record.")] = None,
+    execution: Annotated[str, typer.Argument(metavar="EXECUTION",
+        help="The execution id ('workflow:name').")],
+    error: Annotated[str | None, typer.Option("--error", metavar="ERROR",
+        help="An error name to record.")] = None,
+    cause: Annotated[str | None, typer.Option("--cause", metavar="CAUSE",
+        help="A cause to record.")] = None,
     engine: EngineOpt = None,
     store: StoreOpt = None,
 ) -> None:
@@ -208,9 +219,10 @@ def _on_engine(target: str, engine: str | None, store: str | None, action: Any) 
 @guarded
 def task_success(
     target: Target,
-    token: Annotated[str, typer.Argument(help="The task token.")],
+    token: Annotated[str, typer.Argument(metavar="TOKEN", help="The task token.")],
     output: Annotated[str, typer.Option(
-        "--output", help="The task's result as JSON ('-' reads standard input).")] = "null",
+        "--output", metavar="JSON",
+        help="The task's result as JSON ('-' reads standard input).")] = "null",
     engine: EngineOpt = None,
     store: StoreOpt = None,
 ) -> None:
@@ -225,9 +237,11 @@ def task_success(
 @guarded
 def task_failure(
     target: Target,
-    token: Annotated[str, typer.Argument(help="The task token.")],
-    error: Annotated[str | None, typer.Option("--error", help="The ASL error name.")] = None,
-    cause: Annotated[str | None, typer.Option("--cause", help="Why it failed.")] = None,
+    token: Annotated[str, typer.Argument(metavar="TOKEN", help="The task token.")],
+    error: Annotated[str | None, typer.Option("--error", metavar="ERROR",
+        help="The ASL error name.")] = None,
+    cause: Annotated[str | None, typer.Option("--cause", metavar="CAUSE",
+        help="Why it failed.")] = None,
     engine: EngineOpt = None,
     store: StoreOpt = None,
 ) -> None:
@@ -241,7 +255,7 @@ def task_failure(
 @guarded
 def task_heartbeat(
     target: Target,
-    token: Annotated[str, typer.Argument(help="The task token.")],
+    token: Annotated[str, typer.Argument(metavar="TOKEN", help="The task token.")],
     engine: EngineOpt = None,
     store: StoreOpt = None,
 ) -> None:

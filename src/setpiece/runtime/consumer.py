@@ -99,6 +99,8 @@ class Consumer:
         self.owned: tuple[int, ...] = ()
         self.busy = False
         self._stopping = False
+        self._stopped = asyncio.Event()  # wakes a retry's backoff when the consumer stops
+        self._task: asyncio.Task[None] | None = None
         self._next_heartbeat = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -120,8 +122,10 @@ class Consumer:
 
     def stop(self) -> None:
         self._stopping = True
+        self._stopped.set()
 
     async def run(self) -> None:
+        self._task = asyncio.current_task()
         failures = 0
         try:
             while not self._stopping:
@@ -314,7 +318,23 @@ class Consumer:
             dead=lambda exc, n: self._dead_letter(batch, delivery.record, delivery.event, exc, n),
             failed=failed,
             deadline=self.deadline,
+            backoff=self._backoff,
         )
+
+    async def _backoff(self, delay: float) -> None:
+        """Wait before a retry; if the consumer stops meanwhile, hand the batch back instead.
+
+        A retry waiting on its backoff is not work in flight: a stop (a worker's SIGTERM, a
+        ``setpiece dev`` reload) does not wait it out. The consumer's task is cancelled, as when
+        the grace period runs out: nothing of the batch is committed, and whoever owns the
+        partition next reads it again from the committed offset.
+        """
+        if not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), delay)
+        if self._stopping and self._task is not None:
+            self._task.cancel()
+            await asyncio.sleep(delay)  # the cancellation arrives here
 
     def _dead_letter(
         self, batch: Batch, record: Record, event: Event | None, exc: BaseException, n: int
@@ -344,11 +364,13 @@ async def deliver(
     dead: Callable[[BaseException, int], None],
     failed: Exception | None = None,
     deadline: Deadline | None = None,
+    backoff: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """Run one delivery to success, a Drop, or a dead letter; merge what succeeded into batch.
 
     ``failed``: the first attempt already ran (the caller's fast path) and raised this.
     ``deadline``: the time limit of each attempt (HandlerTimeout, a failure, past it).
+    ``backoff``: waits between attempts (a consumer's gives the batch back when it stops).
     """
     number = 0
     while True:
@@ -388,7 +410,7 @@ async def deliver(
                      label, number, event.id, type(error).__name__, error, delay)
         finally:
             del error  # no cycle through the traceback's frames
-        await asyncio.sleep(delay)
+        await backoff(delay)
 
 
 def dead_letter_record(

@@ -38,6 +38,7 @@ from setpiece.errors import (
 if TYPE_CHECKING:
     from setpiece.workflows._definition import StateMachine
     from setpiece.workflows._interpreter import Execution, HistoryEvent, TaskCallable, execute
+    from setpiece.workflows._limits import WorkflowLimits
     from setpiece.workflows._store import (
         ExecutionDescription,
         describe_execution,
@@ -69,6 +70,7 @@ __all__ = [
     "TaskTokenError",
     "Workflow",
     "WorkflowError",
+    "WorkflowLimits",
     "describe_execution",
     "execute",
     "execution_history",
@@ -89,6 +91,7 @@ _LAZY = {
     "execute": "setpiece.workflows._interpreter",
     "ExecutionDescription": "setpiece.workflows._store",
     "Workflow": "setpiece.workflows.workflow",
+    "WorkflowLimits": "setpiece.workflows._limits",
     # the same operations as the Runtime methods, on an engine (for the gateway and the CLI)
     "start_execution": "setpiece.workflows._store",
     "describe_execution": "setpiece.workflows._store",

@@ -42,17 +42,23 @@ class WorkflowMethods:
         return found
 
     async def start_execution(
-        self, workflow: str | Workflow, input: Any = None, *, name: str | None = None
+        self,
+        workflow: str | Workflow,
+        input: Any = None,
+        *,
+        name: str | None = None,
+        tenant: str | None = None,
     ) -> str:
         """Start an execution of one of the stack's workflows; returns its id,
         ``"<workflow>:<name>"``.
 
         ``input`` is any JSON value (None means ``{}``). ``name`` defaults to a UUID; starting
         again with the same name and input returns the same id (with another input:
-        ExecutionAlreadyExists).
+        ExecutionAlreadyExists). With ``tenant``, its service tasks use that tenant's stores
+        (an execution started by a rule gets the event's tenant).
         """
         return await _store.start_execution(
-            self.engine, self._workflow(workflow), input, name=name
+            self.engine, self._workflow(workflow), input, name=name, tenant=tenant
         )
 
     async def describe_execution(self, execution_id: str) -> _store.ExecutionDescription:

@@ -41,10 +41,12 @@ from setpiece.workflows._definition import State, StateMachine, load
 from setpiece.workflows._errors import (
     DATA_LIMIT_EXCEEDED,
     HEARTBEAT_TIMEOUT,
+    RUNTIME,
     TASK_FAILED,
     TIMEOUT,
 )
-from setpiece.workflows._interpreter import PAYLOAD_LIMIT
+from setpiece.workflows._interpreter import PAYLOAD_LIMIT, history_limit_cause, step_crash_cause
+from setpiece.workflows._limits import DEFAULT_LIMITS, WorkflowLimits
 from setpiece.workflows._store import (
     NS,
     RUNNING,
@@ -82,8 +84,6 @@ __all__ = ["GROUP", "WorkflowRunner"]
 log = logging.getLogger("setpiece.workflows")
 
 GROUP = "setpiece.workflows"
-#: How long one delivery steps one execution before it commits and continues in another.
-STEP_BUDGET = 0.2
 _RUNNABLE = frozenset({"enter", "retry", "resume"})
 _SIGNAL_RETRY = RetryPolicy(max_attempts=5, initial_delay=0.05, max_delay=1.0)
 _TIMER_POLL = 0.5
@@ -120,9 +120,9 @@ class WorkflowRunner:
         self._handlers: dict[tuple[str, str], Handler] = {
             (svc.name, h.name): h for svc in self.stack.services.values() for h in svc.handlers
         }
+        self._limits = {wf.name: wf.limits for wf in self.stack.workflows.values()}
         self._wake = asyncio.Event()
         self._stopping = False
-        self.budget = STEP_BUDGET
         #: set (and replaced) whenever a batch of workflow steps commits
         self.changed = asyncio.Event()
 
@@ -221,14 +221,38 @@ class WorkflowRunner:
     def handler(self, service: str, name: str) -> Handler | None:
         return self._handlers.get((service, name))
 
+    def limits(self, workflow: str) -> WorkflowLimits:
+        """The limits of a workflow's executions (those of the stack's declaration)."""
+        return self._limits.get(workflow, DEFAULT_LIMITS)
+
     # -- the signal consumer ----------------------------------------------------------------
 
     async def _action(self, event: Event, attempt: Attempt, number: int) -> None:
         data = event.data
         run = _Run(self, attempt, data["x"])
+        try:
+            if await run.load():
+                await run.apply(data)
+                await run.drive()
+                run.save()
+        except (EngineError, asyncio.CancelledError):
+            raise  # the engine's trouble, or a stop: the signal is delivered again
+        except _HistoryFull:
+            limit = run.limits.max_history_events
+            await self._fail(attempt, data["x"], history_limit_cause(limit))
+        except Exception as e:  # what no state handles (a bug, MemoryError): fail, never hang
+            log.exception("workflow execution %s: a step failed unexpectedly", data["x"])
+            await self._fail(attempt, data["x"], step_crash_cause(e))
+
+    async def _fail(self, attempt: Attempt, execution: str, cause: str) -> None:
+        """Fail an execution with ``States.Runtime``; nothing the delivery did is kept."""
+        attempt.writes.clear()
+        attempt.appends.clear()
+        attempt.timers.clear()
+        attempt.cancel_timers.clear()
+        run = _Run(self, attempt, execution)
         if await run.load():
-            await run.apply(data)
-            await run.drive()
+            await run.finish("FAILED", None, RUNTIME, cause)
             run.save()
 
     # -- rule targets -----------------------------------------------------------------------
@@ -247,7 +271,7 @@ class WorkflowRunner:
                 input = event.to_dict()
             name = _name_for(event.id)
             plan = start_unit(workflow, name, input,
-                              correlation=event.correlationid or event.id)
+                              correlation=event.correlationid or event.id, tenant=event.tenant)
             if await attempt.get((NS, exec_key(plan.id))) is not None:
                 return  # started already (a replay, or the same id again)
             for w in plan.writes:
@@ -260,6 +284,10 @@ class WorkflowRunner:
 
     def tokens(self, attempt: Attempt) -> DeliveryTokens:
         return DeliveryTokens(attempt, self.engine)
+
+
+class _HistoryFull(Exception):
+    """The execution's history is at its limit (WorkflowLimits.max_history_events)."""
 
 
 def _name_for(event_id: str) -> str:
@@ -293,7 +321,9 @@ class _Run:
         self.now = time.time()  # the clock, read once per state entry (see tick)
         self._ms = -1
         self._now_dt = _dt_of(self.now)
-        self.deadline = self.now + runner.budget
+        self.limits = DEFAULT_LIMITS
+        self.deadline = self.now + self.limits.step_budget
+        self.yielded = self.now  # when this run last gave the event loop to other work
         self.changed = False
 
     # -- loading and saving -----------------------------------------------------------------
@@ -306,6 +336,8 @@ class _Run:
         if self.x.status != RUNNING:
             return False
         self.first_event = self.x.next_event
+        self.limits = self.r.limits(self.x.workflow)
+        self.deadline = self.now + self.limits.step_budget
         self.root = await self.r.machine(self.x.workflow, self.x.version)
         from setpiece.workflows._context import format_time
 
@@ -362,6 +394,10 @@ class _Run:
     # -- history, timers, signals -----------------------------------------------------------
 
     def event(self, type_: str, details: dict[str, Any]) -> int:
+        if self.x.next_event >= self.limits.max_history_events and not type_.startswith(
+            "Execution"
+        ):
+            raise _HistoryFull  # the delivery's work is dropped and the execution fails
         self.events.append((type_, self.now, details))
         n = self.x.next_event
         self.x.next_event = n + 1
@@ -482,7 +518,7 @@ class _Run:
         entered = now if th.entered == self.now else _dt_of(th.entered)
         return _steps.StepInput(
             self.info, st, th.input, scope, entered, th.entered_event, now,
-            th.retry_count, tuple(th.attempts), th.token,
+            th.retry_count, tuple(th.attempts), th.token, limits=self.limits,
         )
 
     def bump_retry(self, th: ThreadRecord, st: State, retrier: int) -> None:
@@ -503,6 +539,14 @@ class _Run:
         while True:
             st = states[th.state]
             phase = th.phase
+            if phase in ("enter", "retry"):
+                if self.now - self.yielded >= self.limits.time_slice:
+                    await asyncio.sleep(0)  # share the event loop: one execution never hogs it
+                    self.yielded = self.tick()
+                if self.x.next_event >= self.limits.max_history_events:
+                    await self.finish("FAILED", None, RUNTIME,
+                                      history_limit_cause(self.limits.max_history_events))
+                    return
             if phase == "enter":
                 if self.over_budget():
                     self.ready.appendleft(tid)
@@ -567,6 +611,13 @@ class _Run:
                     return
                 assert isinstance(action, _steps.Retry)
                 if action.delay <= 0:
+                    if self.x.next_event >= self.limits.max_history_events:
+                        await self.finish("FAILED", None, RUNTIME,
+                                          history_limit_cause(self.limits.max_history_events))
+                        return
+                    if self.tick() - self.yielded >= self.limits.time_slice:
+                        await asyncio.sleep(0)
+                        self.yielded = self.tick()
                     self.bump_retry(th, st, action.retrier)
                     step = self.step_input(th, st, scope)
                     action = _steps.enter(step)
@@ -760,7 +811,8 @@ class _Run:
         if res.wait and th.token:
             record = TokenRecord(self.id, tid, th.n, heartbeat=action.heartbeat_seconds)
             self.attempt.put((NS, token_key(th.token)), encode(record))
-        calls = TaskCalls(self.r, self.attempt, self.x.workflow, self.x.correlation or self.id)
+        calls = TaskCalls(self.r, self.attempt, self.x.workflow, self.x.correlation or self.id,
+                          self.x.tenant)
         try:
             if res.kind == "service":
                 call = calls.service(st.name, res, payload, th.retry_count + 1)

@@ -25,9 +25,11 @@ from setpiece.workflows._definition import State, StateMachine, load
 from setpiece.workflows._errors import (
     DATA_LIMIT_EXCEEDED,
     HEARTBEAT_TIMEOUT,
+    RUNTIME,
     TASK_FAILED,
     TIMEOUT,
 )
+from setpiece.workflows._limits import DEFAULT_LIMITS, WorkflowLimits
 
 __all__ = ["Execution", "HistoryEvent", "TaskCallable", "execute"]
 
@@ -123,6 +125,29 @@ class _TimedOut(Exception):
     pass
 
 
+class _Stopped(Exception):
+    """The execution must end now: a limit was reached (its error and cause)."""
+
+    def __init__(self, error: str, cause: str) -> None:
+        super().__init__(cause)
+        self.error = error
+        self.cause = cause
+
+
+def history_limit_cause(limit: int) -> str:
+    """The cause of the failure of an execution that reached its history limit."""
+    return (
+        f"The execution reached the limit of {limit} history events "
+        "(WorkflowLimits.max_history_events); a loop that never ends, or an execution that "
+        "should continue as a new one."
+    )
+
+
+def step_crash_cause(e: BaseException) -> str:
+    """The cause of the failure of an execution whose step raised what no state handles."""
+    return f"A step failed unexpectedly: {type(e).__name__}: {e}"[:32768]
+
+
 class _Driver:
     def __init__(
         self,
@@ -130,15 +155,21 @@ class _Driver:
         tasks: TaskCallable | None,
         start: _dt.datetime,
         deadline: _dt.datetime | None,
+        limits: WorkflowLimits = DEFAULT_LIMITS,
     ) -> None:
         self.info = info
         self.tasks = tasks
         self.now = start
         self.deadline = deadline
+        self.limits = limits
+        # room for the events a state adds after the check and for ExecutionFailed
+        self.max_events = limits.max_history_events - 1
         self.events: list[_Raw] = []
 
     # -- clock & history ------------------------------------------------------------------
     def event(self, type_: str, **details: Any) -> int:
+        if len(self.events) >= self.max_events and not type_.startswith("Execution"):
+            raise _Stopped(RUNTIME, history_limit_cause(self.limits.max_history_events))
         self.events.append((type_, self.now, details))
         return len(self.events)
 
@@ -163,11 +194,16 @@ class _Driver:
         Transition, Finish = _steps.Transition, _steps.Finish
         st = machine.states[machine.start_at]
         states = machine.states
+        limits = self.limits
+        max_events = self.max_events
         while True:
+            if len(events) >= max_events:
+                raise _Stopped(RUNTIME, history_limit_cause(limits.max_history_events))
             append((st.entered_event, self.now, {"name": st.name, "input": data}))
             token = str(uuid.uuid4()) if st.uses_task_token else None
             step = _steps.StepInput(
-                info, st, data, scope, self.now, len(events), self.now, 0, (), token
+                info, st, data, scope, self.now, len(events), self.now, 0, (), token,
+                limits=limits,
             )
             action = enter(step)
             while True:
@@ -175,6 +211,8 @@ class _Driver:
                     if action.assign:
                         scope.assign(dict(action.assign))
                     data = action.output
+                    if len(events) >= max_events:
+                        raise _Stopped(RUNTIME, history_limit_cause(limits.max_history_events))
                     append((st.exited_event, self.now, {"name": st.name, "output": data}))
                     st = states[action.next]
                     break
@@ -182,6 +220,8 @@ class _Driver:
                     if action.assign:
                         scope.assign(dict(action.assign))
                     data = action.output
+                    if len(events) >= max_events:
+                        raise _Stopped(RUNTIME, history_limit_cause(limits.max_history_events))
                     append((st.exited_event, self.now, {"name": st.name, "output": data}))
                     return _steps.BranchOutcome(True, data)
                 if isinstance(action, _steps.Failure):
@@ -195,6 +235,8 @@ class _Driver:
                     outcome = self.branches(st, action, scope)
                 else:
                     assert isinstance(action, _steps.Retry)
+                    if len(events) >= max_events:
+                        raise _Stopped(RUNTIME, history_limit_cause(limits.max_history_events))
                     self.advance(action.delay)
                     attempts = list(step.attempts) + [0] * (len(st.retriers) - len(step.attempts))
                     attempts[action.retrier] += 1
@@ -307,6 +349,7 @@ def execute(
     tasks: TaskCallable | None = None,
     name: str | None = None,
     start_time: _dt.datetime | None = None,
+    limits: WorkflowLimits | None = None,
 ) -> Execution:
     """Run a state machine to completion in-process and return its :class:`Execution`.
 
@@ -319,6 +362,11 @@ def execute(
 
     Nothing sleeps: Wait states and retry intervals move a virtual clock (starting at
     ``start_time``, default now), which also measures ``TimeoutSeconds``.
+
+    ``limits`` (a :class:`~setpiece.workflows.WorkflowLimits`) bounds the execution: an
+    execution that reaches ``max_history_events`` fails with ``States.Runtime``; a step that
+    raises what no state can handle fails it with ``States.Runtime`` too (never an exception
+    out of ``execute``).
     """
     machine = definition if isinstance(definition, StateMachine) else load(definition)
     if input is None:
@@ -337,7 +385,7 @@ def execute(
     deadline = (
         start + _dt.timedelta(seconds=machine.timeout_seconds) if machine.timeout_seconds else None
     )
-    driver = _Driver(info, tasks, start, deadline)
+    driver = _Driver(info, tasks, start, deadline, limits or DEFAULT_LIMITS)
     driver.event("ExecutionStarted", input=input)
     ex = Execution(
         "RUNNING",
@@ -351,6 +399,12 @@ def execute(
     except _TimedOut:
         driver.event("ExecutionTimedOut", error=TIMEOUT)
         ex.status, ex.error, ex.cause = "TIMED_OUT", TIMEOUT, "The execution timed out."
+    except _Stopped as e:
+        ex.status, ex.error, ex.cause = "FAILED", e.error, e.cause
+        driver.event("ExecutionFailed", error=e.error, cause=e.cause)
+    except Exception as e:  # a step raised what no state handles: the execution fails
+        ex.status, ex.error, ex.cause = "FAILED", RUNTIME, step_crash_cause(e)
+        driver.event("ExecutionFailed", error=ex.error, cause=ex.cause)
     else:
         if outcome.ok:
             size = len(json.dumps(outcome.output, ensure_ascii=False).encode())

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from setpiece.workflows._errors import INTRINSIC_FAILURE, StatesError
+from setpiece.workflows._limits import DEFAULT_LIMITS, json_size_over
 from setpiece.workflows._paths import JsonPath, compile_path
 
 __all__ = ["Call", "IntrinsicSyntaxError", "evaluate", "is_intrinsic", "parse"]
@@ -211,25 +212,44 @@ def parse(text: str) -> Call:
 Resolver = Callable[[JsonPath], Any]
 
 
-def evaluate(call: Call, resolve: Resolver) -> Any:
+def evaluate(call: Call, resolve: Resolver, max_size: int = DEFAULT_LIMITS.max_value_size) -> Any:
     """Evaluate a parsed call; ``resolve`` looks a path argument up. Errors are
-    ``StatesError(States.IntrinsicFailure, ...)``."""
-    args = [_value(a, resolve) for a in call.args]
+    ``StatesError(States.IntrinsicFailure, ...)``.
+
+    No call builds a value larger than ``max_size`` (characters of a string, or of an array's
+    JSON): sizes are checked before the value is built, or while it is.
+    """
+    args = [_value(a, resolve, max_size) for a in call.args]
     fn = _IMPL[call.name]
     try:
-        return fn(call, args)
+        return fn(call, args, max_size)
     except StatesError:
         raise
     except (TypeError, ValueError, KeyError, IndexError, OverflowError) as e:
         raise _fail(call, str(e)) from None
 
 
-def _value(arg: _Arg, resolve: Resolver) -> Any:
+def _value(arg: _Arg, resolve: Resolver, max_size: int) -> Any:
     if isinstance(arg, Literal):
         return arg.value
     if isinstance(arg, PathArg):
         return resolve(arg.path)
-    return evaluate(arg, resolve)
+    return evaluate(arg, resolve, max_size)
+
+
+def _too_large(call: Call, cap: int) -> StatesError:
+    return _fail(call, f"the result would be longer than {cap} characters "
+                       "(WorkflowLimits.max_value_size)")
+
+
+def _bounded_json(call: Call, value: Any, cap: int) -> str:
+    """``json_text(value)``, refused before encoding when it would pass ``cap``."""
+    if json_size_over(value, cap):
+        raise _too_large(call, cap)
+    text = json_text(value)
+    if len(text) > cap:
+        raise _too_large(call, cap)
+    return text
 
 
 def _fail(call: Call, message: str) -> StatesError:
@@ -298,7 +318,7 @@ def _java_double(x: float) -> str:
     return repr(x)
 
 
-def _format(call: Call, args: list[Any]) -> str:
+def _format(call: Call, args: list[Any], cap: int) -> str:
     if not args:
         raise _fail(call, "expected at least 1 argument")
     first = call.args[0]
@@ -306,6 +326,7 @@ def _format(call: Call, args: list[Any]) -> str:
     _want(call, template, "string")
     values = args[1:]
     out: list[str] = []
+    size = 0
     i = 0
     used = 0
     while i < len(template):
@@ -317,7 +338,14 @@ def _format(call: Call, args: list[Any]) -> str:
         if c == "{" and template.startswith("{}", i):
             if used >= len(values):
                 raise _fail(call, "more placeholders than arguments")
-            out.append(java_string(values[used]))
+            value = values[used]
+            if not isinstance(value, str) and json_size_over(value, cap - size):
+                raise _too_large(call, cap)
+            piece = java_string(value)
+            size += len(piece)
+            if size > cap:
+                raise _too_large(call, cap)
+            out.append(piece)
             used += 1
             i += 2
             continue
@@ -328,7 +356,7 @@ def _format(call: Call, args: list[Any]) -> str:
     return "".join(out)
 
 
-def _string_to_json(call: Call, args: list[Any]) -> Any:
+def _string_to_json(call: Call, args: list[Any], cap: int) -> Any:
     _nargs(call, args, 1)
     _want(call, args[0], "string")
     text = args[0]
@@ -340,16 +368,18 @@ def _string_to_json(call: Call, args: list[Any]) -> Any:
         raise _fail(call, f"the string is not valid JSON: {e}") from None
 
 
-def _json_to_string(call: Call, args: list[Any]) -> str:
+def _json_to_string(call: Call, args: list[Any], cap: int) -> str:
     _nargs(call, args, 1)
-    return json_text(args[0])
+    return _bounded_json(call, args[0], cap)
 
 
-def _array(call: Call, args: list[Any]) -> list[Any]:
+def _array(call: Call, args: list[Any], cap: int) -> list[Any]:
+    if json_size_over(args, cap):
+        raise _too_large(call, cap)
     return list(args)
 
 
-def _array_partition(call: Call, args: list[Any]) -> list[Any]:
+def _array_partition(call: Call, args: list[Any], cap: int) -> list[Any]:
     _nargs(call, args, 2)
     arr, size = args
     _want(call, arr, "array")
@@ -360,7 +390,7 @@ def _array_partition(call: Call, args: list[Any]) -> list[Any]:
     return [arr[i : i + size] for i in range(0, len(arr), size)]
 
 
-def _array_contains(call: Call, args: list[Any]) -> bool:
+def _array_contains(call: Call, args: list[Any], cap: int) -> bool:
     _nargs(call, args, 2)
     arr, look = args
     _want(call, arr, "array")
@@ -368,20 +398,19 @@ def _array_contains(call: Call, args: list[Any]) -> bool:
     return any(canonical(v) == key for v in arr)
 
 
-def _array_range(call: Call, args: list[Any]) -> list[int]:
+def _array_range(call: Call, args: list[Any], cap: int) -> list[int]:
     _nargs(call, args, 3)
     for a in args:
         _want(call, a, "integer")
     start, end, step = (int(a) for a in args)
     if step == 0:
         raise _fail(call, "the step cannot be 0")
-    out = list(range(start, end + (1 if step > 0 else -1), step))
-    if len(out) > 1000:
+    if (end - start) // step + 1 > 1000:  # counted before anything is built
         raise _fail(call, "the range would have more than 1000 items")
-    return out
+    return list(range(start, end + (1 if step > 0 else -1), step))
 
 
-def _array_get_item(call: Call, args: list[Any]) -> Any:
+def _array_get_item(call: Call, args: list[Any], cap: int) -> Any:
     _nargs(call, args, 2)
     arr, idx = args
     _want(call, arr, "array")
@@ -392,13 +421,13 @@ def _array_get_item(call: Call, args: list[Any]) -> Any:
     return arr[i] if i < len(arr) else None
 
 
-def _array_length(call: Call, args: list[Any]) -> int:
+def _array_length(call: Call, args: list[Any], cap: int) -> int:
     _nargs(call, args, 1)
     _want(call, args[0], "array")
     return len(args[0])
 
 
-def _array_unique(call: Call, args: list[Any]) -> list[Any]:
+def _array_unique(call: Call, args: list[Any], cap: int) -> list[Any]:
     _nargs(call, args, 1)
     _want(call, args[0], "array")
     seen: set[str] = set()
@@ -411,7 +440,7 @@ def _array_unique(call: Call, args: list[Any]) -> list[Any]:
     return out
 
 
-def _b64encode(call: Call, args: list[Any]) -> str:
+def _b64encode(call: Call, args: list[Any], cap: int) -> str:
     _nargs(call, args, 1)
     _want(call, args[0], "string")
     if len(args[0]) > 10000:
@@ -419,7 +448,7 @@ def _b64encode(call: Call, args: list[Any]) -> str:
     return base64.b64encode(args[0].encode()).decode("ascii")
 
 
-def _b64decode(call: Call, args: list[Any]) -> str:
+def _b64decode(call: Call, args: list[Any], cap: int) -> str:
     _nargs(call, args, 1)
     _want(call, args[0], "string")
     if len(args[0]) > 10000:
@@ -439,17 +468,17 @@ _HASHES = {
 }
 
 
-def _hash(call: Call, args: list[Any]) -> str:
+def _hash(call: Call, args: list[Any], cap: int) -> str:
     _nargs(call, args, 2)
     data, algo = args
     _want(call, algo, "string")
     if algo not in _HASHES:
         raise _fail(call, f"unsupported algorithm {algo!r} (use one of {', '.join(_HASHES)})")
-    text = data if isinstance(data, str) else json_text(data)
+    text = data if isinstance(data, str) else _bounded_json(call, data, cap)
     return hashlib.new(_HASHES[algo], text.encode()).hexdigest()
 
 
-def _json_merge(call: Call, args: list[Any]) -> dict[str, Any]:
+def _json_merge(call: Call, args: list[Any], cap: int) -> dict[str, Any]:
     _nargs(call, args, 3)
     a, b, deep = args
     _want(call, a, "object")
@@ -468,7 +497,7 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _math_random(call: Call, args: list[Any]) -> int:
+def _math_random(call: Call, args: list[Any], cap: int) -> int:
     _nargs(call, args, 2, 3)
     for a in args:
         _want(call, a, "integer")
@@ -483,14 +512,14 @@ def _java_round(x: int | float) -> int:
     return math.floor(x + 0.5) if isinstance(x, float) else int(x)
 
 
-def _math_add(call: Call, args: list[Any]) -> int:
+def _math_add(call: Call, args: list[Any], cap: int) -> int:
     _nargs(call, args, 2)
     for a in args:
         _want(call, a, "number")
     return _java_round(args[0]) + _java_round(args[1])
 
 
-def _string_split(call: Call, args: list[Any]) -> list[str]:
+def _string_split(call: Call, args: list[Any], cap: int) -> list[str]:
     _nargs(call, args, 2)
     text, delims = args
     _want(call, text, "string")
@@ -509,12 +538,12 @@ def _string_split(call: Call, args: list[Any]) -> list[str]:
     return pieces
 
 
-def _uuid(call: Call, args: list[Any]) -> str:
+def _uuid(call: Call, args: list[Any], cap: int) -> str:
     _nargs(call, args, 0)
     return str(uuid.uuid4())
 
 
-_IMPL: dict[str, Callable[[Call, list[Any]], Any]] = {
+_IMPL: dict[str, Callable[[Call, list[Any], int], Any]] = {
     "States.Format": _format,
     "States.StringToJson": _string_to_json,
     "States.JsonToString": _json_to_string,

@@ -8,6 +8,13 @@ Functions adds to JSONata: ``$partition``, ``$range``, ``$hash``, ``$random``, `
 
 ``jsonata-python`` is the ``workflows`` extra, imported on the first JSONata expression: a
 workflow without one runs without it, and one with it says what to install (:func:`_library`).
+
+Every evaluation is bounded (see :class:`~setpiece.workflows.WorkflowLimits`): it may run for
+``expression_seconds`` (checked at every step of the evaluator), and no string or array it
+builds may exceed ``max_value_size`` — checked before building where the size is known in
+advance (ranges are lazy and checked when made; ``$pad``, ``$join``, ``$replace`` and
+``$string`` check their arguments first; ``$distinct`` is linear for scalars), otherwise as
+soon as a step returns it.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import functools
 import hashlib
 import json
 import random
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +31,12 @@ from typing import Any
 from setpiece.errors import ConfigError
 from setpiece.workflows._errors import QUERY_EVALUATION_ERROR, StatesError
 from setpiece.workflows._intrinsics import _HASHES
+from setpiece.workflows._limits import (
+    DEFAULT_LIMITS,
+    LimitExceeded,
+    WorkflowLimits,
+    json_size_over,
+)
 
 __all__ = ["evaluate_expression", "is_expression", "resolve", "strip", "syntax_error"]
 
@@ -74,9 +88,10 @@ def _range(start: Any, end: Any, step: Any) -> Any:
     a, b, s = int(start), int(end), int(step)
     if s == 0:
         raise ValueError("$range step cannot be 0")
-    values = range(a, b + (1 if s > 0 else -1), s)
-    if len(values) > 1000:
+    count = (b - a) // s + 1  # counted before anything is built
+    if count > 1000:
         raise ValueError("$range would produce more than 1000 items")
+    values = range(a, b + (1 if s > 0 else -1), s)
     return _utils().create_sequence_from_iter(values)
 
 
@@ -114,12 +129,44 @@ _EXTRAS = {
 
 
 @functools.lru_cache(maxsize=2048)
-def _compile(expr: str) -> Any:
-    compiled = _library()[0].Jsonata(expr)
+def _compile(expr: str, limit: int = DEFAULT_LIMITS.max_value_size) -> Any:
+    jsonata, _ = _library()
+    from setpiece.workflows._jsonata_builtins import bound_builtins  # needs the library
+
+    compiled = jsonata.Jsonata(expr)
     compiled.set_output_convert_nulls(False)
     for name, fn in _EXTRAS.items():
         compiled.register_lambda(name, fn)
+    bound_builtins(compiled, limit)
     return compiled
+
+
+class _Guard:
+    """Bounds one evaluation: called by the evaluator before and after every step."""
+
+    __slots__ = ("deadline", "error", "limit", "seconds")
+
+    def __init__(self, limits: WorkflowLimits) -> None:
+        self.seconds = limits.expression_seconds
+        self.deadline = time.monotonic() + self.seconds
+        self.limit = limits.max_value_size
+        self.error: str | None = None
+
+    def entry(self, expr: Any, input: Any, env: Any) -> None:
+        if self.error is None and time.monotonic() > self.deadline:
+            self.error = (f"The evaluation took longer than {self.seconds:g}s "
+                          "(WorkflowLimits.expression_seconds)")
+        if self.error is not None:
+            raise LimitExceeded(self.error)
+
+    def exit(self, expr: Any, input: Any, env: Any, result: Any) -> None:
+        if isinstance(result, str | list) and len(result) > self.limit:
+            kind = "a string" if isinstance(result, str) else "an array"
+            self.error = (f"A step built {kind} of {len(result)} "
+                          f"{'characters' if isinstance(result, str) else 'items'}, over the "
+                          f"limit of {self.limit} (WorkflowLimits.max_value_size)")
+        if self.error is not None:
+            raise LimitExceeded(self.error)
 
 
 def syntax_error(expr: str) -> str | None:
@@ -166,11 +213,13 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"a JSONata expression returned a {type(value).__name__}, not JSON")
 
 
-def evaluate_expression(expr: str, bindings: Mapping[str, Any], field: str) -> Any:
+def evaluate_expression(
+    expr: str, bindings: Mapping[str, Any], field: str, limits: WorkflowLimits = DEFAULT_LIMITS
+) -> Any:
     """Evaluate one expression; errors are ``States.QueryEvaluationError`` naming ``field``."""
     null = _utils().NULL_VALUE  # ConfigError, not a query error, when the library is missing
     try:
-        compiled = _compile(expr)
+        compiled = _compile(expr, limits.max_value_size)
     except Exception as e:
         raise StatesError(
             QUERY_EVALUATION_ERROR,
@@ -181,7 +230,12 @@ def evaluate_expression(expr: str, bindings: Mapping[str, Any], field: str) -> A
         # The library reads a None nested in dicts and lists as null, but a variable bound to
         # None as undefined: only top-level values need converting.
         frame = {k: null if v is None else v for k, v in bindings.items()}
+        guard = _Guard(limits)
+        frame["__evaluate_entry"] = guard.entry
+        frame["__evaluate_exit"] = guard.exit
         result = compiled.evaluate(None, frame)
+        if guard.error is not None:  # raised inside, and caught by the library
+            raise LimitExceeded(guard.error)
     except RecursionError:
         raise StatesError(
             QUERY_EVALUATION_ERROR,
@@ -200,6 +254,13 @@ def evaluate_expression(expr: str, bindings: Mapping[str, Any], field: str) -> A
             f"The JSONata expression '{expr}' specified for the field '{field}' returned nothing "
             "(undefined).",
         )
+    if json_size_over(result, limits.max_value_size):
+        raise StatesError(
+            QUERY_EVALUATION_ERROR,
+            f"The JSONata expression '{expr}' specified for the field '{field}' returned a "
+            f"value over the limit of {limits.max_value_size} characters of JSON "
+            "(WorkflowLimits.max_value_size).",
+        )
     try:
         return _plain(result)
     except TypeError as e:
@@ -215,14 +276,16 @@ def _code(e: Exception) -> str:
     return f"{code}: " if isinstance(code, str) else ""
 
 
-def resolve(template: Any, bindings: Mapping[str, Any], field: str) -> Any:
+def resolve(
+    template: Any, bindings: Mapping[str, Any], field: str, limits: WorkflowLimits = DEFAULT_LIMITS
+) -> Any:
     """Evaluate every ``{% %}`` string inside ``template`` (objects and arrays are walked)."""
     if isinstance(template, str):
         if is_expression(template):
-            return evaluate_expression(strip(template), bindings, field)
+            return evaluate_expression(strip(template), bindings, field, limits)
         return template
     if isinstance(template, dict):
-        return {k: resolve(v, bindings, f"{field}/{k}") for k, v in template.items()}
+        return {k: resolve(v, bindings, f"{field}/{k}", limits) for k, v in template.items()}
     if isinstance(template, list):
-        return [resolve(v, bindings, f"{field}[{i}]") for i, v in enumerate(template)]
+        return [resolve(v, bindings, f"{field}[{i}]", limits) for i, v in enumerate(template)]
     return template

@@ -14,6 +14,7 @@ from typing import Any
 from setpiece.workflows import _intrinsics
 from setpiece.workflows._context import Scope
 from setpiece.workflows._errors import RUNTIME, StatesError
+from setpiece.workflows._limits import DEFAULT_LIMITS
 from setpiece.workflows._paths import JsonPath, PathNotFound, compile_path
 
 __all__ = ["Env", "evaluate_template", "resolve_path", "resolve_value"]
@@ -26,6 +27,7 @@ class Env:
     input: Any
     context: Callable[[], dict[str, Any]]
     scope: Scope
+    max_size: int = DEFAULT_LIMITS.max_value_size  # of what an intrinsic function builds
 
 
 def _doc(path: JsonPath, env: Env) -> Any:
@@ -58,7 +60,7 @@ def resolve_value(text: str, env: Env, field: str) -> Any:
             except PathNotFound:
                 raise _not_found(p.text, field, env) from None
 
-        return _intrinsics.evaluate(call, lookup)
+        return _intrinsics.evaluate(call, lookup, env.max_size)
     path = compile_path(text)
     try:
         return resolve_path(path, env)

@@ -23,6 +23,7 @@ resume after a crash.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from setpiece.workflows._errors import (
     matches,
 )
 from setpiece.workflows._intrinsics import java_string, json_text
+from setpiece.workflows._limits import DEFAULT_LIMITS, MAX_RETRY_DELAY, WorkflowLimits
 from setpiece.workflows._paths import JsonPath, PathNotFound, compile_path, set_result_path
 from setpiece.workflows._payload import Env, evaluate_template, resolve_path, resolve_value
 
@@ -185,6 +187,7 @@ class StepInput:
     attempts: tuple[int, ...] = ()
     task_token: str | None = None
     map_item: tuple[int, Any] | None = field(default=None)
+    limits: WorkflowLimits = DEFAULT_LIMITS
 
     def context(self, map_item: tuple[int, Any] | None = None) -> dict[str, Any]:
         return self.info.context(
@@ -205,7 +208,7 @@ def enter(step: StepInput) -> Action:
         return _ENTER[step.state.type](step)
     except StatesError as e:
         return _handle_error(step, e.error, _located(step, e))
-    except (ArithmeticError, ValueError, TypeError, RecursionError) as e:
+    except (ArithmeticError, ValueError, TypeError, RecursionError, MemoryError) as e:
         return _unexpected(step, e)
 
 
@@ -229,7 +232,7 @@ def resume(step: StepInput, outcome: Outcome) -> Action:
         return _map_done(step, outcome)
     except StatesError as e:
         return _handle_error(step, e.error, _located(step, e))
-    except (ArithmeticError, ValueError, TypeError, RecursionError) as e:
+    except (ArithmeticError, ValueError, TypeError, RecursionError, MemoryError) as e:
         return _unexpected(step, e)
 
 
@@ -255,7 +258,7 @@ def _located(step: StepInput, e: StatesError) -> str | None:
 
 
 def _env(step: StepInput, data: Any, map_item: tuple[int, Any] | None = None) -> Env:
-    return Env(data, lambda: step.context(map_item), step.scope)
+    return Env(data, lambda: step.context(map_item), step.scope, step.limits.max_value_size)
 
 
 def _bindings(step: StepInput, **states: Any) -> dict[str, Any]:
@@ -312,8 +315,8 @@ def _assign_jsonpath(step: StepInput, template: Any, data: Any) -> dict[str, Any
     return assigned
 
 
-def _jx(template: Any, bindings: Mapping[str, Any], field: str) -> Any:
-    return jsonata_.resolve(template, bindings, field)
+def _jx(step: StepInput, template: Any, bindings: Mapping[str, Any], field: str) -> Any:
+    return jsonata_.resolve(template, bindings, field, step.limits)
 
 
 def _next(step: StepInput, output: Any, assign: Mapping[str, Any] | None) -> Action:
@@ -328,8 +331,8 @@ def _finish_plain(step: StepInput, effective: Any) -> Action:
     st = step.state
     if st.language == "JSONata":
         b = _bindings(step)
-        assign = _jx(st.get("Assign"), b, "Assign") if "Assign" in st else None
-        output = _jx(st.get("Output"), b, "Output") if "Output" in st else step.input
+        assign = _jx(step, st.get("Assign"), b, "Assign") if "Assign" in st else None
+        output = _jx(step, st.get("Output"), b, "Output") if "Output" in st else step.input
         return _next(step, output, assign)
     assign = _assign_jsonpath(step, st.get("Assign"), effective) if "Assign" in st else None
     return _next(step, _output_path(step, effective), assign)
@@ -340,8 +343,8 @@ def _complete(step: StepInput, result: Any) -> Action:
     st = step.state
     if st.language == "JSONata":
         b = _bindings(step, result=result)
-        assign = _jx(st.get("Assign"), b, "Assign") if "Assign" in st else None
-        output = _jx(st.get("Output"), b, "Output") if "Output" in st else result
+        assign = _jx(step, st.get("Assign"), b, "Assign") if "Assign" in st else None
+        output = _jx(step, st.get("Output"), b, "Output") if "Output" in st else result
         return _next(step, output, assign)
     if "ResultSelector" in st:
         result = evaluate_template(st.get("ResultSelector"), _env(step, result))
@@ -360,9 +363,7 @@ def _handle_error(step: StepInput, error: str | None, cause: str | None) -> Acti
             used = step.attempts[i] if i < len(step.attempts) else 0
             if used >= r.max_attempts:
                 break
-            delay = r.interval_seconds * (r.backoff_rate**used)
-            if r.max_delay_seconds is not None:
-                delay = min(delay, r.max_delay_seconds)
+            delay = retry_delay(r.interval_seconds, r.backoff_rate, used, r.max_delay_seconds)
             if r.jitter == "FULL":
                 delay = random.uniform(0, delay)
             return Retry(i, delay)
@@ -370,6 +371,19 @@ def _handle_error(step: StepInput, error: str | None, cause: str | None) -> Acti
         if matches(c.error_equals, error):
             return _catch(step, c, error, cause)
     return Failure(error, cause)
+
+
+def retry_delay(
+    interval: float, backoff_rate: float, used: int, max_delay: float | None
+) -> float:
+    """``interval * backoff_rate ** used``, capped by ``max_delay`` and by
+    :data:`~setpiece.workflows._limits.MAX_RETRY_DELAY`, without overflowing for any ``used``."""
+    cap = MAX_RETRY_DELAY if max_delay is None else min(max_delay, MAX_RETRY_DELAY)
+    if interval <= 0:
+        return 0.0
+    if backoff_rate > 1 and used * math.log(backoff_rate) >= math.log(cap / interval):
+        return cap
+    return min(interval * backoff_rate**used, cap)
 
 
 def _error_output(error: str | None, cause: str | None) -> dict[str, Any]:
@@ -384,8 +398,8 @@ def _catch(step: StepInput, c: Catcher, error: str | None, cause: str | None) ->
     try:
         if step.state.language == "JSONata":
             b = _bindings(step, errorOutput=err_out)
-            assign = _jx(c.assign, b, "Assign") if c.assign is not None else None
-            output = _jx(c.output, b, "Output") if c.has_output else err_out
+            assign = _jx(step, c.assign, b, "Assign") if c.assign is not None else None
+            output = _jx(step, c.output, b, "Output") if c.has_output else err_out
         else:
             assign = _assign_jsonpath(step, c.assign, err_out) if c.assign is not None else None
             if c.has_result_path:
@@ -406,8 +420,8 @@ def _enter_pass(step: StepInput) -> Action:
         return _next(step, step.input, None)
     if st.language == "JSONata":
         b = _bindings(step)
-        assign = _jx(st.get("Assign"), b, "Assign") if "Assign" in st else None
-        output = _jx(st.get("Output"), b, "Output") if "Output" in st else step.input
+        assign = _jx(step, st.get("Assign"), b, "Assign") if "Assign" in st else None
+        output = _jx(step, st.get("Output"), b, "Output") if "Output" in st else step.input
         return _next(step, output, assign)
     effective = _input_path(step)
     if "Parameters" in st:
@@ -421,7 +435,8 @@ def _enter_pass(step: StepInput) -> Action:
 def _enter_succeed(step: StepInput) -> Action:
     st = step.state
     if st.language == "JSONata":
-        output = _jx(st.get("Output"), _bindings(step), "Output") if "Output" in st else step.input
+        b = _bindings(step)
+        output = _jx(step, st.get("Output"), b, "Output") if "Output" in st else step.input
         return Finish(output)
     return Finish(_output_path(step, _input_path(step)))
 
@@ -434,8 +449,8 @@ def _enter_fail(step: StepInput) -> Action:
     st = step.state
     if st.language == "JSONata":
         b = _bindings(step)
-        error = _jx(st.get("Error"), b, "Error") if "Error" in st else None
-        cause = _jx(st.get("Cause"), b, "Cause") if "Cause" in st else None
+        error = _jx(step, st.get("Error"), b, "Error") if "Error" in st else None
+        cause = _jx(step, st.get("Cause"), b, "Cause") if "Cause" in st else None
         return Failure(
             None if error is None else _as_text(error), None if cause is None else _as_text(cause)
         )
@@ -455,7 +470,7 @@ def _enter_choice(step: StepInput) -> Action:
         b = _bindings(step)
         for i, rule in enumerate(st.get("Choices")):
             cond = rule["Condition"]
-            value = _jx(cond, b, f"Choices[{i}].Condition") if isinstance(cond, str) else cond
+            value = _jx(step, cond, b, f"Choices[{i}].Condition") if isinstance(cond, str) else cond
             if not isinstance(value, bool):
                 raise StatesError(
                     QUERY_EVALUATION_ERROR,
@@ -464,18 +479,20 @@ def _enter_choice(step: StepInput) -> Action:
                 )
             if value:
                 assign = (
-                    _jx(rule["Assign"], b, f"Choices[{i}].Assign") if "Assign" in rule else None
+                    _jx(step, rule["Assign"], b, f"Choices[{i}].Assign")
+                    if "Assign" in rule
+                    else None
                 )
                 output = (
-                    _jx(rule["Output"], b, f"Choices[{i}].Output")
+                    _jx(step, rule["Output"], b, f"Choices[{i}].Output")
                     if "Output" in rule
                     else step.input
                 )
                 return Transition(rule["Next"], output, assign)
         if "Default" not in st:
             raise StatesError(NO_CHOICE_MATCHED, f"No Matches! in state '{st.name}'")
-        assign = _jx(st.get("Assign"), b, "Assign") if "Assign" in st else None
-        output = _jx(st.get("Output"), b, "Output") if "Output" in st else step.input
+        assign = _jx(step, st.get("Assign"), b, "Assign") if "Assign" in st else None
+        output = _jx(step, st.get("Output"), b, "Output") if "Output" in st else step.input
         return Transition(st.get("Default"), output, assign)
     effective = _input_path(step)
     env = _env(step, effective)
@@ -494,7 +511,7 @@ def _enter_wait(step: StepInput) -> Action:
     if st.language == "JSONata":
         b = _bindings(step)
         if "Seconds" in st:
-            seconds = _jx(st.get("Seconds"), b, "Seconds")
+            seconds = _jx(step, st.get("Seconds"), b, "Seconds")
             if (
                 not (isinstance(seconds, int | float) and not isinstance(seconds, bool))
                 or seconds < 0
@@ -505,7 +522,7 @@ def _enter_wait(step: StepInput) -> Action:
                     f"The Seconds field must be a non-negative integer, not {json_text(seconds)}",
                 )
             return Sleep(step.now + _dt.timedelta(seconds=seconds))
-        ts = _jx(st.get("Timestamp"), b, "Timestamp")
+        ts = _jx(step, st.get("Timestamp"), b, "Timestamp")
         when = parse_time(ts) if isinstance(ts, str) else None
         if when is None:
             raise StatesError(
@@ -557,7 +574,7 @@ def _number_field(
     if key in st:
         value = st.get(key)
         if bindings is not None and jsonata_.is_expression(value):
-            value = _jx(value, bindings, key)
+            value = _jx(step, value, bindings, key)
             if not (isinstance(value, int | float) and not isinstance(value, bool)):
                 raise StatesError(
                     QUERY_EVALUATION_ERROR,
@@ -600,7 +617,9 @@ def _enter_task(step: StepInput) -> Action:
     st = step.state
     if st.language == "JSONata":
         b = _bindings(step)
-        payload = _jx(st.get("Arguments"), b, "Arguments") if "Arguments" in st else step.input
+        payload = (
+            _jx(step, st.get("Arguments"), b, "Arguments") if "Arguments" in st else step.input
+        )
         timeout = _number_field(step, "TimeoutSeconds", None, b, integer=True)
         heartbeat = _number_field(step, "HeartbeatSeconds", None, b, integer=True)
     else:
@@ -616,7 +635,7 @@ def _enter_parallel(step: StepInput) -> Action:
     st = step.state
     if st.language == "JSONata":
         payload = (
-            _jx(st.get("Arguments"), _bindings(step), "Arguments")
+            _jx(step, st.get("Arguments"), _bindings(step), "Arguments")
             if "Arguments" in st
             else step.input
         )
@@ -643,7 +662,7 @@ def _enter_map(step: StepInput) -> Action:
     if st.language == "JSONata":
         bindings = _bindings(step)
         effective = step.input
-        items = _jx(st.get("Items"), bindings, "Items") if "Items" in st else step.input
+        items = _jx(step, st.get("Items"), bindings, "Items") if "Items" in st else step.input
         if not isinstance(items, list):
             raise StatesError(
                 QUERY_EVALUATION_ERROR,
@@ -679,7 +698,7 @@ def _enter_map(step: StepInput) -> Action:
             value = item
         elif bindings is not None:
             b = _bindings(step, map_item=(index, item))
-            value = _jx(st.get(selector_key), b, selector_key)
+            value = _jx(step, st.get(selector_key), b, selector_key)
         else:
             value = evaluate_template(st.get(selector_key), _env(step, effective, (index, item)))
         inputs.append(Branch(st.processor, value, index))
@@ -703,13 +722,13 @@ def _batch(
     if size is None and env is not None and "MaxItemsPerBatchPath" in batcher:
         size = _select(compile_path(batcher["MaxItemsPerBatchPath"]), env)
     if bindings is not None and jsonata_.is_expression(size):
-        size = _jx(size, bindings, "ItemBatcher/MaxItemsPerBatch")
+        size = _jx(step, size, bindings, "ItemBatcher/MaxItemsPerBatch")
     max_bytes: Any = batcher.get("MaxInputBytesPerBatch")
     if max_bytes is None and env is not None and "MaxInputBytesPerBatchPath" in batcher:
         max_bytes = _select(compile_path(batcher["MaxInputBytesPerBatchPath"]), env)
     base: Any = batcher.get("BatchInput", {})
     if bindings is not None:
-        base = _jx(base, bindings, "ItemBatcher/BatchInput")
+        base = _jx(step, base, bindings, "ItemBatcher/BatchInput")
     elif env is not None and isinstance(base, Mapping):
         base = evaluate_template(base, env)
     n = int(size) if isinstance(size, int | float) and size >= 1 else len(items) or 1

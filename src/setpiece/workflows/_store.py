@@ -77,6 +77,7 @@ class ExecRecord(msgspec.Struct, omit_defaults=True):
     cause: str | None = None
     stop: float | None = None
     correlation: str | None = None  # carried by the events the execution emits
+    tenant: str | None = None  # of the event that started it: its tasks use this tenant's store
     next_event: int = 1  # the id the next history event gets
     next_thread: int = 1  # thread 0 is the root
     ready: list[int] = []  # threads to step when the pending "run" signal comes
@@ -214,14 +215,16 @@ def start_unit(
     *,
     now: float | None = None,
     correlation: str | None = None,
+    tenant: str | None = None,
     with_definition: bool = True,
 ) -> StartPlan:
-    """The records that start an execution of ``workflow`` named ``name``."""
+    """The records that start an execution of ``workflow`` named ``name`` (for ``tenant``:
+    its service tasks then read and write that tenant's stores, as event handlers do)."""
     now = time.time() if now is None else now
     ex_id = execution_id(workflow.name, name)
     record = ExecRecord(
         id=ex_id, workflow=workflow.name, version=workflow.version, name=name, start=now,
-        input=input, correlation=correlation, next_event=2, ready=[0],
+        input=input, correlation=correlation, tenant=tenant, next_event=2, ready=[0],
     )
     root = ThreadRecord(path=[], state=workflow.machine.start_at, input=input)
     writes = [
@@ -258,18 +261,28 @@ def new_name() -> str:
 
 
 async def start_execution(
-    engine: Engine, workflow: Workflow, input: Any = None, *, name: str | None = None
+    engine: Engine,
+    workflow: Workflow,
+    input: Any = None,
+    *,
+    name: str | None = None,
+    tenant: str | None = None,
 ) -> str:
     """Start an execution of ``workflow`` on ``engine``; returns its id (``<workflow>:<name>``).
 
     Idempotent on ``name``: the same name with the same input returns the existing execution's
     id; with another input it raises :class:`~setpiece.errors.ExecutionAlreadyExists`. The
-    execution runs in whichever runtime of the stack runs workflows on that engine.
+    execution runs in whichever runtime of the stack runs workflows on that engine. With
+    ``tenant``, its service tasks use that tenant's stores.
     """
     if input is None:
         input = {}
     name = new_name() if name is None else name
     check_execution_name(name)
+    if tenant is not None:
+        from setpiece.event import Event
+
+        Event(type="setpiece.workflow.start", source="setpiece", tenant=tenant)  # EventError
     try:
         input = msgspec.json.decode(encode(input))
     except (TypeError, msgspec.EncodeError) as exc:
@@ -288,7 +301,8 @@ async def start_execution(
                     f"execution {ex_id!r} exists already, started with another input"
                 )
             return ex_id
-        plan = start_unit(workflow, name, input, with_definition=dkey not in found)
+        plan = start_unit(workflow, name, input, tenant=tenant,
+                          with_definition=dkey not in found)
         unit = UnitOfWork(reads=[KVRead(NS, exec_key(ex_id), 0)], writes=plan.writes,
                           appends=plan.appends, timers=plan.timers)
         try:

@@ -3,7 +3,9 @@
 :class:`TaskCalls` makes the calls of one delivery of the durable driver. A service handler runs
 in a nested attempt: it reads through the workflow step's pending writes, and its store writes
 and published events join the step's unit of work only if it returns, so they commit exactly
-once, with the step. HTTP calls are at least once. Events go out with the step.
+once, with the step. HTTP calls are at least once. Events go out with the step. An execution
+started by an event with a tenant keeps it: its handlers get that tenant's store, as an event
+handler of that event would, and the events its tasks send carry it.
 """
 
 from __future__ import annotations
@@ -55,17 +57,24 @@ class TaskCalls:
     """The task calls of one delivery, for one execution."""
 
     def __init__(
-        self, runner: WorkflowRunner, attempt: Attempt, workflow: str, correlation: str
+        self,
+        runner: WorkflowRunner,
+        attempt: Attempt,
+        workflow: str,
+        correlation: str,
+        tenant: str | None = None,
     ) -> None:
         self.runner = runner
         self.attempt = attempt
         self.workflow = workflow
         self.correlation = correlation
+        self.tenant = tenant
 
     def event(self, state: str, type_: str, data: Any, source: str | None = None) -> Event:
-        """An event a task sends: from ``workflow.<name>``, about the state, correlated."""
+        """An event a task sends: from ``workflow.<name>``, about the state, correlated, for
+        the execution's tenant."""
         return Event(type=type_, source=source or f"workflow.{self.workflow}", data=data,
-                     subject=state, correlationid=self.correlation)
+                     subject=state, correlationid=self.correlation, tenant=self.tenant)
 
     async def service(self, state: str, res: Resource, payload: Any, number: int) -> Any:
         """Call a handler of the stack; its effects join the step only if it succeeds."""
@@ -82,7 +91,7 @@ class TaskCalls:
 
         ctx = Context(
             service=service, handler=name, event=event, attempt=number,
-            store=ServiceStore(nested, store_namespace(service, None)), publish=publish,
+            store=ServiceStore(nested, store_namespace(service, self.tenant)), publish=publish,
             tokens=DeliveryTokens(nested, self.runner.engine),
         )
         # past the handler's timeout: HandlerTimeout, a TimeoutError: the task's States.Timeout

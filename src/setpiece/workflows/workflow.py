@@ -29,6 +29,7 @@ import msgspec
 
 from setpiece.errors import ConfigError, DefinitionError
 from setpiece.stream import check_name
+from setpiece.workflows._limits import DEFAULT_LIMITS, WorkflowLimits
 
 if TYPE_CHECKING:
     from setpiece.stack import Stack
@@ -112,16 +113,26 @@ class Workflow:
     names the state and the field, also for a Task ``Resource`` setpiece cannot run.
     ``version`` names this revision of the definition (default: a hash of its content). An
     execution keeps the definition it started with, even after the stack is redeployed with a
-    new one.
+    new one. ``limits`` (a :class:`~setpiece.workflows.WorkflowLimits`) bounds every execution:
+    history events, expression time and sizes, and how long a runner steps it at a time.
     """
 
     def __init__(
-        self, name: str, definition: Mapping[str, Any] | str | bytes, *, version: str | None = None
+        self,
+        name: str,
+        definition: Mapping[str, Any] | str | bytes,
+        *,
+        version: str | None = None,
+        limits: WorkflowLimits | None = None,
     ) -> None:
         from setpiece.workflows._definition import load  # the ASL model loads on first use
 
         check_name("workflow", name)
+        if limits is not None and not isinstance(limits, WorkflowLimits):
+            raise ConfigError(f"workflow {name!r}: limits must be a WorkflowLimits, "
+                              f"not {type(limits).__name__}")
         self.name = name
+        self.limits = limits or DEFAULT_LIMITS
         self.machine = load(definition)
         self.definition: Mapping[str, Any] = self.machine.raw
         self.resources: dict[str, Resource] = {}

@@ -21,6 +21,7 @@ import itertools
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -379,26 +380,55 @@ class NatsEngine(Engine):
         await self._store.close()
 
 
-def _split_nats_url(url: str) -> tuple[str, dict[str, str]]:
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class NatsOptions:
+    """The NATS engine URL's options (``nats://host:4222?prefix=shop&connect_timeout=3``)."""
+
+    server: str
+    prefix: str = "sp"
+    replicas: int = 1
+    timeout: float = 30.0  # how long a call keeps retrying while a server is unreachable
+    # how long the first connection may take (default: 5 s, or ``timeout`` if shorter)
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+
+
+def nats_options(url: str) -> NatsOptions:
+    """Parse and check a NATS engine URL's options; ConfigError names the one that is wrong."""
     parts = urlsplit(url)
     options = dict(parse_qsl(parts.query))
-    unknown = set(options) - {"prefix", "replicas", "timeout"}
+    unknown = set(options) - {"prefix", "replicas", "timeout", "connect_timeout"}
     if unknown:
-        raise ConfigError(f"engine URL {url!r}: unknown options {sorted(unknown)}")
-    return urlunsplit(parts._replace(query="")), options
+        raise ConfigError(f"engine URL {url!r}: unknown options {sorted(unknown)} "
+                          "(known: prefix, replicas, timeout, connect_timeout)")
+    prefix = options.get("prefix", "sp")
+    if not _PREFIX.fullmatch(prefix):
+        raise ConfigError(f"engine URL {url!r}: prefix must match {_PREFIX.pattern}")
+    numbers: dict[str, float] = {}
+    for name, default in (("replicas", 1.0), ("timeout", 30.0),
+                          ("connect_timeout", DEFAULT_CONNECT_TIMEOUT)):
+        try:
+            numbers[name] = float(options.get(name, default))
+        except ValueError:
+            raise ConfigError(
+                f"engine URL {url!r}: {name} must be a number, not {options[name]!r}"
+            ) from None
+        if not numbers[name] > 0:
+            raise ConfigError(f"engine URL {url!r}: {name} must be positive")
+    if not numbers["replicas"].is_integer():
+        raise ConfigError(f"engine URL {url!r}: replicas must be a whole number")
+    if "connect_timeout" not in options:  # a shorter call timeout bounds the connection too
+        numbers["connect_timeout"] = min(DEFAULT_CONNECT_TIMEOUT, numbers["timeout"])
+    return NatsOptions(urlunsplit(parts._replace(query="")), prefix, int(numbers["replicas"]),
+                       numbers["timeout"], numbers["connect_timeout"])
 
 
 async def open_nats(url: str, store_url: str) -> NatsEngine:
     """Open the production engine: JetStream at ``url``, PostgreSQL at ``store_url``."""
-    server, options = _split_nats_url(url)
-    prefix = options.get("prefix", "sp")
-    if not _PREFIX.fullmatch(prefix):
-        raise ConfigError(f"engine URL {url!r}: prefix must match {_PREFIX.pattern}")
-    try:
-        replicas = int(options.get("replicas", "1"))
-        timeout = float(options.get("timeout", "30"))
-    except ValueError:
-        raise ConfigError(f"engine URL {url!r}: replicas and timeout are numbers") from None
+    options = nats_options(url)
+    server, prefix, timeout = options.server, options.prefix, options.timeout
 
     split_store_url(store_url)  # a malformed store URL fails before any connection is made
 
@@ -407,8 +437,9 @@ async def open_nats(url: str, store_url: str) -> NatsEngine:
 
     nc = NATS()
     try:
-        # Reconnect forever once connected (calls retry up to ``timeout``); the first
-        # connection gets ``timeout`` seconds, so a process may start while NATS restarts.
+        # The first connection gets ``connect_timeout`` seconds (attempts are repeated within
+        # it, so a process may start while NATS restarts); once connected, nats-py reconnects
+        # forever and calls retry up to ``timeout``.
         await asyncio.wait_for(
             nc.connect(
                 servers=[server],
@@ -416,21 +447,26 @@ async def open_nats(url: str, store_url: str) -> NatsEngine:
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.1,  # type: ignore[arg-type]  # annotated int; a float works
-                connect_timeout=max(1, int(min(timeout, 5))),
+                connect_timeout=max(1, int(min(options.connect_timeout, 5))),
                 error_cb=quiet,
             ),
-            timeout,
+            options.connect_timeout,
         )
     except Exception as exc:
         await nc.close()
-        raise EngineError(f"NATS at {server!r} is unreachable: {exc!r}") from exc
+        reason = (f"no connection within {options.connect_timeout:g} s" if
+                  isinstance(exc, TimeoutError) else repr(exc))
+        raise EngineError(
+            f"NATS at {server!r} is unreachable ({reason}; to wait longer, add "
+            f"?connect_timeout=SECONDS to the engine URL)"
+        ) from exc
     try:
         store = await PgStore.open(store_url, prefix=prefix, retry_for=timeout)
     except BaseException:
         await nc.close()
         raise
     engine = NatsEngine(
-        url, nc, JetStreamLog(nc, prefix, replicas=replicas), store, retry_for=timeout
+        url, nc, JetStreamLog(nc, prefix, replicas=options.replicas), store, retry_for=timeout
     )
     try:
         await engine._start()

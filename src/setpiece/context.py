@@ -35,21 +35,26 @@ def store_namespace(service: str, tenant: str | None = None) -> str:
     return f"svc:{service}" if tenant is None else f"svc:{service}@{tenant}"
 
 
+class StoreKeyError(ValueError):
+    """A store key no engine can hold (not a string, U+0000, a lone surrogate). In an HTTP
+    route it is the request's fault (the key came from it): the gateway answers 400."""
+
+
 def check_key(key: Any) -> str:
     """A store key every engine can hold: a string without U+0000, encodable as UTF-8.
 
-    Raises ValueError naming the key (PostgreSQL text cannot hold NUL; a lone surrogate has no
-    UTF-8 form).
+    Raises StoreKeyError (a ValueError) naming the key (PostgreSQL text cannot hold NUL; a lone
+    surrogate has no UTF-8 form).
     """
     if type(key) is not str and not isinstance(key, str):
-        raise ValueError(f"store key: must be a string, got {type(key).__name__}")
+        raise StoreKeyError(f"store key: must be a string, got {type(key).__name__}")
     if "\0" in key:
-        raise ValueError(f"store key {key!r}: must not contain U+0000 (NUL)")
+        raise StoreKeyError(f"store key {key!r}: must not contain U+0000 (NUL)")
     if not key.isascii():
         try:
             key.encode("utf-8")
         except UnicodeEncodeError:
-            raise ValueError(
+            raise StoreKeyError(
                 f"store key {key!r}: not valid Unicode text (a lone surrogate)"
             ) from None
     return key

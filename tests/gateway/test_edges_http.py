@@ -33,6 +33,11 @@ def edge_stack(seen: list[Event]) -> Stack:
     async def echo(body: Any) -> Any:
         return {"ok": True}
 
+    @svc.put("/notes/{name}", scopes=["events:publish"])
+    async def note(name: str, ctx: Any) -> Any:
+        await ctx.store.put(name, True)
+        return {"ok": True}
+
     return Stack("hooks", services=[svc], auth=auth())
 
 
@@ -106,5 +111,16 @@ def test_route_bodies_and_task_token_routes_refuse_deep_json(run: Run, levels: i
             r = await c.post("/workflows/tasks/success", headers=h, content=body)
             assert r.status_code == 400, r.text
             assert r.json()["field"] == "body" and str(MAX_DEPTH) in r.json()["detail"]
+
+    run(main())
+
+
+def test_a_store_key_from_the_request_that_no_engine_holds_is_a_400(run: Run) -> None:
+    async def main() -> None:
+        async with edge_stack([]).start(engine="memory") as rt, client(rt.asgi()) as c:
+            h = bearer(token(["events:publish"]))
+            r = await c.put("/notes/a%00b", headers=h)
+            assert r.status_code == 400 and "U+0000" in r.json()["detail"], r.text
+            assert (await c.put("/notes/ab", headers=h)).status_code == 200
 
     run(main())

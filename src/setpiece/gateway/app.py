@@ -36,7 +36,7 @@ import msgspec
 
 from setpiece._json import DepthError
 from setpiece._json import decode as decode_json
-from setpiece.context import ServiceStore, store_namespace
+from setpiece.context import ServiceStore, StoreKeyError, store_namespace
 from setpiece.errors import ConfigError, ConflictError, EventError
 from setpiece.event import Event
 from setpiece.gateway.auth import ANONYMOUS, AuthError, Identity
@@ -684,6 +684,8 @@ class Gateway:
                 return _error(exc.status, exc.payload(), exc.headers)
             except TimeoutError:
                 raise
+            except StoreKeyError as exc:  # a key taken from the request that no engine can hold
+                return _message(400, str(exc))
             except Exception:
                 error_id = os.urandom(8).hex()
                 log.exception("%s %s (%s.%s) failed; error id %s", request.method,

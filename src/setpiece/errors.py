@@ -7,7 +7,8 @@
     ├── PatternError        (ValueError)  an event pattern or input transformer is invalid; names the path
     ├── ConfigError         (ValueError)  a stack is declared wrongly: unknown target, duplicate name, ...
     ├── EngineError                       the engine cannot be used: unreachable, not a setpiece database
-    │   └── ConflictError                 a transaction lost an optimistic-concurrency race (retried inside)
+    │   ├── ConflictError                 a transaction lost an optimistic-concurrency race (retried inside)
+    │   └── RefusedError                  the engine cannot store what a unit of work holds (U+0000 in text)
     ├── HandlerError                      a handler raised or returned something that is not an event
     │   └── HandlerTimeout  (TimeoutError) an attempt ran past the handler's timeout
     ├── InputDecodeError    (ValueError)  an event's data does not fit the handler's annotation (not retried)
@@ -51,6 +52,7 @@ __all__ = [
     "InputDecodeError",
     "InvalidToken",
     "PatternError",
+    "RefusedError",
     "SetpieceError",
     "TaskDoesNotExist",
     "TaskFailed",
@@ -86,6 +88,12 @@ class EngineError(SetpieceError):
 
 class ConflictError(EngineError):
     """A transaction read a key that another transaction changed before it committed."""
+
+
+class RefusedError(EngineError):
+    """The engine cannot store a value a unit of work holds (PostgreSQL: U+0000 in text, a key
+    over an index's size limit). Committing the same unit again fails again: the runtime
+    dead-letters the record that made it, with this reason, and goes on."""
 
 
 class HandlerError(SetpieceError):

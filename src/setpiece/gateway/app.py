@@ -418,8 +418,9 @@ class Gateway:
         runtime = self.runtime
         if runtime is None:
             return _message(503, "the runtime is not running")
-        return _Reply(200, _encode({
-            "status": "ok", "stack": self.stack.name, "member": runtime.config.member,
+        health = runtime.health()  # 503 while a consumer is down (restarting)
+        return _Reply(200 if health["status"] == "ok" else 503, _encode({
+            **health, "stack": self.stack.name, "member": runtime.config.member,
             "services": {s.name: s.version for s in self.stack.services.values()
                          if runtime._wanted(s.name)},
         }), [_JSON])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 import traceback
@@ -28,7 +29,7 @@ from typing import Any
 import msgspec
 
 from setpiece.engine.contract import Engine, OffsetCommit, Record, UnitOfWork
-from setpiece.errors import ConflictError, EngineError
+from setpiece.errors import ConflictError, EngineError, EventError, RefusedError
 from setpiece.event import Event
 from setpiece.patterns import Pattern
 from setpiece.policy import RetryPolicy
@@ -39,7 +40,7 @@ from setpiece.runtime.unit import Attempt, Batch
 from setpiece.service import InputDecodeError
 from setpiece.signals import Drop, Retry
 
-__all__ = ["DEAD_LETTERS", "Consumer", "Delivery"]
+__all__ = ["DEAD_LETTERS", "Consumer", "Delivery", "inbox_key"]
 
 DEAD_LETTERS = "setpiece.deadletters"
 TARGET_MARK = "sptarget"  # extension: a redrive aimed at one consumer group
@@ -49,6 +50,35 @@ RULE_MARK = "sprule"  # extension: a replay aimed at one rule
 log = logging.getLogger("setpiece.runtime")
 
 Action = Callable[[Event, Attempt, int], Awaitable[None]]
+
+
+_PLAIN_KEY_MAX = 240  # characters of a readable inbox key; longer ones are digested
+
+
+def inbox_key(event: Event, replay: str | None) -> str:
+    """The inbox's key for an event: what CloudEvents says is unique (``source`` + ``id``),
+    scoped by tenant, and by replay (a replay's events are delivered once more).
+
+    Readable while short and plain (``id␟source[␟tenant][␞replay]``, with U+001F and U+001E
+    as separators and printable ASCII inside); otherwise a digest of the parts
+    (``␝`` + 40 hex digits). Two different events never share a key, and every key can be
+    stored and indexed by every engine (PostgreSQL refuses U+0000 and index rows over 2 KiB).
+    Keys recorded by earlier versions held the id alone: never matched, they age out after
+    ``RuntimeConfig.inbox_retention``.
+    """
+    id_, source, tenant = event.id, event.source, event.tenant
+    if tenant is None and replay is None:  # the common case, in the fewest steps
+        if len(id_) + len(source) <= _PLAIN_KEY_MAX:
+            whole = id_ + source
+            if whole.isascii() and whole.isprintable():  # no control character: no separator
+                return f"{id_}\x1f{source}"
+    else:
+        whole = f"{id_}{source}{tenant or ''}{replay or ''}"
+        if len(whole) <= _PLAIN_KEY_MAX and whole.isascii() and whole.isprintable():
+            key = f"{id_}\x1f{source}" if tenant is None else f"{id_}\x1f{source}\x1f{tenant}"
+            return key if replay is None else f"{key}\x1e{replay}"
+    parts = repr((id_, source, tenant, replay)).encode("utf-8", "surrogatepass")
+    return "\x1d" + hashlib.blake2b(parts, digest_size=20).hexdigest()
 
 
 class Delivery(msgspec.Struct):
@@ -102,6 +132,7 @@ class Consumer:
         self._stopped = asyncio.Event()  # wakes a retry's backoff when the consumer stops
         self._task: asyncio.Task[None] | None = None
         self._next_heartbeat = 0.0
+        self._narrow: dict[int, int] = {}  # partition -> offset to read one record at a time to
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -127,6 +158,10 @@ class Consumer:
     async def run(self) -> None:
         self._task = asyncio.current_task()
         failures = 0
+        self.busy = False  # a restart (see Runtime._supervise): take the partitions afresh
+        self.owned = ()
+        self._next_heartbeat = 0.0
+        self._narrow.clear()
         try:
             while not self._stopping:
                 try:
@@ -184,7 +219,12 @@ class Consumer:
 
     async def _turn(self, partition: int) -> bool:
         start = self.positions[partition]
-        entries = await self.reader.read(partition, start, self.config.batch_size)
+        narrow = self._narrow.get(partition)
+        if narrow is not None and start >= narrow:
+            del self._narrow[partition]
+            narrow = None
+        limit = 1 if narrow is not None else self.config.batch_size
+        entries = await self.reader.read(partition, start, limit)
         if not entries:
             return False
         self.busy = True
@@ -196,7 +236,17 @@ class Consumer:
                 await self._run_deliveries(deliveries, batch)
             batch.offsets.append(OffsetCommit(self.group, self.stream, partition, start, end))
             try:
-                await self.engine.commit(batch.unit())
+                try:
+                    await self.engine.commit(batch.unit())
+                except RefusedError as exc:
+                    if len(entries) > 1:
+                        # One record's effects hold what the engine cannot store: take the
+                        # batch again one record per commit, to dead-letter that one alone.
+                        log.info("%s: %s; committing %s[%d]@%d..%d one record at a time",
+                                 self.label, exc, self.stream, partition, start, end - 1)
+                        self._narrow[partition] = end
+                        return True
+                    await self._commit_refused(entries[0], start, exc)
             except ConflictError as exc:
                 log.debug("%s: %s; reading again from the committed offset", self.label, exc)
                 committed = await self.engine.committed(self.group, self.stream)
@@ -209,6 +259,21 @@ class Consumer:
         finally:
             self.busy = False
 
+    async def _commit_refused(self, entry: Entry, start: int, exc: RefusedError) -> None:
+        """Commit a dead letter for the one record whose effects the engine refused, with the
+        offset past it and nothing else it did (a restart then never reads it again)."""
+        try:
+            event: Event | None = entry.event()
+        except Exception:  # refused before it was an event (an inbox key, ...)
+            event = None
+        record = entry.record
+        batch = Batch(self.engine)
+        self._dead_letter(batch, record, event, exc, 1)
+        batch.offsets.append(
+            OffsetCommit(self.group, self.stream, record.partition, start, record.offset + 1)
+        )
+        await self.engine.commit(batch.unit())
+
     async def _accepted(self, entries: list[Entry], batch: Batch) -> list[Delivery]:
         candidates: list[Delivery] = []
         group = self.group
@@ -218,28 +283,19 @@ class Consumer:
                 # Not a readable event (appended by something else?): dead-letter it as it is.
                 self._dead_letter(batch, entry.record, None, entry.error, 0)
                 continue
-            if filtered and group not in entry.matched:
-                continue
-            extensions = entry.raw.get("extensions")
-            replay = None
-            if extensions:
-                target = extensions.get(TARGET_MARK)
-                if target is not None and target != group:
+            if filtered:
+                if entry.match_error is not None:  # our pattern cannot tell: not silently lost
+                    self._dead_letter(batch, entry.record, None, entry.match_error, 0)
                     continue
-                rule = extensions.get(RULE_MARK)
-                if rule is not None and rule != self.rule:
+                if group not in entry.matched:
                     continue
-                replay = extensions.get(REPLAY_MARK)
             try:
-                event = entry.event()
-            except (msgspec.ValidationError, ValueError) as exc:
+                delivery = self._candidate(entry)
+            except Exception as exc:  # whatever the record holds: a dead letter, and go on
                 self._dead_letter(batch, entry.record, None, exc, 0)
                 continue
-            if extensions and (TARGET_MARK in extensions or RULE_MARK in extensions):
-                rest = {k: v for k, v in extensions.items() if k not in (TARGET_MARK, RULE_MARK)}
-                event = event.replace(extensions=rest or None)
-            key = event.id if replay is None else f"{event.id}/{replay}"
-            candidates.append(Delivery(entry.record, event, key))
+            if delivery is not None:
+                candidates.append(delivery)
         if not candidates:
             return []
         seen = await self.engine.inbox_seen(group, [d.inbox_key for d in candidates])
@@ -250,6 +306,27 @@ class Consumer:
             seen.add(delivery.inbox_key)  # the same event twice in one batch: once
             out.append(delivery)
         return out
+
+    def _candidate(self, entry: Entry) -> Delivery | None:
+        """The delivery of an accepted entry; None when it is aimed at another consumer."""
+        extensions = entry.raw.get("extensions")
+        replay = None
+        if extensions and type(extensions) is dict:  # not an object: refused by entry.event()
+            target = extensions.get(TARGET_MARK)
+            rule = extensions.get(RULE_MARK)
+            replay = extensions.get(REPLAY_MARK)
+            for name, mark in ((TARGET_MARK, target), (RULE_MARK, rule), (REPLAY_MARK, replay)):
+                if mark is not None and type(mark) is not str:
+                    raise EventError(f"extensions.{name}: must be a string", field=name)
+            if target is not None and target != self.group:
+                return None
+            if rule is not None and rule != self.rule:
+                return None
+        event = entry.event()
+        if extensions and (TARGET_MARK in extensions or RULE_MARK in extensions):
+            rest = {k: v for k, v in extensions.items() if k not in (TARGET_MARK, RULE_MARK)}
+            event = event.replace(extensions=rest or None)
+        return Delivery(entry.record, event, inbox_key(event, replay))
 
     async def _run_deliveries(self, deliveries: list[Delivery], batch: Batch) -> None:
         if self.concurrency == 1 or len(deliveries) == 1:
@@ -427,7 +504,7 @@ def dead_letter_record(
     log.warning("%s: %s dead-lettered after %d attempt(s): %s: %s",
                 label, event.id if event else where, attempts, type(exc).__name__, exc)
     letter = {
-        "event": event.to_dict() if event else None,
+        "event": None,
         "raw": record.value.decode("utf-8", "replace") if record and not event else None,
         "error": f"{type(exc).__name__}: {exc}",
         "traceback": "".join(traceback.format_exception(exc)),
@@ -439,4 +516,12 @@ def dead_letter_record(
         "attempts": attempts,
         "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
-    return (DEAD_LETTERS, None, msgspec.json.encode(letter))
+    if event is not None:
+        try:
+            return (DEAD_LETTERS, None, _encode({**letter, "event": event.to_dict()}))
+        except Exception:  # an event the encoder cannot write (nested too deep): keep it raw
+            letter["raw"] = record.value.decode("utf-8", "replace") if record else None
+    return (DEAD_LETTERS, None, _encode(letter))
+
+
+_encode = msgspec.json.encode

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from setpiece.engine.contract import Engine, UnitOfWork
-from setpiece.errors import EventError
+from setpiece.errors import EventError, RefusedError
 from setpiece.event import MAX_DEPTH, Event, encode_event
 
 __all__ = ["GroupCommitter", "prepare"]
@@ -84,19 +84,21 @@ def _unencodable(event: Event) -> str:
 
 
 class GroupCommitter:
-    """Appends from many callers, committed together: one transaction per loop turn."""
+    """Appends from many callers, committed together: one transaction per loop turn.
+
+    When the engine refuses the group's unit (:class:`~setpiece.errors.RefusedError`: a value
+    it cannot store), each caller's records are committed alone, so only the caller whose
+    records hold that value gets the error."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._queue: list[tuple[str, str | None, bytes]] = []
-        self._waiters: list[asyncio.Future[None]] = []
+        self._pending: list[tuple[list[tuple[str, str | None, bytes]], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def append(self, records: list[tuple[str, str | None, bytes]]) -> None:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self._queue.extend(records)
-        self._waiters.append(done)
+        self._pending.append((records, done))
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
         await done
@@ -108,22 +110,45 @@ class GroupCommitter:
     async def _flush(self) -> None:
         try:
             await asyncio.sleep(0)  # let the other publishers of this turn join
-            while self._queue:
-                records, self._queue = self._queue, []
-                waiters, self._waiters = self._waiters, []
-                try:
-                    await self._engine.commit(UnitOfWork(appends=records))
-                except asyncio.CancelledError:
-                    for waiter in waiters:
-                        waiter.cancel()
-                    raise
-                except Exception as exc:
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_exception(exc)
-                    continue
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
+            while self._pending:
+                group, self._pending = self._pending, []
+                await self._commit(group, alone=len(group) == 1)
         finally:
             self._flusher = None
+
+    async def _commit(
+        self,
+        group: list[tuple[list[tuple[str, str | None, bytes]], asyncio.Future[None]]],
+        *,
+        alone: bool,
+    ) -> None:
+        records = group[0][0] if alone else [r for recs, _ in group for r in recs]
+        try:
+            await self._engine.commit(UnitOfWork(appends=records))
+        except asyncio.CancelledError:
+            for _, waiter in group:
+                waiter.cancel()
+            raise
+        except RefusedError as exc:
+            if not alone:
+                for one in group:
+                    await self._commit([one], alone=True)
+                return
+            _settle(group, exc)
+        except Exception as exc:
+            _settle(group, exc)
+        else:
+            _settle(group, None)
+
+
+def _settle(
+    group: list[tuple[list[tuple[str, str | None, bytes]], asyncio.Future[None]]],
+    exc: Exception | None,
+) -> None:
+    for _, waiter in group:
+        if waiter.done():
+            continue
+        if exc is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(exc)

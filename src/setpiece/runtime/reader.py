@@ -75,26 +75,36 @@ class _Rules:
 
 
 class Entry:
-    """A record, decoded once, with the names of the consumers whose patterns it matches."""
+    """A record, decoded once, with the names of the consumers whose patterns it matches.
 
-    __slots__ = ("_event", "error", "matched", "raw", "record")
+    Whatever a record holds, making an entry never raises: a record that is not a JSON object
+    keeps its failure in ``error`` (every consumer dead-letters it), one the patterns cannot be
+    matched against (nested too deep, ...) in ``match_error`` (every consumer with a pattern
+    dead-letters it).
+    """
+
+    __slots__ = ("_event", "error", "match_error", "matched", "raw", "record")
 
     def __init__(self, record: Record, rules: _Rules | None) -> None:
         self.record = record
         self._event: Event | None = None
         self.error: Exception | None = None
+        self.match_error: Exception | None = None
         self.matched: frozenset[str] | set[str] = frozenset()
         try:
             raw = _decode(record.value)
             if not isinstance(raw, dict):
                 raise ValueError(f"a record must hold a JSON object, not {type(raw).__name__}")
-        except (msgspec.DecodeError, ValueError) as exc:
+        except Exception as exc:  # any failure on one record is that record's
             self.raw: dict[str, Any] = {}
             self.error = exc
             return
         self.raw = raw
         if rules is not None:
-            self.matched = rules.match(_match_view(raw))
+            try:
+                self.matched = rules.match(_match_view(raw))
+            except Exception as exc:  # a PatternError, RecursionError, ...
+                self.match_error = exc
 
     def event(self) -> Event:
         """The record as an Event (built on first use, shared by the consumers)."""
@@ -103,6 +113,9 @@ class Entry:
             for name in ("id", "source"):  # present on every event a runtime stored
                 if not raw.get(name):
                     raise EventError(f"{name}: required attribute is missing", field=name)
+            extensions = raw.get("extensions")
+            if extensions is not None and not isinstance(extensions, dict):
+                raise EventError("extensions: must be an object", field="extensions")
             self._event = msgspec.convert(raw, Event).validate()
         return self._event
 
@@ -119,7 +132,7 @@ def _match_view(raw: dict[str, Any]) -> dict[str, Any]:
         return raw
     view = dict(raw)
     extensions = view.pop("extensions", None)
-    if extensions:
+    if extensions and isinstance(extensions, dict):  # else: refused when decoded
         for name, value in extensions.items():
             view.setdefault(name, value)
     view["detail-type"] = raw.get("type")

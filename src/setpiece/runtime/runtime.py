@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,14 @@ import msgspec
 from setpiece.bus import Bus, HttpTarget, Rule, WorkflowTarget, bus_stream_name
 from setpiece.context import Context, ServiceStore, check_key, store_namespace
 from setpiece.engine.contract import Engine, KVWrite, StreamSpec, Timer, UnitOfWork
-from setpiece.errors import ConfigError, ConflictError, DrainTimeout, EventError, HandlerError
+from setpiece.errors import (
+    ConfigError,
+    ConflictError,
+    DrainTimeout,
+    EventError,
+    HandlerError,
+    RefusedError,
+)
 from setpiece.event import Event, encode_event
 from setpiece.policy import RetryPolicy
 from setpiece.runtime.config import RuntimeConfig
@@ -54,6 +61,9 @@ __all__ = ["DeadLetter", "Runtime", "StoreReader"]
 log = logging.getLogger("setpiece.runtime")
 DEFAULT_RETRY = RetryPolicy()
 _HOUSEKEEPING_INTERVAL = 60.0
+_RESTART_FIRST = 0.1  # seconds before a crashed consumer's first restart, doubling each time
+_RESTART_MAX = 30.0
+_RESTART_RESET = 60.0  # a run this long resets the backoff
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +148,8 @@ class Runtime(WorkflowMethods):
         self._readers: dict[str, StreamReader] = {}
         self._workflows: WorkflowRunner | None = None
         self._watch: LoopWatch | None = None
+        self._down: dict[str, tuple[str, int]] = {}  # supervised tasks ended, restarting
+        self._restarts: dict[str, int] = {}
 
     # -- starting and stopping --------------------------------------------------------------
 
@@ -153,14 +165,20 @@ class Runtime(WorkflowMethods):
             await consumer.prepare()
         await self._prepare_schedules()
         loop = asyncio.get_running_loop()
-        for consumer in self.consumers:
-            self._tasks.append(loop.create_task(consumer.run(), name=consumer.label))
-        if self._schedules:
-            self._tasks.append(loop.create_task(self._run_schedules(), name="schedules"))
-        if self._workflows is not None:
+        for consumer in self.consumers:  # one task per consumer, in order (see stop)
             self._tasks.append(
-                loop.create_task(self._workflows.run_timers(), name="workflow timers")
+                loop.create_task(self._supervise(consumer.label, consumer.run),
+                                 name=consumer.label)
             )
+        if self._schedules:
+            self._tasks.append(loop.create_task(
+                self._supervise("schedules", self._run_schedules), name="schedules"
+            ))
+        if self._workflows is not None:
+            self._tasks.append(loop.create_task(
+                self._supervise("workflow timers", self._workflows.run_timers),
+                name="workflow timers",
+            ))
         self._tasks.append(loop.create_task(self._housekeeping(), name="housekeeping"))
         self._watch = self._loop_watch()
         self._watch.start()
@@ -221,6 +239,46 @@ class Runtime(WorkflowMethods):
             await self._http.aclose()
         if self._gateway is not None:
             await self._gateway.aclose()
+
+    # -- supervision and health -------------------------------------------------------------
+
+    async def _supervise(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run a consumer (or a background loop) for the runtime's life: when it ends with an
+        error, log it at once, report it down (:meth:`health`), and start it again after a
+        backoff (0.1 s doubling to 30 s; back to 0.1 s after a run of a minute or more)."""
+        failures = 0
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                await run()
+                return  # stopped
+            except Exception as exc:
+                if self._stopping or getattr(self.engine, "_closed", False):
+                    raise
+                failures = 1 if time.monotonic() - started >= _RESTART_RESET else failures + 1
+                delay = min(_RESTART_FIRST * 2 ** (failures - 1), _RESTART_MAX)
+                self._down[name] = (f"{type(exc).__name__}: {exc}", failures)
+                log.error("%s stopped unexpectedly (%s: %s); restarting in %.1fs",
+                          name, type(exc).__name__, exc, delay, exc_info=exc)
+                del exc  # no cycle through the traceback's frames while waiting
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), delay)
+            self._down.pop(name, None)
+            self._restarts[name] = self._restarts.get(name, 0) + 1
+
+    def health(self) -> dict[str, Any]:
+        """Whether every consumer (and background loop) of this runtime is running.
+
+        ``{"status": "ok" | "unhealthy", "down": {name: error}, "restarts": {name: n}}``: a
+        name is in ``down`` from the moment its task ended with an error until it is running
+        again; ``restarts`` counts the restarts since the runtime started.
+        """
+        down = {name: why for name, (why, _) in self._down.items()}
+        return {
+            "status": "unhealthy" if down or self._stopping else "ok",
+            "down": down,
+            "restarts": dict(self._restarts),
+        }
 
     # -- consumers --------------------------------------------------------------------------
 
@@ -527,13 +585,18 @@ class Runtime(WorkflowMethods):
                 if letter_id in redriven and not include_redriven:
                     continue
                 raw = msgspec.json.decode(record.value)
-                event = Event.from_dict(raw["event"]) if raw.get("event") else None
+                event, text = None, raw.get("raw")
+                if raw.get("event"):
+                    try:
+                        event = Event.from_dict(raw["event"])
+                    except EventError:  # the record held what the edge refuses: listed raw
+                        text = msgspec.json.encode(raw["event"]).decode()
                 out.append(
                     DeadLetter(
                         id=letter_id, event=event, error=raw["error"],
                         traceback=raw["traceback"], handler=raw["handler"],
                         group=raw.get("group"), stream=raw.get("stream"),
-                        attempts=raw["attempts"], time=raw["time"], raw=raw.get("raw"),
+                        attempts=raw["attempts"], time=raw["time"], raw=text,
                     )
                 )
             offset = records[-1].offset + 1
@@ -668,11 +731,18 @@ class Runtime(WorkflowMethods):
             ),
             deadline=self.deadline(handler),
         )
+        following = Timer(SCHEDULES, timer.id, next_due(handler, max(timer.due, time.time())))
         batch.fired.append(timer)
-        following = next_due(handler, max(timer.due, time.time()))
-        batch.timers.append(Timer(SCHEDULES, timer.id, following))
+        batch.timers.append(following)
         with contextlib.suppress(ConflictError):  # another worker fired this tick
-            await self.engine.commit(batch.unit())
+            try:
+                await self.engine.commit(batch.unit())
+            except RefusedError as exc:  # its effects hold what the engine cannot store
+                await self.engine.commit(UnitOfWork(
+                    appends=[dead_letter_record(event, exc, 1, label=handler.qualname,
+                                                group=None, record=None)],
+                    fired=[timer], timers=[following],
+                ))
         self._progress.set()
 
     # -- housekeeping -----------------------------------------------------------------------

@@ -23,7 +23,7 @@ from setpiece.engine.contract import (
     UnitOfWork,
     partition_for,
 )
-from setpiece.errors import ConfigError, ConflictError
+from setpiece.errors import ConfigError, ConflictError, RefusedError
 
 __all__ = ["StoreConformance"]
 
@@ -261,6 +261,20 @@ class StoreConformance(EngineTestCase):
     @engine_test
     async def test_empty_unit(self, engine: Engine) -> None:
         assert await engine.commit(UnitOfWork()) == []
+
+    @engine_test
+    async def test_a_value_the_engine_cannot_store_is_refused(self, engine: Engine) -> None:
+        # A lone surrogate has no UTF-8 form: no engine can store it. (U+0000, which SQLite
+        # stores and PostgreSQL refuses, is left to the engines' own tests.)
+        await engine.commit(UnitOfWork(writes=[KVWrite("state", "a", b"1")]))
+        for work in (
+            UnitOfWork(writes=[KVWrite("state", "a", b"2"), KVWrite("state", "\ud800", b"x")]),
+            UnitOfWork(writes=[KVWrite("state", "a", b"2")], inbox=[("svc", "e\udc00")]),
+        ):
+            with pytest.raises(RefusedError):
+                await engine.commit(work)
+        assert await engine.kv_scan("state") == [("a", b"1")], "a refused unit changes nothing"
+        assert await engine.inbox_seen("svc", ["e"]) == set()
 
     @engine_test
     async def test_stale_read_conflicts(self, engine: Engine) -> None:

@@ -31,7 +31,7 @@ import msgspec
 from setpiece.engine.contract import StreamSpec, Timer, UnitOfWork
 from setpiece.engine.postgres.schema import COMMIT_FUNCTION, SCHEMA, SCHEMA_VERSION
 from setpiece.engine.retry import Backoff
-from setpiece.errors import ConfigError, ConflictError, EngineError
+from setpiece.errors import ConfigError, ConflictError, EngineError, RefusedError
 
 try:
     import asyncpg
@@ -54,6 +54,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InternalClientError,  # protocol state broken by a dropped connection
 )
 _CONFLICTS = (asyncpg.exceptions.TransactionRollbackError,)  # serialization, deadlock
+# SQLSTATE classes of a value PostgreSQL will never store (22: data exception, U+0000 in text
+# among them; 54: program limit exceeded, an index row too large): the unit is refused.
+_REFUSED_CLASSES = ("22", "54")
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _SCHEMA_LOCK = 0x5350_5343  # advisory lock id serialising schema creation
@@ -364,6 +367,9 @@ class PgStore:
         self.check_open()
         if not keys:
             return {}
+        if "\0" in namespace or any("\0" in key for key in keys):
+            # Refused here, for this caller alone: concurrent callers' reads share one query.
+            raise RefusedError("store: PostgreSQL cannot hold U+0000 in a namespace or key")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, tuple[bytes, int]]] = loop.create_future()
         self._kv_queue.append((namespace, list(keys), future))
@@ -483,12 +489,17 @@ class PgStore:
                     except _CONFLICTS as exc:
                         raise ConflictError(f"transaction lost a race: {exc}") from None
                     except asyncpg.PostgresError as exc:
-                        state = getattr(exc, "sqlstate", None)
+                        state = getattr(exc, "sqlstate", None) or ""
                         if state == _CONFLICT_STATE:
                             raise ConflictError(str(exc)) from None
                         if state == _NO_PARTITION_STATE:
                             raise ConfigError(str(exc)) from None
+                        if state[:2] in _REFUSED_CLASSES:
+                            nul = " (U+0000 in a text value)" if "0x00" in str(exc) else ""
+                            raise RefusedError(f"PostgreSQL refused the unit: {exc}{nul}") from None
                         raise
+                    except (asyncpg.exceptions.DataError, UnicodeError) as exc:
+                        raise RefusedError(f"PostgreSQL refused the unit: {exc}") from None
                     return positions, str(commit_id)
             except ConflictError:
                 if unknown:  # an earlier attempt whose reply was lost may have committed

@@ -34,7 +34,7 @@ from setpiece.engine.contract import (
     partition_for,
 )
 from setpiece.engine.sqlite.schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION
-from setpiece.errors import ConfigError, ConflictError, EngineError
+from setpiece.errors import ConfigError, ConflictError, EngineError, RefusedError
 
 __all__ = ["SQLiteEngine"]
 
@@ -541,9 +541,15 @@ class SQLiteEngine(Engine):
             return []
         for stream in dict.fromkeys(append[0] for append in work.appends):
             self._stream(stream)  # an unknown stream: ConfigError before anything is written
-        with self._write() as db:
-            self._check(db, work)
-            out = self._apply(db, work)
+        try:
+            with self._write() as db:
+                self._check(db, work)
+                out = self._apply(db, work)
+        except (ConfigError, EngineError):
+            raise
+        except (ValueError, OverflowError, sqlite3.DataError, sqlite3.InterfaceError) as exc:
+            # A value SQLite cannot bind or hold (a string with lone surrogates, ...).
+            raise RefusedError(f"SQLite refused the unit of work: {exc}") from None
         if out:
             self._wake()
         return out

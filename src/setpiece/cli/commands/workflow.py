@@ -17,23 +17,14 @@ from rich.markup import escape
 from setpiece._json import DepthError
 from setpiece._json import decode as decode_json
 from setpiece.cli._common import CliError
+from setpiece.cli._console import guarded, out, print_json
+from setpiece.cli._engines import run_async, with_engine
 from setpiece.cli._help import Typer
-from setpiece.cli.app import (
-    EngineOpt,
-    JsonOpt,
-    StoreOpt,
-    Target,
-    app,
-    guarded,
-    out,
-    print_json,
-    run_async,
-    with_engine,
-)
+from setpiece.cli._options import EngineOpt, JsonOpt, StoreOpt, Target
 from setpiece.engine.contract import Engine
 from setpiece.stack import Stack
 
-__all__ = ["task_app", "workflow_app"]
+__all__ = ["register", "task_app", "workflow_app"]
 
 workflow_app = Typer(
     help="Durable workflows: start, list, describe, history, stop.", no_args_is_help=True
@@ -41,8 +32,12 @@ workflow_app = Typer(
 task_app = Typer(
     help="Answer task tokens: success, failure, heartbeat.", no_args_is_help=True
 )
-app.add_typer(workflow_app, name="workflow")
-app.add_typer(task_app, name="task")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``setpiece workflow ...`` and ``setpiece task ...`` to the root command."""
+    app.add_typer(workflow_app, name="workflow")
+    app.add_typer(task_app, name="task")
 
 
 def _json_arg(text: str | None, what: str) -> Any:

@@ -221,18 +221,6 @@ class Event(
             raise EventError(
                 f"time: must be an RFC 3339 timestamp, got {self.time!r}", field="time"
             )
-        if (  # U+0000: no engine's text column holds it (the types are checked on construction)
-            "\0" in self.id
-            or "\0" in self.source
-            or "\0" in self.type
-            or (self.subject is not None and "\0" in self.subject)
-            or (self.partitionkey is not None and "\0" in self.partitionkey)
-            or (self.tenant is not None and "\0" in self.tenant)
-        ):
-            for name in _NUL_CHECKED:
-                value = getattr(self, name)
-                if isinstance(value, str) and "\0" in value:
-                    raise EventError(f"{name}: must not contain U+0000 (NUL)", field=name)
         if self.traceparent is not None and not (
             isinstance(self.traceparent, str) and _TRACEPARENT.fullmatch(self.traceparent)
         ):
@@ -268,12 +256,26 @@ class Event(
         return msgspec.structs.replace(self, **changes)
 
     def check_external(self, cause: Event | None = None) -> Event:
-        """Refuse the extension names the runtime reserves for itself (:data:`RESERVED_EXTENSIONS`).
+        """Refuse what may be stored but must not come in: U+0000 in ``id``, ``source``,
+        ``type``, ``subject``, ``partitionkey`` or ``tenant`` (no engine's text column holds it),
+        and the extension names the runtime reserves for itself (:data:`RESERVED_EXTENSIONS`).
 
-        Called where events come in from outside the runtime (publishing, HTTP ingress, a
-        handler's output). A mark inherited unchanged from ``cause`` (a handler re-emitting a
+        Called where events come in (publishing, HTTP ingress, a handler's output), after
+        :meth:`validate`. A mark inherited unchanged from ``cause`` (a handler re-emitting a
         replayed event) is dropped instead. Returns the event, possibly without those marks.
         """
+        if (  # U+0000: no engine's text column holds it (types: checked on construction)
+            "\0" in self.id
+            or "\0" in self.source
+            or "\0" in self.type
+            or (self.subject is not None and "\0" in self.subject)
+            or (self.partitionkey is not None and "\0" in self.partitionkey)
+            or (self.tenant is not None and "\0" in self.tenant)
+        ):
+            for name in _NUL_CHECKED:
+                value = getattr(self, name)
+                if isinstance(value, str) and "\0" in value:
+                    raise EventError(f"{name}: must not contain U+0000 (NUL)", field=name)
         extensions = self.extensions
         if not extensions or extensions.keys().isdisjoint(RESERVED_EXTENSIONS):
             return self

@@ -75,10 +75,10 @@ def test_extensions_must_be_a_dict_and_type_is_required() -> None:
 def test_nul_in_an_attribute_is_refused_naming_it(name: str) -> None:
     event = Event(type="t", source="s").replace(**{name: "a\x00b"})
     with pytest.raises(EventError) as info:
-        event.validate()
+        prepare(event, cause=None, service=None)  # what publishing and handler output do
     assert info.value.field == name and "U+0000" in str(info.value)
     with pytest.raises(EventError) as info:
-        Event.from_dict({"type": "t", "source": "s", name: "a\x00b"})
+        Event.from_dict({"type": "t", "source": "s", name: "a\x00b"}).check_external()
     assert info.value.field == name
 
 

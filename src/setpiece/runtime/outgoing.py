@@ -40,8 +40,7 @@ def prepare(event: Event, *, cause: Event | None, service: str | None) -> Event:
             changes["partitionkey"] = cause.partitionkey
         if event.tenant is None and cause.tenant is not None:
             changes["tenant"] = cause.tenant
-    ready = (event.replace(**changes) if changes else event).validate()
-    return ready.check_external(cause) if ready.extensions else ready
+    return (event.replace(**changes) if changes else event).validate().check_external(cause)
 
 
 def encode_checked(event: Event, max_bytes: int) -> bytes:

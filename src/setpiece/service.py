@@ -23,7 +23,6 @@ Its return value (an event, a list of events, or None) is published.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import typing
 from collections.abc import Awaitable, Callable, Mapping
@@ -127,21 +126,6 @@ class Handler:
     @property
     def qualname(self) -> str:
         return f"{self.service}.{self.name}"
-
-    async def invoke(self, event: Event, ctx: Context) -> Any:
-        """Call the handler: decode its input, run it (in a thread if it is a plain def)."""
-        arg = self.adapt(event)
-        args: tuple[Any, ...]
-        if self.kind == "schedule" and arg is None:
-            args = (ctx,) if self.wants_ctx else ()
-        else:
-            args = (arg, ctx) if self.wants_ctx else (arg,)
-        if self.is_async:
-            return await self.fn(*args)
-        if self.wants_ctx:
-            sync_args = (*args[:-1], ctx.sync())
-            return await asyncio.to_thread(self.fn, *sync_args)
-        return await asyncio.to_thread(self.fn, *args)
 
 
 @dataclass(frozen=True, slots=True)

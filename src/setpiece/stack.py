@@ -24,12 +24,12 @@ from setpiece.service import Service
 from setpiece.stream import Stream, check_name
 
 if TYPE_CHECKING:
+    from setpiece._assembly import Runtime
     from setpiece.gateway.app import Gateway
     from setpiece.gateway.auth import JWTAuth
     from setpiece.gateway.breaker import CallPolicy
     from setpiece.gateway.routing import VersionRoutes
     from setpiece.runtime.config import RuntimeConfig
-    from setpiece.runtime.runtime import Runtime
     from setpiece.workflows.workflow import Workflow
 
 __all__ = ["Stack"]
@@ -157,20 +157,12 @@ class _Started:
         self._runtime: Runtime | None = None
 
     async def __aenter__(self) -> Runtime:
-        from setpiece.engine import open_engine
-        from setpiece.runtime.config import RuntimeConfig
-        from setpiece.runtime.runtime import Runtime
+        from setpiece._assembly import open_runtime  # the one door down to the runtime
 
-        engine = await open_engine(self._url, store=self._store)
-        runtime = Runtime(self._stack, engine, self._config or RuntimeConfig())
-        try:
-            await runtime.start()
-        except BaseException:
-            await runtime.stop()
-            await engine.close()
-            raise
-        self._runtime = runtime
-        return runtime
+        self._runtime = await open_runtime(
+            self._stack, self._url, store=self._store, config=self._config
+        )
+        return self._runtime
 
     async def __aexit__(self, *exc_info: object) -> None:
         runtime = self._runtime

@@ -34,18 +34,20 @@ from urllib.parse import parse_qs, urlencode
 
 import msgspec
 
-from setpiece.context import ServiceStore, store_namespace
 from setpiece.errors import ConfigError, ConflictError, EventError
 from setpiece.event import Event
 from setpiece.gateway.auth import ANONYMOUS, AuthError, Identity
 from setpiece.gateway.breaker import Breaker, CallPolicy
 from setpiece.gateway.context import RequestContext
+from setpiece.gateway.handle import GatewayMethods
 from setpiece.gateway.ingress import IngressError, parse_events
 from setpiece.gateway.openapi import build_openapi
 from setpiece.gateway.params import ParamError, path_names
-from setpiece.gateway.registry import Instance
 from setpiece.gateway.responses import CallResult, HTTPError, Response, reason
 from setpiece.gateway.routing import VERSION_HEADER, VersionRoutes, choose_version
+from setpiece.runtime.discovery import Instance
+from setpiece.runtime.extension import EndpointCall, HttpEndpoint
+from setpiece.runtime.scope import Scope, call_handler
 from setpiece.runtime.unit import Attempt, Batch
 from setpiece.service import HttpRoute
 
@@ -58,13 +60,12 @@ __all__ = ["EVENTS_SCOPE", "Gateway", "check_routes"]
 
 log = logging.getLogger("setpiece.gateway")
 
-Scope = MutableMapping[str, Any]
+ASGIScope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 EVENTS_SCOPE = "events:publish"
-TASKS_SCOPE = "workflows:tasks"
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 RESERVED = ("/openapi.json", "/healthz", "/events/", "/workflows/")
 MAX_BODY = 1024 * 1024
@@ -259,6 +260,7 @@ class Gateway:
         self._live: dict[str, tuple[float, list[Instance]]] = {}
         self._rr = 0
         self._openapi: bytes | None = None
+        self._extension_routes: dict[tuple[str, str], HttpEndpoint] | None = None
         self._version_header = (
             self.routes.header if self.routes is not None else VERSION_HEADER
         ).encode("latin-1")
@@ -276,7 +278,8 @@ class Gateway:
         """Start the runtime this gateway owns (``stack.asgi()``) and advertise its address."""
         if self._starter is not None and self.runtime is None:
             runtime: Runtime = await self._starter.__aenter__()
-            runtime._gateway = self  # rt.asgi() is this gateway: one set of breakers
+            if isinstance(runtime, GatewayMethods):  # rt.asgi() is this gateway: one set
+                runtime.use_gateway(self)  # of breakers
             self.runtime = runtime
         if self.address is not None and self.runtime is not None:
             await self.runtime.advertise(self.address)
@@ -294,7 +297,7 @@ class Gateway:
 
     # -- ASGI -------------------------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             reply = await self._http(scope, receive)
@@ -323,7 +326,7 @@ class Gateway:
                     await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope: Scope, receive: Receive) -> _Reply:
+    async def _http(self, scope: ASGIScope, receive: Receive) -> _Reply:
         method: str = scope["method"]
         request = _Request(method, scope["path"], scope.get("raw_path") or b"",
                            scope.get("query_string", b""))
@@ -355,10 +358,10 @@ class Gateway:
             if route.kind == "health":
                 return self._health()
             request.body = await self._read_body(receive)
+            if route.kind == "tasks":
+                return await self._endpoint(method, request, authorization)
             request.identity = await self._identify(route, authorization)
             request.set_trace(traceparent)
-            if route.kind == "tasks":
-                return await self._answer_task(params["action"], request)
             return await self._ingest(params["bus"], request, scope["headers"])
         except AuthError as exc:
             return _error(exc.status, {"error": exc.error or reason(exc.status),
@@ -397,7 +400,7 @@ class Gateway:
         if route.public:
             return await auth.authenticate(authorization) if authorization else ANONYMOUS
         identity = await auth.authenticate(authorization)
-        needed = {"service": route.scopes, "tasks": (TASKS_SCOPE,)}.get(route.kind, (EVENTS_SCOPE,))
+        needed = route.scopes if route.kind == "service" else (EVENTS_SCOPE,)
         auth.authorize(identity, needed)
         return identity
 
@@ -420,7 +423,7 @@ class Gateway:
         return _Reply(200 if health["status"] == "ok" else 503, _encode({
             **health, "stack": self.stack.name, "member": runtime.config.member,
             "services": {s.name: s.version for s in self.stack.services.values()
-                         if runtime._wanted(s.name)},
+                         if runtime.wants(s.name)},
         }), [_JSON])
 
     async def _ingest(self, bus: str, request: _Request, headers: Any) -> _Reply:
@@ -465,35 +468,28 @@ class Gateway:
             return "the token has no tenant: its events must not name one"
         return "the event names another tenant than the token"
 
-    async def _answer_task(self, action: str, request: _Request) -> _Reply:
-        """``POST /workflows/tasks/{success|failure|heartbeat}`` with ``{"token": ...}``: answer a
-        task that waits for its token (Step Functions' SendTaskSuccess/Failure/Heartbeat)."""
-        from setpiece.errors import TaskTokenError
-        from setpiece.workflows import send_task_failure, send_task_heartbeat, send_task_success
-
+    async def _endpoint(self, method: str, request: _Request, authorization: str | None
+                        ) -> _Reply:
+        """A route an extension of the runtime serves (``POST /workflows/tasks/success`` ...)."""
         runtime = self.runtime
         if runtime is None:
             return _message(503, "the runtime is not running")
-        if action not in ("success", "failure", "heartbeat"):
-            return _message(404, "answer a task with success, failure or heartbeat")
-        try:
-            body = msgspec.json.decode(request.body) if request.body else None
-        except msgspec.DecodeError:
-            return _message(400, "the body is not JSON", field="body")
-        if not isinstance(body, dict) or not isinstance(body.get("token"), str):
-            return _message(400, "the body must be an object with a string token",
-                            field="body.token")
-        token, engine = body["token"], runtime.engine
-        try:
-            if action == "success":
-                await send_task_success(engine, token, body.get("output"))
-            elif action == "failure":
-                await send_task_failure(engine, token, body.get("error"), body.get("cause"))
-            else:
-                await send_task_heartbeat(engine, token)
-        except TaskTokenError as exc:
-            return _error(400, {"error": type(exc).__name__, "detail": str(exc)})
-        return _Reply(200, _encode({"ok": True}), [_JSON])
+        endpoint = self._endpoints(runtime).get((method, request.path))
+        if endpoint is None:
+            return _message(404, f"no route for {request.path}")
+        identity = ANONYMOUS
+        if self.auth is not None:
+            identity = await self.auth.authenticate(authorization)
+            self.auth.authorize(identity, (endpoint.scope,))
+        status, payload = await endpoint.handle(
+            EndpointCall(params={}, body=request.body, tenant=identity.tenant)
+        )
+        return _Reply(status, _encode(payload), [_JSON])
+
+    def _endpoints(self, runtime: Runtime) -> dict[tuple[str, str], HttpEndpoint]:
+        if self._extension_routes is None:
+            self._extension_routes = {(e.method, e.path): e for e in runtime.endpoints}
+        return self._extension_routes
 
     # -- routing to an instance -------------------------------------------------------------
 
@@ -506,7 +502,7 @@ class Gateway:
         policy = self.policy
         timeout = timeout or policy.timeout
         if request.direct:  # sent here by another gateway: serve it here, do not route again
-            if not runtime._wanted(route.service):
+            if not runtime.wants(route.service):
                 return _message(503, f"{route.service} does not run here")
             return await self._guarded_local(route, params, request, timeout)
         attempts = 1 + (policy.retries if request.method in IDEMPOTENT else 0)
@@ -658,22 +654,21 @@ class Gateway:
                       id=request_id, subject=f"{request.method} {request.path}",
                       traceparent=request.child_traceparent(), tenant=tenant,
                       correlationid=request_id)
-        namespace = store_namespace(service, tenant)
-        emit = runtime._emit
+        emit = runtime.emit
+
+        def checked(attempt: Attempt, event: Event, bus: str | None, stream: str | None, *,
+                    cause: Event, service: str) -> None:
+            refused = self._foreign_tenant(event, identity) if isinstance(event, Event) else None
+            if refused is not None:  # the request acts for its token's tenant only
+                raise HTTPError(403, refused, field="tenant")
+            emit(attempt, event, bus, stream, cause=cause, service=service)
+
         for number in range(1, CONFLICT_RETRIES + 1):
             batch = Batch(runtime.engine)
             attempt = Attempt(batch)
-
-            def publish(out: Event, bus: str | None, stream: str | None,
-                        attempt: Attempt = attempt) -> None:
-                refused = self._foreign_tenant(out, identity) if isinstance(out, Event) else None
-                if refused is not None:  # the request acts for its token's tenant only
-                    raise HTTPError(403, refused, field="tenant")
-                emit(attempt, out, bus, stream, cause=cause, service=service)
-
-            ctx = RequestContext(service=service, handler=http_route.name, event=cause,
-                                 attempt=number, store=ServiceStore(attempt, namespace),
-                                 publish=publish, identity=identity, gateway=self)
+            scope = Scope(attempt, service=service, cause=cause, number=number, emit=checked,
+                          services=runtime.context_services)
+            ctx = RequestContext(scope, http_route.name, identity=identity, gateway=self)
             try:
                 async with asyncio.timeout(timeout):
                     result = await self._invoke(sig, kwargs, ctx)
@@ -711,11 +706,7 @@ class Gateway:
     async def _invoke(sig: Any, kwargs: dict[str, Any], ctx: RequestContext) -> Any:
         if sig.ctx is not None:
             kwargs = {**kwargs, sig.ctx: ctx}
-        if sig.is_async:
-            return await sig.fn(**kwargs)
-        if sig.ctx is not None:
-            kwargs[sig.ctx] = ctx.sync()
-        return await asyncio.to_thread(sig.fn, **kwargs)
+        return await call_handler(sig.fn, sig.is_async, **kwargs)
 
     def _encode_result(self, result: Any, service: str) -> _Reply:
         assert self.runtime is not None

@@ -9,10 +9,11 @@ of it — execution and thread records, history, timers, emitted events, the eff
 service handlers its Task states called, and the consumer offset — commits in one unit of work
 with version checks, so a crash either loses the whole step (it is done again) or none of it.
 
-Timers are fired by :meth:`WorkflowRunner.run_timers`: firing removes the timer by
-compare-and-set and appends its signal in one unit of work, so a timer fires once even with
-several workers. A timer carries its thread's entry count; one that no longer matches what the
-thread waits for (answered meanwhile, aborted, stale) is ignored.
+Timers are fired by :meth:`WorkflowRunner.fire_timers`, called by the runtime's one timer
+dispatcher: firing removes the timer by compare-and-set and appends its signal in one unit of
+work, so a timer fires once even with several workers. A timer carries its thread's entry
+count; one that no longer matches what the thread waits for (answered meanwhile, aborted,
+stale) is ignored.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from setpiece.engine.contract import Timer, UnitOfWork
 from setpiece.errors import ConflictError, EngineError, TaskFailed
 from setpiece.event import Event
 from setpiece.policy import RetryPolicy
+from setpiece.runtime.actions import transformed
 from setpiece.runtime.consumer import Consumer
 from setpiece.runtime.reader import StreamReader
 from setpiece.runtime.unit import Attempt
@@ -86,7 +88,6 @@ log = logging.getLogger("setpiece.workflows")
 GROUP = "setpiece.workflows"
 _RUNNABLE = frozenset({"enter", "retry", "resume"})
 _SIGNAL_RETRY = RetryPolicy(max_attempts=5, initial_delay=0.05, max_delay=1.0)
-_TIMER_POLL = 0.5
 
 
 def _dt_of(t: float) -> _dt.datetime:
@@ -121,7 +122,6 @@ class WorkflowRunner:
             (svc.name, h.name): h for svc in self.stack.services.values() for h in svc.handlers
         }
         self._limits = {wf.name: wf.limits for wf in self.stack.workflows.values()}
-        self._wake = asyncio.Event()
         self._stopping = False
         #: set (and replaced) whenever a batch of workflow steps commits
         self.changed = asyncio.Event()
@@ -146,44 +146,27 @@ class WorkflowRunner:
         )
 
     def _committed(self) -> None:
-        self._wake.set()  # timers may have been set: look again
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()
-        self._on_commit()
+        self._on_commit()  # the runtime's: drain, and its timer dispatcher (timers may be set)
 
     def stop(self) -> None:
         self._stopping = True
-        self._wake.set()
 
-    async def run_timers(self) -> None:
-        """Fire due workflow timers: each one's removal and its signal commit together."""
-        while not self._stopping:
-            self._wake.clear()
-            fired = 0
-            try:
-                now = time.time()
-                for timer in await self.engine.due_timers(now, 500):
-                    if timer.namespace != NS or self._stopping:
-                        continue
-                    data = msgspec.json.decode(timer.payload)
-                    unit = UnitOfWork(fired=[timer], appends=[signal(data)])
-                    with contextlib.suppress(ConflictError):  # another worker fired it
-                        await self.engine.commit(unit)
-                        fired += 1
-                if fired:
-                    self._on_commit()
-                    continue
-                following = await self.engine.next_timer()
-            except EngineError:
-                if self._stopping or getattr(self.engine, "_closed", False):
-                    return
-                log.exception("firing workflow timers failed; trying again")
-                following = None
-            wait = _TIMER_POLL
-            if following is not None:
-                wait = min(max(following - time.time(), 0.005), _TIMER_POLL)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+    async def fire_timers(self, timers: list[Timer]) -> None:
+        """Fire due workflow timers (the runtime's timer dispatcher calls it): each one's removal
+        and its signal commit together."""
+        fired = 0
+        for timer in timers:
+            if self._stopping:
+                break
+            data = msgspec.json.decode(timer.payload)
+            unit = UnitOfWork(fired=[timer], appends=[signal(data)])
+            with contextlib.suppress(ConflictError):  # another worker fired it
+                await self.engine.commit(unit)
+                fired += 1
+        if fired:
+            self._on_commit()
 
     # -- look-ups ---------------------------------------------------------------------------
 
@@ -259,8 +242,6 @@ class WorkflowRunner:
 
     def target_action(self, rule: Rule, target: WorkflowTarget) -> Any:
         """The action of a rule whose target is a workflow: start one execution per event."""
-        from setpiece.runtime.runtime import transformed
-
         workflow = self.stack.workflows[target.name]
         transform, rule_name = rule.transform, rule.name
 

@@ -20,8 +20,8 @@ from setpiece.workflows._extension import EXTENSION
 if TYPE_CHECKING:
     from setpiece.engine.contract import Engine
     from setpiece.stack import Stack
-    from setpiece.workflows._durable import WorkflowRunner
     from setpiece.workflows._interpreter import HistoryEvent
+    from setpiece.workflows._runner import WorkflowRunner
     from setpiece.workflows.workflow import Workflow
 
 __all__ = ["WorkflowMethods"]

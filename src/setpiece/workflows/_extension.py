@@ -25,7 +25,7 @@ from setpiece.workflows._store import NS
 if TYPE_CHECKING:
     from setpiece.engine.contract import Engine
     from setpiece.runtime.runtime import Runtime
-    from setpiece.workflows._durable import WorkflowRunner
+    from setpiece.workflows._runner import WorkflowRunner
 
 __all__ = ["EXTENSION", "TASKS_SCOPE", "DurableWorkflows"]
 
@@ -55,7 +55,7 @@ class DurableWorkflows:
             ))
         if not runtime.stack.workflows or runtime.config.services:
             return  # workers limited to some services run no executions
-        from setpiece.workflows._durable import WorkflowRunner
+        from setpiece.workflows._runner import WorkflowRunner
 
         runner = self.runner = WorkflowRunner(runtime, runtime.notify_progress)
         runtime.add_consumer(await runner.prepare())

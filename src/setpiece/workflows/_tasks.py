@@ -24,7 +24,7 @@ from setpiece.workflows._errors import TASK_FAILED
 from setpiece.workflows.workflow import Resource
 
 if TYPE_CHECKING:
-    from setpiece.workflows._durable import WorkflowRunner
+    from setpiece.workflows._runner import WorkflowRunner
 
 __all__ = ["TaskCalls"]
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from setpiece.engine import open_engine
 from setpiece.engine.contract import Engine
+from setpiece.gateway.app import Gateway
 from setpiece.gateway.handle import GatewayMethods
 from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.extension import Extension
@@ -19,7 +20,7 @@ from setpiece.stack import Stack
 from setpiece.workflows._api import WorkflowMethods
 from setpiece.workflows._extension import DurableWorkflows
 
-__all__ = ["Runtime", "extensions_for", "new_runtime", "open_runtime"]
+__all__ = ["Gateway", "Runtime", "extensions_for", "gateway_app", "new_runtime", "open_runtime"]
 
 
 class Runtime(GatewayMethods, WorkflowMethods, CoreRuntime):
@@ -60,3 +61,8 @@ async def open_runtime(
         await engine.close()
         raise
     return runtime
+
+
+def gateway_app(stack: Stack, *, starter: object, address: str | None) -> Gateway:
+    """The gateway as an ASGI app that starts its runtime (``starter``) in its lifespan."""
+    return Gateway(stack, starter=starter, address=address)

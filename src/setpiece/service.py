@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,13 +33,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from setpiece.bus import DEFAULT_BUS, compile_pattern
+from setpiece.cron import check_cron
 from setpiece.errors import ConfigError, InputDecodeError
 from setpiece.event import Event
 from setpiece.policy import RetryPolicy
+from setpiece.route_params import compile_signature
 from setpiece.stream import Stream, check_name
 
 if TYPE_CHECKING:
-    from setpiece.context import Context
     from setpiece.patterns import InputTransformer, Pattern
 
 __all__ = ["Handler", "HttpRoute", "InputDecodeError", "Service"]
@@ -275,8 +276,6 @@ class Service:
         self, expression: str, *, retry: RetryPolicy | None = None, name: str | None = None
     ) -> Callable[[F], F]:
         """Run a handler on a cron schedule (five fields, UTC), on a durable timer."""
-        from setpiece.runtime.schedules import check_cron
-
         check_cron(expression, f"service {self.name!r}")
 
         def register(fn: F) -> F:
@@ -304,8 +303,6 @@ class Service:
         annotated with a pydantic model or msgspec Struct is the JSON body, ``ctx`` is the
         context, and the others are query parameters; each is decoded into its annotation.
         """
-        from setpiece.gateway.params import compile_signature
-
         def register(fn: F) -> F:
             route_name = str(name or getattr(fn, "__name__", ""))
             check_name("route", route_name)
@@ -342,6 +339,3 @@ class Service:
         """``route("DELETE", path, ...)``."""
         return self.route("DELETE", path, **options)
 
-
-HandlerResult = Event | list[Event] | None
-AsyncHandler = Callable[[Event, "Context"], Awaitable[HandlerResult]]

@@ -14,6 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from setpiece.context import StoreKeyError
 from setpiece.errors import ConflictError
 from setpiece.event import Event
 from setpiece.gateway.context import RequestContext
@@ -93,6 +94,8 @@ async def _local(
             return error_reply(exc.status, exc.payload(), exc.headers)
         except TimeoutError:
             raise
+        except StoreKeyError as exc:  # a key taken from the request that no engine can hold
+            return message_reply(400, str(exc))
         except Exception:
             error_id = os.urandom(8).hex()
             log.exception("%s %s (%s.%s) failed; error id %s", request.method,

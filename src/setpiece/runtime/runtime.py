@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from setpiece.bus import Bus, HttpTarget, Rule, bus_stream_name
-from setpiece.context import store_namespace
+from setpiece.context import check_key, store_namespace
 from setpiece.engine.contract import Engine, StreamSpec
 from setpiece.errors import ConfigError, DrainTimeout, EventError
 from setpiece.event import Event
@@ -39,6 +39,7 @@ from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
 from setpiece.runtime.reader import StreamReader
 from setpiece.runtime.schedules import SCHEDULES
 from setpiece.runtime.scope import ContextService, Scope
+from setpiece.runtime.timeouts import Deadline, LoopWatch
 from setpiece.runtime.timers import Schedules, TimerDispatcher
 from setpiece.runtime.unit import Attempt
 from setpiece.service import Handler
@@ -65,7 +66,7 @@ class StoreReader:
         self.namespace = namespace
 
     async def get(self, key: str, default: Any = None) -> Any:
-        found = await self._engine.kv_get(self.namespace, [key])
+        found = await self._engine.kv_get(self.namespace, [check_key(key)])
         return msgspec.json.decode(found[key][0]) if key in found else default
 
     async def items(self, prefix: str = "", limit: int = 1000) -> list[tuple[str, Any]]:
@@ -102,6 +103,7 @@ class Runtime:
         self._stopped = asyncio.Event()
         self._http: Any = None
         self._readers: dict[str, StreamReader] = {}
+        self._watch: LoopWatch | None = None
         self._down: dict[str, tuple[str, int]] = {}  # supervised tasks ended, restarting
         self._restarts: dict[str, int] = {}
         self._registry: Registry | None = None
@@ -113,7 +115,7 @@ class Runtime:
         self.endpoints: list[HttpEndpoint] = []
         self._timers = TimerDispatcher(engine, self._timer_handlers)
         self._schedules = Schedules(
-            engine, {}, self._handler_action, DEFAULT_RETRY, self.notify_progress
+            engine, {}, self._handler_action, self.deadline, DEFAULT_RETRY, self.notify_progress
         )
         self._attached = False
 
@@ -207,6 +209,8 @@ class Runtime:
         for name, run in self._background:
             self._tasks.append(loop.create_task(self._supervise(name, run), name=name))
         self._tasks.append(loop.create_task(self._housekeeping(), name="housekeeping"))
+        self._watch = self._loop_watch()
+        self._watch.start()
         await self._start_registry()
 
     async def provision(self) -> None:
@@ -271,6 +275,8 @@ class Runtime:
                 if not task.cancelled() and task.exception() is not None:
                     log.error("task %s ended with %r", task.get_name(), task.exception())
         await self._committer.idle()
+        if self._watch is not None:
+            await self._watch.stop()
         if self._http is not None:
             await self._http.aclose()
 
@@ -362,7 +368,24 @@ class Runtime:
             rule=handler.qualname,
             start_at_end=start_at_end,
             on_commit=self._progress.set,
+            deadline=self.deadline(handler),
         )
+
+    def deadline(self, handler: Handler) -> Deadline:
+        """The time limit of one attempt of ``handler`` (its ``timeout=`` or the config's)."""
+        return Deadline(handler.qualname, handler.timeout or self.config.handler_timeout)
+
+    def _loop_watch(self) -> LoopWatch:
+        """Names the async def handler or route that blocks the event loop, if one does."""
+        code: dict[Any, str] = {}
+        for service in self.stack.services.values():
+            for handler in service.handlers:
+                if handler.is_async:
+                    code[getattr(handler.fn, "__code__", None)] = f"handler {handler.qualname}"
+            for route in service.routes:
+                code[getattr(route.fn, "__code__", None)] = f"route {service.name}.{route.name}"
+        code.pop(None, None)
+        return LoopWatch(code)
 
     def _target_consumer(self, bus: Bus, rule: Rule, index: int, target: Any) -> Consumer:
         make = self._target_kinds.get(type(target))

@@ -23,6 +23,7 @@ from setpiece.policy import RetryPolicy
 from setpiece.runtime.consumer import dead_letter_record, deliver
 from setpiece.runtime.extension import Action, TimerHandler
 from setpiece.runtime.schedules import SCHEDULES, next_due
+from setpiece.runtime.timeouts import Deadline
 from setpiece.runtime.unit import Batch
 from setpiece.service import Handler
 
@@ -91,12 +92,14 @@ class Schedules:
         engine: Engine,
         handlers: Mapping[str, Handler],
         action: Callable[[Handler], Action],
+        deadline: Callable[[Handler], Deadline],
         retry: RetryPolicy,
         on_commit: Callable[[], None],
     ) -> None:
         self.engine = engine
         self.handlers = handlers
         self._action = action
+        self._deadline = deadline
         self._retry = retry
         self._on_commit = on_commit
 
@@ -135,6 +138,7 @@ class Schedules:
             dead=lambda exc, n: batch.appends.append(
                 dead_letter_record(event, exc, n, label=handler.qualname, group=None, record=None)
             ),
+            deadline=self._deadline(handler),
         )
         following = Timer(SCHEDULES, timer.id, next_due(handler, max(timer.due, time.time())))
         batch.fired.append(timer)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from setpiece._json import DepthError
+from setpiece._json import decode as decode_json
 from setpiece.bus import Bus, Rule, WorkflowTarget
 from setpiece.context import TASK_TOKENS
 from setpiece.errors import TaskTokenError
@@ -77,7 +79,9 @@ def _answer(engine: Engine, action: str) -> Any:
 
     async def handle(call: EndpointCall) -> tuple[int, Any]:
         try:
-            body = msgspec.json.decode(call.body) if call.body else None
+            body = decode_json(call.body, "body") if call.body else None
+        except DepthError as exc:
+            return 400, {"error": "bad_request", "detail": str(exc), "field": "body"}
         except msgspec.DecodeError:
             return 400, {"error": "bad_request", "detail": "the body is not JSON", "field": "body"}
         if not isinstance(body, dict) or not isinstance(body.get("token"), str):

@@ -84,7 +84,10 @@ class TaskCalls:
         event = self.event(state, "setpiece.workflow.task", payload)
         nested = _Nested(self.attempt)
         scope = self.runner.rt.scope(nested, service=service, cause=event, number=number)
-        value = await invoke_handler(handler, event, scope.context(name))
+        # past the handler's timeout: HandlerTimeout, a TimeoutError: the task's States.Timeout
+        value = await self.runner.rt.deadline(handler).run(
+            None, invoke_handler, handler, event, scope.context(name)
+        )
         nested.fold()
         return value.data if isinstance(value, Event) else value
 

@@ -29,12 +29,12 @@ class TestNatsPostgres(EngineSuite):
 @pytest.mark.servers
 class TestNatsPostgresWithoutPrivateSeams(TestNatsPostgres):
     """The same suite with every private nats-py attribute the engine uses for speed hidden
-    (``setpiece.engine.nats.log._seam`` answers None), as on a nats-py that dropped them: the
+    (``setpiece.engine.nats.client.seam`` answers None), as on a nats-py that dropped them: the
     engine falls back on nats-py's public API and still passes."""
 
     @pytest.fixture(autouse=True)
     def _no_seams(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from setpiece.engine.nats import log
+        from setpiece.engine.nats import client
 
         seen: list[str] = []
 
@@ -42,7 +42,7 @@ class TestNatsPostgresWithoutPrivateSeams(TestNatsPostgres):
             seen.append(name)
             return None
 
-        monkeypatch.setattr(log, "_seam", hidden)
+        monkeypatch.setattr(client, "seam", hidden)
         self.seams_asked = seen
 
     @engine_test

@@ -15,7 +15,9 @@ import pytest
 from setpiece.engine import KVWrite, Record, StreamSpec, UnitOfWork, open_engine, partition_for
 from setpiece.engine._records import records
 from setpiece.engine.sqlite import SQLiteEngine
-from setpiece.engine.sqlite import engine as sqlite_engine
+from setpiece.engine.sqlite import bulk as sqlite_bulk
+from setpiece.engine.sqlite import log as sqlite_log
+from setpiece.engine.sqlite import store as sqlite_store
 from setpiece.errors import ConflictError
 
 SIZES = [1, 2, 3, 127, 128, 129, 255, 256, 257, 511, 512, 513, 1000]
@@ -197,9 +199,9 @@ def test_statement_shapes_are_few(tmp_path: Path) -> None:
             await engine.kv_get("a", [f"k{i}" for i in range(n)])
 
     _run(tmp_path / "db", body)
-    bulk = [sqlite_engine._INBOX_INSERT, sqlite_engine._KV_UPSERT, sqlite_engine._RECORD_INSERT]
-    lookups = [sqlite_engine._INBOX_SEEN, sqlite_engine._KV_GET]
+    bulk = [sqlite_store._INBOX_INSERT, sqlite_store._KV_UPSERT, sqlite_log._RECORD_INSERT]
+    lookups = [sqlite_store._INBOX_SEEN, sqlite_store._KV_GET]
     shapes = sum(len(b._sql) for b in bulk) + sum(len(i._sql) for i in lookups)
     assert all(len(b._sql) <= 9 for b in bulk)
     assert all(len(i._sql) <= 9 for i in lookups)
-    assert shapes < sqlite_engine._CACHED_STATEMENTS // 2
+    assert shapes < sqlite_bulk._CACHED_STATEMENTS // 2

@@ -36,7 +36,9 @@ from setpiece.engine.contract import (
 )
 from setpiece.engine.nats.log import TRANSIENT_ERRORS, JetStreamLog, parse_wake
 from setpiece.engine.nats.relay import Relay
-from setpiece.engine.postgres.store import OutboxRow, PgStore, Placed, split_store_url
+from setpiece.engine.postgres.connection import split_store_url
+from setpiece.engine.postgres.outbox import OutboxRow
+from setpiece.engine.postgres.store import PgStore, Placed
 from setpiece.engine.retry import Backoff
 from setpiece.errors import ConfigError, EngineError
 

@@ -31,7 +31,9 @@ import time
 from collections.abc import Callable, Iterable
 
 from setpiece.engine.nats.log import TRANSIENT_ERRORS, JetStreamLog
-from setpiece.engine.postgres.store import CONNECTION_ERRORS, OutboxRow, PgStore
+from setpiece.engine.postgres.connection import CONNECTION_ERRORS
+from setpiece.engine.postgres.outbox import OutboxRow
+from setpiece.engine.postgres.store import PgStore
 from setpiece.errors import EngineError
 
 __all__ = ["Relay"]

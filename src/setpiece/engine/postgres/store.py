@@ -1,5 +1,10 @@
 """The PostgreSQL side of the production engine: state, inbox, offsets, members, timers, outbox.
 
+:class:`PgStore` puts the parts together (:mod:`~setpiece.engine.postgres.connection`,
+:mod:`~setpiece.engine.postgres.log`, :mod:`~setpiece.engine.postgres.groups`,
+:mod:`~setpiece.engine.postgres.timers`, :mod:`~setpiece.engine.postgres.outbox`); this module
+holds its opening, the key-value store, the inbox and the unit-of-work commit.
+
 Every call runs on a pooled asyncpg connection and is retried while PostgreSQL is unreachable
 (restarting, failing over) for up to ``timeout`` seconds. Reads and idempotent writes retry
 as they are. A unit of work is made safe to retry by its commit id: the transaction records the
@@ -17,50 +22,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any
 
+import asyncpg
 import msgspec
 
-from setpiece.engine.contract import StreamSpec, Timer, UnitOfWork
+from setpiece.engine.contract import UnitOfWork
+from setpiece.engine.postgres.connection import CONNECTION_ERRORS, split_store_url
+from setpiece.engine.postgres.groups import PgGroups
+from setpiece.engine.postgres.log import PgLog
+from setpiece.engine.postgres.outbox import PgOutbox
 from setpiece.engine.postgres.schema import COMMIT_FUNCTION, SCHEMA, SCHEMA_VERSION
+from setpiece.engine.postgres.timers import PgTimers
 from setpiece.engine.retry import Backoff
 from setpiece.errors import ConfigError, ConflictError, EngineError, RefusedError
 
-try:
-    import asyncpg
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "the production engine needs asyncpg: pip install 'setpiece[nats,postgres]'"
-    ) from exc
+__all__ = ["CONNECTION_ERRORS", "PgStore", "Placed", "split_store_url"]
 
-__all__ = ["CONNECTION_ERRORS", "OutboxRow", "PgStore", "Placed"]
-
-T = TypeVar("T")
-
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.InterfaceError,  # "connection is closed" after the server went away
-    asyncpg.exceptions.InternalClientError,  # protocol state broken by a dropped connection
-)
 _CONFLICTS = (asyncpg.exceptions.TransactionRollbackError,)  # serialization, deadlock
 # SQLSTATE classes of a value PostgreSQL will never store (22: data exception, U+0000 in text
 # among them; 54: program limit exceeded, an index row too large): the unit is refused.
 _REFUSED_CLASSES = ("22", "54")
 
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _SCHEMA_LOCK = 0x5350_5343  # advisory lock id serialising schema creation
-_RELAY_CLASS = 0x5350  # first half of the two-int advisory lock a partition's relayer holds
 _CONFLICT_STATE = "SPC01"  # raised by sp_commit_v1: a check failed
 _NO_PARTITION_STATE = "SPC02"  # raised by sp_commit_v1: an append names no partition
 _COMMIT_SQL = "SELECT sp_commit_v1(" + ", ".join(f"${i}" for i in range(1, 35)) + ")"
@@ -76,23 +64,8 @@ class Placed:
     value: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    """A committed record waiting to be published; ``pseq`` is its JetStream sequence."""
-
-    pseq: int
-    key: str | None
-    value: bytes | None  # None when the relayer holds the value already
-    msg_id: str
-
-
 def _lock_key(schema: str, *parts: object) -> int:
     digest = hashlib.blake2b(repr((schema, *parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-def _relay_key(schema: str, stream: str, partition: int) -> int:
-    digest = hashlib.blake2b(repr((schema, stream, partition)).encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -100,25 +73,7 @@ async def _no_reset(_conn: Any) -> None:
     """Pool connections hold no session state (no LISTEN, SET or session locks)."""
 
 
-def split_store_url(url: str) -> tuple[str, str]:
-    """Take ``schema=`` out of a ``postgresql://`` URL; returns (dsn, schema)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ConfigError(f"store URL {url!r}: use postgresql://user@host:port/database")
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = "setpiece"
-    rest = []
-    for name, value in query:
-        if name == "schema":
-            schema = value
-        else:
-            rest.append((name, value))
-    if not _SCHEMA_NAME.fullmatch(schema):
-        raise ConfigError(f"store URL {url!r}: schema must match {_SCHEMA_NAME.pattern}")
-    return urlunsplit(parts._replace(query=urlencode(rest))), schema
-
-
-class PgStore:
+class PgStore(PgLog, PgGroups, PgTimers, PgOutbox):
     """PostgreSQL state for one engine: everything but the log itself."""
 
     def __init__(self, url: str, pool: asyncpg.Pool, schema: str, *, retry_for: float) -> None:
@@ -200,160 +155,7 @@ class PgStore:
 
         await self.call(ensure)
 
-    # -- plumbing ---------------------------------------------------------------------------
-
-    async def call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run ``fn`` on a pooled connection, retrying while PostgreSQL is unreachable."""
-        backoff = Backoff(self.retry_for)
-        while True:
-            self.check_open()
-            try:
-                async with self._pool.acquire() as conn:
-                    return await fn(conn)
-            except CONNECTION_ERRORS as exc:
-                if not await backoff.pause():
-                    raise EngineError(f"PostgreSQL unreachable: {exc}") from exc
-
-    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        async def run(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-            rows: list[asyncpg.Record] = await conn.fetch(query, *args)
-            return rows
-
-        return await self.call(run)
-
-    async def execute(self, query: str, *args: object) -> str:
-        async def run(conn: asyncpg.Connection) -> str:
-            status: str = await conn.execute(query, *args)
-            return status
-
-        return await self.call(run)
-
-    # -- streams ----------------------------------------------------------------------------
-
-    async def stream(self, name: str) -> StreamSpec | None:
-        rows = await self.fetch(
-            "SELECT name, partitions, retention FROM sp_streams WHERE name = $1", name
-        )
-        return StreamSpec(rows[0][0], rows[0][1], rows[0][2]) if rows else None
-
-    async def streams(self) -> list[StreamSpec]:
-        rows = await self.fetch("SELECT name, partitions, retention FROM sp_streams ORDER BY name")
-        return [StreamSpec(n, p, r) for n, p, r in rows]
-
-    async def declare_stream(self, spec: StreamSpec) -> None:
-        """Record a stream (its JetStream streams exist already), or check the existing one."""
-
-        async def run(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
-                await conn.execute(
-                    "INSERT INTO sp_streams(name, partitions, retention) VALUES ($1, $2, $3) "
-                    "ON CONFLICT (name) DO NOTHING",
-                    spec.name,
-                    spec.partitions,
-                    spec.retention,
-                )
-                partitions = await conn.fetchval(
-                    "SELECT partitions FROM sp_streams WHERE name = $1 FOR UPDATE", spec.name
-                )
-                if partitions != spec.partitions:
-                    raise ConfigError(
-                        f"stream {spec.name!r} exists with {partitions} partitions, "
-                        f"declared with {spec.partitions}"
-                    )
-                await conn.execute(
-                    "UPDATE sp_streams SET retention = $2 WHERE name = $1",
-                    spec.name,
-                    spec.retention,
-                )
-                await conn.execute(
-                    "INSERT INTO sp_partitions(stream, part) "
-                    "SELECT $1, p FROM generate_series(0, $2 - 1) AS p ON CONFLICT DO NOTHING",
-                    spec.name,
-                    spec.partitions,
-                )
-
-        await self.call(run)
-
-    async def drop_stream(self, name: str) -> None:
-        """Forget a stream: its partitions, pending outbox rows, offsets and members."""
-
-        async def run(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
-                for table in ("sp_outbox", "sp_partitions", "sp_offsets", "sp_members"):
-                    await conn.execute(f"DELETE FROM {table} WHERE stream = $1", name)
-                await conn.execute("DELETE FROM sp_streams WHERE name = $1", name)
-
-        await self.call(run)
-
-    async def drop_group(self, group: str, stream: str) -> None:
-        async def run(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
-                for table in ("sp_offsets", "sp_members"):
-                    await conn.execute(
-                        f"DELETE FROM {table} WHERE grp = $1 AND stream = $2", group, stream
-                    )
-
-        await self.call(run)
-
-    # -- groups -----------------------------------------------------------------------------
-
-    async def heartbeat(
-        self, group: str, stream: str, member: str, session_timeout: float
-    ) -> list[str]:
-        """Record a heartbeat (on the database's clock) and return the live members, sorted."""
-
-        async def run(conn: asyncpg.Connection) -> list[str]:
-            async with conn.transaction():
-                now = await conn.fetchval(
-                    "INSERT INTO sp_members(grp, stream, member, seen) "
-                    "VALUES ($1, $2, $3, extract(epoch FROM clock_timestamp())) "
-                    "ON CONFLICT (grp, stream, member) DO UPDATE SET seen = excluded.seen "
-                    "RETURNING seen",
-                    group,
-                    stream,
-                    member,
-                )
-                await conn.execute(
-                    "DELETE FROM sp_members WHERE grp = $1 AND stream = $2 AND seen < $3",
-                    group,
-                    stream,
-                    now - session_timeout,
-                )
-                rows = await conn.fetch(
-                    "SELECT member FROM sp_members WHERE grp = $1 AND stream = $2 ORDER BY member",
-                    group,
-                    stream,
-                )
-            return [r[0] for r in rows]
-
-        return await self.call(run)
-
-    async def leave(self, group: str, stream: str, member: str) -> None:
-        await self.execute(
-            "DELETE FROM sp_members WHERE grp = $1 AND stream = $2 AND member = $3",
-            group,
-            stream,
-            member,
-        )
-
-    async def committed(self, group: str, stream: str) -> dict[int, int]:
-        rows = await self.fetch(
-            "SELECT part, off FROM sp_offsets WHERE grp = $1 AND stream = $2", group, stream
-        )
-        return {part: off for part, off in rows}
-
-    async def groups(self) -> list[tuple[str, str]]:
-        rows = await self.fetch(
-            "SELECT grp, stream FROM sp_offsets UNION SELECT grp, stream FROM sp_members "
-            "ORDER BY 1, 2"
-        )
-        return [(g, s) for g, s in rows]
-
-    # -- key-value, inbox, timers -----------------------------------------------------------
-
-    def check_open(self) -> None:
-        if self._closed:
-            raise EngineError("engine is closed")
+    # -- key-value, inbox -------------------------------------------------------------------
 
     async def kv_get(self, namespace: str, keys: Sequence[str]) -> dict[str, tuple[bytes, int]]:
         """The present keys with (value, version).
@@ -447,25 +249,6 @@ class PgStore:
         status = await self.execute("DELETE FROM sp_inbox WHERE ts < $1", before)
         return int(status.split()[-1])
 
-    async def due_timers(self, now: float, limit: int) -> list[Timer]:
-        rows = await self.fetch(
-            "SELECT ns, id, due, payload FROM sp_timers WHERE due <= $1 ORDER BY due LIMIT $2",
-            now,
-            limit,
-        )
-        return [Timer(ns, i, due, payload) for ns, i, due, payload in rows]
-
-    async def next_timer(self) -> float | None:
-        rows = await self.fetch("SELECT min(due) FROM sp_timers")
-        return None if rows[0][0] is None else float(rows[0][0])
-
-    async def timers(self, namespace: str) -> list[Timer]:
-        rows = await self.fetch(
-            "SELECT ns, id, due, payload FROM sp_timers WHERE ns = $1 ORDER BY due, id",
-            namespace,
-        )
-        return [Timer(ns, i, due, payload) for ns, i, due, payload in rows]
-
     # -- units of work ----------------------------------------------------------------------
 
     async def commit(
@@ -533,9 +316,7 @@ class PgStore:
         schema = self.schema
         locks = {_lock_key(schema, "kv", r.namespace, r.key) for r in work.reads}
         locks.update(_lock_key(schema, "kv", w.namespace, w.key) for w in work.writes)
-        locks.update(
-            _lock_key(schema, "off", o.group, o.stream, o.partition) for o in work.offsets
-        )
+        locks.update(_lock_key(schema, "off", o.group, o.stream, o.partition) for o in work.offsets)
         final: dict[tuple[str, str], bytes | None] = {}
         for w in work.writes:  # the last write of a key wins
             final[(w.namespace, w.key)] = w.value
@@ -589,97 +370,3 @@ class PgStore:
         raw = await conn.fetchval(_COMMIT_SQL, commit_id, time.time(), *args)
         positions = msgspec.json.decode(raw, type=list[tuple[str, int, int]])
         return positions
-
-    # -- outbox relay -----------------------------------------------------------------------
-
-    @asynccontextmanager
-    async def relay_session(
-        self, stream: str, partition: int, *, wait: bool
-    ) -> AsyncIterator[RelaySession | None]:
-        """Hold a partition's relay lock in a transaction; yields None if busy and not ``wait``."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            key = _relay_key(self.schema, stream, partition)
-            if wait:
-                await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _RELAY_CLASS, key)
-            elif not await conn.fetchval(
-                "SELECT pg_try_advisory_xact_lock($1, $2)", _RELAY_CLASS, key
-            ):
-                yield None
-                return
-            yield RelaySession(conn, stream, partition)
-
-    async def outbox_rows(self, stream: str, partition: int, lo: int, hi: int, limit: int
-                          ) -> list[OutboxRow]:
-        """A partition's outbox rows with ``lo <= pseq <= hi``, oldest first, at most ``limit``
-        (no lock: a relayer filling a gap before its own rows)."""
-        rows = await self.fetch(
-            "SELECT pseq, key, value, msg_id FROM sp_outbox "
-            "WHERE stream = $1 AND part = $2 AND pseq BETWEEN $3 AND $4 ORDER BY pseq LIMIT $5",
-            stream,
-            partition,
-            lo,
-            hi,
-            limit,
-        )
-        return [OutboxRow(q, k, v, m) for q, k, v, m in rows]
-
-    async def delete_relayed(self, upto: dict[tuple[str, int], int]) -> None:
-        """Delete the outbox rows the log holds: per (stream, partition), up to a sequence."""
-        items = sorted(upto.items())
-        await self.execute(
-            "DELETE FROM sp_outbox AS o USING unnest($1::text[], $2::int[], $3::bigint[]) "
-            "AS d(s, p, q) WHERE o.stream = d.s AND o.part = d.p AND o.pseq <= d.q",
-            [s for (s, _), _ in items],
-            [p for (_, p), _ in items],
-            [q for _, q in items],
-        )
-
-    async def outbox_partitions(self, older_than: float) -> list[tuple[str, int]]:
-        rows = await self.fetch(
-            "SELECT DISTINCT stream, part FROM sp_outbox WHERE created < $1 ORDER BY 1, 2",
-            older_than,
-        )
-        return [(s, p) for s, p in rows]
-
-    async def forget_commits(self, before: float) -> int:
-        status = await self.execute("DELETE FROM sp_commits WHERE ts < $1", before)
-        return int(status.split()[-1])
-
-
-class RelaySession:
-    """The outbox rows of one partition, read and deleted under its relay lock."""
-
-    def __init__(self, conn: asyncpg.Connection, stream: str, partition: int) -> None:
-        self._conn = conn
-        self.stream = stream
-        self.partition = partition
-
-    async def pending(self, limit: int, skip: tuple[int, int] | None = None) -> list[OutboxRow]:
-        """The oldest ``limit`` rows, in order; values in the ``skip`` range are not fetched."""
-        lo, hi = skip if skip is not None else (0, -1)
-        rows = await self._conn.fetch(
-            "SELECT pseq, key, CASE WHEN pseq BETWEEN $3 AND $4 THEN NULL ELSE value END, msg_id "
-            "FROM sp_outbox WHERE stream = $1 AND part = $2 ORDER BY pseq LIMIT $5",
-            self.stream,
-            self.partition,
-            lo,
-            hi,
-            limit,
-        )
-        return [OutboxRow(q, k, v, m) for q, k, v, m in rows]
-
-    async def delete(self, upto: int) -> None:
-        await self._conn.execute(
-            "DELETE FROM sp_outbox WHERE stream = $1 AND part = $2 AND pseq <= $3",
-            self.stream,
-            self.partition,
-            upto,
-        )
-
-    async def last_pseq(self) -> int:
-        value = await self._conn.fetchval(
-            "SELECT last_pseq FROM sp_partitions WHERE stream = $1 AND part = $2",
-            self.stream,
-            self.partition,
-        )
-        return int(value or 0)

@@ -131,3 +131,42 @@ def test_backoff_stops_before_a_pause_would_pass_the_budget(
     # 0.02 + 0.04 + 0.08 + 0.16 + 0.32 = 0.62; a 0.5 s pause more would end at 1.12 > 1.0
     assert asyncio.run(main()) == 5
     assert clock[0] == pytest.approx(100.62)
+
+
+# -- the backoffs of setpiece itself, each a RetryPolicy named for its purpose ---------------
+
+
+def test_the_supervisor_restarts_after_a_tenth_doubling_to_thirty_seconds() -> None:
+    from setpiece.runtime.runtime import _RESTART
+
+    assert [_RESTART.delay(n) for n in (1, 2, 3, 9, 10)] == [0.1, 0.2, 0.4, 25.6, 30.0]
+    assert _RESTART.delay(5_000) == 30.0  # a task that keeps crashing for days
+
+
+def test_a_consumer_reconnects_after_four_tenths_doubling_to_five_seconds() -> None:
+    from setpiece.runtime.consumer import _RECONNECT
+
+    assert [_RECONNECT.delay(n) for n in (1, 2, 3, 4, 5, 10**6)] == [0.4, 0.8, 1.6, 3.2, 5, 5]
+
+
+def test_the_engine_retries_an_unreachable_server_from_20ms_to_half_a_second() -> None:
+    from setpiece.engine.retry import UNREACHABLE
+
+    assert [UNREACHABLE.delay(n) for n in (1, 2, 5, 6, 10**6)] == [0.02, 0.04, 0.32, 0.5, 0.5]
+
+
+def test_waiting_for_an_execution_looks_from_2ms_to_a_tenth() -> None:
+    from setpiece.workflows._api import _EXECUTION_POLL
+
+    assert [_EXECUTION_POLL.delay(n) for n in (1, 2, 6, 7, 10**6)] == [
+        0.002, 0.004, 0.064, 0.1, 0.1
+    ]
+
+
+def test_the_gateway_retries_a_call_after_its_backoff_doubled() -> None:
+    from setpiece.gateway.breaker import CallPolicy
+
+    policy = CallPolicy(retries=3, backoff=0.02).retry_policy
+    assert policy.max_attempts == 4
+    assert [policy.delay(n) for n in (1, 2, 3)] == [0.02, 0.04, 0.08]
+    assert CallPolicy(retries=2_000).retry_policy.delay(2_000) == math.inf  # no OverflowError

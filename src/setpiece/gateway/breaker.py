@@ -21,12 +21,14 @@ eject every instance, and calls then fail at once (503 with ``Retry-After``).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from setpiece.errors import ConfigError
+from setpiece.policy import RetryPolicy
 
 __all__ = ["Breaker", "BreakerPolicy", "CallPolicy"]
 
@@ -85,6 +87,15 @@ class CallPolicy:
             raise ConfigError("CallPolicy.timeout: must be positive")
         if self.retries < 0 or self.backoff < 0:
             raise ConfigError("CallPolicy: retries and backoff must not be negative")
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retries as a :class:`~setpiece.RetryPolicy`: ``1 + retries`` attempts, the n-th
+        retry after ``backoff * 2 ** (n - 1)`` seconds (no cap, no jitter)."""
+        return RetryPolicy(
+            max_attempts=1 + self.retries, initial_delay=self.backoff, max_delay=math.inf,
+            multiplier=2.0, jitter=0,
+        )
 
 
 class Breaker:

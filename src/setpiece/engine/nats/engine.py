@@ -37,7 +37,7 @@ from setpiece.engine.contract import (
 from setpiece.engine.nats.log import TRANSIENT_ERRORS, JetStreamLog, parse_wake
 from setpiece.engine.nats.relay import Relay
 from setpiece.engine.postgres.store import OutboxRow, PgStore, Placed, split_store_url
-from setpiece.engine.retry import Backoff
+from setpiece.engine.retry import UNREACHABLE
 from setpiece.errors import ConfigError, EngineError
 
 try:
@@ -94,7 +94,7 @@ class NatsEngine(Engine):
 
     async def _nats(self, make: Any) -> Any:
         """Run a JetStream call, retrying transient failures (reconnects) until the timeout."""
-        backoff = Backoff(self._retry_for)
+        backoff = UNREACHABLE.backoff(self._retry_for)
         while True:
             if self._closing.is_set():
                 raise EngineError("engine is closed")

@@ -30,7 +30,7 @@ import msgspec
 
 from setpiece.engine.contract import StreamSpec, Timer, UnitOfWork
 from setpiece.engine.postgres.schema import COMMIT_FUNCTION, SCHEMA, SCHEMA_VERSION
-from setpiece.engine.retry import Backoff
+from setpiece.engine.retry import UNREACHABLE
 from setpiece.errors import ConfigError, ConflictError, EngineError, RefusedError
 
 try:
@@ -204,7 +204,7 @@ class PgStore:
 
     async def call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``fn`` on a pooled connection, retrying while PostgreSQL is unreachable."""
-        backoff = Backoff(self.retry_for)
+        backoff = UNREACHABLE.backoff(self.retry_for)
         while True:
             self.check_open()
             try:
@@ -478,7 +478,7 @@ class PgStore:
         """
         commit_id = uuid.uuid4()
         args = self._commit_args(work, placed)
-        backoff = Backoff(self.retry_for)
+        backoff = UNREACHABLE.backoff(self.retry_for)
         unknown = False  # an attempt's outcome was lost with its connection
         while True:
             self.check_open()

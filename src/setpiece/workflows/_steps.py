@@ -23,12 +23,12 @@ resume after a crash.
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from setpiece.policy import RetryPolicy
 from setpiece.workflows import _jsonata as jsonata_
 from setpiece.workflows._choice import evaluate_rule
 from setpiece.workflows._context import ExecutionInfo, Scope, format_time, parse_time
@@ -377,13 +377,13 @@ def retry_delay(
     interval: float, backoff_rate: float, used: int, max_delay: float | None
 ) -> float:
     """``interval * backoff_rate ** used``, capped by ``max_delay`` and by
-    :data:`~setpiece.workflows._limits.MAX_RETRY_DELAY`, without overflowing for any ``used``."""
+    :data:`~setpiece.workflows._limits.MAX_RETRY_DELAY`, without overflowing for any ``used``
+    (the arithmetic of :class:`~setpiece.RetryPolicy`, with the Retrier's fields)."""
     cap = MAX_RETRY_DELAY if max_delay is None else min(max_delay, MAX_RETRY_DELAY)
     if interval <= 0:
         return 0.0
-    if backoff_rate > 1 and used * math.log(backoff_rate) >= math.log(cap / interval):
-        return cap
-    return min(interval * backoff_rate**used, cap)
+    policy = RetryPolicy(initial_delay=interval, max_delay=cap, multiplier=backoff_rate, jitter=0)
+    return policy.delay(used + 1)
 
 
 def _error_output(error: str | None, cause: str | None) -> dict[str, Any]:

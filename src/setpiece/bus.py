@@ -8,19 +8,17 @@ HTTP endpoints.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
-from setpiece.engine.contract import StreamSpec
 from setpiece.errors import ConfigError, PatternError
 from setpiece.policy import RetryPolicy
 from setpiece.stream import Stream, check_name
+from setpiece.workflows.workflow import Workflow
 
 if TYPE_CHECKING:
     from setpiece.patterns import InputTransformer, Pattern
-    from setpiece.workflows.workflow import Workflow
 
 __all__ = ["Bus", "HttpTarget", "Rule", "Target", "WorkflowTarget"]
 
@@ -58,7 +56,7 @@ class WorkflowTarget:
     name: str
 
 
-Target = Union[Stream, "Bus", HttpTarget, WorkflowTarget, "Workflow"]
+Target = Union[Stream, "Bus", HttpTarget, WorkflowTarget, Workflow]
 
 
 def compile_pattern(pattern: Mapping[str, Any] | str, where: str) -> Pattern:
@@ -101,7 +99,11 @@ class Rule:
 
 
 class Bus:
-    """A named event bus. ``archive_retention`` (seconds) is how long events stay replayable."""
+    """A named event bus. ``archive_retention`` (seconds) is how long events stay replayable.
+
+    Its backing stream (the archive) is named :func:`bus_stream_name` and has ``partitions``
+    partitions; the runtime creates it.
+    """
 
     def __init__(
         self,
@@ -120,11 +122,6 @@ class Bus:
         self.rules: list[Rule] = []
         for rule in rules:
             self.add_rule(rule)
-
-    @property
-    def stream(self) -> StreamSpec:
-        """The bus's backing stream (its archive)."""
-        return StreamSpec(bus_stream_name(self.name), self.partitions, self.archive_retention)
 
     def add_rule(self, rule: Rule) -> Rule:
         if any(r.name == rule.name for r in self.rules):
@@ -149,8 +146,7 @@ class Bus:
 
 def _as_target(target: Any) -> Any:
     """A Workflow object given as a target stands for its WorkflowTarget."""
-    module = sys.modules.get("setpiece.workflows.workflow")  # not loaded: no Workflow exists
-    if module is not None and isinstance(target, module.Workflow):
+    if isinstance(target, Workflow):
         return WorkflowTarget(target.name)
     return target
 

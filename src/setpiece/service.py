@@ -26,21 +26,22 @@ from __future__ import annotations
 import asyncio
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import msgspec
 
 from setpiece.bus import DEFAULT_BUS, compile_pattern
+from setpiece.cron import check_cron
 from setpiece.errors import ConfigError, InputDecodeError
 from setpiece.event import Event
 from setpiece.policy import RetryPolicy
+from setpiece.route_params import compile_signature
 from setpiece.stream import Stream, check_name
 
 if TYPE_CHECKING:
-    from setpiece.context import Context
     from setpiece.patterns import InputTransformer, Pattern
 
 __all__ = ["Handler", "HttpRoute", "InputDecodeError", "Service"]
@@ -95,6 +96,14 @@ def _event_adapter(fn: Callable[..., Any], where: str) -> tuple[Callable[[Event]
     return decode, wants_ctx
 
 
+class HandlerContext(Protocol):
+    """What :meth:`Handler.invoke` needs of the context it passes (the runtime's
+    :class:`~setpiece.Context` is one): a blocking view of it for a plain ``def`` handler, which
+    runs in a worker thread."""
+
+    def sync(self) -> Any: ...
+
+
 def _is_context(annotation: Any) -> bool:
     return getattr(annotation, "__name__", None) in ("Context", "SyncContext")
 
@@ -128,7 +137,7 @@ class Handler:
     def qualname(self) -> str:
         return f"{self.service}.{self.name}"
 
-    async def invoke(self, event: Event, ctx: Context) -> Any:
+    async def invoke(self, event: Event, ctx: HandlerContext) -> Any:
         """Call the handler: decode its input, run it (in a thread if it is a plain def)."""
         arg = self.adapt(event)
         args: tuple[Any, ...]
@@ -291,8 +300,6 @@ class Service:
         self, expression: str, *, retry: RetryPolicy | None = None, name: str | None = None
     ) -> Callable[[F], F]:
         """Run a handler on a cron schedule (five fields, UTC), on a durable timer."""
-        from setpiece.runtime.schedules import check_cron
-
         check_cron(expression, f"service {self.name!r}")
 
         def register(fn: F) -> F:
@@ -320,8 +327,6 @@ class Service:
         annotated with a pydantic model or msgspec Struct is the JSON body, ``ctx`` is the
         context, and the others are query parameters; each is decoded into its annotation.
         """
-        from setpiece.gateway.params import compile_signature
-
         def register(fn: F) -> F:
             route_name = str(name or getattr(fn, "__name__", ""))
             check_name("route", route_name)
@@ -358,6 +363,3 @@ class Service:
         """``route("DELETE", path, ...)``."""
         return self.route("DELETE", path, **options)
 
-
-HandlerResult = Event | list[Event] | None
-AsyncHandler = Callable[[Event, "Context"], Awaitable[HandlerResult]]

@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING, TypeVar
 
 from setpiece.bus import DEFAULT_BUS, Bus, WorkflowTarget
 from setpiece.errors import ConfigError
+from setpiece.http import Authenticator, CallPolicy, VersionRoutes
+from setpiece.route_table import check_routes
 from setpiece.service import Service
 from setpiece.stream import Stream, check_name
+from setpiece.workflows.workflow import Workflow
 
 if TYPE_CHECKING:
+    # Only Stack.start, Stack.asgi and _Started name these (the one door down to the runtime).
     from setpiece.gateway.app import Gateway
-    from setpiece.gateway.auth import JWTAuth
-    from setpiece.gateway.breaker import CallPolicy
-    from setpiece.gateway.routing import VersionRoutes
     from setpiece.runtime.config import RuntimeConfig
     from setpiece.runtime.runtime import Runtime
-    from setpiece.workflows.workflow import Workflow
 
 __all__ = ["Stack"]
 
@@ -40,8 +40,9 @@ N = TypeVar("N", Service, Bus, Stream)
 class Stack:
     """Services, buses, streams and workflows, checked together.
 
-    The HTTP face (:mod:`setpiece.gateway`): ``auth`` checks bearer tokens (a
-    :class:`~setpiece.JWTAuth`), ``routes`` splits traffic between versions (a
+    The HTTP face (declared with :mod:`setpiece.http`, served by :mod:`setpiece.gateway`):
+    ``auth`` checks bearer tokens (a :class:`~setpiece.JWTAuth`, or any
+    :class:`~setpiece.http.Authenticator`), ``routes`` splits traffic between versions (a
     :class:`~setpiece.VersionRoutes`), ``calls`` sets timeouts, retries and breakers (a
     :class:`~setpiece.CallPolicy`).
     """
@@ -54,7 +55,7 @@ class Stack:
         buses: Sequence[Bus] = (),
         streams: Sequence[Stream] = (),
         default_bus: str = DEFAULT_BUS,
-        auth: JWTAuth | None = None,
+        auth: Authenticator | None = None,
         routes: VersionRoutes | None = None,
         calls: CallPolicy | None = None,
         workflows: Sequence[Workflow] = (),
@@ -77,8 +78,6 @@ class Stack:
         self.calls = calls
         self._check()
         if any(service.routes for service in self.services.values()):
-            from setpiece.gateway.app import check_routes
-
             check_routes(self)
 
     def _check(self) -> None:

@@ -164,7 +164,7 @@ def test_waiting_for_an_execution_looks_from_2ms_to_a_tenth() -> None:
 
 
 def test_the_gateway_retries_a_call_after_its_backoff_doubled() -> None:
-    from setpiece.gateway.breaker import CallPolicy
+    from setpiece.http import CallPolicy
 
     policy = CallPolicy(retries=3, backoff=0.02).retry_policy
     assert policy.max_attempts == 4

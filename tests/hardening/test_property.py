@@ -95,8 +95,10 @@ def _probe_of(letter: Any) -> int | None:
         data = letter.event.data
     else:
         try:
-            data = msgspec.json.decode(letter.raw or "").get("data")
-        except (msgspec.DecodeError, AttributeError):
+            # The standard library, not msgspec: a raw record may hold escaped lone surrogates
+            # (that is why it could not be read as an event), which only json accepts.
+            data = json.loads(letter.raw or "").get("data")
+        except (ValueError, AttributeError):
             return None
     return data.get("probe") if isinstance(data, dict) else None
 

@@ -16,9 +16,11 @@
 
 One module per concept: :mod:`~setpiece.gateway.app` (the ASGI app and the request path),
 :mod:`~setpiece.gateway.auth` (JWTs), :mod:`~setpiece.gateway.routing` (version choice),
-:mod:`~setpiece.gateway.breaker` (breakers, call policy), :mod:`~setpiece.gateway.registry`
-(discovery), :mod:`~setpiece.gateway.params` (request decoding), :mod:`~setpiece.gateway.openapi`,
-:mod:`~setpiece.gateway.ingress` (CloudEvents over HTTP), :mod:`~setpiece.gateway.server`.
+:mod:`~setpiece.gateway.breaker` (breakers), :mod:`~setpiece.gateway.registry` (discovery),
+:mod:`~setpiece.gateway.openapi`, :mod:`~setpiece.gateway.ingress` (CloudEvents over HTTP),
+:mod:`~setpiece.gateway.server`. What a stack declares (``VersionRoutes``, ``CallPolicy``,
+``BreakerPolicy``) is plain data in :mod:`setpiece.http`, re-exported here; the route table in
+:mod:`setpiece.route_table`, request decoding in :mod:`setpiece.route_params`.
 """
 
 from __future__ import annotations

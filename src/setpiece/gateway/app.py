@@ -38,23 +38,25 @@ from setpiece.context import ServiceStore, store_namespace
 from setpiece.errors import ConfigError, ConflictError, EventError
 from setpiece.event import Event
 from setpiece.gateway.auth import ANONYMOUS, AuthError, Identity
-from setpiece.gateway.breaker import Breaker, CallPolicy
+from setpiece.gateway.breaker import Breaker
 from setpiece.gateway.context import RequestContext
 from setpiece.gateway.ingress import IngressError, parse_events
 from setpiece.gateway.openapi import build_openapi
-from setpiece.gateway.params import ParamError, path_names
 from setpiece.gateway.registry import Instance
 from setpiece.gateway.responses import CallResult, HTTPError, Response, reason
-from setpiece.gateway.routing import VERSION_HEADER, VersionRoutes, choose_version
+from setpiece.gateway.routing import choose_version
+from setpiece.http import VERSION_HEADER, CallPolicy, VersionRoutes
+from setpiece.route_params import ParamError
+from setpiece.route_table import RouteEntry as _Route
+from setpiece.route_table import RouteTable
 from setpiece.runtime.unit import Attempt, Batch
-from setpiece.service import HttpRoute
 
 if TYPE_CHECKING:
     from setpiece.gateway.auth import JWTAuth
     from setpiece.runtime.runtime import Runtime
     from setpiece.stack import Stack
 
-__all__ = ["EVENTS_SCOPE", "Gateway", "check_routes"]
+__all__ = ["EVENTS_SCOPE", "Gateway"]
 
 log = logging.getLogger("setpiece.gateway")
 
@@ -66,7 +68,6 @@ Send = Callable[[Message], Awaitable[None]]
 EVENTS_SCOPE = "events:publish"
 TASKS_SCOPE = "workflows:tasks"
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
-RESERVED = ("/openapi.json", "/healthz", "/events/", "/workflows/")
 MAX_BODY = 1024 * 1024
 CONFLICT_RETRIES = 8
 _DIRECT = b"x-setpiece-route"
@@ -85,88 +86,6 @@ def _enc_hook(obj: Any) -> Any:
 
 
 _encode = msgspec.json.Encoder(enc_hook=_enc_hook).encode
-
-
-# -- the route table --------------------------------------------------------------------------
-
-
-class _Route:
-    """A route ready to match: a service route or one of the gateway's own."""
-
-    __slots__ = ("kind", "public", "route", "scopes", "service", "template")
-
-    def __init__(self, kind: str, template: str, route: HttpRoute | None = None) -> None:
-        self.kind = kind  # "service" | "events" | "tasks" | "openapi" | "health"
-        self.template = template
-        self.route = route
-        self.service = route.service if route is not None else ""
-        self.scopes: tuple[str, ...] = route.scopes if route is not None else ()
-        self.public = route.public if route is not None else kind not in ("events", "tasks")
-
-
-def _regex(template: str) -> re.Pattern[str]:
-    parts = re.split(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", template)
-    out = "".join(
-        re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
-    )
-    return re.compile(out)
-
-
-class RouteTable:
-    """Static paths by dict lookup, templated ones by regular expression (declaration order)."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.static: dict[tuple[str, str], _Route] = {}
-        self.dynamic: dict[str, list[tuple[re.Pattern[str], _Route]]] = {}
-        self._shapes: dict[tuple[str, str], str] = {}
-        self._add("GET", "/openapi.json", _Route("openapi", "/openapi.json"), "the gateway")
-        self._add("GET", "/healthz", _Route("health", "/healthz"), "the gateway")
-        self._add("POST", "/events/{bus}", _Route("events", "/events/{bus}"), "the gateway")
-        self._add("POST", "/workflows/tasks/{action}",
-                  _Route("tasks", "/workflows/tasks/{action}"), "the gateway")
-        for service in stack.services.values():
-            for route in service.routes:
-                where = f"route {service.name}.{route.name}"
-                if route.path in ("/openapi.json", "/healthz") or route.path.startswith(
-                    ("/events/", "/workflows/")
-                ):
-                    raise ConfigError(f"{where}: {route.path!r} is reserved by the gateway "
-                                      f"({', '.join(RESERVED)})")
-                self._add(route.method, route.path, _Route("service", route.path, route), where)
-
-    def _add(self, method: str, template: str, route: _Route, where: str) -> None:
-        shape = re.sub(r"\{[^}]*\}", "{}", template)
-        other = self._shapes.get((method, shape))
-        if other is not None:
-            raise ConfigError(f"{where}: {method} {template} is already served by {other}")
-        self._shapes[(method, shape)] = where
-        if path_names(template):
-            self.dynamic.setdefault(method, []).append((_regex(template), route))
-        else:
-            self.static[(method, template)] = route
-
-    def match(self, method: str, path: str) -> tuple[_Route, dict[str, str]]:
-        """The route and path parameters; HTTPError 404 or 405 (with Allow) otherwise."""
-        found = self.static.get((method, path))
-        if found is not None:
-            return found, {}
-        for regex, route in self.dynamic.get(method, ()):
-            m = regex.fullmatch(path)
-            if m is not None:
-                return route, m.groupdict()
-        allowed = sorted(
-            {m for (m, p) in self.static if p == path}
-            | {m for m, pairs in self.dynamic.items() if any(r.fullmatch(path) for r, _ in pairs)}
-        )
-        if allowed:
-            raise HTTPError(405, f"{method} is not allowed on {path}",
-                            headers={"allow": ", ".join(allowed)})
-        raise HTTPError(404, f"no route for {path}")
-
-
-def check_routes(stack: Stack) -> None:
-    """Raise ConfigError if two routes clash or one takes a path the gateway reserves."""
-    RouteTable(stack)
 
 
 # -- requests and replies ---------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Circuit breakers (Hystrix-style), one per instance, and the call policy around them.
+"""Circuit breakers (Hystrix-style), one per instance (their policies are declared with
+:class:`~setpiece.http.BreakerPolicy` and :class:`~setpiece.http.CallPolicy`).
 
 ::
 
@@ -21,81 +22,15 @@ eject every instance, and calls then fail at once (503 with ``Retry-After``).
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from setpiece.errors import ConfigError
-from setpiece.policy import RetryPolicy
+from setpiece.http import BreakerPolicy, CallPolicy
 
 __all__ = ["Breaker", "BreakerPolicy", "CallPolicy"]
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerPolicy:
-    """When a breaker opens and how long it stays open.
-
-    * ``failures`` — consecutive failures that open it;
-    * ``failure_rate`` — or this share of failures among the last ``window`` calls (once at
-      least ``min_calls`` were made);
-    * ``cooldown`` — seconds open before one probe call is let through;
-    * ``panic_threshold`` — when the share of a version's instances whose breaker is closed falls
-      below this, breakers are ignored for that version (Envoy's panic threshold; 0: never).
-    """
-
-    failures: int = 5
-    failure_rate: float = 0.5
-    window: int = 20
-    min_calls: int = 10
-    cooldown: float = 5.0
-    panic_threshold: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.failures < 1 or self.window < 1 or self.min_calls < 1:
-            raise ConfigError("BreakerPolicy: failures, window and min_calls must be at least 1")
-        if not 0 < self.failure_rate <= 1:
-            raise ConfigError("BreakerPolicy.failure_rate: must be in (0, 1]")
-        if self.cooldown < 0:
-            raise ConfigError("BreakerPolicy.cooldown: must not be negative")
-        if not 0 <= self.panic_threshold <= 1:
-            raise ConfigError("BreakerPolicy.panic_threshold: must be in [0, 1]")
-
-
-@dataclass(frozen=True, slots=True)
-class CallPolicy:
-    """How the gateway (and ``ctx.call``) calls an instance.
-
-    * ``timeout`` — seconds for one attempt (504 when it runs out);
-    * ``retries`` — further attempts, on another instance when there is one, for idempotent
-      methods (GET, HEAD, PUT, DELETE) after a transport error, a timeout, a 502/503/504 or an
-      open breaker — never after a 500 (the handler ran and failed; running it again would too);
-    * ``backoff`` — seconds before the first retry, doubled for each one after;
-    * ``breaker`` — the breaker policy of every instance.
-    """
-
-    timeout: float = 10.0
-    retries: int = 2
-    backoff: float = 0.02
-    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
-
-    def __post_init__(self) -> None:
-        if self.timeout <= 0:
-            raise ConfigError("CallPolicy.timeout: must be positive")
-        if self.retries < 0 or self.backoff < 0:
-            raise ConfigError("CallPolicy: retries and backoff must not be negative")
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        """The retries as a :class:`~setpiece.RetryPolicy`: ``1 + retries`` attempts, the n-th
-        retry after ``backoff * 2 ** (n - 1)`` seconds (no cap, no jitter)."""
-        return RetryPolicy(
-            max_attempts=1 + self.retries, initial_delay=self.backoff, max_delay=math.inf,
-            multiplier=2.0, jitter=0,
-        )
 
 
 class Breaker:

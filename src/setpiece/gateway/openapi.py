@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from setpiece.gateway.params import Param, is_pydantic
+from setpiece.route_params import Param, is_pydantic
 from setpiece.service import HttpRoute
 
 if TYPE_CHECKING:

@@ -1,4 +1,5 @@
-"""Version routing: which live version of a service serves a request.
+"""Version routing: which live version of a service serves a request (the weights are declared
+with :class:`~setpiece.http.VersionRoutes`).
 
 ::
 
@@ -17,44 +18,12 @@ from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from collections.abc import Sequence
 from typing import Any
 
-from setpiece.errors import ConfigError
+from setpiece.http import VERSION_HEADER, VersionRoutes
 
 __all__ = ["VERSION_HEADER", "VersionRoutes", "choose_version"]
-
-VERSION_HEADER = "x-setpiece-version"
-
-
-@dataclass(frozen=True, slots=True)
-class VersionRoutes:
-    """Per service, the weight of each version (relative integers, e.g. 90 and 10)."""
-
-    weights: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    sticky: bool = False
-    header: str = VERSION_HEADER
-
-    def __post_init__(self) -> None:
-        frozen: dict[str, Mapping[str, int]] = {}
-        for service, table in dict(self.weights).items():
-            if not isinstance(table, Mapping) or not table:
-                raise ConfigError(f"VersionRoutes: {service!r} needs a {{version: weight}} map")
-            for version, weight in table.items():
-                if not isinstance(weight, int) or isinstance(weight, bool) or weight < 0:
-                    raise ConfigError(f"VersionRoutes: {service!r} version {version!r}: the "
-                                      f"weight must be a non-negative integer, got {weight!r}")
-            if sum(table.values()) <= 0:
-                raise ConfigError(f"VersionRoutes: {service!r}: the weights add up to 0")
-            frozen[service] = MappingProxyType({str(v): w for v, w in table.items()})
-        object.__setattr__(self, "weights", MappingProxyType(frozen))
-        object.__setattr__(self, "header", self.header.lower())
-
-    def __hash__(self) -> int:
-        return hash((tuple((s, tuple(t.items())) for s, t in self.weights.items()),
-                     self.sticky, self.header))
 
 
 def _unit_hash(text: str) -> float:

@@ -198,7 +198,10 @@ class Runtime(WorkflowMethods):
 
     def _stream_specs(self) -> list[StreamSpec]:
         specs = [StreamSpec(DEAD_LETTERS, 1, None)]
-        specs += [bus.stream for bus in self.stack.buses.values()]
+        specs += [
+            StreamSpec(bus_stream_name(b.name), b.partitions, b.archive_retention)
+            for b in self.stack.buses.values()
+        ]
         specs += [
             StreamSpec(s.name, s.partitions, s.retention)
             for s in self.stack.streams.values()

@@ -8,23 +8,12 @@ caught up with one run, not many.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from cronsim import CronSim, CronSimError
-
-from setpiece.errors import ConfigError
+from setpiece.cron import next_cron
 from setpiece.service import Handler
 
-__all__ = ["SCHEDULES", "check_cron", "next_due"]
+__all__ = ["SCHEDULES", "next_due"]
 
 SCHEDULES = "setpiece.schedule"
-
-
-def check_cron(expression: str, where: str) -> None:
-    try:
-        CronSim(expression, datetime.now(UTC))
-    except (CronSimError, ValueError) as exc:
-        raise ConfigError(f"{where}: invalid cron expression {expression!r} ({exc})") from None
 
 
 def next_due(handler: Handler, after: float) -> float:
@@ -32,5 +21,4 @@ def next_due(handler: Handler, after: float) -> float:
     if handler.every is not None:
         return after + handler.every
     assert handler.cron is not None
-    start = datetime.fromtimestamp(after, UTC).replace(microsecond=0)
-    return next(CronSim(handler.cron, start)).timestamp()
+    return next_cron(handler.cron, after)

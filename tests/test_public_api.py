@@ -12,7 +12,8 @@ from setpiece.signals import ControlSignal
 
 EXPECTED = {
     "Bus", "ConfigError", "Context", "DeadLetter", "DefinitionError", "DrainTimeout", "Drop",
-    "EngineError", "Event", "EventError", "HandlerError", "HttpTarget", "PatternError", "Retry",
+    "EngineError", "Event", "EventError", "HandlerError", "HandlerTimeout", "HttpTarget",
+    "PatternError", "Retry",
     "RetryPolicy", "Rule", "Runtime", "RuntimeConfig", "Service", "SetpieceError", "Stack",
     "Stream", "SyncContext", "TaskFailed", "WorkflowError", "__version__",
     # the HTTP gateway
@@ -42,9 +43,9 @@ SUBPACKAGES = {
     "setpiece.errors": {
         "AuthError", "ConfigError", "ConflictError", "DefinitionError", "DrainTimeout",
         "EngineError", "EventError", "ExecutionAlreadyExists", "ExecutionDoesNotExist",
-        "HTTPError", "HandlerError", "HttpError", "InputDecodeError", "InvalidToken",
-        "PatternError", "RefusedError", "SetpieceError", "TaskDoesNotExist", "TaskFailed",
-        "TaskTimedOut", "TaskTokenError", "WorkflowError",
+        "HTTPError", "HandlerError", "HandlerTimeout", "HttpError", "InputDecodeError",
+        "InvalidToken", "PatternError", "RefusedError", "SetpieceError", "TaskDoesNotExist",
+        "TaskFailed", "TaskTimedOut", "TaskTokenError", "WorkflowError",
     },
     "setpiece.signals": {"ControlSignal", "Drop", "Retry"},
     "setpiece.patterns": {"InputTransformer", "Pattern", "PatternError", "RuleSet", "compile"},

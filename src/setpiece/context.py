@@ -35,8 +35,36 @@ def store_namespace(service: str, tenant: str | None = None) -> str:
     return f"svc:{service}" if tenant is None else f"svc:{service}@{tenant}"
 
 
+class StoreKeyError(ValueError):
+    """A store key no engine can hold (not a string, U+0000, a lone surrogate). In an HTTP
+    route it is the request's fault (the key came from it): the gateway answers 400."""
+
+
+def check_key(key: Any) -> str:
+    """A store key every engine can hold: a string without U+0000, encodable as UTF-8.
+
+    Raises StoreKeyError (a ValueError) naming the key (PostgreSQL text cannot hold NUL; a lone
+    surrogate has no UTF-8 form).
+    """
+    if type(key) is not str and not isinstance(key, str):
+        raise StoreKeyError(f"store key: must be a string, got {type(key).__name__}")
+    if "\0" in key:
+        raise StoreKeyError(f"store key {key!r}: must not contain U+0000 (NUL)")
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise StoreKeyError(
+                f"store key {key!r}: not valid Unicode text (a lone surrogate)"
+            ) from None
+    return key
+
+
 class ServiceStore:
-    """A service's own key-value store, seen from inside one delivery. Values are JSON data."""
+    """A service's own key-value store, seen from inside one delivery. Values are JSON data.
+
+    Keys are strings without U+0000 (ValueError otherwise).
+    """
 
     __slots__ = ("_attempt", "namespace")
 
@@ -45,13 +73,19 @@ class ServiceStore:
         self.namespace = namespace
 
     async def get(self, key: str, default: Any = None) -> Any:
+        if type(key) is not str or not key.isascii() or "\0" in key:  # the fast path inline
+            check_key(key)
         raw = await self._attempt.get((self.namespace, key))
         return default if raw is None else _decode(raw)
 
     async def put(self, key: str, value: Any) -> None:
+        if type(key) is not str or not key.isascii() or "\0" in key:  # the fast path inline
+            check_key(key)
         self._attempt.put((self.namespace, key), _encode(value))
 
     async def delete(self, key: str) -> None:
+        if type(key) is not str or not key.isascii() or "\0" in key:  # the fast path inline
+            check_key(key)
         self._attempt.put((self.namespace, key), None)
 
 

@@ -10,6 +10,7 @@
     │   ├── ConflictError                 a transaction lost an optimistic-concurrency race (retried inside)
     │   └── RefusedError                  the engine cannot store what a unit of work holds (U+0000 in text)
     ├── HandlerError                      a handler raised or returned something that is not an event
+    │   └── HandlerTimeout  (TimeoutError) an attempt ran past the handler's timeout
     ├── InputDecodeError    (ValueError)  an event's data does not fit the handler's annotation (not retried)
     ├── HttpError                         raised in a route handler: answer with a 4xx/5xx status (alias HTTPError)
     ├── AuthError                         the gateway refuses a request: 401, 403 or 503, with WWW-Authenticate
@@ -46,6 +47,7 @@ __all__ = [
     "ExecutionDoesNotExist",
     "HTTPError",
     "HandlerError",
+    "HandlerTimeout",
     "HttpError",
     "InputDecodeError",
     "InvalidToken",
@@ -96,6 +98,13 @@ class RefusedError(EngineError):
 
 class HandlerError(SetpieceError):
     """A handler failed: it raised, or returned something that is not an event."""
+
+
+class HandlerTimeout(HandlerError, TimeoutError):
+    """A handler's attempt ran past its ``timeout=`` (or ``RuntimeConfig.handler_timeout``).
+
+    It counts as a failure: retried by the handler's policy, then dead-lettered with this error.
+    """
 
 
 class InputDecodeError(SetpieceError, ValueError):

@@ -20,9 +20,11 @@ from typing import Any
 
 import msgspec
 
+from setpiece._json import MAX_DEPTH, DepthError, check_encoded
+from setpiece._json import decode as decode_json
 from setpiece.errors import EventError
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "Event"]
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "MAX_DEPTH", "RESERVED_EXTENSIONS", "Event"]
 
 DEFAULT_MAX_EVENT_BYTES = 256 * 1024
 """The default size limit of one encoded event, like EventBridge's 256 KiB."""
@@ -42,11 +44,14 @@ _EXTENSIONS = (
     "tenant",
 )
 _KNOWN = frozenset((*_CORE, *_EXTENSIONS, "data", "data_base64", "extensions"))
-_EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+# Matched with fullmatch: ``$`` would also accept a trailing newline.
+_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
 _RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))"
 )
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+RESERVED_EXTENSIONS = frozenset(("sptarget", "spreplay", "sprule"))
+"""Extension names the runtime sets itself (redrive and replay marks): refused from outside."""
 # EventBridge envelope fields that have no CloudEvents attribute; kept as extensions.
 _EVENTBRIDGE_EXTRA = ("account", "region", "resources", "version")
 
@@ -98,7 +103,15 @@ def _valid_time(value: str) -> bool:
         and value[20:26].isdecimal()  # what the pattern's \d accepts
     ):
         return True
-    if not _RFC3339.match(value):
+    m = _RFC3339.fullmatch(value)
+    if m is None:
+        return False
+    year, month, day, hour, minute, second = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+    try:  # the fields in range (a leap second, :60, is allowed)
+        datetime(year, month, day, hour, minute, min(second, 59))
+    except ValueError:
+        return False
+    if second > 60 or (m.group(9) and (int(m.group(9)) > 23 or int(m.group(10)) > 59)):
         return False
     if len(_valid_seconds) > 4096:
         _valid_seconds.clear()
@@ -106,12 +119,58 @@ def _valid_time(value: str) -> bool:
     return True
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+_convert = msgspec.convert
+_FIELD_AT = re.compile(r"`\$\.([a-z_]+)")
+_MISSING_FIELD = re.compile(r"missing required field `([a-z_]+)`")
+_NUL_CHECKED = ("id", "source", "type", "subject", "partitionkey", "tenant")
+
+
+def _attribute_error(exc: msgspec.ValidationError) -> EventError:
+    """The EventError for a ValidationError of building an Event, naming the field."""
+    text = str(exc)
+    found = _FIELD_AT.search(text) or _MISSING_FIELD.search(text)
+    name = found.group(1) if found else None
+    if name is None:
+        return EventError(f"event: {text}")
+    if "missing required" in text:
+        return EventError(f"{name}: required attribute is missing", field=name)
+    if name == "extensions":
+        return EventError(
+            "extensions: must be a dict of extension names to values", field="extensions"
+        )
+    return EventError(f"{name}: must be a string ({text.split(' - at ')[0]})", field=name)
+
+
+class _CheckedOnConstruction(type(msgspec.Struct)):  # type: ignore[misc]
+    """``Event(...)`` checks the attributes' types (``subject=5`` is an EventError at once).
+
+    Built by msgspec's converter, which checks every type in C; decoding, ``msgspec.convert``
+    and ``msgspec.structs.replace`` bypass this and are checked by msgspec or by the caller.
+    """
+
+    def __call__(cls, /, **attrs: Any) -> Any:
+        if not attrs.keys() <= _FIELDS:
+            unknown = sorted(attrs.keys() - _FIELDS)
+            raise TypeError(f"Event() got unexpected keyword argument(s) {unknown}")
+        try:
+            return _convert(attrs, cls)
+        except msgspec.ValidationError as exc:
+            raise _attribute_error(exc) from None
+
+
+class Event(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+    metaclass=_CheckedOnConstruction,
+):
     """An immutable CloudEvents 1.0 event.
 
     ``type`` is required. ``source`` is required on the wire; inside a handler it may be left
     empty and the runtime fills in the service's name. Unknown extension attributes go in
     ``extensions`` (names: lowercase letters and digits, at most 20, per CloudEvents).
+    Construction checks the attributes' types; :meth:`validate` (run at every edge) the rest.
     """
 
     type: str
@@ -162,16 +221,23 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             raise EventError(
                 f"time: must be an RFC 3339 timestamp, got {self.time!r}", field="time"
             )
-        if self.traceparent is not None and not _TRACEPARENT.match(self.traceparent):
+        if self.traceparent is not None and not (
+            isinstance(self.traceparent, str) and _TRACEPARENT.fullmatch(self.traceparent)
+        ):
             raise EventError(
                 "traceparent: must be a W3C traceparent like '00-<32 hex>-<16 hex>-01'",
                 field="traceparent",
             )
+        if self.extensions is not None and not isinstance(self.extensions, dict):
+            raise EventError(
+                "extensions: must be a dict of extension names to values", field="extensions"
+            )
         if self.extensions:
             for name in self.extensions:
-                if not isinstance(name, str) or not _EXTENSION_NAME.match(name):
+                if not isinstance(name, str) or not _EXTENSION_NAME.fullmatch(name):
                     raise EventError(
-                        f"extensions.{name}: extension names are 1-20 lowercase letters or digits",
+                        f"extensions.{name!r}: extension names are 1-20 lowercase letters or "
+                        "digits",
                         field=f"extensions.{name}",
                     )
                 if name in _KNOWN:
@@ -183,8 +249,60 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # -- conversions ----------------------------------------------------------------------
 
     def replace(self, **changes: Any) -> Event:
-        """A copy with some attributes changed (events are immutable)."""
+        """A copy with some attributes changed (events are immutable); their types checked."""
+        for name, value in changes.items():
+            if type(value) is not str and value is not None and name != "data":
+                _check_change(name, value)
         return msgspec.structs.replace(self, **changes)
+
+    def check_external(self, cause: Event | None = None) -> Event:
+        """Refuse what may be stored but must not come in: U+0000 in ``id``, ``source``,
+        ``type``, ``subject``, ``partitionkey`` or ``tenant`` (no engine's text column holds it),
+        and the extension names the runtime reserves for itself (:data:`RESERVED_EXTENSIONS`).
+
+        Called where events come in (publishing, HTTP ingress, a handler's output), after
+        :meth:`validate`. A mark inherited unchanged from ``cause`` (a handler re-emitting a
+        replayed event) is dropped instead. Returns the event, possibly without those marks.
+        """
+        if (  # U+0000: no engine's text column holds it (types: checked on construction)
+            "\0" in self.id
+            or "\0" in self.source
+            or "\0" in self.type
+            or (self.subject is not None and "\0" in self.subject)
+            or (self.partitionkey is not None and "\0" in self.partitionkey)
+            or (self.tenant is not None and "\0" in self.tenant)
+        ):
+            for name in _NUL_CHECKED:
+                value = getattr(self, name)
+                if isinstance(value, str) and "\0" in value:
+                    raise EventError(f"{name}: must not contain U+0000 (NUL)", field=name)
+        extensions = self.extensions
+        if not extensions or extensions.keys().isdisjoint(RESERVED_EXTENSIONS):
+            return self
+        inherited = (cause.extensions or {}) if cause is not None else {}
+        for name in extensions.keys() & RESERVED_EXTENSIONS:
+            if name not in inherited or inherited[name] != extensions[name]:
+                raise EventError(
+                    f"extensions.{name}: {name!r} is reserved for the runtime's own use",
+                    field=f"extensions.{name}",
+                )
+        rest = {k: v for k, v in extensions.items() if k not in RESERVED_EXTENSIONS}
+        return msgspec.structs.replace(self, extensions=rest or None)
+
+    def check_encoded(self, encoded: bytes) -> None:
+        """Refuse data (or extension values) nested deeper than :data:`MAX_DEPTH`, or holding
+        NaN or Infinity (which JSON cannot carry), given the event's encoded form."""
+        if (  # the common case, at C speed: few brackets, no null
+            encoded.count(b"[") + encoded.count(b"{") <= MAX_DEPTH and b"null" not in encoded
+        ):
+            return
+        parts: dict[str, Any] = {"data": self.data}
+        if self.extensions:
+            parts.update((f"extensions.{k}", v) for k, v in self.extensions.items())
+        problem = check_encoded(encoded, parts)
+        if problem is not None:
+            field, message = problem
+            raise EventError(f"{field}: {message}", field=field)
 
     def to_dict(self) -> dict[str, Any]:
         """The CloudEvents structured-mode dict: attributes and extensions flat, ``data`` apart."""
@@ -267,7 +385,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
                 f"event: {len(text)} bytes is over the limit of {max_bytes} bytes", field="data"
             )
         try:
-            obj = msgspec.json.decode(text)
+            obj = decode_json(text, "data", extra_levels=1)
+        except DepthError as exc:
+            raise EventError(str(exc), field="data") from None
         except msgspec.DecodeError as exc:
             raise EventError(f"event: not valid JSON ({exc})") from None
         return cls.from_dict(obj)
@@ -282,6 +402,21 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         view["detail-type"] = self.type
         view["detail"] = self.data
         return view
+
+
+_FIELDS = frozenset(Event.__struct_fields__)
+
+
+def _check_change(name: str, value: Any) -> None:
+    if name not in _FIELDS:
+        raise TypeError(f"Event.replace() got an unexpected keyword argument {name!r}")
+    if name == "extensions":
+        if not isinstance(value, dict):
+            raise EventError(
+                "extensions: must be a dict of extension names to values", field="extensions"
+            )
+    elif not isinstance(value, str):
+        raise EventError(f"{name}: must be a string, got {type(value).__name__}", field=name)
 
 
 _encoder = msgspec.json.Encoder()

@@ -28,6 +28,7 @@ from typing import Any
 
 import msgspec
 
+from setpiece._json import DepthError, check_depth
 from setpiece.errors import ConfigError
 
 __all__ = ["Param", "ParamError", "Signature", "compile_signature", "path_names"]
@@ -167,6 +168,10 @@ class Signature:
                     raise ParamError("body", "a JSON body is required")
                 kwargs[self.body.name] = self.body.default
             else:
+                try:
+                    check_depth(body, "body")
+                except DepthError as exc:
+                    raise ParamError("body", str(exc).removeprefix("body: "), 400) from None
                 kwargs[self.body.name] = self._decode_body(body)
         if self.ctx is not None:
             kwargs[self.ctx] = ctx

@@ -128,6 +128,7 @@ class Handler:
     stream: str | None = None
     every: float | None = None
     cron: str | None = None
+    timeout: float | None = None  # seconds per attempt; None: RuntimeConfig.handler_timeout
     compiled: Pattern | None = field(default=None, repr=False, compare=False)
     adapt: Callable[[Event], Any] = field(default=lambda e: e, repr=False, compare=False)
     wants_ctx: bool = True
@@ -203,6 +204,11 @@ class Service:
         concurrency = spec.get("concurrency")
         if concurrency is not None and concurrency < 1:
             raise ConfigError(f"{where}: concurrency must be at least 1")
+        timeout = spec.get("timeout")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise ConfigError(f"{where}: timeout must be positive seconds, got {timeout!r}")
         self.handlers.append(
             Handler(
                 self.name,
@@ -225,8 +231,13 @@ class Service:
         concurrency: int | None = None,
         transform: InputTransformer | None = None,
         name: str | None = None,
+        timeout: float | None = None,
     ) -> Callable[[F], F]:
-        """Handle the events on ``bus`` that match an EventBridge ``pattern``."""
+        """Handle the events on ``bus`` that match an EventBridge ``pattern``.
+
+        ``timeout``: seconds one attempt may run (default: ``RuntimeConfig.handler_timeout``);
+        past it the attempt fails with HandlerTimeout and is retried, then dead-lettered.
+        """
 
         def register(fn: F) -> F:
             where = f"handler {self.name}.{name or fn.__name__}"
@@ -241,6 +252,7 @@ class Service:
                 transform=transform,
                 retry=retry,
                 concurrency=concurrency,
+                timeout=timeout,
             )
             return fn
 
@@ -253,57 +265,64 @@ class Service:
         retry: RetryPolicy | None = None,
         concurrency: int | None = None,
         name: str | None = None,
+        timeout: float | None = None,
     ) -> Callable[[F], F]:
-        """Handle every record of a stream, in order per partition key."""
+        """Handle every record of a stream, in order per partition key (``timeout``: as in
+        :meth:`on`)."""
         stream_name = stream.name if isinstance(stream, Stream) else stream
 
         def register(fn: F) -> F:
             self._add(
-                fn, "stream", name, stream=stream_name, retry=retry, concurrency=concurrency
+                fn, "stream", name, stream=stream_name, retry=retry, concurrency=concurrency,
+                timeout=timeout,
             )
             return fn
 
         return register
 
     def task(
-        self, *, name: str | None = None
+        self, *, name: str | None = None, timeout: float | None = None
     ) -> Callable[[F], F]:
         """A handler that workflows call as a Task state (``"Resource": "service:<svc>.<name>"``).
 
         It subscribes to nothing: it runs when a workflow calls it, gets an event whose ``data``
         is the task input, and returns the task result (a JSON value, or an Event whose ``data``
         is the result). Its store writes and published events commit with the workflow step.
+        ``timeout``: as in :meth:`on`; a call past it fails the task with ``States.Timeout``.
         """
 
         def register(fn: F) -> F:
-            self._add(fn, "task", name)
+            self._add(fn, "task", name, timeout=timeout)
             return fn
 
         return register
 
     def every(
         self, interval: float | timedelta, *, retry: RetryPolicy | None = None,
-        name: str | None = None,
+        name: str | None = None, timeout: float | None = None,
     ) -> Callable[[F], F]:
-        """Run a handler every ``interval`` (seconds or a timedelta), on a durable timer."""
+        """Run a handler every ``interval`` (seconds or a timedelta), on a durable timer
+        (``timeout``: as in :meth:`on`)."""
         seconds = interval.total_seconds() if isinstance(interval, timedelta) else float(interval)
         if seconds <= 0:
             raise ConfigError(f"service {self.name!r}: every() needs a positive interval")
 
         def register(fn: F) -> F:
-            self._add(fn, "schedule", name, every=seconds, retry=retry)
+            self._add(fn, "schedule", name, every=seconds, retry=retry, timeout=timeout)
             return fn
 
         return register
 
     def cron(
-        self, expression: str, *, retry: RetryPolicy | None = None, name: str | None = None
+        self, expression: str, *, retry: RetryPolicy | None = None, name: str | None = None,
+        timeout: float | None = None,
     ) -> Callable[[F], F]:
-        """Run a handler on a cron schedule (five fields, UTC), on a durable timer."""
+        """Run a handler on a cron schedule (five fields, UTC), on a durable timer
+        (``timeout``: as in :meth:`on`)."""
         check_cron(expression, f"service {self.name!r}")
 
         def register(fn: F) -> F:
-            self._add(fn, "schedule", name, cron=expression, retry=retry)
+            self._add(fn, "schedule", name, cron=expression, retry=retry, timeout=timeout)
             return fn
 
         return register

@@ -9,12 +9,12 @@ from setpiece.errors import ConfigError
 
 __all__ = ["Stream"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,119}")  # fullmatch: '$' allows a final \n
 
 
 def check_name(kind: str, name: str) -> None:
     """Names of streams, buses, services and rules: letters, digits, ``_ . -``; at most 120."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(
             f"{kind} name {name!r}: use letters, digits, '_', '.' or '-' (start with a letter "
             "or digit, at most 120 characters)"

@@ -9,6 +9,8 @@ from typing import Any
 
 import msgspec
 
+from setpiece._json import DepthError
+from setpiece._json import decode as decode_json
 from setpiece.bus import bus_stream_name
 from setpiece.cli._common import CliError
 from setpiece.engine.contract import Engine
@@ -31,7 +33,9 @@ def parse_events(text: str, where: str) -> list[Event]:
     if not text:
         raise CliError(f"{where}: no event given (empty input)")
     try:
-        docs: list[Any] = [msgspec.json.decode(text)]
+        docs: list[Any] = [decode_json(text, where, extra_levels=2)]
+    except DepthError as exc:
+        raise EventError(str(exc), field="data") from None
     except msgspec.DecodeError as whole:
         lines = [line for line in text.splitlines() if line.strip()]
         if len(lines) < 2:
@@ -39,7 +43,9 @@ def parse_events(text: str, where: str) -> list[Event]:
         docs = []
         for number, line in enumerate(lines, 1):
             try:
-                docs.append(msgspec.json.decode(line))
+                docs.append(decode_json(line, f"{where}, line {number}", extra_levels=1))
+            except DepthError as exc:
+                raise EventError(str(exc), field="data") from None
             except msgspec.DecodeError as exc:
                 raise CliError(f"{where}, line {number}: not valid JSON ({exc})") from None
     if len(docs) == 1 and isinstance(docs[0], list):

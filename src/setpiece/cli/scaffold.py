@@ -56,12 +56,12 @@ def test_counts_requests_per_customer() -> None:
     asyncio.run(scenario())
 '''
 
-_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,60}$")
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,60}")  # fullmatch: '$' would allow a trailing newline
 
 
 def new_service(name: str, directory: Path, *, force: bool = False) -> list[Path]:
     """Write ``<dir>/<module>.py`` and ``<dir>/test_<module>.py``; return their paths."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise CliError(
             f"service name {name!r}: use lowercase letters, digits, '_' or '-', "
             "starting with a letter"

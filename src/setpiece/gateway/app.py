@@ -34,7 +34,9 @@ from urllib.parse import parse_qs, urlencode
 
 import msgspec
 
-from setpiece.context import ServiceStore, store_namespace
+from setpiece._json import DepthError
+from setpiece._json import decode as decode_json
+from setpiece.context import ServiceStore, StoreKeyError, store_namespace
 from setpiece.errors import ConfigError, ConflictError, EventError
 from setpiece.event import Event
 from setpiece.gateway.auth import ANONYMOUS, AuthError, Identity
@@ -396,7 +398,9 @@ class Gateway:
         if action not in ("success", "failure", "heartbeat"):
             return _message(404, "answer a task with success, failure or heartbeat")
         try:
-            body = msgspec.json.decode(request.body) if request.body else None
+            body = decode_json(request.body, "body") if request.body else None
+        except DepthError as exc:
+            return _message(400, str(exc), field="body")
         except msgspec.DecodeError:
             return _message(400, "the body is not JSON", field="body")
         if not isinstance(body, dict) or not isinstance(body.get("token"), str):
@@ -600,6 +604,8 @@ class Gateway:
                 return _error(exc.status, exc.payload(), exc.headers)
             except TimeoutError:
                 raise
+            except StoreKeyError as exc:  # a key taken from the request that no engine can hold
+                return _message(400, str(exc))
             except Exception:
                 error_id = os.urandom(8).hex()
                 log.exception("%s %s (%s.%s) failed; error id %s", request.method,

@@ -20,6 +20,8 @@ from urllib.parse import unquote
 
 import msgspec
 
+from setpiece._json import DepthError
+from setpiece._json import decode as decode_json
 from setpiece.errors import EventError
 from setpiece.event import Event
 
@@ -54,9 +56,9 @@ def parse_events(
     """The events one request carries, checked; raises IngressError naming the bad field."""
     media = _media_type(content_type)
     if media == STRUCTURED:
-        return [_structured(_decode(body, "event"), "")]
+        return [_structured(_decode(body, "event", 1), "")]
     if media == BATCH:
-        items = _decode(body, "batch")
+        items = _decode(body, "batch", 2)
         if not isinstance(items, list):
             raise IngressError("batch", "a batch is a JSON array of events")
         if not items:
@@ -65,9 +67,11 @@ def parse_events(
     return [_binary(media, content_type, headers, body)]
 
 
-def _decode(body: bytes, what: str) -> Any:
+def _decode(body: bytes, what: str, envelope_levels: int) -> Any:
     try:
-        return msgspec.json.decode(body)
+        return decode_json(body, what, extra_levels=envelope_levels)
+    except DepthError as exc:
+        raise IngressError("data", str(exc).removeprefix(f"{what}: ")) from None
     except msgspec.DecodeError as exc:
         raise IngressError(what, f"not valid JSON ({exc})") from None
 
@@ -85,7 +89,7 @@ def _structured(obj: Any, prefix: str) -> Event:
 def _checked(build: Any, prefix: str) -> Event:
     try:
         event: Event = build()
-        return event
+        return event.check_external()
     except EventError as exc:
         field = exc.field or "event"
         raise IngressError(f"{prefix}{field}", str(exc).removeprefix(f"{field}: ")) from None
@@ -112,10 +116,7 @@ def _binary(
         raise IngressError("data", "data travels in the body, not in a ce- header")
     if body:
         if _is_json(media):
-            try:
-                attrs["data"] = msgspec.json.decode(body)
-            except msgspec.DecodeError as exc:
-                raise IngressError("data", f"not valid JSON ({exc})") from None
+            attrs["data"] = _decode(body, "data", 0)
         elif not media:
             attrs["data"] = _json_or_text(body)
         elif media.startswith("text/"):
@@ -141,6 +142,8 @@ def _json_or_text(body: bytes) -> Any:
     """Data sent with no content type: JSON when it parses as JSON (what the CloudEvents SDKs
     send in binary mode, and what their receivers assume), else UTF-8 text."""
     try:
-        return msgspec.json.decode(body)
+        return decode_json(body, "data")
+    except DepthError as exc:
+        raise IngressError("data", str(exc).removeprefix("data: ")) from None
     except msgspec.DecodeError:
         return _text(body)

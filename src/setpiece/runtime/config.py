@@ -28,6 +28,9 @@ class RuntimeConfig:
     * ``max_event_bytes`` — the size limit of one encoded event.
     * ``inbox_retention`` — how long processed event ids are remembered for deduplication.
     * ``shutdown_grace`` — how long a stop waits for in-flight batches before handing them back.
+    * ``handler_timeout`` — seconds one attempt of a handler may run, unless the handler sets
+      its own ``timeout=``; past it the attempt fails with HandlerTimeout (retried, then
+      dead-lettered).
     * ``member`` — this process's name in consumer groups (host-pid-random by default).
     * ``services`` — run only these services' handlers (all when empty).
     """
@@ -39,6 +42,7 @@ class RuntimeConfig:
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     inbox_retention: float = 7 * 24 * 3600.0
     shutdown_grace: float = 10.0
+    handler_timeout: float = 60.0
     member: str = field(default_factory=_member_id)
     services: tuple[str, ...] = ()
 
@@ -51,5 +55,7 @@ class RuntimeConfig:
             raise ConfigError(
                 "RuntimeConfig: session_timeout must be longer than heartbeat_interval (> 0)"
             )
+        if not self.handler_timeout > 0:
+            raise ConfigError("RuntimeConfig.handler_timeout: must be positive seconds")
         if self.max_event_bytes < 1024:
             raise ConfigError("RuntimeConfig.max_event_bytes: must be at least 1024")

@@ -24,6 +24,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
@@ -34,6 +35,7 @@ from setpiece.patterns import Pattern
 from setpiece.policy import RetryPolicy
 from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.reader import Entry, StreamReader
+from setpiece.runtime.timeouts import Deadline
 from setpiece.runtime.unit import Attempt, Batch
 from setpiece.service import InputDecodeError
 from setpiece.signals import Drop, Retry
@@ -109,6 +111,7 @@ class Consumer:
         rule: str | None = None,
         start_at_end: bool = False,
         on_commit: Callable[[], None] = lambda: None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.engine = engine
         self.config = config
@@ -124,6 +127,7 @@ class Consumer:
         self.rule = rule
         self.start_at_end = start_at_end
         self._on_commit = on_commit
+        self.deadline = deadline  # the handler's time limit per attempt
         self.positions: dict[int, int] = {}
         self.owned: tuple[int, ...] = ()
         self.busy = False
@@ -346,8 +350,9 @@ class Consumer:
         queue.reverse()
 
         async def worker() -> None:
+            task = None if self.deadline is None else asyncio.current_task()  # once per worker
             while queue:
-                await self._run_chain(queue.pop(), batch)
+                await self._run_chain(queue.pop(), batch, task)
 
         workers = min(self.concurrency, len(queue))
         if workers == 1:
@@ -355,15 +360,23 @@ class Consumer:
         else:
             await asyncio.gather(*(worker() for _ in range(workers)))
 
-    async def _run_chain(self, deliveries: list[Delivery], batch: Batch) -> None:
+    async def _run_chain(
+        self, deliveries: list[Delivery], batch: Batch, task: asyncio.Task[Any] | None = None
+    ) -> None:
         """Deliver in order. The first attempt runs here; only a failure or an in-batch
-        conflict goes through :func:`deliver`'s retry loop."""
+        conflict goes through :func:`deliver`'s retry loop. ``task``: the one running this."""
         group = self.group
+        deadline = self.deadline
+        if deadline is not None and task is None:
+            task = asyncio.current_task()
         for delivery in deliveries:
             attempt = Attempt(batch)
             failed: Exception | None = None
             try:
-                await self.action(delivery.event, attempt, 1)  # read each time: the CLI wraps it
+                if deadline is None or task is None:  # read each time: the CLI wraps it
+                    await self.action(delivery.event, attempt, 1)
+                else:
+                    await deadline.run(task, self.action, delivery.event, attempt, 1)
             except Exception as exc:
                 failed = exc
             if failed is not None:  # retried outside the except block: no chained tracebacks
@@ -384,6 +397,7 @@ class Consumer:
             inbox=(self.group, delivery.inbox_key),
             dead=lambda exc, n: self._dead_letter(batch, delivery.record, delivery.event, exc, n),
             failed=failed,
+            deadline=self.deadline,
             backoff=self._backoff,
         )
 
@@ -429,11 +443,13 @@ async def deliver(
     inbox: tuple[str, str] | None,
     dead: Callable[[BaseException, int], None],
     failed: Exception | None = None,
+    deadline: Deadline | None = None,
     backoff: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """Run one delivery to success, a Drop, or a dead letter; merge what succeeded into batch.
 
     ``failed``: the first attempt already ran (the caller's fast path) and raised this.
+    ``deadline``: the time limit of each attempt (HandlerTimeout, a failure, past it).
     ``backoff``: waits between attempts (a consumer's gives the batch back when it stops).
     """
     number = 0
@@ -442,7 +458,10 @@ async def deliver(
         if failed is None:
             attempt = Attempt(batch)
             try:
-                await action(event, attempt, number)
+                if deadline is None:
+                    await action(event, attempt, number)
+                else:
+                    await deadline.run(None, action, event, attempt, number)
             except Exception as first:
                 failed = first
             else:

@@ -15,7 +15,7 @@ import msgspec
 
 from setpiece.engine.contract import Engine, UnitOfWork
 from setpiece.errors import EventError, RefusedError
-from setpiece.event import Event, encode_event
+from setpiece.event import MAX_DEPTH, Event, encode_event
 
 __all__ = ["GroupCommitter", "prepare"]
 
@@ -40,7 +40,7 @@ def prepare(event: Event, *, cause: Event | None, service: str | None) -> Event:
             changes["partitionkey"] = cause.partitionkey
         if event.tenant is None and cause.tenant is not None:
             changes["tenant"] = cause.tenant
-    return (event.replace(**changes) if changes else event).validate()
+    return (event.replace(**changes) if changes else event).validate().check_external(cause)
 
 
 def encode_checked(event: Event, max_bytes: int) -> bytes:
@@ -50,6 +50,17 @@ def encode_checked(event: Event, max_bytes: int) -> bytes:
         raise EventError(
             f"event {event.type!r}: data is not JSON-serialisable ({exc})", field="data"
         ) from None
+    except UnicodeEncodeError:  # a lone surrogate: text with no UTF-8 form
+        raise EventError(
+            f"{_unencodable(event)}: holds text that is not valid Unicode (a lone surrogate)",
+            field=_unencodable(event),
+        ) from None
+    except RecursionError:
+        raise EventError(
+            f"data: nested deeper than the limit of {MAX_DEPTH} levels", field="data"
+        ) from None
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH or b"null" in data:  # else: nothing
+        event.check_encoded(data)  # to find (deep nesting, NaN or Infinity), and no call
     if len(data) > max_bytes:
         raise EventError(
             f"event {event.type!r} ({event.id}): {len(data)} bytes encoded, over the limit of "
@@ -57,6 +68,18 @@ def encode_checked(event: Event, max_bytes: int) -> bytes:
             field="data",
         )
     return data
+
+
+def _unencodable(event: Event) -> str:
+    """The attribute of ``event`` that JSON cannot encode (the error path only)."""
+    for name in event.__struct_fields__:
+        try:
+            msgspec.json.encode(getattr(event, name))
+        except UnicodeEncodeError:
+            return name
+        except Exception:  # other problems are reported elsewhere
+            continue
+    return "event"
 
 
 class GroupCommitter:

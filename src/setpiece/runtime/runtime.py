@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from setpiece.bus import Bus, HttpTarget, Rule, WorkflowTarget, bus_stream_name
-from setpiece.context import Context, ServiceStore, store_namespace
+from setpiece.context import Context, ServiceStore, check_key, store_namespace
 from setpiece.engine.contract import Engine, KVWrite, StreamSpec, Timer, UnitOfWork
 from setpiece.errors import (
     ConfigError,
@@ -44,6 +44,7 @@ from setpiece.runtime.consumer import (
 from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
 from setpiece.runtime.reader import StreamReader
 from setpiece.runtime.schedules import SCHEDULES, next_due
+from setpiece.runtime.timeouts import Deadline, LoopWatch
 from setpiece.runtime.unit import Attempt, Batch
 from setpiece.service import Handler
 from setpiece.stream import Stream
@@ -90,7 +91,7 @@ class StoreReader:
         self.namespace = namespace
 
     async def get(self, key: str, default: Any = None) -> Any:
-        found = await self._engine.kv_get(self.namespace, [key])
+        found = await self._engine.kv_get(self.namespace, [check_key(key)])
         return msgspec.json.decode(found[key][0]) if key in found else default
 
     async def items(self, prefix: str = "", limit: int = 1000) -> list[tuple[str, Any]]:
@@ -147,6 +148,7 @@ class Runtime(WorkflowMethods):
         self._http: Any = None
         self._readers: dict[str, StreamReader] = {}
         self._workflows: WorkflowRunner | None = None
+        self._watch: LoopWatch | None = None
         self._down: dict[str, tuple[str, int]] = {}  # supervised tasks ended, restarting
         self._restarts: dict[str, int] = {}
 
@@ -179,6 +181,8 @@ class Runtime(WorkflowMethods):
                 name="workflow timers",
             ))
         self._tasks.append(loop.create_task(self._housekeeping(), name="housekeeping"))
+        self._watch = self._loop_watch()
+        self._watch.start()
         await self._start_registry()
 
     async def provision(self) -> None:
@@ -233,6 +237,8 @@ class Runtime(WorkflowMethods):
                 if not task.cancelled() and task.exception() is not None:
                     log.error("task %s ended with %r", task.get_name(), task.exception())
         await self._committer.idle()
+        if self._watch is not None:
+            await self._watch.stop()
         if self._http is not None:
             await self._http.aclose()
         if self._gateway is not None:
@@ -324,7 +330,24 @@ class Runtime(WorkflowMethods):
             rule=handler.qualname,
             start_at_end=start_at_end,
             on_commit=self._progress.set,
+            deadline=self.deadline(handler),
         )
+
+    def deadline(self, handler: Handler) -> Deadline:
+        """The time limit of one attempt of ``handler`` (its ``timeout=`` or the config's)."""
+        return Deadline(handler.qualname, handler.timeout or self.config.handler_timeout)
+
+    def _loop_watch(self) -> LoopWatch:
+        """Names the async def handler or route that blocks the event loop, if one does."""
+        code: dict[Any, str] = {}
+        for service in self.stack.services.values():
+            for handler in service.handlers:
+                if handler.is_async:
+                    code[getattr(handler.fn, "__code__", None)] = f"handler {handler.qualname}"
+            for route in service.routes:
+                code[getattr(route.fn, "__code__", None)] = f"route {service.name}.{route.name}"
+        code.pop(None, None)
+        return LoopWatch(code)
 
     def _target_consumer(self, bus: Bus, rule: Rule, index: int, target: Any) -> Consumer:
         if isinstance(target, Stream):
@@ -710,6 +733,7 @@ class Runtime(WorkflowMethods):
             dead=lambda exc, n: batch.appends.append(
                 dead_letter_record(event, exc, n, label=handler.qualname, group=None, record=None)
             ),
+            deadline=self.deadline(handler),
         )
         following = Timer(SCHEDULES, timer.id, next_due(handler, max(timer.due, time.time())))
         batch.fired.append(timer)

@@ -94,7 +94,8 @@ class TaskCalls:
             store=ServiceStore(nested, store_namespace(service, self.tenant)), publish=publish,
             tokens=DeliveryTokens(nested, self.runner.engine),
         )
-        value = await handler.invoke(event, ctx)
+        # past the handler's timeout: HandlerTimeout, a TimeoutError: the task's States.Timeout
+        value = await rt.deadline(handler).run(None, handler.invoke, event, ctx)
         nested.fold()
         return value.data if isinstance(value, Event) else value
 

@@ -10,9 +10,12 @@ import json
 import sys
 from typing import Annotated, Any
 
+import msgspec
 import typer
 from rich.markup import escape
 
+from setpiece._json import DepthError
+from setpiece._json import decode as decode_json
 from setpiece.cli._common import CliError
 from setpiece.cli._console import guarded, out, print_json
 from setpiece.cli._engines import run_async, with_engine
@@ -43,8 +46,10 @@ def _json_arg(text: str | None, what: str) -> Any:
     if text == "-":
         text = sys.stdin.read()
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        return decode_json(text, what)
+    except DepthError as exc:
+        raise CliError(str(exc)) from None
+    except msgspec.DecodeError as exc:
         raise CliError(f"{what}: not valid JSON ({exc})") from None
 
 

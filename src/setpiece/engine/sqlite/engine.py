@@ -258,10 +258,13 @@ class SQLiteEngine(Engine):
             raise EngineError(f"{self._path}: cannot write ({exc})") from None
         try:
             yield db
-        except BaseException:
-            db.execute("ROLLBACK")
+            db.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):  # a full disk, an I/O error: say what happened
+                raise EngineError(f"{self._path}: cannot write ({exc})") from None
             raise
-        db.execute("COMMIT")
 
     # -- streams ----------------------------------------------------------------------------
 

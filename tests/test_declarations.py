@@ -32,10 +32,8 @@ ABOVE = (
 )
 # What Stack.start / Stack.asgi / _Started open (the one door down), and nothing else.
 DOOR = {
-    ("setpiece.stack", "setpiece.engine"),
-    ("setpiece.stack", "setpiece.gateway.app"),
+    ("setpiece.stack", "setpiece._assembly"),
     ("setpiece.stack", "setpiece.runtime.config"),
-    ("setpiece.stack", "setpiece.runtime.runtime"),
 }
 SRC = Path(setpiece.__file__).parent
 

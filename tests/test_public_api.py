@@ -71,7 +71,10 @@ SUBPACKAGES = {
         "Gateway", "HTTPError", "HttpError", "Identity", "Instance", "JWTAuth", "RequestContext",
         "Response", "VERSION_HEADER", "VersionRoutes", "bind", "mint_token", "serve", "serving",
     },
-    "setpiece.runtime": {"DeadLetter", "Runtime", "RuntimeConfig", "StoreReader"},
+    "setpiece.runtime": {
+        "DeadLetter", "EndpointCall", "Extension", "HttpEndpoint", "Runtime", "RuntimeConfig",
+        "Scope", "StoreReader",
+    },
     "setpiece.cli": {"main"},
 }
 

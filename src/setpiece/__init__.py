@@ -7,6 +7,7 @@ This module is the curated public API. Subpackages with a public face of their o
 
 from __future__ import annotations
 
+from setpiece._assembly import Runtime
 from setpiece.bus import Bus, HttpTarget, Rule, WorkflowTarget
 from setpiece.context import Context, SyncContext
 from setpiece.errors import (
@@ -42,7 +43,7 @@ from setpiece.gateway import (
     mint_token,
 )
 from setpiece.policy import RetryPolicy
-from setpiece.runtime import DeadLetter, Runtime, RuntimeConfig
+from setpiece.runtime import DeadLetter, RuntimeConfig
 from setpiece.service import Service
 from setpiece.signals import Drop, Retry
 from setpiece.stack import Stack

@@ -7,18 +7,32 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import msgspec
 
+from setpiece.errors import TaskDoesNotExist
 from setpiece.event import Event
 
 if TYPE_CHECKING:
+    from setpiece.runtime.scope import Scope
     from setpiece.runtime.unit import Attempt
-    from setpiece.workflows._tokens import DeliveryTokens
 
-__all__ = ["Context", "ServiceStore", "SyncContext", "SyncServiceStore"]
+__all__ = [
+    "TASK_TOKENS", "Context", "ServiceStore", "SyncContext", "SyncServiceStore", "TaskAnswers",
+]
+
+#: The context service that answers workflow task tokens (provided by durable workflows).
+TASK_TOKENS = "task_tokens"
+
+
+class TaskAnswers(Protocol):
+    """Answers to workflow tasks that wait for a token, committed with the delivery."""
+
+    async def success(self, token: str, output: Any) -> None: ...
+    async def failure(self, token: str, error: str | None, cause: str | None) -> None: ...
+    async def heartbeat(self, token: str) -> None: ...
 
 T = TypeVar("T")
 _encode = msgspec.json.encode
@@ -89,40 +103,25 @@ class ServiceStore:
         self._attempt.put((self.namespace, key), None)
 
 
-Publish = Callable[[Event, str | None, str | None], None]
-
-
 class Context:
-    """The context of one delivery attempt."""
+    """The context of one delivery attempt (made by its :class:`~setpiece.runtime.scope.Scope`)."""
 
-    __slots__ = ("_publish", "_tokens", "attempt", "event", "handler", "log", "service", "store")
+    __slots__ = ("_scope", "attempt", "event", "handler", "log", "service", "store")
 
-    def __init__(
-        self,
-        *,
-        service: str,
-        handler: str,
-        event: Event,
-        attempt: int,
-        store: ServiceStore,
-        publish: Publish,
-        tokens: DeliveryTokens | None = None,
-    ) -> None:
-        self.service = service
+    def __init__(self, scope: Scope, handler: str) -> None:
+        self._scope = scope
+        self.service = scope.service
         self.handler = handler
-        self.event = event
-        self.attempt = attempt
-        self.store = store
-        self.log = _logger(service)
-        self._publish = publish
-        self._tokens = tokens
+        self.event = scope.cause
+        self.attempt = scope.number
+        self.store = scope.store
+        self.log = _logger(scope.service)
 
-    def _token_api(self) -> DeliveryTokens:
-        if self._tokens is None:
-            from setpiece.errors import TaskDoesNotExist
-
+    def _token_api(self) -> TaskAnswers:
+        answers: TaskAnswers | None = self._scope.service_named(TASK_TOKENS)
+        if answers is None:
             raise TaskDoesNotExist("this runtime runs no workflows, so no task waits for a token")
-        return self._tokens
+        return answers
 
     async def send_task_success(self, token: str, output: Any = None) -> None:
         """Answer a workflow task waiting for ``token`` with ``output`` (a JSON value).
@@ -151,7 +150,7 @@ class Context:
         It is appended only if this delivery commits. Causation, correlation, trace, partition
         key and tenant are carried over from the event being handled unless set.
         """
-        self._publish(event, bus, stream)
+        self._scope.publish(event, bus, stream)
 
     def sync(self) -> SyncContext:
         return SyncContext(self, asyncio.get_running_loop())
@@ -195,7 +194,7 @@ class SyncContext:
         self.store = SyncServiceStore(ctx.store, loop)
 
     def publish(self, event: Event, *, bus: str | None = None, stream: str | None = None) -> None:
-        self._ctx._publish(event, bus, stream)
+        self._ctx._scope.publish(event, bus, stream)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()

@@ -23,13 +23,12 @@ Its return value (an event, a list of events, or None) is published.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -96,14 +95,6 @@ def _event_adapter(fn: Callable[..., Any], where: str) -> tuple[Callable[[Event]
     return decode, wants_ctx
 
 
-class HandlerContext(Protocol):
-    """What :meth:`Handler.invoke` needs of the context it passes (the runtime's
-    :class:`~setpiece.Context` is one): a blocking view of it for a plain ``def`` handler, which
-    runs in a worker thread."""
-
-    def sync(self) -> Any: ...
-
-
 def _is_context(annotation: Any) -> bool:
     return getattr(annotation, "__name__", None) in ("Context", "SyncContext")
 
@@ -137,21 +128,6 @@ class Handler:
     @property
     def qualname(self) -> str:
         return f"{self.service}.{self.name}"
-
-    async def invoke(self, event: Event, ctx: HandlerContext) -> Any:
-        """Call the handler: decode its input, run it (in a thread if it is a plain def)."""
-        arg = self.adapt(event)
-        args: tuple[Any, ...]
-        if self.kind == "schedule" and arg is None:
-            args = (ctx,) if self.wants_ctx else ()
-        else:
-            args = (arg, ctx) if self.wants_ctx else (arg,)
-        if self.is_async:
-            return await self.fn(*args)
-        if self.wants_ctx:
-            sync_args = (*args[:-1], ctx.sync())
-            return await asyncio.to_thread(self.fn, *sync_args)
-        return await asyncio.to_thread(self.fn, *args)
 
 
 @dataclass(frozen=True, slots=True)

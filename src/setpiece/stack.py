@@ -28,9 +28,8 @@ from setpiece.workflows.workflow import Workflow
 
 if TYPE_CHECKING:
     # Only Stack.start, Stack.asgi and _Started name these (the one door down to the runtime).
-    from setpiece.gateway.app import Gateway
+    from setpiece._assembly import Gateway, Runtime
     from setpiece.runtime.config import RuntimeConfig
-    from setpiece.runtime.runtime import Runtime
 
 __all__ = ["Stack"]
 
@@ -136,9 +135,9 @@ class Stack:
         ``engine``, ``store`` and ``config`` are as for :meth:`start`; ``address`` is the URL
         the app is served at, registered so other gateways can route to this runtime.
         """
-        from setpiece.gateway.app import Gateway
+        from setpiece._assembly import gateway_app  # the one door down to the runtime
 
-        return Gateway(self, starter=self.start(engine, store=store, config=config),
+        return gateway_app(self, starter=self.start(engine, store=store, config=config),
                        address=address)
 
     def __repr__(self) -> str:
@@ -156,20 +155,12 @@ class _Started:
         self._runtime: Runtime | None = None
 
     async def __aenter__(self) -> Runtime:
-        from setpiece.engine import open_engine
-        from setpiece.runtime.config import RuntimeConfig
-        from setpiece.runtime.runtime import Runtime
+        from setpiece._assembly import open_runtime  # the one door down to the runtime
 
-        engine = await open_engine(self._url, store=self._store)
-        runtime = Runtime(self._stack, engine, self._config or RuntimeConfig())
-        try:
-            await runtime.start()
-        except BaseException:
-            await runtime.stop()
-            await engine.close()
-            raise
-        self._runtime = runtime
-        return runtime
+        self._runtime = await open_runtime(
+            self._stack, self._url, store=self._store, config=self._config
+        )
+        return self._runtime
 
     async def __aexit__(self, *exc_info: object) -> None:
         runtime = self._runtime

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from setpiece import Bus, ConfigError, Context, Event, Service, Stack, Workflow
-from setpiece.workflows import WorkflowLimits, execute
+from setpiece.workflows import WorkflowLimits, _retry, execute
 from setpiece.workflows import _steps as steps_module
 from tests.workflows.helpers import machine
 
@@ -86,7 +86,7 @@ def test_huge_max_attempts_never_overflow_the_backoff(max_delay: int | None) -> 
 
 
 def test_retry_delay_is_capped_for_any_attempt_number() -> None:
-    delay = steps_module.retry_delay
+    delay = _retry.retry_delay
     assert delay(1.0, 2.0, 3, None) == 8.0
     assert delay(1.0, 2.0, 10**9, None) == 31_622_401.0
     assert delay(1.0, 2.0, 10**9, 60.0) == 60.0

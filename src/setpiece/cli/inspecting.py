@@ -11,13 +11,13 @@ from typing import Any
 
 import msgspec
 
+from setpiece._assembly import Runtime, new_runtime
 from setpiece.bus import bus_stream_name
 from setpiece.cli._common import CliError
 from setpiece.engine.contract import Engine, Record
 from setpiece.event import Event
-from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.consumer import DEAD_LETTERS
-from setpiece.runtime.runtime import DeadLetter, Runtime
+from setpiece.runtime.letters import DeadLetter
 from setpiece.stack import Stack
 
 __all__ = ["dead_letters", "inspect_stack", "letter_dict", "record_dict", "tail"]
@@ -195,7 +195,7 @@ def _match_view(raw: dict[str, Any]) -> dict[str, Any]:
 
 def tool_runtime(stack: Stack, engine: Engine) -> Runtime:
     """A runtime that is never started: its tools (dead letters, replay) only use the engine."""
-    return Runtime(stack, engine, RuntimeConfig())
+    return new_runtime(stack, engine)
 
 
 async def dead_letters(stack: Stack, engine: Engine, *, include_redriven: bool) -> list[DeadLetter]:

@@ -26,10 +26,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from setpiece._assembly import new_runtime
 from setpiece.engine.contract import Engine, StreamSpec
 from setpiece.errors import ConfigError
-from setpiece.runtime.config import RuntimeConfig
-from setpiece.runtime.runtime import Runtime
 from setpiece.stack import Stack
 
 __all__ = ["Change", "ChangeSet", "apply_changes", "make_plan"]
@@ -80,7 +79,7 @@ def _retention(value: float | None) -> str:
 
 def declared(stack: Stack, engine: Engine) -> tuple[list[StreamSpec], list[tuple[str, str, bool]]]:
     """The stack's streams, and its groups as (group, stream, starts at the end)."""
-    runtime = Runtime(stack, engine, RuntimeConfig())
+    runtime = new_runtime(stack, engine)
     specs = runtime._stream_specs()
     runtime._build_consumers()
     groups = [(c.group, c.stream, c.start_at_end) for c in runtime.consumers]
@@ -198,7 +197,7 @@ async def apply_changes(
                 raise ConfigError(f"apply: engine {engine.url} cannot delete groups")
             await drop_group(*change.group)
         done.append(change)
-    runtime = Runtime(stack, engine, RuntimeConfig())
+    runtime = new_runtime(stack, engine)
     await runtime.provision()  # creates and reconfigures streams, creates missing groups
     done += [c for c in plan.changes if c.action in ("add", "modify")]
     return done

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from setpiece._assembly import new_runtime
 from setpiece._json import DepthError
 from setpiece._json import decode as decode_json
 from setpiece.bus import bus_stream_name
@@ -16,8 +17,6 @@ from setpiece.cli._common import CliError
 from setpiece.engine.contract import Engine
 from setpiece.errors import EventError
 from setpiece.event import Event
-from setpiece.runtime.config import RuntimeConfig
-from setpiece.runtime.runtime import Runtime
 from setpiece.stack import Stack
 
 __all__ = ["parse_events", "parse_time", "publish", "replay"]
@@ -72,7 +71,7 @@ async def publish(
         raise CliError(f"the stack has no stream {stream!r} (streams: {sorted(stack.streams)})")
     if bus is not None and bus not in stack.buses:
         raise CliError(f"the stack has no bus {bus!r} (buses: {sorted(stack.buses)})")
-    runtime = Runtime(stack, engine, RuntimeConfig())
+    runtime = new_runtime(stack, engine)
     await runtime.provision()
     return await runtime.publish_many(events, bus=bus, stream=stream)
 
@@ -124,7 +123,7 @@ async def replay(
     if stop <= start:
         raise CliError("--end must be after --start")
     name = name or f"replay-{int(time.time() * 1000)}"
-    runtime = Runtime(stack, engine, RuntimeConfig())
+    runtime = new_runtime(stack, engine)
     bounds = [start + (stop - start) * i / slices for i in range(slices + 1)]
     counts = [sum(await engine.offsets_for_time(stream, t)) for t in bounds]
     total = counts[-1] - counts[0]

@@ -16,7 +16,7 @@
 
 One module per concept: :mod:`~setpiece.gateway.app` (the ASGI app and the request path),
 :mod:`~setpiece.gateway.auth` (JWTs), :mod:`~setpiece.gateway.routing` (version choice),
-:mod:`~setpiece.gateway.breaker` (breakers), :mod:`~setpiece.gateway.registry` (discovery),
+:mod:`~setpiece.gateway.breaker` (breakers), :mod:`~setpiece.runtime.discovery` (discovery),
 :mod:`~setpiece.gateway.openapi`, :mod:`~setpiece.gateway.ingress` (CloudEvents over HTTP),
 :mod:`~setpiece.gateway.server`. What a stack declares (``VersionRoutes``, ``CallPolicy``,
 ``BreakerPolicy``) is plain data in :mod:`setpiece.http`, re-exported here; the route table in
@@ -29,10 +29,10 @@ from setpiece.gateway.app import EVENTS_SCOPE, Gateway
 from setpiece.gateway.auth import AuthError, Identity, JWTAuth, mint_token
 from setpiece.gateway.breaker import Breaker, BreakerPolicy, CallPolicy
 from setpiece.gateway.context import RequestContext
-from setpiece.gateway.registry import Instance
 from setpiece.gateway.responses import CallResult, HTTPError, HttpError, Response
 from setpiece.gateway.routing import VERSION_HEADER, VersionRoutes
 from setpiece.gateway.server import bind, serve, serving
+from setpiece.runtime.discovery import Instance
 
 __all__ = [
     "EVENTS_SCOPE",

@@ -15,7 +15,7 @@ For each request it
 5. in-process, binds the request to the handler's parameters (422 naming the field), runs the
    handler with a context whose store is the caller's tenant's, and commits the store writes and
    published events together in one unit of work — or nothing when the handler fails (500 with
-   an error id, logged with the traceback).
+   an error id, logged with the traceback): :mod:`setpiece.gateway.local`.
 
 Requests proxied from another gateway carry ``x-setpiece-route: local`` and are served here
 without routing again (their token is checked again: no hop is trusted blindly).
@@ -26,32 +26,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
-import msgspec
-
-from setpiece._json import DepthError
-from setpiece._json import decode as decode_json
-from setpiece.context import ServiceStore, StoreKeyError, store_namespace
-from setpiece.errors import ConfigError, ConflictError, EventError
+from setpiece.errors import ConfigError, EventError
 from setpiece.event import Event
 from setpiece.gateway.auth import ANONYMOUS, AuthError, Identity
 from setpiece.gateway.breaker import Breaker
-from setpiece.gateway.context import RequestContext
+from setpiece.gateway.exchange import (
+    JSON_HEADER,
+    Reply,
+    Request,
+    Unavailable,
+    encode_json,
+    error_reply,
+    message_reply,
+)
+from setpiece.gateway.handle import GatewayMethods
 from setpiece.gateway.ingress import IngressError, parse_events
+from setpiece.gateway.local import run_local
 from setpiece.gateway.openapi import build_openapi
-from setpiece.gateway.registry import Instance
-from setpiece.gateway.responses import CallResult, HTTPError, Response, reason
+from setpiece.gateway.responses import CallResult, HTTPError, reason
 from setpiece.gateway.routing import choose_version
 from setpiece.http import VERSION_HEADER, CallPolicy, VersionRoutes
-from setpiece.route_params import ParamError
 from setpiece.route_table import RouteEntry as _Route
 from setpiece.route_table import RouteTable
-from setpiece.runtime.unit import Attempt, Batch
+from setpiece.runtime.discovery import Instance
+from setpiece.runtime.extension import EndpointCall, HttpEndpoint
 
 if TYPE_CHECKING:
     from setpiece.gateway.auth import JWTAuth
@@ -62,94 +65,18 @@ __all__ = ["EVENTS_SCOPE", "Gateway"]
 
 log = logging.getLogger("setpiece.gateway")
 
-Scope = MutableMapping[str, Any]
+ASGIScope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 EVENTS_SCOPE = "events:publish"
-TASKS_SCOPE = "workflows:tasks"
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 MAX_BODY = 1024 * 1024
-CONFLICT_RETRIES = 8
 _DIRECT = b"x-setpiece-route"
-_JSON = (b"content-type", b"application/json")
 _RETRYABLE = frozenset({502, 503, 504})
 _HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "date",
                   "server", "upgrade", "te", "trailer", "proxy-authenticate"})
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
-
-
-def _enc_hook(obj: Any) -> Any:
-    dump = getattr(obj, "model_dump", None)
-    if dump is not None:  # pydantic models
-        return dump(mode="json")
-    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
-
-
-_encode = msgspec.json.Encoder(enc_hook=_enc_hook).encode
-
-
-# -- requests and replies ---------------------------------------------------------------------
-
-
-class _Reply:
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        self.status = status
-        self.body = body
-        self.headers = headers
-
-
-def _error(status: int, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None
-           ) -> _Reply:
-    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
-    return _Reply(status, _encode(payload), [_JSON, *extra])
-
-
-def _message(status: int, detail: str, **extra: Any) -> _Reply:
-    return _error(status, {"error": reason(status), "detail": detail, **extra})
-
-
-class _Request:
-    """What the routing and the handler need of one request (outside or ``ctx.call``)."""
-
-    __slots__ = ("body", "content_type", "direct", "identity", "method", "path", "query_string",
-                 "raw_path", "request_id", "trace_flags", "trace_id", "version")
-
-    def __init__(self, method: str, path: str, raw_path: bytes, query_string: bytes) -> None:
-        self.method = method
-        self.path = path
-        self.raw_path = raw_path
-        self.query_string = query_string
-        self.body = b""
-        self.content_type = ""
-        self.identity: Identity = ANONYMOUS
-        self.trace_id = ""
-        self.trace_flags = "01"
-        self.request_id = ""
-        self.version: str | None = None
-        self.direct = False
-
-    def set_trace(self, traceparent: str | None) -> None:
-        m = _TRACEPARENT.match(traceparent) if traceparent else None
-        if m is not None and m.group(1) != "0" * 32:
-            self.trace_id, self.trace_flags = m.group(1), m.group(2)
-        else:
-            self.trace_id = os.urandom(16).hex()
-
-    def child_traceparent(self) -> str:
-        """A traceparent for the next hop: same trace, a new span."""
-        return f"00-{self.trace_id}-{os.urandom(8).hex()}-{self.trace_flags}"
-
-
-class _Unavailable(Exception):
-    """No instance can take the call now; carries the reply to give."""
-
-    def __init__(self, reply: _Reply) -> None:
-        super().__init__(reply.status)
-        self.reply = reply
 
 
 # -- the gateway ------------------------------------------------------------------------------
@@ -180,6 +107,7 @@ class Gateway:
         self._live: dict[str, tuple[float, list[Instance]]] = {}
         self._rr = 0
         self._openapi: bytes | None = None
+        self._extension_routes: dict[tuple[str, str], HttpEndpoint] | None = None
         self._version_header = (
             self.routes.header if self.routes is not None else VERSION_HEADER
         ).encode("latin-1")
@@ -197,7 +125,8 @@ class Gateway:
         """Start the runtime this gateway owns (``stack.asgi()``) and advertise its address."""
         if self._starter is not None and self.runtime is None:
             runtime: Runtime = await self._starter.__aenter__()
-            runtime._gateway = self  # rt.asgi() is this gateway: one set of breakers
+            if isinstance(runtime, GatewayMethods):  # rt.asgi() is this gateway: one set
+                runtime.use_gateway(self)  # of breakers
             self.runtime = runtime
         if self.address is not None and self.runtime is not None:
             await self.runtime.advertise(self.address)
@@ -215,7 +144,7 @@ class Gateway:
 
     # -- ASGI -------------------------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             reply = await self._http(scope, receive)
@@ -244,9 +173,9 @@ class Gateway:
                     await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope: Scope, receive: Receive) -> _Reply:
+    async def _http(self, scope: ASGIScope, receive: Receive) -> Reply:
         method: str = scope["method"]
-        request = _Request(method, scope["path"], scope.get("raw_path") or b"",
+        request = Request(method, scope["path"], scope.get("raw_path") or b"",
                            scope.get("query_string", b""))
         authorization: str | None = None
         traceparent: str | None = None
@@ -276,21 +205,21 @@ class Gateway:
             if route.kind == "health":
                 return self._health()
             request.body = await self._read_body(receive)
+            if route.kind == "tasks":
+                return await self._endpoint(method, request, authorization)
             request.identity = await self._identify(route, authorization)
             request.set_trace(traceparent)
-            if route.kind == "tasks":
-                return await self._answer_task(params["action"], request)
             return await self._ingest(params["bus"], request, scope["headers"])
         except AuthError as exc:
-            return _error(exc.status, {"error": exc.error or reason(exc.status),
+            return error_reply(exc.status, {"error": exc.error or reason(exc.status),
                                        "detail": exc.description}, exc.headers(self._realm))
         except HTTPError as exc:
-            return _error(exc.status, exc.payload(), exc.headers)
+            return error_reply(exc.status, exc.payload(), exc.headers)
         except Exception:
             error_id = os.urandom(8).hex()
             log.exception("%s %s failed in the gateway; error id %s", method, request.path,
                           error_id)
-            return _error(500, {"error": "internal", "id": error_id,
+            return error_reply(500, {"error": "internal", "id": error_id,
                                 "detail": f"the gateway failed; error id {error_id}"})
 
     async def _read_body(self, receive: Receive) -> bytes:
@@ -318,7 +247,7 @@ class Gateway:
         if route.public:
             return await auth.authenticate(authorization) if authorization else ANONYMOUS
         identity = await auth.authenticate(authorization)
-        needed = {"service": route.scopes, "tasks": (TASKS_SCOPE,)}.get(route.kind, (EVENTS_SCOPE,))
+        needed = route.scopes if route.kind == "service" else (EVENTS_SCOPE,)
         auth.authorize(identity, needed)
         return identity
 
@@ -328,40 +257,40 @@ class Gateway:
         """The OpenAPI 3.1 document served at ``/openapi.json``."""
         return build_openapi(self.stack, events_scope=EVENTS_SCOPE)
 
-    def _openapi_reply(self) -> _Reply:
+    def _openapi_reply(self) -> Reply:
         if self._openapi is None:
-            self._openapi = _encode(self.openapi())
-        return _Reply(200, self._openapi, [_JSON])
+            self._openapi = encode_json(self.openapi())
+        return Reply(200, self._openapi, [JSON_HEADER])
 
-    def _health(self) -> _Reply:
+    def _health(self) -> Reply:
         runtime = self.runtime
         if runtime is None:
-            return _message(503, "the runtime is not running")
+            return message_reply(503, "the runtime is not running")
         health = runtime.health()  # 503 while a consumer is down (restarting)
-        return _Reply(200 if health["status"] == "ok" else 503, _encode({
+        return Reply(200 if health["status"] == "ok" else 503, encode_json({
             **health, "stack": self.stack.name, "member": runtime.config.member,
             "services": {s.name: s.version for s in self.stack.services.values()
-                         if runtime._wanted(s.name)},
-        }), [_JSON])
+                         if runtime.wants(s.name)},
+        }), [JSON_HEADER])
 
-    async def _ingest(self, bus: str, request: _Request, headers: Any) -> _Reply:
+    async def _ingest(self, bus: str, request: Request, headers: Any) -> Reply:
         runtime = self.runtime
         if runtime is None:
-            return _message(503, "the runtime is not running")
+            return message_reply(503, "the runtime is not running")
         if bus not in self.stack.buses:
-            return _message(404, f"the stack has no bus {bus!r}")
+            return message_reply(404, f"the stack has no bus {bus!r}")
         try:
             events = parse_events(request.content_type, headers, request.body)
         except IngressError as exc:
-            return _message(exc.status, exc.message, field=exc.field)
+            return message_reply(exc.status, exc.message, field=exc.field)
         tenant = request.identity.tenant
         ready: list[Event] = []
         for index, event in enumerate(events):
             changes: dict[str, Any] = {}
-            refused = self._foreign_tenant(event, request.identity)
+            refused = self.foreign_tenant(event, request.identity)
             if refused is not None:
                 where = "tenant" if len(events) == 1 else f"[{index}].tenant"
-                return _message(403, refused, field=where)
+                return message_reply(403, refused, field=where)
             if tenant is not None and event.tenant is None:
                 changes["tenant"] = tenant
             if event.traceparent is None:
@@ -370,10 +299,10 @@ class Gateway:
         try:
             stored = await runtime.publish_many(ready, bus=bus)
         except EventError as exc:
-            return _message(400, str(exc), field=exc.field or "event")
-        return _Reply(202, _encode({"ids": [e.id for e in stored]}), [_JSON])
+            return message_reply(400, str(exc), field=exc.field or "event")
+        return Reply(202, encode_json({"ids": [e.id for e in stored]}), [JSON_HEADER])
 
-    def _foreign_tenant(self, event: Event, identity: Identity) -> str | None:
+    def foreign_tenant(self, event: Event, identity: Identity) -> str | None:
         """Why ``identity`` may not publish ``event`` (None: it may).
 
         With auth, an event may name no tenant or the token's: a token with no tenant publishes
@@ -386,68 +315,59 @@ class Gateway:
             return "the token has no tenant: its events must not name one"
         return "the event names another tenant than the token"
 
-    async def _answer_task(self, action: str, request: _Request) -> _Reply:
-        """``POST /workflows/tasks/{success|failure|heartbeat}`` with ``{"token": ...}``: answer a
-        task that waits for its token (Step Functions' SendTaskSuccess/Failure/Heartbeat)."""
-        from setpiece.errors import TaskTokenError
-        from setpiece.workflows import send_task_failure, send_task_heartbeat, send_task_success
-
+    async def _endpoint(self, method: str, request: Request, authorization: str | None
+                        ) -> Reply:
+        """A route an extension of the runtime serves (``POST /workflows/tasks/success`` ...)."""
         runtime = self.runtime
         if runtime is None:
-            return _message(503, "the runtime is not running")
-        if action not in ("success", "failure", "heartbeat"):
-            return _message(404, "answer a task with success, failure or heartbeat")
-        try:
-            body = decode_json(request.body, "body") if request.body else None
-        except DepthError as exc:
-            return _message(400, str(exc), field="body")
-        except msgspec.DecodeError:
-            return _message(400, "the body is not JSON", field="body")
-        if not isinstance(body, dict) or not isinstance(body.get("token"), str):
-            return _message(400, "the body must be an object with a string token",
-                            field="body.token")
-        token, engine = body["token"], runtime.engine
-        try:
-            if action == "success":
-                await send_task_success(engine, token, body.get("output"))
-            elif action == "failure":
-                await send_task_failure(engine, token, body.get("error"), body.get("cause"))
-            else:
-                await send_task_heartbeat(engine, token)
-        except TaskTokenError as exc:
-            return _error(400, {"error": type(exc).__name__, "detail": str(exc)})
-        return _Reply(200, _encode({"ok": True}), [_JSON])
+            return message_reply(503, "the runtime is not running")
+        endpoint = self._endpoints(runtime).get((method, request.path))
+        if endpoint is None:
+            return message_reply(404, f"no route for {request.path}")
+        identity = ANONYMOUS
+        if self.auth is not None:
+            identity = await self.auth.authenticate(authorization)
+            self.auth.authorize(identity, (endpoint.scope,))
+        status, payload = await endpoint.handle(
+            EndpointCall(params={}, body=request.body, tenant=identity.tenant)
+        )
+        return Reply(status, encode_json(payload), [JSON_HEADER])
+
+    def _endpoints(self, runtime: Runtime) -> dict[tuple[str, str], HttpEndpoint]:
+        if self._extension_routes is None:
+            self._extension_routes = {(e.method, e.path): e for e in runtime.endpoints}
+        return self._extension_routes
 
     # -- routing to an instance -------------------------------------------------------------
 
     async def _dispatch(
-        self, route: _Route, params: dict[str, str], request: _Request, timeout: float | None
-    ) -> _Reply:
+        self, route: _Route, params: dict[str, str], request: Request, timeout: float | None
+    ) -> Reply:
         runtime = self.runtime
         if runtime is None:
-            return _message(503, "the runtime is not running")
+            return message_reply(503, "the runtime is not running")
         policy = self.policy
         timeout = timeout or policy.timeout
         if request.direct:  # sent here by another gateway: serve it here, do not route again
-            if not runtime._wanted(route.service):
-                return _message(503, f"{route.service} does not run here")
-            return await self._guarded_local(route, params, request, timeout)
+            if not runtime.wants(route.service):
+                return message_reply(503, f"{route.service} does not run here")
+            return await run_local(self, route, params, request, timeout)
         attempts = 1 + (policy.retries if request.method in IDEMPOTENT else 0)
         tried: set[str] = set()
-        reply: _Reply | None = None
+        reply: Reply | None = None
         for number in range(attempts):
             if number:
                 await asyncio.sleep(policy.retry_policy.delay(number))
             try:
                 instance, panic = await self._pick(route.service, request, tried)
-            except _Unavailable as exc:  # after a failed attempt, its answer says more
+            except Unavailable as exc:  # after a failed attempt, its answer says more
                 return reply if reply is not None else exc.reply
             tried.add(instance.key)
             breaker = self.breakers[instance.key]
             recorded = False
             try:
                 if instance.local:
-                    reply = await self._guarded_local(route, params, request, timeout)
+                    reply = await run_local(self, route, params, request, timeout)
                 else:
                     reply = await self._remote(instance, request, timeout)
                 breaker.record(reply.status not in _RETRYABLE, panic=panic)
@@ -473,7 +393,7 @@ class Gateway:
         return found
 
     async def _pick(
-        self, service: str, request: _Request, tried: set[str]
+        self, service: str, request: Request, tried: set[str]
     ) -> tuple[Instance, bool]:
         """An instance to call, and whether it was picked in panic (its breaker not asked)."""
         instances = await self._instances(service)
@@ -482,7 +402,7 @@ class Gateway:
                                  subject=request.identity.subject)
         if version is None:
             which = f"{service} version {request.version}" if request.version else service
-            raise _Unavailable(_message(503, f"no live instance of {which}"))
+            raise Unavailable(message_reply(503, f"no live instance of {which}"))
         pool = [i for i in instances if i.version == version]
         untried = [i for i in pool if i.key not in tried] or pool
         local = [i for i in untried if i.local]
@@ -504,13 +424,13 @@ class Gateway:
             # every call away, so each instance takes calls, ejected or not
             return (local + remote)[0], True
         wait = min(breakers[i.key].retry_after() for i in untried)
-        raise _Unavailable(_error(
+        raise Unavailable(error_reply(
             503, {"error": "unavailable",
                   "detail": f"the circuit breaker of every {service} v{version} instance is open"},
             {"retry-after": str(max(1, round(wait))), "x-setpiece-breaker": "open"},
         ))
 
-    async def _remote(self, instance: Instance, request: _Request, timeout: float) -> _Reply:
+    async def _remote(self, instance: Instance, request: Request, timeout: float) -> Reply:
         client = self._client()
         import httpx
 
@@ -529,14 +449,14 @@ class Gateway:
             response = await client.request(request.method, url, content=request.body,
                                             headers=headers, timeout=timeout)
         except httpx.TimeoutException:
-            return _message(504, f"{instance.service} at {instance.address} timed out",
+            return message_reply(504, f"{instance.service} at {instance.address} timed out",
                             instance=instance.member)
         except httpx.TransportError as exc:
-            return _message(502, f"{instance.service} at {instance.address} is unreachable "
+            return message_reply(502, f"{instance.service} at {instance.address} is unreachable "
                                  f"({type(exc).__name__})", instance=instance.member)
         out = [(k.encode("latin-1"), v.encode("latin-1"))
                for k, v in response.headers.items() if k not in _HOP]
-        return _Reply(response.status_code, response.content, out)
+        return Reply(response.status_code, response.content, out)
 
     def _client(self) -> Any:
         if self.client is None:
@@ -548,109 +468,6 @@ class Gateway:
                 limits=httpx.Limits(max_connections=512, max_keepalive_connections=128)
             )
         return self.client
-
-    # -- running a handler here -------------------------------------------------------------
-
-    async def _guarded_local(
-        self, route: _Route, params: dict[str, str], request: _Request, timeout: float
-    ) -> _Reply:
-        try:
-            return await self._local(route, params, request, timeout)
-        except TimeoutError:
-            return _message(504, f"{route.service}.{route.route.name if route.route else ''} "
-                                 f"did not answer within {timeout}s")
-
-    async def _local(
-        self, route: _Route, params: dict[str, str], request: _Request, timeout: float
-    ) -> _Reply:
-        runtime = self.runtime
-        http_route = route.route
-        assert runtime is not None and http_route is not None
-        sig = http_route.signature
-        service = route.service
-        try:
-            query = (parse_qs(request.query_string.decode("latin-1"), keep_blank_values=True)
-                     if sig.query and request.query_string else {})
-            kwargs = sig.bind(params, query, request.body, None)
-        except ParamError as exc:
-            return _message(exc.status, exc.message, field=exc.field)
-        identity = request.identity
-        tenant = identity.tenant
-        request_id = request.request_id or os.urandom(16).hex()
-        cause = Event(type="setpiece.request", source=f"setpiece/{self.stack.name}/gateway",
-                      id=request_id, subject=f"{request.method} {request.path}",
-                      traceparent=request.child_traceparent(), tenant=tenant,
-                      correlationid=request_id)
-        namespace = store_namespace(service, tenant)
-        emit = runtime._emit
-        for number in range(1, CONFLICT_RETRIES + 1):
-            batch = Batch(runtime.engine)
-            attempt = Attempt(batch)
-
-            def publish(out: Event, bus: str | None, stream: str | None,
-                        attempt: Attempt = attempt) -> None:
-                refused = self._foreign_tenant(out, identity) if isinstance(out, Event) else None
-                if refused is not None:  # the request acts for its token's tenant only
-                    raise HTTPError(403, refused, field="tenant")
-                emit(attempt, out, bus, stream, cause=cause, service=service)
-
-            ctx = RequestContext(service=service, handler=http_route.name, event=cause,
-                                 attempt=number, store=ServiceStore(attempt, namespace),
-                                 publish=publish, identity=identity, gateway=self)
-            try:
-                async with asyncio.timeout(timeout):
-                    result = await self._invoke(sig, kwargs, ctx)
-            except HTTPError as exc:
-                return _error(exc.status, exc.payload(), exc.headers)
-            except TimeoutError:
-                raise
-            except StoreKeyError as exc:  # a key taken from the request that no engine can hold
-                return _message(400, str(exc))
-            except Exception:
-                error_id = os.urandom(8).hex()
-                log.exception("%s %s (%s.%s) failed; error id %s", request.method,
-                              request.path, service, http_route.name, error_id)
-                return _error(500, {"error": "internal", "id": error_id,
-                                    "detail": f"the handler failed; error id {error_id}"})
-            try:
-                reply = self._encode_result(result, service)
-            except TypeError as exc:
-                error_id = os.urandom(8).hex()
-                log.error("%s.%s returned what JSON cannot hold (%s); error id %s", service,
-                          http_route.name, exc, error_id)
-                return _error(500, {"error": "internal", "id": error_id,
-                                    "detail": f"the handler's answer is not JSON; error id "
-                                              f"{error_id}"})
-            if attempt.writes or attempt.appends:
-                attempt.merge(None)
-                try:
-                    await runtime.engine.commit(batch.unit())
-                except ConflictError:
-                    continue  # another request changed what this one read: run it again
-            return reply
-        return _error(503, {"error": "unavailable",
-                            "detail": "too much contention on the same keys; try again"},
-                      {"retry-after": "1"})
-
-    @staticmethod
-    async def _invoke(sig: Any, kwargs: dict[str, Any], ctx: RequestContext) -> Any:
-        if sig.ctx is not None:
-            kwargs = {**kwargs, sig.ctx: ctx}
-        if sig.is_async:
-            return await sig.fn(**kwargs)
-        if sig.ctx is not None:
-            kwargs[sig.ctx] = ctx.sync()
-        return await asyncio.to_thread(sig.fn, **kwargs)
-
-    def _encode_result(self, result: Any, service: str) -> _Reply:
-        assert self.runtime is not None
-        headers = [_JSON, (b"x-setpiece-instance", self.runtime.config.member.encode()),
-                   (b"x-setpiece-version", self.stack.services[service].version.encode())]
-        if isinstance(result, Response):
-            extra = [(k.lower().encode("latin-1"), v.encode("latin-1"))
-                     for k, v in result.headers.items()]
-            return _Reply(result.status, _encode(result.body), headers + extra)
-        return _Reply(200, _encode(result), headers)
 
     # -- ctx.call ---------------------------------------------------------------------------
 
@@ -669,14 +486,14 @@ class Gateway:
     ) -> CallResult:
         """A request to ``service`` with the gateway's protections, as ``identity``."""
         verb = method.upper()
-        request = _Request(verb, path, path.encode(), urlencode(query or {}).encode())
+        request = Request(verb, path, path.encode(), urlencode(query or {}).encode())
         request.identity = identity
         request.set_trace(traceparent)
         for name, value in (headers or {}).items():
             if name.lower() == self._version_header.decode():
                 request.version = value
         if json is not None:
-            request.body = _encode(json)
+            request.body = encode_json(json)
             request.content_type = "application/json"
         try:
             route, params = self.table.match(verb, path)
@@ -686,10 +503,10 @@ class Gateway:
                 self.auth.authorize(identity, route.scopes)
             reply = await self._dispatch(route, params, request, timeout)
         except AuthError as exc:
-            reply = _error(exc.status, {"error": exc.error or reason(exc.status),
+            reply = error_reply(exc.status, {"error": exc.error or reason(exc.status),
                                         "detail": exc.description})
         except HTTPError as exc:
-            reply = _error(exc.status, exc.payload(), exc.headers)
+            reply = error_reply(exc.status, exc.payload(), exc.headers)
         return CallResult(
             reply.status,
             {k.decode("latin-1"): v.decode("latin-1") for k, v in reply.headers},

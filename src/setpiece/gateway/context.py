@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from setpiece.context import Context, Publish, ServiceStore
-from setpiece.event import Event
+from setpiece.context import Context
 from setpiece.gateway.auth import Identity
 
 if TYPE_CHECKING:
     from setpiece.gateway.app import Gateway
     from setpiece.gateway.responses import CallResult
+    from setpiece.runtime.scope import Scope
 
 __all__ = ["RequestContext"]
 
@@ -27,23 +27,11 @@ class RequestContext(Context):
 
     __slots__ = ("_gateway", "identity", "tenant", "traceparent")
 
-    def __init__(
-        self,
-        *,
-        service: str,
-        handler: str,
-        event: Event,
-        attempt: int,
-        store: ServiceStore,
-        publish: Publish,
-        identity: Identity,
-        gateway: Gateway,
-    ) -> None:
-        super().__init__(service=service, handler=handler, event=event, attempt=attempt,
-                         store=store, publish=publish)
+    def __init__(self, scope: Scope, handler: str, *, identity: Identity, gateway: Gateway) -> None:
+        super().__init__(scope, handler)
         self.identity = identity
         self.tenant = identity.tenant
-        self.traceparent = event.traceparent
+        self.traceparent = scope.cause.traceparent
         self._gateway = gateway
 
     async def call(

@@ -1,6 +1,23 @@
-"""The runtime: consumers, delivery with retries and dead letters, schedules, publishing."""
+"""The runtime: consumers, delivery with retries and dead letters, timers, publishing, and the
+extension point through which the parts above it plug in.
+
+``Runtime`` here is the runtime alone; ``setpiece.Runtime`` (what ``stack.start()`` returns) is
+it with the gateway and durable workflows attached.
+"""
 
 from setpiece.runtime.config import RuntimeConfig
-from setpiece.runtime.runtime import DeadLetter, Runtime, StoreReader
+from setpiece.runtime.extension import EndpointCall, Extension, HttpEndpoint
+from setpiece.runtime.letters import DeadLetter
+from setpiece.runtime.runtime import Runtime, StoreReader
+from setpiece.runtime.scope import Scope
 
-__all__ = ["DeadLetter", "Runtime", "RuntimeConfig", "StoreReader"]
+__all__ = [
+    "DeadLetter",
+    "EndpointCall",
+    "Extension",
+    "HttpEndpoint",
+    "Runtime",
+    "RuntimeConfig",
+    "Scope",
+    "StoreReader",
+]

@@ -1,8 +1,13 @@
 """The runtime: a stack brought to life on an engine.
 
 It creates the streams a stack declares, turns every handler and rule target into a consumer,
-fires schedules, and offers the handle that code and tests use: publish, drain, read a service's
-store, list and redrive dead letters, replay a bus's archive.
+fires timers (one dispatcher: schedules, and the namespaces extensions register), registers its
+services for discovery, and offers the handle that code and tests use: publish, drain, read a
+service's store, list and redrive dead letters, replay a bus's archive.
+
+The parts above it (the HTTP gateway, durable workflows, ...) are
+:class:`~setpiece.runtime.extension.Extension` s: they plug in through the ``add_*`` methods
+and the runtime never imports them.
 """
 
 from __future__ import annotations
@@ -11,52 +16,39 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from setpiece.bus import Bus, HttpTarget, Rule, WorkflowTarget, bus_stream_name
-from setpiece.context import Context, ServiceStore, check_key, store_namespace
-from setpiece.engine.contract import Engine, KVWrite, StreamSpec, Timer, UnitOfWork
-from setpiece.errors import (
-    ConfigError,
-    ConflictError,
-    DrainTimeout,
-    EventError,
-    HandlerError,
-    RefusedError,
-)
-from setpiece.event import Event, encode_event
+from setpiece.bus import Bus, HttpTarget, Rule, bus_stream_name
+from setpiece.context import check_key, store_namespace
+from setpiece.engine.contract import Engine, StreamSpec
+from setpiece.errors import ConfigError, DrainTimeout, EventError
+from setpiece.event import Event
 from setpiece.policy import RetryPolicy
+from setpiece.runtime import letters
+from setpiece.runtime.actions import bus_target, handler_action, http_target, stream_target
 from setpiece.runtime.config import RuntimeConfig
-from setpiece.runtime.consumer import (
-    DEAD_LETTERS,
-    REPLAY_MARK,
-    RULE_MARK,
-    TARGET_MARK,
-    Consumer,
-    dead_letter_record,
-    deliver,
-)
+from setpiece.runtime.consumer import DEAD_LETTERS, Consumer
+from setpiece.runtime.discovery import Instance, Registry
+from setpiece.runtime.extension import Action, Extension, HttpEndpoint, TargetKind, TimerHandler
+from setpiece.runtime.letters import DeadLetter
 from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
 from setpiece.runtime.reader import StreamReader
-from setpiece.runtime.schedules import SCHEDULES, next_due
+from setpiece.runtime.schedules import SCHEDULES
+from setpiece.runtime.scope import ContextService, Scope
 from setpiece.runtime.timeouts import Deadline, LoopWatch
-from setpiece.runtime.unit import Attempt, Batch
+from setpiece.runtime.timers import Schedules, TimerDispatcher
+from setpiece.runtime.unit import Attempt
 from setpiece.service import Handler
 from setpiece.stream import Stream
-from setpiece.workflows._api import WorkflowMethods
-from setpiece.workflows._tokens import DeliveryTokens
 
 if TYPE_CHECKING:
-    from setpiece.patterns import InputTransformer
     from setpiece.stack import Stack
-    from setpiece.workflows._durable import WorkflowRunner
 
-__all__ = ["DeadLetter", "Runtime", "StoreReader"]
+__all__ = ["Runtime", "StoreReader"]
 
 log = logging.getLogger("setpiece.runtime")
 DEFAULT_RETRY = RetryPolicy()
@@ -65,22 +57,6 @@ _HOUSEKEEPING_INTERVAL = 60.0
 # for as long as the runtime runs).
 _RESTART = RetryPolicy(initial_delay=0.1, max_delay=30.0, jitter=0)
 _RESTART_RESET = 60.0  # a run this long resets the backoff
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A delivery that failed for good, with why. ``id`` names it for :meth:`Runtime.redrive`."""
-
-    id: str
-    event: Event | None
-    error: str
-    traceback: str
-    handler: str
-    group: str | None
-    stream: str | None
-    attempts: int
-    time: str
-    raw: str | None = None
 
 
 class StoreReader:
@@ -99,87 +75,140 @@ class StoreReader:
         return [(k, msgspec.json.decode(v)) for k, v in rows]
 
 
-def transformed(transform: InputTransformer, event: Event, rule_name: str) -> Event:
-    """The event with its data replaced by the transformer's output (JSON if it parses)."""
-    text = transform.apply(event.pattern_view(), rule_name=rule_name)
-    try:
-        data = msgspec.json.decode(text)
-    except msgspec.DecodeError:
-        data = text  # a plain-text template
-    return event.replace(data=data)
+class Runtime:
+    """A running stack. Get one from ``stack.start(...)``."""
 
-
-def _results(value: Any, where: str) -> Sequence[Event]:
-    if value is None:
-        return ()
-    if isinstance(value, Event):
-        return (value,)
-    if isinstance(value, list | tuple) and all(isinstance(v, Event) for v in value):
-        return value
-    raise HandlerError(
-        f"{where} returned {type(value).__name__}; return an Event, a list of Events, or None"
-    )
-
-
-class Runtime(WorkflowMethods):
-    """A running stack. Get one from ``stack.start(...)``.
-
-    Besides publishing and draining, it runs the stack's durable workflows: see the methods
-    it inherits from :class:`~setpiece.workflows._api.WorkflowMethods` (``start_execution``,
-    ``executions``, ``send_task_success``, ...)."""
-
-    _registry: Any = None  # setpiece.gateway.registry.Registry, once started
-    _gateway: Any = None  # setpiece.gateway.app.Gateway, made by asgi()
-
-    def __init__(self, stack: Stack, engine: Engine, config: RuntimeConfig) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        engine: Engine,
+        config: RuntimeConfig,
+        extensions: Sequence[Extension] = (),
+    ) -> None:
         self.stack = stack
         self.engine = engine
         self.config = config
         self.consumers: list[Consumer] = []
+        self._extensions: dict[str, Extension] = {}
+        for extension in extensions:
+            if extension.name in self._extensions:
+                raise ConfigError(f"two extensions named {extension.name!r}")
+            self._extensions[extension.name] = extension
         self._committer = GroupCommitter(engine)
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self._progress = asyncio.Event()
         self._stopping = False
         self._targets: dict[tuple[str | None, str | None], str] = {}  # _target_stream's answers
         self._streams: set[str] = set()
-        self._schedules: dict[str, Handler] = {}
-        self._timer_wake = asyncio.Event()
         self._stopped = asyncio.Event()
         self._http: Any = None
         self._readers: dict[str, StreamReader] = {}
-        self._workflows: WorkflowRunner | None = None
         self._watch: LoopWatch | None = None
         self._down: dict[str, tuple[str, int]] = {}  # supervised tasks ended, restarting
         self._restarts: dict[str, int] = {}
+        self._registry: Registry | None = None
+        self._target_kinds: dict[type, TargetKind] = {
+            Stream: stream_target, Bus: bus_target, HttpTarget: http_target(self.http_client),
+        }
+        self._context_services: dict[str, ContextService] = {}
+        self._timer_handlers: dict[str, TimerHandler] = {}
+        self.endpoints: list[HttpEndpoint] = []
+        self._timers = TimerDispatcher(engine, self._timer_handlers)
+        self._schedules = Schedules(
+            engine, {}, self._handler_action, self.deadline, DEFAULT_RETRY, self.notify_progress
+        )
+        self._attached = False
+
+    # -- the extension point (setpiece.runtime.extension) -----------------------------------
+
+    def extension(self, name: str) -> Any:
+        """The extension ``name`` attached to this runtime (ConfigError if there is none)."""
+        found = self._extensions.get(name)
+        if found is None:
+            raise ConfigError(
+                f"this runtime has no {name!r} (extensions: {sorted(self._extensions)})"
+            )
+        return found
+
+    def has_extension(self, name: str) -> bool:
+        return name in self._extensions
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        """Run ``consumer`` with the runtime's own (supervised; stopped with them)."""
+        self.consumers.append(consumer)
+
+    def add_task(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run a background loop for the runtime's life, supervised (restarted on a crash)."""
+        self._background.append((name, run))
+
+    def add_target_kind(self, kind: type, make: TargetKind) -> None:
+        """Deliver rule targets of type ``kind`` with the actions ``make`` builds."""
+        self._target_kinds[kind] = make
+
+    def add_context_service(self, name: str, make: ContextService) -> None:
+        """Offer handlers' contexts a service ``name``, made per attempt by ``make``."""
+        self._context_services[name] = make
+
+    def add_timer_handler(self, namespace: str, fire: TimerHandler) -> None:
+        """Fire the due timers of ``namespace`` through ``fire`` (the one timer dispatcher)."""
+        self._timer_handlers[namespace] = fire
+
+    def add_endpoint(self, endpoint: HttpEndpoint) -> None:
+        """Serve ``endpoint`` on the gateway beside the services' routes."""
+        self.endpoints.append(endpoint)
+
+    @property
+    def context_services(self) -> Mapping[str, ContextService]:
+        return self._context_services
+
+    def notify_progress(self) -> None:
+        """Something committed: wake ``drain`` and the timer dispatcher (timers may be set)."""
+        self._progress.set()
+        self._timers.wake()
+
+    def wants(self, service: str) -> bool:
+        """Does this runtime run ``service`` (``RuntimeConfig.services`` limits a worker)?"""
+        return not self.config.services or service in self.config.services
+
+    def scope(self, attempt: Attempt, *, service: str, cause: Event, number: int = 1) -> Scope:
+        """The unit of work of one delivery of ``cause`` to a handler of ``service``."""
+        return Scope(attempt, service=service, cause=cause, number=number, emit=self.emit,
+                     services=self._context_services)
+
+    def http_client(self) -> Any:
+        """The runtime's shared ``httpx.AsyncClient`` (HTTP targets and tasks), made on use."""
+        if self._http is None:
+            try:
+                import httpx
+            except ImportError:  # pragma: no cover - depends on the installed extras
+                raise ConfigError(
+                    "HttpTarget needs httpx: pip install 'setpiece[http]'"
+                ) from None
+            self._http = httpx.AsyncClient()
+        return self._http
 
     # -- starting and stopping --------------------------------------------------------------
 
     async def start(self) -> None:
-        for spec in self._stream_specs():
-            await self.engine.create_stream(spec)
-            self._streams.add(spec.name)
-        self._workflows = self._workflow_runner()
+        await self._create_streams()
+        await self._attach()
         self._build_consumers()
-        if self._workflows is not None:
-            self.consumers.append(await self._workflows.prepare())
         for consumer in self.consumers:
             await consumer.prepare()
-        await self._prepare_schedules()
+        await self._schedules.prepare()
+        if self._schedules.handlers:
+            self.add_timer_handler(SCHEDULES, self._schedules.fire)
         loop = asyncio.get_running_loop()
         for consumer in self.consumers:  # one task per consumer, in order (see stop)
             self._tasks.append(
                 loop.create_task(self._supervise(consumer.label, consumer.run),
                                  name=consumer.label)
             )
-        if self._schedules:
-            self._tasks.append(loop.create_task(
-                self._supervise("schedules", self._run_schedules), name="schedules"
-            ))
-        if self._workflows is not None:
-            self._tasks.append(loop.create_task(
-                self._supervise("workflow timers", self._workflows.run_timers),
-                name="workflow timers",
-            ))
+        if self._timer_handlers:
+            self._background.append(("timers", self._timers.run))
+        for name, run in self._background:
+            self._tasks.append(loop.create_task(self._supervise(name, run), name=name))
         self._tasks.append(loop.create_task(self._housekeeping(), name="housekeeping"))
         self._watch = self._loop_watch()
         self._watch.start()
@@ -192,13 +221,23 @@ class Runtime(WorkflowMethods):
         the stack's handlers and rules receive events published before any worker first ran.
         Idempotent. Use it instead of :meth:`start`, not before it.
         """
-        for spec in self._stream_specs():
-            await self.engine.create_stream(spec)
-            self._streams.add(spec.name)
+        await self._create_streams()
         if not self.consumers:
+            await self._attach()
             self._build_consumers()
         for consumer in self.consumers:
             await consumer.prepare()
+
+    async def _create_streams(self) -> None:
+        for spec in self._stream_specs():
+            await self.engine.create_stream(spec)
+            self._streams.add(spec.name)
+
+    async def _attach(self) -> None:
+        if not self._attached:
+            self._attached = True
+            for extension in self._extensions.values():
+                await extension.attach(self)
 
     def _stream_specs(self) -> list[StreamSpec]:
         specs = [StreamSpec(DEAD_LETTERS, 1, None)]
@@ -221,10 +260,10 @@ class Runtime(WorkflowMethods):
             await self._registry.stop()
         for consumer in self.consumers:
             consumer.stop()
-        self._timer_wake.set()
+        self._timers.stop()
         self._stopped.set()
-        if self._workflows is not None:
-            self._workflows.stop()
+        for extension in reversed(self._extensions.values()):
+            await extension.stop()
         for consumer, task in zip(self.consumers, self._tasks, strict=False):
             if not consumer.busy:  # idle between batches: nothing to finish
                 task.cancel()
@@ -241,8 +280,6 @@ class Runtime(WorkflowMethods):
             await self._watch.stop()
         if self._http is not None:
             await self._http.aclose()
-        if self._gateway is not None:
-            await self._gateway.aclose()
 
     # -- supervision and health -------------------------------------------------------------
 
@@ -286,26 +323,28 @@ class Runtime(WorkflowMethods):
 
     # -- consumers --------------------------------------------------------------------------
 
-    def _wanted(self, service: str) -> bool:
-        return not self.config.services or service in self.config.services
-
     def _build_consumers(self) -> None:
+        schedules: dict[str, Handler] = {}
         for service in self.stack.services.values():
-            if not self._wanted(service.name):
+            if not self.wants(service.name):
                 continue
             for handler in service.handlers:
                 if handler.kind == "schedule":
-                    self._schedules[handler.qualname] = handler
+                    schedules[handler.qualname] = handler
                     continue
                 if handler.kind == "task":  # called by workflows, subscribed to nothing
                     continue
                 self.consumers.append(self._handler_consumer(handler))
+        self._schedules.handlers = schedules
         if self.config.services:
             return  # rule targets (forwarders) run in workers that run every service
         for bus in self.stack.buses.values():
             for rule in bus.rules:
                 for index, target in enumerate(rule.targets):
                     self.consumers.append(self._target_consumer(bus, rule, index, target))
+
+    def _handler_action(self, handler: Handler) -> Action:
+        return handler_action(handler, self.emit, self._context_services)
 
     def _handler_consumer(self, handler: Handler) -> Consumer:
         if handler.kind == "event":
@@ -326,7 +365,7 @@ class Runtime(WorkflowMethods):
             retry=handler.retry or DEFAULT_RETRY,
             concurrency=handler.concurrency or self.config.concurrency,
             accept=accept,
-            reader=self._reader(stream),
+            reader=self.reader(stream),
             rule=handler.qualname,
             start_at_end=start_at_end,
             on_commit=self._progress.set,
@@ -350,18 +389,13 @@ class Runtime(WorkflowMethods):
         return LoopWatch(code)
 
     def _target_consumer(self, bus: Bus, rule: Rule, index: int, target: Any) -> Consumer:
-        if isinstance(target, Stream):
-            name, action = f"stream:{target.name}", self._forward_action(rule, target.name)
-        elif isinstance(target, Bus):
-            name = f"bus:{target.name}"
-            action = self._forward_action(rule, bus_stream_name(target.name))
-        elif isinstance(target, WorkflowTarget):
-            assert self._workflows is not None
-            name = f"workflow:{target.name}"
-            action = self._workflows.target_action(rule, target)
-        else:
-            assert isinstance(target, HttpTarget)
-            name, action = f"http:{index}", self._http_action(rule, target)
+        make = self._target_kinds.get(type(target))
+        if make is None:
+            raise ConfigError(
+                f"rule {bus.name}/{rule.name}: nothing in this runtime delivers to a "
+                f"{type(target).__name__} target"
+            )
+        name, action = make(bus, rule, index, target)
         group = f"rule.{bus.name}.{rule.name}.{name}"
         return Consumer(
             engine=self.engine,
@@ -373,100 +407,18 @@ class Runtime(WorkflowMethods):
             retry=rule.retry or DEFAULT_RETRY,
             concurrency=self.config.concurrency,
             accept=rule.compiled,
-            reader=self._reader(bus_stream_name(bus.name)),
+            reader=self.reader(bus_stream_name(bus.name)),
             rule=rule.name,
             start_at_end=True,
             on_commit=self._progress.set,
         )
 
-    def _reader(self, stream: str) -> StreamReader:
+    def reader(self, stream: str) -> StreamReader:
+        """The one reader of ``stream`` that this runtime's consumers of it share."""
         reader = self._readers.get(stream)
         if reader is None:
             reader = self._readers[stream] = StreamReader(self.engine, stream)
         return reader
-
-    def _handler_action(self, handler: Handler) -> Any:
-        service = handler.service
-        transform = handler.transform
-        rule_name = handler.qualname
-        name = handler.name
-        where = f"handler {handler.qualname}"
-        namespace = store_namespace(service)
-        engine = self.engine
-        emit = self._emit
-        invoke = handler.invoke
-        # The common case, called without Handler.invoke's dispatch: an async handler of events.
-        fn = handler.fn if handler.is_async and handler.kind != "schedule" else None
-        adapt = handler.adapt
-        wants_ctx = handler.wants_ctx
-
-        async def action(event: Event, attempt: Attempt, number: int) -> None:
-            if transform is not None:
-                event = transformed(transform, event, rule_name)
-            tenant = event.tenant
-            store = ServiceStore(
-                attempt, namespace if tenant is None else store_namespace(service, tenant)
-            )
-
-            def publish(out: Event, bus: str | None, stream: str | None) -> None:
-                emit(attempt, out, bus, stream, cause=event, service=service)
-
-            ctx = Context(
-                service=service, handler=name, event=event, attempt=number,
-                store=store, publish=publish, tokens=DeliveryTokens(attempt, engine),
-            )
-            if fn is None:
-                result = await invoke(event, ctx)
-            elif wants_ctx:
-                result = await fn(adapt(event), ctx)
-            else:
-                result = await fn(adapt(event))
-            if result is None:
-                return
-            if isinstance(result, Event):
-                emit(attempt, result, None, None, cause=event, service=service)
-                return
-            for out in _results(result, where):
-                emit(attempt, out, None, None, cause=event, service=service)
-
-        return action
-
-    def _forward_action(self, rule: Rule, stream: str) -> Any:
-        transform, rule_name = rule.transform, rule.name
-
-        async def action(event: Event, attempt: Attempt, number: int) -> None:
-            if transform is not None:
-                event = transformed(transform, event, rule_name)
-            attempt.emit(stream, event.partitionkey, encode_event(event))
-
-        return action
-
-    def _http_action(self, rule: Rule, target: HttpTarget) -> Any:
-        transform, rule_name = rule.transform, rule.name
-
-        async def action(event: Event, attempt: Attempt, number: int) -> None:
-            if transform is not None:
-                event = transformed(transform, event, rule_name)
-            client = self._http_client()
-            headers = {"content-type": "application/cloudevents+json", **target.headers}
-            response = await client.post(
-                target.url, content=event.to_json(), headers=headers, timeout=target.timeout
-            )
-            if not 200 <= response.status_code < 300:
-                raise HandlerError(f"HTTP {response.status_code} from {target.url}")
-
-        return action
-
-    def _http_client(self) -> Any:
-        if self._http is None:
-            try:
-                import httpx
-            except ImportError:  # pragma: no cover - depends on the installed extras
-                raise ConfigError(
-                    "HttpTarget needs httpx: pip install 'setpiece[http]'"
-                ) from None
-            self._http = httpx.AsyncClient()
-        return self._http
 
     # -- publishing -------------------------------------------------------------------------
 
@@ -489,7 +441,7 @@ class Runtime(WorkflowMethods):
             self._targets[(bus, stream)] = target
         return target
 
-    def _emit(
+    def emit(
         self,
         attempt: Attempt,
         event: Event,
@@ -499,6 +451,8 @@ class Runtime(WorkflowMethods):
         cause: Event,
         service: str,
     ) -> None:
+        """Emit ``event`` into ``attempt`` (commits with it) as caused by ``cause`` in a handler
+        of ``service``: it inherits the cause's trace, tenant, correlation and partition key."""
         out = prepare(event, cause=cause, service=service)
         attempt.emit(
             self._target_stream(bus, stream),
@@ -573,37 +527,11 @@ class Runtime(WorkflowMethods):
             raise ConfigError(f"the stack has no service {service!r}")
         return StoreReader(self.engine, store_namespace(service, tenant))
 
-    # -- dead letters -----------------------------------------------------------------------
+    # -- dead letters and replay (setpiece.runtime.letters) ----------------------------------
 
     async def dead_letters(self, *, include_redriven: bool = False) -> list[DeadLetter]:
         """Dead letters, oldest first (those already redriven are left out by default)."""
-        redriven = {k for k, _ in await self.engine.kv_scan("setpiece.redriven", "", 1_000_000)}
-        out: list[DeadLetter] = []
-        offset = (await self.engine.start_offsets(DEAD_LETTERS))[0]
-        while True:
-            records = await self.engine.read(DEAD_LETTERS, 0, offset, 1000)
-            if not records:
-                return out
-            for record in records:
-                letter_id = str(record.offset)
-                if letter_id in redriven and not include_redriven:
-                    continue
-                raw = msgspec.json.decode(record.value)
-                event, text = None, raw.get("raw")
-                if raw.get("event"):
-                    try:
-                        event = Event.from_dict(raw["event"])
-                    except EventError:  # the record held what the edge refuses: listed raw
-                        text = msgspec.json.encode(raw["event"]).decode()
-                out.append(
-                    DeadLetter(
-                        id=letter_id, event=event, error=raw["error"],
-                        traceback=raw["traceback"], handler=raw["handler"],
-                        group=raw.get("group"), stream=raw.get("stream"),
-                        attempts=raw["attempts"], time=raw["time"], raw=text,
-                    )
-                )
-            offset = records[-1].offset + 1
+        return await letters.list_dead_letters(self.engine, include_redriven=include_redriven)
 
     async def redrive(self, ids: Iterable[str] | None = None) -> int:
         """Send dead-lettered events back to the consumer that failed them; returns how many.
@@ -611,26 +539,7 @@ class Runtime(WorkflowMethods):
         Each goes back onto its stream aimed at that one consumer group (others ignore it), and
         is marked redriven in the same transaction.
         """
-        wanted = None if ids is None else set(ids)
-        letters = [
-            d for d in await self.dead_letters()
-            if (wanted is None or d.id in wanted) and d.event is not None and d.stream
-        ]
-        if not letters:
-            return 0
-        unit = UnitOfWork()
-        for letter in letters:
-            assert letter.event is not None and letter.stream is not None
-            extensions = dict(letter.event.extensions or {})
-            if letter.group is not None:
-                extensions[TARGET_MARK] = letter.group
-            event = letter.event.replace(extensions=extensions or None)
-            unit.appends.append((letter.stream, event.partitionkey, encode_event(event)))
-            unit.writes.append(_redriven_mark(letter.id))
-        await self.engine.commit(unit)
-        return len(letters)
-
-    # -- archive replay ---------------------------------------------------------------------
+        return await letters.redrive(self.engine, ids)
 
     async def replay(
         self,
@@ -647,107 +556,8 @@ class Runtime(WorkflowMethods):
         their ids but are deduplicated per replay ``name``, so handlers see them once more.
         Returns how many events were replayed.
         """
-        bus_name = bus or self.stack.default_bus
-        if bus_name not in self.stack.buses:
-            raise ConfigError(f"replay: the stack has no bus {bus_name!r}")
-        stream = bus_stream_name(bus_name)
-        t0 = start.timestamp() if isinstance(start, datetime) else float(start)
-        t1 = (end.timestamp() if isinstance(end, datetime) else float(end)) if end else time.time()
-        replay_name = name or f"replay-{int(time.time() * 1000)}"
-        firsts = await self.engine.offsets_for_time(stream, t0)
-        lasts = await self.engine.offsets_for_time(stream, t1)
-        records: list[tuple[str, str | None, bytes]] = []
-        for partition, (first, last) in enumerate(zip(firsts, lasts, strict=True)):
-            offset = first
-            while offset < last:
-                batch = await self.engine.read(stream, partition, offset, min(1000, last - offset))
-                if not batch:
-                    break
-                for record in batch:
-                    if record.offset >= last:
-                        break
-                    event = msgspec.json.decode(record.value, type=Event)
-                    extensions = dict(event.extensions or {})
-                    if REPLAY_MARK in extensions:
-                        continue  # replays are not replayed again
-                    extensions[REPLAY_MARK] = replay_name
-                    if rule is not None:
-                        extensions[RULE_MARK] = rule
-                    replayed = event.replace(extensions=extensions)
-                    records.append((stream, replayed.partitionkey, encode_event(replayed)))
-                offset = batch[-1].offset + 1
-        for start_at in range(0, len(records), 1000):
-            await self.engine.commit(UnitOfWork(appends=records[start_at : start_at + 1000]))
-        return len(records)
-
-    # -- workflows --------------------------------------------------------------------------
-
-    def _workflow_runner(self) -> WorkflowRunner | None:
-        """What runs the stack's durable workflows (their signal consumer and timers); none in
-        workers limited to some services, like rule targets."""
-        if not self.stack.workflows or self.config.services:
-            return None
-        from setpiece.workflows._durable import WorkflowRunner
-
-        return WorkflowRunner(self, self._progress.set)
-
-    # -- schedules --------------------------------------------------------------------------
-
-    async def _prepare_schedules(self) -> None:
-        if not self._schedules:
-            return
-        existing = {t.id for t in await self.engine.timers(SCHEDULES)}
-        now = time.time()
-        fresh = [
-            Timer(SCHEDULES, name, next_due(handler, now))
-            for name, handler in self._schedules.items()
-            if name not in existing
-        ]
-        if fresh:
-            await self.engine.commit(UnitOfWork(timers=fresh))
-
-    async def _run_schedules(self) -> None:
-        while not self._stopping:
-            now = time.time()
-            for timer in await self.engine.due_timers(now, 1000):
-                if timer.namespace == SCHEDULES and timer.id in self._schedules:
-                    await self._fire(timer, self._schedules[timer.id])
-            ours = [t.due for t in await self.engine.timers(SCHEDULES) if t.id in self._schedules]
-            wait = min(ours, default=now + 1.0) - time.time()
-            self._timer_wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._timer_wake.wait(), max(0.0, min(wait, 1.0)))
-
-    async def _fire(self, timer: Timer, handler: Handler) -> None:
-        scheduled = datetime.fromtimestamp(timer.due).astimezone().isoformat()
-        event = Event(
-            type="setpiece.schedule",
-            source=f"setpiece/{handler.service}",
-            id=f"{timer.id}@{timer.due:.3f}",
-            data={"handler": handler.qualname, "scheduled": scheduled},
-        )
-        batch = Batch(self.engine)
-        await deliver(
-            self._handler_action(handler), event, batch,
-            retry=handler.retry or DEFAULT_RETRY, label=handler.qualname, inbox=None,
-            dead=lambda exc, n: batch.appends.append(
-                dead_letter_record(event, exc, n, label=handler.qualname, group=None, record=None)
-            ),
-            deadline=self.deadline(handler),
-        )
-        following = Timer(SCHEDULES, timer.id, next_due(handler, max(timer.due, time.time())))
-        batch.fired.append(timer)
-        batch.timers.append(following)
-        with contextlib.suppress(ConflictError):  # another worker fired this tick
-            try:
-                await self.engine.commit(batch.unit())
-            except RefusedError as exc:  # its effects hold what the engine cannot store
-                await self.engine.commit(UnitOfWork(
-                    appends=[dead_letter_record(event, exc, 1, label=handler.qualname,
-                                                group=None, record=None)],
-                    fired=[timer], timers=[following],
-                ))
-        self._progress.set()
+        return await letters.replay(self.engine, self.stack, bus=bus, start=start, end=end,
+                                    rule=rule, name=name)
 
     # -- housekeeping -----------------------------------------------------------------------
 
@@ -764,43 +574,28 @@ class Runtime(WorkflowMethods):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), _HOUSEKEEPING_INTERVAL)
 
-    # -- discovery and the HTTP gateway (setpiece.gateway) ----------------------------------
+    # -- discovery (setpiece.runtime.discovery) ---------------------------------------------
 
     async def _start_registry(self) -> None:
-        from setpiece.gateway.registry import Registry
-
         self._registry = Registry(
             self.engine, stack=self.stack.name, member=self.config.member,
             services=[(s.name, s.version) for s in self.stack.services.values()
-                      if self._wanted(s.name)],
+                      if self.wants(s.name)],
             interval=self.config.heartbeat_interval, ttl=self.config.session_timeout,
         )
         await self._registry.start()
 
     @property
-    def registry(self) -> Any:
-        """This runtime's :class:`~setpiece.gateway.registry.Registry` (discovery)."""
+    def registry(self) -> Registry:
+        """This runtime's :class:`~setpiece.runtime.discovery.Registry` (discovery)."""
         if self._registry is None:
             raise ConfigError("the runtime is not started")
         return self._registry
 
-    async def instances(self, service: str | None = None) -> list[Any]:
+    async def instances(self, service: str | None = None) -> list[Instance]:
         """The live instances of a service (of every service without a name), from discovery."""
-        found: list[Any] = await self.registry.live(service)
-        return found
+        return await self.registry.live(service)
 
     async def advertise(self, address: str | None) -> None:
         """Register the URL this runtime's gateway listens on, so other gateways route here."""
         await self.registry.advertise(address)
-
-    def asgi(self) -> Any:
-        """The HTTP gateway on this runtime, as an ASGI app (one per runtime)."""
-        if self._gateway is None:
-            from setpiece.gateway.app import Gateway
-
-            self._gateway = Gateway(self.stack, runtime=self)
-        return self._gateway
-
-
-def _redriven_mark(letter_id: str) -> KVWrite:
-    return KVWrite("setpiece.redriven", letter_id, b"1")

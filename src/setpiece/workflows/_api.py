@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from setpiece.errors import ConfigError, DrainTimeout
 from setpiece.policy import RetryPolicy
 from setpiece.workflows import _store, _tokens
+from setpiece.workflows._extension import EXTENSION
 
 if TYPE_CHECKING:
     from setpiece.engine.contract import Engine
     from setpiece.stack import Stack
-    from setpiece.workflows._durable import WorkflowRunner
     from setpiece.workflows._interpreter import HistoryEvent
+    from setpiece.workflows._runner import WorkflowRunner
     from setpiece.workflows.workflow import Workflow
 
 __all__ = ["WorkflowMethods"]
@@ -35,7 +37,18 @@ class WorkflowMethods:
 
     engine: Engine
     stack: Stack
-    _workflows: WorkflowRunner | None
+
+    # the runtime's, which these methods are mixed into
+    has_extension: Callable[[str], bool]
+    extension: Callable[[str], Any]
+
+    @property
+    def _workflows(self) -> WorkflowRunner | None:
+        """The runner of this runtime's durable workflows (None where none run here)."""
+        if not self.has_extension(EXTENSION):
+            return None
+        runner: WorkflowRunner | None = self.extension(EXTENSION).runner
+        return runner
 
     def _workflow(self, workflow: str | Workflow) -> Workflow:
         name = workflow if isinstance(workflow, str) else workflow.name

@@ -9,35 +9,30 @@ of it — execution and thread records, history, timers, emitted events, the eff
 service handlers its Task states called, and the consumer offset — commits in one unit of work
 with version checks, so a crash either loses the whole step (it is done again) or none of it.
 
-Timers are fired by :meth:`WorkflowRunner.run_timers`: firing removes the timer by
-compare-and-set and appends its signal in one unit of work, so a timer fires once even with
-several workers. A timer carries its thread's entry count; one that no longer matches what the
-thread waits for (answered meanwhile, aborted, stale) is ignored.
+This module holds :class:`Run`, one delivery's work on one execution; the runner around it is
+:mod:`setpiece.workflows._runner`. A timer carries its thread's entry
+count; one that no longer matches what the thread waits for (answered meanwhile, aborted,
+stale) is ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as _dt
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from setpiece.engine.contract import Timer, UnitOfWork
-from setpiece.errors import ConflictError, EngineError, TaskFailed
-from setpiece.event import Event
-from setpiece.policy import RetryPolicy
-from setpiece.runtime.consumer import Consumer
-from setpiece.runtime.reader import StreamReader
+from setpiece.engine.contract import Timer
+from setpiece.errors import TaskFailed
 from setpiece.runtime.unit import Attempt
+from setpiece.workflows import _branches as branches
 from setpiece.workflows import _steps
 from setpiece.workflows._context import ExecutionInfo, Scope
-from setpiece.workflows._definition import State, StateMachine, load
+from setpiece.workflows._definition import State, StateMachine
 from setpiece.workflows._errors import (
     DATA_LIMIT_EXCEEDED,
     HEARTBEAT_TIMEOUT,
@@ -45,262 +40,48 @@ from setpiece.workflows._errors import (
     TASK_FAILED,
     TIMEOUT,
 )
-from setpiece.workflows._interpreter import PAYLOAD_LIMIT, history_limit_cause, step_crash_cause
-from setpiece.workflows._limits import DEFAULT_LIMITS, WorkflowLimits
+from setpiece.workflows._interpreter import PAYLOAD_LIMIT, history_limit_cause
+from setpiece.workflows._limits import DEFAULT_LIMITS
 from setpiece.workflows._store import (
     NS,
     RUNNING,
-    SIGNAL_SPEC,
-    SIGNALS,
-    Branches,
     ExecRecord,
     ThreadRecord,
     TokenRecord,
     decode_exec,
     decode_thread,
     decode_token,
-    definition_key,
     encode,
     exec_key,
     history_key,
     signal,
-    start_unit,
     status_key,
     thread_key,
     timer_id,
     token_key,
 )
 from setpiece.workflows._tasks import TaskCalls
-from setpiece.workflows._tokens import DeliveryTokens, new_token, timer_payload
-from setpiece.workflows.workflow import Resource, parse_resource
+from setpiece.workflows._tokens import new_token, timer_payload
 
 if TYPE_CHECKING:
-    from setpiece.bus import Rule, WorkflowTarget
-    from setpiece.runtime.runtime import Runtime
-    from setpiece.service import Handler
+    from setpiece.workflows._runner import WorkflowRunner
 
-__all__ = ["GROUP", "WorkflowRunner"]
+__all__ = ["HistoryFull", "Run"]
 
 log = logging.getLogger("setpiece.workflows")
 
-GROUP = "setpiece.workflows"
 _RUNNABLE = frozenset({"enter", "retry", "resume"})
-_SIGNAL_RETRY = RetryPolicy(max_attempts=5, initial_delay=0.05, max_delay=1.0)
-_TIMER_POLL = 0.5
 
 
 def _dt_of(t: float) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(t, _dt.UTC)
 
 
-def _tolerated(br: Branches) -> bool:
-    if br.kind != "Map":
-        return False
-    if br.tolerated_count is not None and br.failed <= br.tolerated_count:
-        return True
-    return (
-        br.tolerated_pct is not None and br.total > 0
-        and 100.0 * br.failed / br.total <= br.tolerated_pct
-    )
-
-
-class WorkflowRunner:
-    """Runs a stack's durable workflows inside a :class:`~setpiece.Runtime`."""
-
-    def __init__(self, runtime: Runtime, on_commit: Callable[[], None]) -> None:
-        self.rt = runtime
-        self.engine = runtime.engine
-        self.stack = runtime.stack
-        self._on_commit = on_commit
-        self._machines: dict[tuple[str, str], StateMachine] = {
-            (wf.name, wf.version): wf.machine for wf in self.stack.workflows.values()
-        }
-        self._paths: dict[tuple[str, str, tuple[tuple[str, int], ...]], StateMachine] = {}
-        self._resources: dict[str, Resource | None] = {}
-        self._handlers: dict[tuple[str, str], Handler] = {
-            (svc.name, h.name): h for svc in self.stack.services.values() for h in svc.handlers
-        }
-        self._limits = {wf.name: wf.limits for wf in self.stack.workflows.values()}
-        self._wake = asyncio.Event()
-        self._stopping = False
-        #: set (and replaced) whenever a batch of workflow steps commits
-        self.changed = asyncio.Event()
-
-    # -- lifecycle --------------------------------------------------------------------------
-
-    async def prepare(self) -> Consumer:
-        """Create the signal stream; returns the consumer the runtime runs."""
-        await self.engine.create_stream(SIGNAL_SPEC)
-        return Consumer(
-            engine=self.engine,
-            config=self.rt.config,
-            group=GROUP,
-            stream=SIGNALS,
-            label="workflows",
-            action=self._action,
-            retry=_SIGNAL_RETRY,
-            concurrency=self.rt.config.concurrency,
-            reader=StreamReader(self.engine, SIGNALS),
-            rule=GROUP,
-            on_commit=self._committed,
-        )
-
-    def _committed(self) -> None:
-        self._wake.set()  # timers may have been set: look again
-        changed, self.changed = self.changed, asyncio.Event()
-        changed.set()
-        self._on_commit()
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-
-    async def run_timers(self) -> None:
-        """Fire due workflow timers: each one's removal and its signal commit together."""
-        while not self._stopping:
-            self._wake.clear()
-            fired = 0
-            try:
-                now = time.time()
-                for timer in await self.engine.due_timers(now, 500):
-                    if timer.namespace != NS or self._stopping:
-                        continue
-                    data = msgspec.json.decode(timer.payload)
-                    unit = UnitOfWork(fired=[timer], appends=[signal(data)])
-                    with contextlib.suppress(ConflictError):  # another worker fired it
-                        await self.engine.commit(unit)
-                        fired += 1
-                if fired:
-                    self._on_commit()
-                    continue
-                following = await self.engine.next_timer()
-            except EngineError:
-                if self._stopping or getattr(self.engine, "_closed", False):
-                    return
-                log.exception("firing workflow timers failed; trying again")
-                following = None
-            wait = _TIMER_POLL
-            if following is not None:
-                wait = min(max(following - time.time(), 0.005), _TIMER_POLL)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
-
-    # -- look-ups ---------------------------------------------------------------------------
-
-    async def machine(self, workflow: str, version: str) -> StateMachine:
-        found = self._machines.get((workflow, version))
-        if found is None:
-            key = definition_key(workflow, version)
-            raw = (await self.engine.kv_get(NS, [key])).get(key)
-            if raw is None:
-                raise EngineError(f"workflow {workflow!r} version {version!r}: definition missing")
-            found = self._machines[(workflow, version)] = load(raw[0])
-        return found
-
-    def machine_at(self, root: StateMachine, workflow: str, version: str,
-                   path: list[tuple[str, int]]) -> StateMachine:
-        if not path:
-            return root
-        key = (workflow, version, tuple(path))
-        found = self._paths.get(key)
-        if found is None:
-            machine = root
-            for state, branch in path:
-                st = machine.states[state]
-                sub = st.processor if branch < 0 else st.branches[branch]
-                assert sub is not None
-                machine = sub
-            found = self._paths[key] = machine
-        return found
-
-    def resource(self, text: str) -> Resource | None:
-        if text not in self._resources:
-            self._resources[text] = parse_resource(text)
-        return self._resources[text]
-
-    def handler(self, service: str, name: str) -> Handler | None:
-        return self._handlers.get((service, name))
-
-    def limits(self, workflow: str) -> WorkflowLimits:
-        """The limits of a workflow's executions (those of the stack's declaration)."""
-        return self._limits.get(workflow, DEFAULT_LIMITS)
-
-    # -- the signal consumer ----------------------------------------------------------------
-
-    async def _action(self, event: Event, attempt: Attempt, number: int) -> None:
-        data = event.data
-        run = _Run(self, attempt, data["x"])
-        try:
-            if await run.load():
-                await run.apply(data)
-                await run.drive()
-                run.save()
-        except (EngineError, asyncio.CancelledError):
-            raise  # the engine's trouble, or a stop: the signal is delivered again
-        except _HistoryFull:
-            limit = run.limits.max_history_events
-            await self._fail(attempt, data["x"], history_limit_cause(limit))
-        except Exception as e:  # what no state handles (a bug, MemoryError): fail, never hang
-            log.exception("workflow execution %s: a step failed unexpectedly", data["x"])
-            await self._fail(attempt, data["x"], step_crash_cause(e))
-
-    async def _fail(self, attempt: Attempt, execution: str, cause: str) -> None:
-        """Fail an execution with ``States.Runtime``; nothing the delivery did is kept."""
-        attempt.writes.clear()
-        attempt.appends.clear()
-        attempt.timers.clear()
-        attempt.cancel_timers.clear()
-        run = _Run(self, attempt, execution)
-        if await run.load():
-            await run.finish("FAILED", None, RUNTIME, cause)
-            run.save()
-
-    # -- rule targets -----------------------------------------------------------------------
-
-    def target_action(self, rule: Rule, target: WorkflowTarget) -> Any:
-        """The action of a rule whose target is a workflow: start one execution per event."""
-        from setpiece.runtime.runtime import transformed
-
-        workflow = self.stack.workflows[target.name]
-        transform, rule_name = rule.transform, rule.name
-
-        async def action(event: Event, attempt: Attempt, number: int) -> None:
-            if transform is not None:
-                input = transformed(transform, event, rule_name).data
-            else:
-                input = event.to_dict()
-            name = _name_for(event.id)
-            plan = start_unit(workflow, name, input,
-                              correlation=event.correlationid or event.id, tenant=event.tenant)
-            if await attempt.get((NS, exec_key(plan.id))) is not None:
-                return  # started already (a replay, or the same id again)
-            for w in plan.writes:
-                attempt.put((w.namespace, w.key), w.value)
-            for stream, key, value in plan.appends:
-                attempt.emit(stream, key, value)
-            attempt.timers.extend(plan.timers)
-
-        return action
-
-    def tokens(self, attempt: Attempt) -> DeliveryTokens:
-        return DeliveryTokens(attempt, self.engine)
-
-
-class _HistoryFull(Exception):
+class HistoryFull(Exception):
     """The execution's history is at its limit (WorkflowLimits.max_history_events)."""
 
 
-def _name_for(event_id: str) -> str:
-    from setpiece.workflows._store import _NAME
-
-    if _NAME.fullmatch(event_id):
-        return event_id
-    import hashlib
-
-    return hashlib.sha256(event_id.encode()).hexdigest()[:32]
-
-
-class _Run:
+class Run:
     """One delivery's work on one execution."""
 
     def __init__(self, runner: WorkflowRunner, attempt: Attempt, execution: str) -> None:
@@ -397,7 +178,7 @@ class _Run:
         if self.x.next_event >= self.limits.max_history_events and not type_.startswith(
             "Execution"
         ):
-            raise _HistoryFull  # the delivery's work is dropped and the execution fails
+            raise HistoryFull  # the delivery's work is dropped and the execution fails
         self.events.append((type_, self.now, details))
         n = self.x.next_event
         self.x.next_event = n + 1
@@ -582,10 +363,12 @@ class _Run:
                     if action.assign:
                         scope.assign(dict(action.assign))
                     self.event(st.exited_event, {"name": st.name, "output": action.output})
-                    await self.thread_done(tid, th, _steps.BranchOutcome(True, action.output))
+                    await branches.thread_done(
+                        self, tid, th, _steps.BranchOutcome(True, action.output)
+                    )
                     return
                 if isinstance(action, _steps.Failure):
-                    await self.thread_done(
+                    await branches.thread_done(self,
                         tid, th, _steps.BranchOutcome(False, None, action.error, action.cause)
                     )
                     return
@@ -607,7 +390,7 @@ class _Run:
                     self.arm(tid, th, "wait", due)
                     return
                 if isinstance(action, _steps.RunBranches):
-                    await self.start_branches(tid, th, st, action)
+                    await branches.start(self, tid, th, st, action)
                     return
                 assert isinstance(action, _steps.Retry)
                 if action.delay <= 0:
@@ -634,114 +417,8 @@ class _Run:
         if kind == "error":
             return _steps.TaskError(o[1], o[2])
         if kind == "branches":
-            return await self.gather(th, st)
+            return await branches.gather(self, th, st)
         return _steps.Woke()
-
-    # -- branches ---------------------------------------------------------------------------
-
-    async def start_branches(
-        self, tid: int, th: ThreadRecord, st: State, action: _steps.RunBranches
-    ) -> None:
-        kind = action.kind
-        total = len(action.branches)
-        first = self.x.next_thread
-        self.x.next_thread += total
-        limit = action.max_concurrency if kind == "Map" else 0
-        started = total if limit <= 0 else min(limit, total)
-        self.event(kind + "StateStarted", {"name": st.name, "length": total})
-        for i, br in enumerate(action.branches):
-            cid = first + i
-            child = ThreadRecord(
-                path=[*th.path, (st.name, -1 if kind == "Map" else i)],
-                state=br.machine.start_at, input=br.input, parent=tid,
-                index=br.index if br.index is not None else i,
-                phase="enter" if i < started else "queued",
-            )
-            self.threads[cid] = child
-            self.touch(cid)
-            if i < started:
-                if kind == "Map":
-                    self.event("MapIterationStarted", {"name": st.name, "index": child.index})
-                self.ready.append(cid)
-        th.branches = Branches(kind, first, total, started, limit,
-                               tolerated_count=action.tolerated_failure_count,
-                               tolerated_pct=action.tolerated_failure_percentage)
-        if total == 0:
-            th.phase, th.outcome = "resume", ["branches"]
-            self.ready.append(tid)
-        else:
-            th.phase, th.wait = "wait", "branches"
-
-    async def thread_done(self, tid: int, th: ThreadRecord, result: _steps.BranchOutcome) -> None:
-        if th.parent is None:
-            await self.finish_root(result)
-            return
-        th.phase, th.ok, th.output = "done", result.ok, result.output
-        th.error, th.cause, th.input, th.vars = result.error, result.cause, None, {}
-        pid = th.parent
-        parent = await self.thread(pid)
-        if parent is None or parent.phase != "wait" or parent.branches is None:
-            self.delete(tid)  # its parent stopped waiting (a sibling failed)
-            return
-        br = parent.branches
-        self.touch(pid)
-        if br.kind == "Map":
-            self.event("MapIterationSucceeded" if result.ok else "MapIterationFailed",
-                       {"name": parent.state, "index": th.index})
-        br.done += 1
-        if not result.ok:
-            br.failed += 1
-        if (not result.ok and not _tolerated(br)) or br.done == br.total:
-            parent.phase, parent.outcome, parent.wait = "resume", ["branches"], None
-            self.ready.append(pid)
-        elif br.started < br.total:
-            cid = br.first + br.started
-            br.started += 1
-            child = await self.thread(cid)
-            if child is not None:
-                child.phase = "enter"
-                self.touch(cid)
-                self.event("MapIterationStarted", {"name": parent.state, "index": child.index})
-                self.ready.append(cid)
-
-    async def gather(self, th: ThreadRecord, st: State) -> _steps.BranchesDone:
-        br = th.branches
-        th.branches = None
-        if br is None:
-            return _steps.BranchesDone((), 0)
-        outcomes: list[_steps.BranchOutcome] = []
-        for cid in range(br.first, br.first + br.total):
-            child = await self.thread(cid)
-            if child is None:
-                continue
-            if child.phase == "done":
-                outcomes.append(
-                    _steps.BranchOutcome(child.ok, child.output, child.error, child.cause)
-                )
-            else:
-                await self.abort(cid, child)
-            self.delete(cid)
-        ok = all(o.ok for o in outcomes)
-        self.event(br.kind + ("StateSucceeded" if ok else "StateFailed"), {"name": st.name})
-        return _steps.BranchesDone(tuple(outcomes), br.total)
-
-    async def abort(self, tid: int, th: ThreadRecord) -> None:
-        """Stop a thread that is no longer wanted, with its children; its token closes."""
-        if th.phase == "wait" and th.wait == "token" and th.token:
-            tkey = (NS, token_key(th.token))
-            raw = await self.attempt.get(tkey)
-            if raw is not None:
-                rec = decode_token(raw)
-                if rec.state == "open":
-                    rec.state = "closed"
-                    self.attempt.put(tkey, encode(rec))
-        if th.branches is not None:
-            br = th.branches
-            for cid in range(br.first, br.first + br.total):
-                child = await self.thread(cid)
-                if child is not None:
-                    await self.abort(cid, child)
-        self.delete(tid)
 
     # -- the end ----------------------------------------------------------------------------
 
@@ -785,7 +462,7 @@ class _Run:
         for tid in sorted(tids - self.deleted):
             th = await self.thread(tid)
             if th is not None:
-                await self.abort(tid, th)
+                await branches.abort(self, tid, th)
 
     # -- tasks ------------------------------------------------------------------------------
 

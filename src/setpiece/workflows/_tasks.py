@@ -15,17 +15,16 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from setpiece.bus import bus_stream_name
-from setpiece.context import Context, ServiceStore, store_namespace
 from setpiece.errors import TaskFailed
 from setpiece.event import Event
 from setpiece.runtime.outgoing import encode_checked, prepare
+from setpiece.runtime.scope import invoke_handler
 from setpiece.runtime.unit import Attempt
 from setpiece.workflows._errors import TASK_FAILED
-from setpiece.workflows._tokens import DeliveryTokens
 from setpiece.workflows.workflow import Resource
 
 if TYPE_CHECKING:
-    from setpiece.workflows._durable import WorkflowRunner
+    from setpiece.workflows._runner import WorkflowRunner
 
 __all__ = ["TaskCalls"]
 
@@ -84,24 +83,17 @@ class TaskCalls:
             raise TaskFailed(TASK_FAILED, f"the stack has no handler {service}.{name}")
         event = self.event(state, "setpiece.workflow.task", payload)
         nested = _Nested(self.attempt)
-        rt = self.runner.rt
-
-        def publish(out: Event, bus: str | None, stream: str | None) -> None:
-            rt._emit(nested, out, bus, stream, cause=event, service=service)
-
-        ctx = Context(
-            service=service, handler=name, event=event, attempt=number,
-            store=ServiceStore(nested, store_namespace(service, self.tenant)), publish=publish,
-            tokens=DeliveryTokens(nested, self.runner.engine),
-        )
+        scope = self.runner.rt.scope(nested, service=service, cause=event, number=number)
         # past the handler's timeout: HandlerTimeout, a TimeoutError: the task's States.Timeout
-        value = await rt.deadline(handler).run(None, handler.invoke, event, ctx)
+        value = await self.runner.rt.deadline(handler).run(
+            None, invoke_handler, handler, event, scope.context(name)
+        )
         nested.fold()
         return value.data if isinstance(value, Event) else value
 
     async def http(self, res: Resource, payload: Any, timeout: float | None) -> Any:
         """An HTTP call (at least once); a non-2xx answer is ``States.Http.StatusCode.<n>``."""
-        client = self.runner.rt._http_client()
+        client = self.runner.rt.http_client()
         body = None if res.method in ("GET", "HEAD", "DELETE") else payload
         response = await client.request(res.method, res.target, json=body,
                                         timeout=timeout or 60.0)

@@ -1,0 +1,68 @@
+"""The composition root: a runtime with the edges a stack uses attached.
+
+The runtime (:mod:`setpiece.runtime`) knows no edge, and no edge knows another; this module, above
+them all, puts them together. ``Stack.start`` opens a runtime through it (the one lazy import of
+the declarations layer), and so does the ``setpiece`` command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from setpiece.engine import open_engine
+from setpiece.engine.contract import Engine
+from setpiece.gateway.app import Gateway
+from setpiece.gateway.handle import GatewayMethods
+from setpiece.runtime.config import RuntimeConfig
+from setpiece.runtime.extension import Extension
+from setpiece.runtime.runtime import Runtime as CoreRuntime
+from setpiece.stack import Stack
+from setpiece.workflows._api import WorkflowMethods
+from setpiece.workflows._extension import DurableWorkflows
+
+__all__ = ["Gateway", "Runtime", "extensions_for", "gateway_app", "new_runtime", "open_runtime"]
+
+
+class Runtime(GatewayMethods, WorkflowMethods, CoreRuntime):
+    """A running stack. Get one from ``stack.start(...)``.
+
+    Besides publishing, draining, stores, dead letters and replay (the runtime's own), it serves
+    the HTTP gateway (``asgi()``) and runs the stack's durable workflows (``start_execution``,
+    ``executions``, ``send_task_success``, ...).
+    """
+
+
+def extensions_for(stack: Stack) -> list[Extension]:
+    """The extensions a runtime of ``stack`` runs."""
+    return [DurableWorkflows()]
+
+
+def new_runtime(stack: Stack, engine: Engine, config: RuntimeConfig | None = None) -> Runtime:
+    """A runtime of ``stack`` on an open engine, with its extensions, not started."""
+    return Runtime(stack, engine, config or RuntimeConfig(), extensions_for(stack))
+
+
+async def open_runtime(
+    stack: Stack,
+    url: str,
+    *,
+    store: str | None = None,
+    config: RuntimeConfig | None = None,
+    extensions: Sequence[Extension] | None = None,
+) -> Runtime:
+    """Open the engine at ``url`` and start a runtime of ``stack`` on it (closed on failure)."""
+    engine = await open_engine(url, store=store)
+    runtime = Runtime(stack, engine, config or RuntimeConfig(),
+                      extensions_for(stack) if extensions is None else extensions)
+    try:
+        await runtime.start()
+    except BaseException:
+        await runtime.stop()
+        await engine.close()
+        raise
+    return runtime
+
+
+def gateway_app(stack: Stack, *, starter: object, address: str | None) -> Gateway:
+    """The gateway as an ASGI app that starts its runtime (``starter``) in its lifespan."""
+    return Gateway(stack, starter=starter, address=address)

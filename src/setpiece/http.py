@@ -19,12 +19,14 @@ The routes themselves are declared on services (``@svc.get``) and checked togeth
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
 from setpiece.errors import ConfigError
+from setpiece.policy import RetryPolicy
 
 __all__ = ["VERSION_HEADER", "Authenticator", "BreakerPolicy", "CallPolicy", "VersionRoutes"]
 
@@ -132,3 +134,12 @@ class CallPolicy:
             raise ConfigError("CallPolicy.timeout: must be positive")
         if self.retries < 0 or self.backoff < 0:
             raise ConfigError("CallPolicy: retries and backoff must not be negative")
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retries as a :class:`~setpiece.RetryPolicy`: ``1 + retries`` attempts, the n-th
+        retry after ``backoff * 2 ** (n - 1)`` seconds (no cap, no jitter)."""
+        return RetryPolicy(
+            max_attempts=1 + self.retries, initial_delay=self.backoff, max_delay=math.inf,
+            multiplier=2.0, jitter=0,
+        )

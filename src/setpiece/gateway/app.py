@@ -357,7 +357,7 @@ class Gateway:
         reply: Reply | None = None
         for number in range(attempts):
             if number:
-                await asyncio.sleep(policy.backoff * 2 ** (number - 1))
+                await asyncio.sleep(policy.retry_policy.delay(number))
             try:
                 instance, panic = await self._pick(route.service, request, tried)
             except Unavailable as exc:  # after a failed attempt, its answer says more

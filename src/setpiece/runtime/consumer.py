@@ -48,6 +48,9 @@ REPLAY_MARK = "spreplay"  # extension: the name of the replay that re-sent this 
 RULE_MARK = "sprule"  # extension: a replay aimed at one rule
 
 log = logging.getLogger("setpiece.runtime")
+# Between restarts of a consumer's loop while the engine stays unreachable: 0.4 s doubling to
+# 5 s (only the delays: the loop keeps trying until the consumer stops).
+_RECONNECT = RetryPolicy(initial_delay=0.4, max_delay=5.0, jitter=0)
 
 Action = Callable[[Event, Attempt, int], Awaitable[None]]
 
@@ -179,7 +182,7 @@ class Consumer:
                     self.busy = False
                     self.owned = ()
                     self._next_heartbeat = 0.0
-                    await asyncio.sleep(min(0.2 * 2 ** min(failures, 5), 5.0))
+                    await asyncio.sleep(_RECONNECT.delay(failures))
         finally:
             if not self.engine_closed():
                 with contextlib.suppress(EngineError, asyncio.CancelledError):

@@ -53,8 +53,9 @@ __all__ = ["Runtime", "StoreReader"]
 log = logging.getLogger("setpiece.runtime")
 DEFAULT_RETRY = RetryPolicy()
 _HOUSEKEEPING_INTERVAL = 60.0
-_RESTART_FIRST = 0.1  # seconds before a crashed consumer's first restart, doubling each time
-_RESTART_MAX = 30.0
+# Before a crashed consumer's restart: 0.1 s doubling to 30 s (only the delays: it restarts
+# for as long as the runtime runs).
+_RESTART = RetryPolicy(initial_delay=0.1, max_delay=30.0, jitter=0)
 _RESTART_RESET = 60.0  # a run this long resets the backoff
 
 
@@ -296,7 +297,7 @@ class Runtime:
                 if self._stopping or getattr(self.engine, "_closed", False):
                     raise
                 failures = 1 if time.monotonic() - started >= _RESTART_RESET else failures + 1
-                delay = min(_RESTART_FIRST * 2 ** (failures - 1), _RESTART_MAX)
+                delay = _RESTART.delay(failures)
                 self._down[name] = (f"{type(exc).__name__}: {exc}", failures)
                 log.error("%s stopped unexpectedly (%s: %s); restarting in %.1fs",
                           name, type(exc).__name__, exc, delay, exc_info=exc)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from setpiece.errors import ConfigError, DrainTimeout
+from setpiece.policy import RetryPolicy
 from setpiece.workflows import _store, _tokens
 from setpiece.workflows._extension import EXTENSION
 
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from setpiece.workflows.workflow import Workflow
 
 __all__ = ["WorkflowMethods"]
+
+# How often wait_execution looks at an execution: 2 ms doubling to 0.1 s (only the delays: it
+# looks until its timeout); a commit where the steps run wakes it sooner.
+_EXECUTION_POLL = RetryPolicy(initial_delay=0.002, max_delay=0.1, jitter=0)
 
 
 class WorkflowMethods:
@@ -105,7 +110,7 @@ class WorkflowMethods:
         Raises DrainTimeout after ``timeout`` seconds (the execution keeps running).
         """
         deadline = time.monotonic() + timeout
-        pause = 0.002
+        polls = 0
         while True:
             runner = self._workflows
             changed = runner.changed if runner is not None else None
@@ -118,12 +123,13 @@ class WorkflowMethods:
                     f"execution {execution_id!r} still RUNNING after {timeout}s "
                     f"(waiting: {'; '.join(found.waiting) or 'to be stepped'})"
                 )
+            polls += 1
+            pause = _EXECUTION_POLL.delay(polls)
             if changed is not None:  # steps run here: wake when some commit
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), min(pause, deadline - time.monotonic()))
             else:
                 await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.1)
 
     async def send_task_success(self, token: str, output: Any = None) -> None:
         """Complete the task waiting for ``token`` with ``output`` (a JSON value).

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Any
 
+from setpiece.policy import RetryPolicy
 from setpiece.workflows._actions import Action, Failure, Retry, StepInput, Transition
 from setpiece.workflows._definition import Catcher
 from setpiece.workflows._errors import StatesError, matches
@@ -43,13 +43,13 @@ def retry_delay(
     interval: float, backoff_rate: float, used: int, max_delay: float | None
 ) -> float:
     """``interval * backoff_rate ** used``, capped by ``max_delay`` and by
-    :data:`~setpiece.workflows._limits.MAX_RETRY_DELAY`, without overflowing for any ``used``."""
+    :data:`~setpiece.workflows._limits.MAX_RETRY_DELAY`, without overflowing for any ``used``
+    (the arithmetic of :class:`~setpiece.RetryPolicy`, with the Retrier's fields)."""
     cap = MAX_RETRY_DELAY if max_delay is None else min(max_delay, MAX_RETRY_DELAY)
     if interval <= 0:
         return 0.0
-    if backoff_rate > 1 and used * math.log(backoff_rate) >= math.log(cap / interval):
-        return cap
-    return min(interval * backoff_rate**used, cap)
+    policy = RetryPolicy(initial_delay=interval, max_delay=cap, multiplier=backoff_rate, jitter=0)
+    return policy.delay(used + 1)
 
 
 def error_output(error: str | None, cause: str | None) -> dict[str, Any]:

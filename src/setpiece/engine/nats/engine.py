@@ -39,7 +39,7 @@ from setpiece.engine.nats.relay import Relay
 from setpiece.engine.postgres.connection import split_store_url
 from setpiece.engine.postgres.outbox import OutboxRow
 from setpiece.engine.postgres.store import PgStore, Placed
-from setpiece.engine.retry import Backoff
+from setpiece.engine.retry import UNREACHABLE
 from setpiece.errors import ConfigError, EngineError
 
 try:
@@ -96,7 +96,7 @@ class NatsEngine(Engine):
 
     async def _nats(self, make: Any) -> Any:
         """Run a JetStream call, retrying transient failures (reconnects) until the timeout."""
-        backoff = Backoff(self._retry_for)
+        backoff = UNREACHABLE.backoff(self._retry_for)
         while True:
             if self._closing.is_set():
                 raise EngineError("engine is closed")

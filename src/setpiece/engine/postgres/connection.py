@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from setpiece.engine.retry import Backoff
+from setpiece.engine.retry import UNREACHABLE
 from setpiece.errors import ConfigError, EngineError
 
 __all__ = ["CONNECTION_ERRORS", "PgConnection", "split_store_url"]
@@ -60,7 +60,7 @@ class PgConnection:
 
     async def call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``fn`` on a pooled connection, retrying while PostgreSQL is unreachable."""
-        backoff = Backoff(self.retry_for)
+        backoff = UNREACHABLE.backoff(self.retry_for)
         while True:
             self.check_open()
             try:

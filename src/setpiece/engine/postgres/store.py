@@ -38,7 +38,7 @@ from setpiece.engine.postgres.log import PgLog
 from setpiece.engine.postgres.outbox import PgOutbox
 from setpiece.engine.postgres.schema import COMMIT_FUNCTION, SCHEMA, SCHEMA_VERSION
 from setpiece.engine.postgres.timers import PgTimers
-from setpiece.engine.retry import Backoff
+from setpiece.engine.retry import UNREACHABLE
 from setpiece.errors import ConfigError, ConflictError, EngineError, RefusedError
 
 __all__ = ["CONNECTION_ERRORS", "PgStore", "Placed", "split_store_url"]
@@ -261,7 +261,7 @@ class PgStore(PgLog, PgGroups, PgTimers, PgOutbox):
         """
         commit_id = uuid.uuid4()
         args = self._commit_args(work, placed)
-        backoff = Backoff(self.retry_for)
+        backoff = UNREACHABLE.backoff(self.retry_for)
         unknown = False  # an attempt's outcome was lost with its connection
         while True:
             self.check_open()

@@ -31,10 +31,7 @@ ABOVE = (
     "setpiece.workflows._tokens", "setpiece.workflows._store", "setpiece.cli",
 )
 # What Stack.start / Stack.asgi / _Started open (the one door down), and nothing else.
-DOOR = {
-    ("setpiece.stack", "setpiece._assembly"),
-    ("setpiece.stack", "setpiece.runtime.config"),
-}
+DOOR = {("setpiece.stack", "setpiece._assembly")}
 SRC = Path(setpiece.__file__).parent
 
 

@@ -20,7 +20,10 @@ from setpiece.stack import Stack
 from setpiece.workflows._api import WorkflowMethods
 from setpiece.workflows._extension import DurableWorkflows
 
-__all__ = ["Gateway", "Runtime", "extensions_for", "gateway_app", "new_runtime", "open_runtime"]
+__all__ = [
+    "Gateway", "Runtime", "RuntimeConfig", "extensions_for", "gateway_app", "new_runtime",
+    "open_runtime",
+]
 
 
 class Runtime(GatewayMethods, WorkflowMethods, CoreRuntime):

@@ -28,8 +28,7 @@ from setpiece.workflows.workflow import Workflow
 
 if TYPE_CHECKING:
     # Only Stack.start, Stack.asgi and _Started name these (the one door down to the runtime).
-    from setpiece._assembly import Gateway, Runtime
-    from setpiece.runtime.config import RuntimeConfig
+    from setpiece._assembly import Gateway, Runtime, RuntimeConfig
 
 __all__ = ["Stack"]
 

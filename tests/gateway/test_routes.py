@@ -17,12 +17,19 @@ from setpiece import (
     Service,
     Stack,
 )
+from tests.conftest import ENGINES
 from tests.gateway.conftest import auth, bearer, client, notes_stack, token
 
 Run = Any
+Urls = tuple[str, str | None]
+#: The gateway on SQLite and (marked ``servers``) on NATS JetStream + PostgreSQL.
+on_every_engine = pytest.mark.parametrize("engine_urls", ENGINES, indirect=True)
 
 
-def test_contract_read_write_and_events_commit_with_the_store(run: Run) -> None:
+@on_every_engine
+def test_contract_read_write_and_events_commit_with_the_store(
+    run: Run, engine_urls: Urls
+) -> None:
     seen: list[Event] = []
     audit = Service("audit")
 
@@ -35,7 +42,10 @@ def test_contract_read_write_and_events_commit_with_the_store(run: Run) -> None:
     stack = Stack("app", services=[notes_service(), audit], auth=auth())
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt, client(rt.asgi()) as c:
+        async with (
+            stack.start(engine_urls[0], store=engine_urls[1]) as rt,
+            client(rt.asgi()) as c,
+        ):
             h = bearer(token())
             h["traceparent"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
             r = await c.put("/notes/a", json={"text": "hello"}, headers=h)
@@ -55,11 +65,15 @@ def test_contract_read_write_and_events_commit_with_the_store(run: Run) -> None:
     run(main())
 
 
-def test_tenant_isolation(run: Run) -> None:
+@on_every_engine
+def test_tenant_isolation(run: Run, engine_urls: Urls) -> None:
     """t1 can never read t2's notes: each tenant has its own store namespace."""
 
     async def main() -> None:
-        async with notes_stack().start(engine="memory") as rt, client(rt.asgi()) as c:
+        async with (
+            notes_stack().start(engine_urls[0], store=engine_urls[1]) as rt,
+            client(rt.asgi()) as c,
+        ):
             t1, t2 = bearer(token(tenant="t1")), bearer(token(tenant="t2"))
             assert (await c.put("/notes/secret", json={"text": "t2 only"}, headers=t2)
                     ).status_code == 200
@@ -121,9 +135,15 @@ def shop_stack() -> Stack:
     return Stack("shop", services=[svc], auth=auth())
 
 
-def test_parameters_are_decoded_and_validation_names_the_field(run: Run) -> None:
+@on_every_engine
+def test_parameters_are_decoded_and_validation_names_the_field(
+    run: Run, engine_urls: Urls
+) -> None:
     async def main() -> None:
-        async with shop_stack().start(engine="memory") as rt, client(rt.asgi()) as c:
+        async with (
+            shop_stack().start(engine_urls[0], store=engine_urls[1]) as rt,
+            client(rt.asgi()) as c,
+        ):
             h = bearer(token(["shop:read", "shop:write"]))
             r = await c.post("/orders", json={"item": "tea", "qty": 2}, headers=h)
             assert r.status_code == 201 and r.headers["location"] == "/orders/tea"
@@ -231,11 +251,15 @@ def ingress_stack(seen: list[Event]) -> Stack:
     return Stack("hooks", services=[svc], auth=auth())
 
 
-def test_cloudevents_structured_binary_and_batch(run: Run) -> None:
+@on_every_engine
+def test_cloudevents_structured_binary_and_batch(run: Run, engine_urls: Urls) -> None:
     seen: list[Event] = []
 
     async def main() -> None:
-        async with ingress_stack(seen).start(engine="memory") as rt, client(rt.asgi()) as c:
+        async with (
+            ingress_stack(seen).start(engine_urls[0], store=engine_urls[1]) as rt,
+            client(rt.asgi()) as c,
+        ):
             h = bearer(token(["events:publish"]))
             structured = {"specversion": "1.0", "id": "e1", "source": "stripe",
                           "type": "payment.received", "data": {"amount": 5}, "myext": "x"}

@@ -34,9 +34,13 @@ from setpiece import (
 from setpiece.engine.contract import UnitOfWork
 from setpiece.workflows import execute
 from setpiece.workflows._store import NS
+from tests.conftest import ENGINES
 from tests.workflows.helpers import machine
 
 Run = Callable[[Any], Any]
+Urls = tuple[str, str | None]
+#: Durable executions on SQLite and (marked ``servers``) on NATS JetStream + PostgreSQL.
+on_every_engine = pytest.mark.parametrize("engine_urls", ENGINES, indirect=True)
 
 
 def chain(n: int) -> dict[str, Any]:
@@ -88,7 +92,8 @@ def test_version_defaults_to_a_content_hash() -> None:
 # ------------------------------------------------------------------------------ running
 
 
-def test_pass_chain_matches_the_in_process_interpreter(run: Run) -> None:
+@on_every_engine
+def test_pass_chain_matches_the_in_process_interpreter(run: Run, engine_urls: Urls) -> None:
     definition = machine(
         ("A", {"Type": "Pass", "Parameters": {"x.$": "$.v", "id.$": "$$.Execution.Name"}}),
         ("B", {"Type": "Pass", "Assign": {"seen.$": "$.x"}}),
@@ -97,7 +102,7 @@ def test_pass_chain_matches_the_in_process_interpreter(run: Run) -> None:
     stack = Stack("s", workflows=[Workflow("w", definition)])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(engine_urls[0], store=engine_urls[1]) as rt:
             ex_id = await rt.start_execution("w", {"v": 5}, name="first")
             assert ex_id == "w:first"
             done = await rt.wait_execution(ex_id, 10)
@@ -145,7 +150,8 @@ def loyalty_service(calls: list[Any]) -> Service:
     return svc
 
 
-def test_service_tasks_commit_their_effects_with_the_step(run: Run) -> None:
+@on_every_engine
+def test_service_tasks_commit_their_effects_with_the_step(run: Run, engine_urls: Urls) -> None:
     calls: list[Any] = []
     definition = machine(
         ("Award", {"Type": "Task", "Resource": "service:loyalty.award", "ResultPath": "$.award"}),
@@ -163,7 +169,7 @@ def test_service_tasks_commit_their_effects_with_the_step(run: Run) -> None:
                   workflows=[Workflow("w", definition)])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(engine_urls[0], store=engine_urls[1]) as rt:
             ex_id = await rt.start_execution("w", {"customer": "c1", "points": 7})
             done = await rt.wait_execution(ex_id, 10)
             assert done.status == "SUCCEEDED", done
@@ -181,7 +187,10 @@ def test_service_tasks_commit_their_effects_with_the_step(run: Run) -> None:
     assert len(calls) == 1
 
 
-def test_failing_service_task_leaves_no_effects_and_is_caught(run: Run) -> None:
+@on_every_engine
+def test_failing_service_task_leaves_no_effects_and_is_caught(
+    run: Run, engine_urls: Urls
+) -> None:
     definition = machine(
         ("Custom", {"Type": "Task", "Resource": "service:loyalty.broken",
                     "Parameters": {"custom": True}, "ResultPath": "$.custom",
@@ -193,7 +202,7 @@ def test_failing_service_task_leaves_no_effects_and_is_caught(run: Run) -> None:
     stack = Stack("s", services=[loyalty_service([])], workflows=[Workflow("w", definition)])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(engine_urls[0], store=engine_urls[1]) as rt:
             done = await rt.wait_execution(await rt.start_execution("w", {}), 10)
             assert (done.status, done.error, done.cause) == (
                 "FAILED", "States.TaskFailed", "database down")
@@ -207,12 +216,13 @@ def test_failing_service_task_leaves_no_effects_and_is_caught(run: Run) -> None:
     run(main())
 
 
-def test_wait_state_is_a_durable_timer(run: Run) -> None:
+@on_every_engine
+def test_wait_state_is_a_durable_timer(run: Run, engine_urls: Urls) -> None:
     definition = machine(("Hold", {"Type": "Wait", "Seconds": 1}), ("Done", {"Type": "Pass"}))
     stack = Stack("s", workflows=[Workflow("w", definition)])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(engine_urls[0], store=engine_urls[1]) as rt:
             started = time.monotonic()
             ex_id = await rt.start_execution("w", {"a": 1})
             await rt.drain(10)
@@ -229,7 +239,10 @@ def test_wait_state_is_a_durable_timer(run: Run) -> None:
     run(main())
 
 
-def test_retry_interval_is_a_durable_timer_and_counts_attempts(run: Run) -> None:
+@on_every_engine
+def test_retry_interval_is_a_durable_timer_and_counts_attempts(
+    run: Run, engine_urls: Urls
+) -> None:
     svc = Service("flaky")
     attempts: list[int] = []
 
@@ -246,7 +259,7 @@ def test_retry_interval_is_a_durable_timer_and_counts_attempts(run: Run) -> None
     stack = Stack("s", services=[svc], workflows=[Workflow("w", definition)])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(engine_urls[0], store=engine_urls[1]) as rt:
             ex_id = await rt.start_execution("w", {})
             await rt.drain(10)
             assert (await rt.describe_execution(ex_id)).waiting[0].startswith("T: retry interval")
@@ -257,7 +270,8 @@ def test_retry_interval_is_a_durable_timer_and_counts_attempts(run: Run) -> None
     assert attempts == [1, 2]
 
 
-def test_map_with_max_concurrency_inside_parallel(run: Run) -> None:
+@on_every_engine
+def test_map_with_max_concurrency_inside_parallel(run: Run, engine_urls: Urls) -> None:
     calls: list[Any] = []
     item = machine(("Award", {"Type": "Task", "Resource": "service:loyalty.award",
                               "Parameters": {"customer.$": "$.c", "points": 1},
@@ -275,7 +289,7 @@ def test_map_with_max_concurrency_inside_parallel(run: Run) -> None:
     stack = Stack("s", services=[loyalty_service(calls)], workflows=[Workflow("w", definition)])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(engine_urls[0], store=engine_urls[1]) as rt:
             items = ["a", "b", "a", "c", "a", "b", "a"]
             done = await rt.wait_execution(await rt.start_execution("w", {"items": items}), 10)
             assert done.status == "SUCCEEDED", done
@@ -295,7 +309,8 @@ def test_map_with_max_concurrency_inside_parallel(run: Run) -> None:
     assert len(calls) == 7
 
 
-def test_map_tolerance_and_parallel_failure(run: Run) -> None:
+@on_every_engine
+def test_map_tolerance_and_parallel_failure(run: Run, engine_urls: Urls) -> None:
     items_machine = machine(("Check", {"Type": "Choice", "Choices": [
         {"Variable": "$", "NumericGreaterThan": 2, "Next": "No"}], "Default": "Yes"}),
         ("Yes", {"Type": "Succeed"}), ("No", {"Type": "Fail", "Error": "Too.Big", "Cause": "x"}))
@@ -311,7 +326,7 @@ def test_map_tolerance_and_parallel_failure(run: Run) -> None:
                                   Workflow("parallel", parallel)])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(engine_urls[0], store=engine_urls[1]) as rt:
             data = [1, 3, 2, 4]
             for wf in ("tolerant", "strict"):
                 ex_id = await rt.start_execution(wf, data)
@@ -327,12 +342,13 @@ def test_map_tolerance_and_parallel_failure(run: Run) -> None:
     run(main())
 
 
-def test_execution_timeout_and_stop(run: Run) -> None:
+@on_every_engine
+def test_execution_timeout_and_stop(run: Run, engine_urls: Urls) -> None:
     slow = machine(("Hold", {"Type": "Wait", "Seconds": 60}), TimeoutSeconds=1)
     stack = Stack("s", workflows=[Workflow("slow", slow)])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(engine_urls[0], store=engine_urls[1]) as rt:
             a = await rt.start_execution("slow", {})
             b = await rt.start_execution("slow", {})
             await rt.stop_execution(b, error="Ops.Stop", cause="by hand")
@@ -370,9 +386,10 @@ def token_stack(answer: str = "success") -> Stack:
     return Stack("s", services=[approvals], workflows=[Workflow("approve", definition)])
 
 
-def test_task_token_answered_by_another_service(run: Run) -> None:
+@on_every_engine
+def test_task_token_answered_by_another_service(run: Run, engine_urls: Urls) -> None:
     async def main() -> None:
-        async with token_stack().start(engine="memory") as rt:
+        async with token_stack().start(engine_urls[0], store=engine_urls[1]) as rt:
             ex_id = await rt.start_execution("approve", {"order": "o-1"})
             done = await rt.wait_execution(ex_id, 10)
             assert done.output == {"order": "o-1", "approval": {"by": "bot"}}
@@ -380,7 +397,7 @@ def test_task_token_answered_by_another_service(run: Run) -> None:
             types = [e.type for e in await rt.execution_history(ex_id)]
             assert types[2:6] == ["TaskScheduled", "TaskStarted", "TaskSubmitted",
                                   "TaskSucceeded"]
-        async with token_stack("failure").start(engine="memory") as rt:
+        async with token_stack("failure").start(engine_urls[0], store=engine_urls[1]) as rt:
             done = await rt.wait_execution(await rt.start_execution("approve", {"order": "o"}))
             assert (done.status, done.error, done.cause) == (
                 "FAILED", "Approval.Denied", "too big")
@@ -388,9 +405,10 @@ def test_task_token_answered_by_another_service(run: Run) -> None:
     run(main())
 
 
-def test_task_token_api_and_its_errors(run: Run) -> None:
+@on_every_engine
+def test_task_token_api_and_its_errors(run: Run, engine_urls: Urls) -> None:
     async def main() -> None:
-        async with token_stack("later").start(engine="memory") as rt:
+        async with token_stack("later").start(engine_urls[0], store=engine_urls[1]) as rt:
             ex_id = await rt.start_execution("approve", {"order": "o-2"})
             await rt.drain(10)
             token = await rt.store("approvals").get("token")
@@ -413,7 +431,8 @@ def test_task_token_api_and_its_errors(run: Run) -> None:
     run(main())
 
 
-def test_task_token_timeout_and_heartbeat(run: Run) -> None:
+@on_every_engine
+def test_task_token_timeout_and_heartbeat(run: Run, engine_urls: Urls) -> None:
     definition = machine(
         ("Ask", {"Type": "Task", "Resource": "event:ask.waitForTaskToken",
                  "Parameters": {"token.$": "$$.Task.Token"}, "HeartbeatSeconds": 1,
@@ -436,7 +455,7 @@ def test_task_token_timeout_and_heartbeat(run: Run) -> None:
     stack = Stack("s", services=[svc], workflows=[Workflow("w", definition)])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(engine_urls[0], store=engine_urls[1]) as rt:
             ex_id = await rt.start_execution("w", {})
             await rt.drain(10)
             for i in range(4):  # heartbeats keep it alive past HeartbeatSeconds
@@ -457,7 +476,10 @@ def test_task_token_timeout_and_heartbeat(run: Run) -> None:
     run(main())
 
 
-def test_put_events_arn_and_answering_from_a_sync_handler(run: Run) -> None:
+@on_every_engine
+def test_put_events_arn_and_answering_from_a_sync_handler(
+    run: Run, engine_urls: Urls
+) -> None:
     definition = machine(
         ("Ask", {"Type": "Task",
                  "Resource": "arn:aws:states:::events:putEvents.waitForTaskToken",
@@ -475,7 +497,7 @@ def test_put_events_arn_and_answering_from_a_sync_handler(run: Run) -> None:
     stack = Stack("s", services=[svc], buses=[ops], workflows=[Workflow("w", definition)])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(engine_urls[0], store=engine_urls[1]) as rt:
             done = await rt.wait_execution(await rt.start_execution("w", {}), 10)
             assert done.output == "checked"
 
@@ -485,11 +507,12 @@ def test_put_events_arn_and_answering_from_a_sync_handler(run: Run) -> None:
 # ------------------------------------------------------------------------------ starting
 
 
-def test_start_is_idempotent_on_name(run: Run) -> None:
+@on_every_engine
+def test_start_is_idempotent_on_name(run: Run, engine_urls: Urls) -> None:
     stack = Stack("s", workflows=[Workflow("w", chain(2))])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(engine_urls[0], store=engine_urls[1]) as rt:
             a = await rt.start_execution("w", {"x": 1}, name="order-1")
             assert await rt.start_execution("w", {"x": 1}, name="order-1") == a
             with pytest.raises(ExecutionAlreadyExists):
@@ -506,7 +529,8 @@ def test_start_is_idempotent_on_name(run: Run) -> None:
     run(main())
 
 
-def test_rule_targets_start_one_execution_per_event(run: Run) -> None:
+@on_every_engine
+def test_rule_targets_start_one_execution_per_event(run: Run, engine_urls: Urls) -> None:
     from setpiece.patterns import InputTransformer
 
     plain = Workflow("plain", chain(1))
@@ -518,7 +542,7 @@ def test_rule_targets_start_one_execution_per_event(run: Run) -> None:
     stack = Stack("s", buses=[bus], workflows=[plain, shaped])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(engine_urls[0], store=engine_urls[1]) as rt:
             event = await rt.publish(Event(type="order_placed", source="shop", data={"n": 4}))
             await rt.drain(10)
             await rt.publish(event)  # the same event again: no second execution
@@ -579,7 +603,8 @@ def server() -> Iterator[str]:
     srv.server_close()
 
 
-def test_http_task(run: Run, server: str) -> None:
+@on_every_engine
+def test_http_task(run: Run, server: str, engine_urls: Urls) -> None:
     definition = machine(
         ("Call", {"Type": "Task", "Resource": f"http:POST {server}/quote",
                   "ResultPath": "$.quote",
@@ -591,7 +616,7 @@ def test_http_task(run: Run, server: str) -> None:
     stack = Stack("s", workflows=[Workflow("w", definition)])
 
     async def main() -> None:
-        async with stack.start(engine="memory") as rt:
+        async with stack.start(engine_urls[0], store=engine_urls[1]) as rt:
             done = await rt.wait_execution(await rt.start_execution("w", {"ok": True}), 10)
             assert done.output == {"ok": True, "quote": {"got": {"ok": True}}}
             done = await rt.wait_execution(await rt.start_execution("w", {"ok": False}), 10)

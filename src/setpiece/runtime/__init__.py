@@ -8,8 +8,9 @@ it with the gateway and durable workflows attached.
 from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.extension import EndpointCall, Extension, HttpEndpoint
 from setpiece.runtime.letters import DeadLetter
-from setpiece.runtime.runtime import Runtime, StoreReader
+from setpiece.runtime.runtime import Runtime
 from setpiece.runtime.scope import Scope
+from setpiece.runtime.stores import StoreReader
 
 __all__ = [
     "DeadLetter",

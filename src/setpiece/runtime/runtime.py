@@ -20,10 +20,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from setpiece.bus import Bus, HttpTarget, Rule, bus_stream_name
-from setpiece.context import check_key, store_namespace
+from setpiece.context import store_namespace
 from setpiece.engine.contract import Engine, StreamSpec
 from setpiece.errors import ConfigError, DrainTimeout, EventError
 from setpiece.event import Event
@@ -39,6 +37,7 @@ from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
 from setpiece.runtime.reader import StreamReader
 from setpiece.runtime.schedules import SCHEDULES
 from setpiece.runtime.scope import ContextService, Scope
+from setpiece.runtime.stores import StoreReader
 from setpiece.runtime.timeouts import Deadline, LoopWatch
 from setpiece.runtime.timers import Schedules, TimerDispatcher
 from setpiece.runtime.unit import Attempt
@@ -48,7 +47,7 @@ from setpiece.stream import Stream
 if TYPE_CHECKING:
     from setpiece.stack import Stack
 
-__all__ = ["Runtime", "StoreReader"]
+__all__ = ["Runtime"]
 
 log = logging.getLogger("setpiece.runtime")
 DEFAULT_RETRY = RetryPolicy()
@@ -57,22 +56,6 @@ _HOUSEKEEPING_INTERVAL = 60.0
 # for as long as the runtime runs).
 _RESTART = RetryPolicy(initial_delay=0.1, max_delay=30.0, jitter=0)
 _RESTART_RESET = 60.0  # a run this long resets the backoff
-
-
-class StoreReader:
-    """A service's store read from outside a delivery (tests, tools). Reads committed state."""
-
-    def __init__(self, engine: Engine, namespace: str) -> None:
-        self._engine = engine
-        self.namespace = namespace
-
-    async def get(self, key: str, default: Any = None) -> Any:
-        found = await self._engine.kv_get(self.namespace, [check_key(key)])
-        return msgspec.json.decode(found[key][0]) if key in found else default
-
-    async def items(self, prefix: str = "", limit: int = 1000) -> list[tuple[str, Any]]:
-        rows = await self._engine.kv_scan(self.namespace, prefix, limit)
-        return [(k, msgspec.json.decode(v)) for k, v in rows]
 
 
 class Runtime:

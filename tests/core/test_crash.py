@@ -138,7 +138,8 @@ def _kill_loop(
     target: Target, items: int, kills: int, seed: int,
     during: dict[int, Callable[[], None]] | None = None,
 ) -> int:
-    """Start a worker and SIGKILL it ``kills`` times; returns how many kills hit pending work.
+    """Start a worker and SIGKILL it ``kills`` times; returns how many kills hit pending work
+    (in either hop).
 
     ``during[i]`` runs while the i-th worker runs (a server restart): the worker must then move
     both hops forward before it is killed.
@@ -163,7 +164,9 @@ def _kill_loop(
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         proc.stdout.close()
-        killed_mid_flight += _pending(target, items) > 0
+        # Work was interrupted if either hop had work left: items not yet counted by the
+        # first hop, or not yet tallied by the second.
+        killed_mid_flight += _pending(target, items) > 0 or _tallied(target) < items
     return killed_mid_flight
 
 

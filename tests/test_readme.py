@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.processes import LineProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -107,44 +106,6 @@ class Shell:
         return done.stdout
 
 
-class Dev:
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            self._queue.put(line)
-
-    def wait_for(self, text: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if text in self._queue.get(timeout=0.1):
-                    return
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-        raise AssertionError(f"{text!r} not seen; dev said:\n{''.join(self.lines)}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-        finally:
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-
-
 @pytest.fixture
 def fresh_copy(tmp_path: Path) -> Path:
     """What a fresh clone has that these steps use, with this checkout's virtualenv."""
@@ -159,8 +120,8 @@ def fresh_copy(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def devs() -> Iterator[list[Dev]]:
-    started: list[Dev] = []
+def devs() -> Iterator[list[LineProcess]]:
+    started: list[LineProcess] = []
     yield started
     for dev in started:
         dev.stop()
@@ -179,7 +140,9 @@ def poll(shell: Shell, script: str, shown: str, timeout: float = 60.0) -> str:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)  # several processes; the machine may be loaded
-def test_the_readme_steps_give_what_the_readme_shows(fresh_copy: Path, devs: list[Dev]) -> None:
+def test_the_readme_steps_give_what_the_readme_shows(
+    fresh_copy: Path, devs: list[LineProcess]
+) -> None:
     shell = Shell(fresh_copy)
     setup = block_after("Set up and run")
     live = block_after("Live in it: the `setpiece` command")
@@ -193,7 +156,7 @@ def test_the_readme_steps_give_what_the_readme_shows(fresh_copy: Path, devs: lis
 
     # 2. setpiece dev on the example, its gateway on a free port instead of 8000
     dev_args = command(live, "dev")
-    dev = Dev([*dev_args, "--http", f"127.0.0.1:{port}"], fresh_copy, shell.env)
+    dev = LineProcess([*dev_args, "--http", f"127.0.0.1:{port}"], fresh_copy, shell.env)
     devs.append(dev)
     dev.wait_for("HTTP gateway on")
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import queue
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.processes import LineProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,50 +51,14 @@ stack = Stack("reloadapp", services=[svc])
 '''
 
 
-class Dev:
+class Dev(LineProcess):
     """``setpiece dev`` in a child process, its output lines collected by a thread."""
 
     def __init__(self, cwd: Path, *args: str) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
                "COLUMNS": "200"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "setpiece.cli", "dev", "app:stack", *args], cwd=cwd, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            self._queue.put(line)
-
-    def wait_for(self, text: str, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            if text in line:
-                return line
-        raise AssertionError(f"{text!r} not seen in time; output:\n{''.join(self.lines)}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-        finally:
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
+        super().__init__([sys.executable, "-m", "setpiece.cli", "dev", "app:stack", *args],
+                         cwd, env)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 
@@ -21,7 +21,8 @@ class LineProcess:
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -29,9 +30,11 @@ class LineProcess:
             self.lines.append(line)
             self._queue.put(line)
 
-    def wait_for(self, text: str, timeout: float = 60.0) -> str:
-        """The first line from now on holding ``text``; AssertionError (with the output so far)
-        if none comes within ``timeout`` seconds or the process ends first."""
+    def wait_for(self, text: str | Callable[[str], bool], timeout: float = 60.0) -> str:
+        """The first line from now on holding ``text`` (or passing it, a test of a line);
+        AssertionError (with the output so far) if none comes within ``timeout`` seconds or the
+        process ends first."""
+        test = text if callable(text) else (lambda line: text in line)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -40,9 +43,18 @@ class LineProcess:
                 if self.proc.poll() is not None:
                     break
                 continue
-            if text in line:
+            if test(line):
                 return line
         raise AssertionError(f"{text!r} not seen in time; output:\n{''.join(self.lines)}")
+
+    def close(self) -> None:
+        """Kill the process if it still runs, and release its output (test clean-up)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def stop(self) -> int:
         """SIGINT (a clean stop), then SIGKILL after 30 s; returns the exit code."""

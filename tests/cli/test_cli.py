@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from setpiece.engine import open_engine
 from setpiece.event import encode_event
 from tests.cli import shop
 from tests.conftest import ENGINES, fresh_urls
+from tests.processes import LineProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = "tests.cli.shop:stack"
@@ -277,40 +277,14 @@ def test_new_service_scaffold_passes_its_own_test(tmp_path: Path) -> None:
 # -- subprocesses: workers and dev ----------------------------------------------------------------
 
 
-class Proc:
-    """A child process whose output lines are collected by a thread."""
+class Proc(LineProcess):
+    """``python -m setpiece.cli ARGS`` in a child process, its output lines collected."""
 
-    def __init__(self, args: list[str], *, cwd: Path = ROOT, env: dict[str, str] | None = None,
-                 stream: str = "stderr") -> None:
+    def __init__(self, args: list[str], *, cwd: Path = ROOT, env: dict[str, str] | None = None
+                 ) -> None:
         full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
                     "COLUMNS": "200", **(env or {})}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "setpiece.cli", *args], cwd=cwd, env=full_env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str] = queue.Queue()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            self._queue.put(line)
-
-    def wait_for(self, test: Callable[[str], bool], timeout: float = 15.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            if test(line):
-                return line
-        raise AssertionError(f"not seen in time; output:\n{''.join(self.lines)}")
+        super().__init__([sys.executable, "-m", "setpiece.cli", *args], cwd, full_env)
 
     def owned(self, label: str) -> list[int] | None:
         """The partitions the worker last said it owns for a consumer."""
@@ -332,19 +306,6 @@ def wait_until(test: Callable[[], bool], timeout: float = 20.0, what: str = "") 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        if p.proc.poll() is None:
-            p.proc.kill()
-            p.proc.wait()
-        p.reader.join(5)
-        assert p.proc.stdout is not None
-        p.proc.stdout.close()
 
 
 def append(url: str, stream: str, events: list[Event], store: str | None = None) -> None:
@@ -446,7 +407,7 @@ def test_dev_reloads_on_change_without_losing_state_or_events(
 ) -> None:
     (tmp_path / "devapp.py").write_text(APP_V1)
     url = f"sqlite:///{tmp_path / 'dev.db'}"
-    dev = Proc(["dev", "devapp:stack", "--engine", url], cwd=tmp_path, stream="stdout")
+    dev = Proc(["dev", "devapp:stack", "--engine", url], cwd=tmp_path)
     procs.append(dev)
     dev.wait_for(lambda line: "running devapp" in line)
 

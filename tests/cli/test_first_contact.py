@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -38,18 +37,6 @@ from tests.cli.test_cli import (
 EXAMPLE = "examples.product_registration.app:stack"
 
 
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    """Child processes, killed at the end if still running."""
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        if p.proc.poll() is None:
-            p.proc.kill()
-            p.proc.wait()
-        p.reader.join(5)
-        assert p.proc.stdout is not None
-        p.proc.stdout.close()
 EVENTS_DIR = ROOT / "examples" / "product_registration" / "events"
 
 

@@ -63,6 +63,11 @@ SUBPACKAGES = {
         "Assignment", "Engine", "GroupLog", "KVRead", "KVWrite", "Log", "OffsetCommit", "Record",
         "Store", "StreamSpec", "Timer", "UnitOfWork", "open_engine", "partition_for",
     },
+    "setpiece.deploy": {
+        "NAMESPACE", "Change", "ChangeSet", "Deployment", "GroupSpec", "History", "Resources",
+        "Step", "additions", "check", "deploy", "describe", "diff", "digest", "run_steps",
+        "steps_for",
+    },
     "setpiece.engine.conformance": {
         "EngineConformance", "EngineSuite", "EngineTestCase", "GroupLogConformance",
         "LogConformance", "PeerConformance", "StoreConformance", "engine_test", "peer_test",

@@ -41,7 +41,8 @@ def test_every_public_name_has_a_docstring() -> None:
 # Each subpackage with a public face: exactly these names. A change here is an API change.
 SUBPACKAGES = {
     "setpiece.errors": {
-        "AuthError", "ConfigError", "ConflictError", "DefinitionError", "DrainTimeout",
+        "AuthError", "ConfigError", "ConflictError", "DefinitionError", "DeployError",
+        "DrainTimeout",
         "EngineError", "EventError", "ExecutionAlreadyExists", "ExecutionDoesNotExist",
         "HTTPError", "HandlerError", "HandlerTimeout", "HttpError", "InputDecodeError",
         "InvalidToken", "PatternError", "RefusedError", "SetpieceError", "TaskDoesNotExist",
@@ -61,6 +62,11 @@ SUBPACKAGES = {
     "setpiece.engine": {
         "Assignment", "Engine", "GroupLog", "KVRead", "KVWrite", "Log", "OffsetCommit", "Record",
         "Store", "StreamSpec", "Timer", "UnitOfWork", "open_engine", "partition_for",
+    },
+    "setpiece.deploy": {
+        "NAMESPACE", "Change", "ChangeSet", "Deployment", "GroupSpec", "History", "Resources",
+        "Step", "additions", "check", "deploy", "describe", "diff", "digest", "run_steps",
+        "steps_for",
     },
     "setpiece.engine.conformance": {
         "EngineConformance", "EngineSuite", "EngineTestCase", "GroupLogConformance",

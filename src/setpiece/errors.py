@@ -40,6 +40,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DefinitionError",
+    "DeployError",
     "DrainTimeout",
     "EngineError",
     "EventError",
@@ -94,6 +95,11 @@ class RefusedError(EngineError):
     """The engine cannot store a value a unit of work holds (PostgreSQL: U+0000 in text, a key
     over an index's size limit). Committing the same unit again fails again: the runtime
     dead-letters the record that made it, with this reason, and goes on."""
+
+
+class DeployError(EngineError):
+    """``setpiece apply`` or ``rollback`` failed at a step and was undone: the message names the
+    step, the engine's refusal, and any step that could not be undone."""
 
 
 class HandlerError(SetpieceError):

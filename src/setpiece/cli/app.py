@@ -55,8 +55,8 @@ def root(
     state.debug = debug
 
 
-# dev, run | publish, replay, tail | inspect | plan, apply | gateway, token | dlq | new |
-# workflow, task
+# dev, run | publish, replay, tail | inspect | plan, apply, rollback, history | gateway, token |
+# dlq | new | workflow, task
 for group in (run, events, inspect, plan, gateway, dlq, new, workflow):
     group.register(app)
 

@@ -22,6 +22,7 @@ from setpiece.bus import DEFAULT_BUS, Bus, WorkflowTarget
 from setpiece.errors import ConfigError
 from setpiece.http import Authenticator, CallPolicy, VersionRoutes
 from setpiece.route_table import check_routes
+from setpiece.schemas.schema import Schema, versions_by_type
 from setpiece.service import Service
 from setpiece.stream import Stream, check_name
 from setpiece.workflows.workflow import Workflow
@@ -57,6 +58,7 @@ class Stack:
         routes: VersionRoutes | None = None,
         calls: CallPolicy | None = None,
         workflows: Sequence[Workflow] = (),
+        schemas: Sequence[Schema] = (),
     ) -> None:
         check_name("stack", name)
         self.name = name
@@ -71,6 +73,8 @@ class Stack:
             self.workflows[workflow.name] = workflow
         if default_bus not in self.buses:
             self.buses[default_bus] = Bus(default_bus)
+        #: event type -> its declared schemas, oldest version first (setpiece.schemas)
+        self.schemas: dict[str, tuple[Schema, ...]] = versions_by_type(schemas)
         self.auth = auth
         self.routes = routes
         self.calls = calls

@@ -15,7 +15,7 @@ import keyword
 import re
 from typing import Any
 
-__all__ = ["generate", "class_name"]
+__all__ = ["class_name", "generate"]
 
 _SIMPLE = {"string": "str", "integer": "int", "number": "float", "boolean": "bool",
            "null": "None"}

@@ -13,6 +13,11 @@ what the engine holds, each item one of
 * ``delete`` — in the engine, no longer declared (a stream, or a consumer group's offsets).
   Shown always, applied only with ``--allow-delete``, after confirmation (or ``--yes``).
 
+Event schemas (``Stack(schemas=[...])``) are items too, one per declared version: ``add`` (not
+in the engine's schema registry yet), ``unchanged``, or ``blocked`` when the registry would
+refuse it (it breaks its type's compatibility rule: the detail names the path and the rule).
+The registry keeps every version it was given: nothing of it is ever deleted.
+
 ``plan`` changes nothing: it does not even create the database file or the PostgreSQL schema
 (it reports them as ``add``). ``apply`` creates what is missing exactly as a starting worker
 would (a bus rule's group starts at the end of its bus, a stream handler's at the start).
@@ -24,17 +29,18 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from setpiece._assembly import new_runtime
 from setpiece.engine.contract import Engine, StreamSpec
 from setpiece.errors import ConfigError
+from setpiece.schemas._registry import SchemaRegistry, plan_schemas
 from setpiece.stack import Stack
 
 __all__ = ["Change", "ChangeSet", "apply_changes", "make_plan"]
 
 Action = Literal["add", "modify", "blocked", "unchanged", "delete"]
-Kind = Literal["storage", "stream", "group"]
+Kind = Literal["storage", "stream", "group", "schema"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +61,7 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class ChangeSet:
-    """Every item, in a stable order: storage, streams, groups."""
+    """Every item, in a stable order: storage, streams, groups, schemas."""
 
     engine: str
     changes: tuple[Change, ...]
@@ -99,17 +105,25 @@ async def make_plan(
         scratch = await open_engine("memory")  # declarations need an engine, not its data
         try:
             specs, groups = declared(stack, scratch)
+            schemas = await _schemas(stack, scratch)
         finally:
             await scratch.close()
         changes += [Change("add", "stream", s.name, _describe(s), stream=s) for s in specs]
         changes += [Change("add", "group", f"{g}@{s}", _start(at_end), group=(g, s))
                     for g, s, at_end in groups]
-        return ChangeSet(url, tuple(changes))
+        return ChangeSet(url, tuple(changes + schemas))
     engine = await opener()
     try:
         return ChangeSet(url, tuple(await _diff(stack, engine)))
     finally:
         await engine.close()
+
+
+async def _schemas(stack: Stack, engine: Engine) -> list[Change]:
+    """The stack's schema versions against the engine's registry."""
+    planned = await plan_schemas(stack.schemas, SchemaRegistry(engine))
+    return [Change(cast(Action, c.action), "schema", f"{c.type} v{c.version}", c.detail)
+            for c in planned]
 
 
 def _describe(spec: StreamSpec) -> str:
@@ -166,7 +180,7 @@ async def _diff(stack: Stack, engine: Engine) -> list[Change]:
             changes.append(Change("delete", "group", f"{group}@{stream}",
                                   "no longer declared: forgets its committed offsets",
                                   group=(group, stream)))
-    return changes
+    return changes + await _schemas(stack, engine)
 
 
 async def apply_changes(
@@ -199,6 +213,11 @@ async def apply_changes(
         done.append(change)
     runtime = new_runtime(stack, engine)
     await runtime.provision()  # creates and reconfigures streams, creates missing groups
+    registry = SchemaRegistry(engine)
+    for event_type, versions in stack.schemas.items():
+        for schema in versions:
+            await registry.register(event_type, schema.version, schema.document,
+                                    schema.compatibility)
     done += [c for c in plan.changes if c.action in ("add", "modify")]
     return done
 

@@ -10,6 +10,7 @@ a row written by a newer setpiece is refused with an error that says so, never m
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +19,11 @@ import msgspec
 from setpiece.engine.contract import Engine, KVRead, KVWrite, UnitOfWork
 from setpiece.errors import ConflictError, EngineError, SchemaError
 from setpiece.schemas._compat import breaking_changes
+from setpiece.schemas.schema import Schema
 
-__all__ = ["NAMESPACE", "ROW_FORMAT", "Registered", "SchemaRegistry"]
+__all__ = [
+    "NAMESPACE", "ROW_FORMAT", "Registered", "SchemaChange", "SchemaRegistry", "plan_schemas",
+]
 
 NAMESPACE = "setpiece.schemas"
 ROW_FORMAT = 1  # the row layout this setpiece writes and reads
@@ -129,3 +133,45 @@ def _decode(event_type: str, raw: bytes) -> list[Registered]:
     except (KeyError, TypeError, ValueError) as exc:
         raise EngineError(f"schema registry: the row of {event_type!r} is malformed "
                           f"({exc!r})") from None
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaChange:
+    """One declared schema version against the registry: ``add`` (not registered yet),
+    ``unchanged``, or ``blocked`` (it would be refused; ``detail`` says why)."""
+
+    action: str
+    type: str
+    version: int
+    detail: str
+
+
+async def plan_schemas(
+    declared: Mapping[str, Sequence[Schema]], registry: SchemaRegistry
+) -> list[SchemaChange]:
+    """What registering ``declared`` (a stack's ``schemas``) would do, changing nothing."""
+    out: list[SchemaChange] = []
+    for event_type, versions in sorted(declared.items()):
+        known = {r.version: r for r in await registry.versions(event_type)}
+        for schema in versions:
+            same = known.get(schema.version)
+            if same is not None:
+                if same.document == schema.document:
+                    out.append(SchemaChange("unchanged", event_type, schema.version,
+                                            f"registered ({same.compatibility})"))
+                else:
+                    out.append(SchemaChange("blocked", event_type, schema.version,
+                                            "registered with another document; declare the "
+                                            "change as a new version"))
+                continue
+            earlier = [known[v] for v in sorted(known) if v < schema.version]
+            try:
+                check(event_type, schema.version, schema.document, schema.compatibility, earlier)
+            except SchemaError as exc:
+                out.append(SchemaChange("blocked", event_type, schema.version, str(exc)))
+                continue
+            known[schema.version] = Registered(event_type, schema.version,
+                                               schema.compatibility, schema.document)
+            out.append(SchemaChange("add", event_type, schema.version,
+                                    f"new version ({schema.compatibility})"))
+    return out

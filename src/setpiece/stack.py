@@ -37,7 +37,10 @@ N = TypeVar("N", Service, Bus, Stream)
 
 
 class Stack:
-    """Services, buses, streams and workflows, checked together.
+    """Services, buses, streams, workflows and event schemas, checked together.
+
+    ``schemas``: a :class:`~setpiece.schemas.Schema` per event type and version; every publish
+    is validated against them (see :mod:`setpiece.schemas`).
 
     The HTTP face (declared with :mod:`setpiece.http`, served by :mod:`setpiece.gateway`):
     ``auth`` checks bearer tokens (a :class:`~setpiece.JWTAuth`, or any

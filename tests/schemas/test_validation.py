@@ -205,3 +205,25 @@ def test_a_json_schema_without_jsonschema_rs_says_what_to_install(
     with pytest.raises(ConfigError, match=r"pip install 'setpiece\[schemas\]'"):
         compile_validator(Schema("order_paid", PAID))
     compile_validator(Schema("order_placed", OrderPlaced))  # a Struct needs nothing more
+
+
+def test_a_gateway_route_publishing_off_schema_commits_nothing(run: Run) -> None:
+    svc = Service("api")
+
+    @svc.post("/pay", public=True)
+    async def pay(body: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        await ctx.store.put("paid", True)
+        await ctx.publish(Event(type="order_paid", data=body))
+        return {"ok": True}
+
+    stack = Stack("api", services=[svc], schemas=[Schema("order_paid", PAID)])
+
+    async def main() -> None:
+        async with stack.start("memory") as rt, client(rt.asgi()) as c:
+            bad = await c.post("/pay", json={"id": "p", "amount": -1})
+            assert bad.status_code == 500
+            assert await stored(rt) == 0 and await rt.store("api").get("paid") is None
+            good = await c.post("/pay", json={"id": "p", "amount": 1})
+            assert good.status_code == 200 and await stored(rt) == 1
+
+    run(main())

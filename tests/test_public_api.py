@@ -13,7 +13,7 @@ from setpiece.signals import ControlSignal
 EXPECTED = {
     "Bus", "ConfigError", "Context", "DeadLetter", "DefinitionError", "DrainTimeout", "Drop",
     "EngineError", "Event", "EventError", "HandlerError", "HandlerTimeout", "HttpTarget",
-    "PatternError", "Retry",
+    "PatternError", "Retry", "SchemaError",
     "RetryPolicy", "Rule", "Runtime", "RuntimeConfig", "Service", "SetpieceError", "Stack",
     "Stream", "SyncContext", "TaskFailed", "WorkflowError", "__version__",
     # the HTTP gateway
@@ -45,9 +45,10 @@ SUBPACKAGES = {
         "DrainTimeout",
         "EngineError", "EventError", "ExecutionAlreadyExists", "ExecutionDoesNotExist",
         "HTTPError", "HandlerError", "HandlerTimeout", "HttpError", "InputDecodeError",
-        "InvalidToken", "PatternError", "RefusedError", "SetpieceError", "TaskDoesNotExist",
-        "TaskFailed", "TaskTimedOut", "TaskTokenError", "WorkflowError",
+        "InvalidToken", "PatternError", "RefusedError", "SchemaError", "SetpieceError",
+        "TaskDoesNotExist", "TaskFailed", "TaskTimedOut", "TaskTokenError", "WorkflowError",
     },
+    "setpiece.schemas": {"Schema", "is_compatible"},
     "setpiece.signals": {"ControlSignal", "Drop", "Retry"},
     "setpiece.patterns": {"InputTransformer", "Pattern", "PatternError", "RuleSet", "compile"},
     "setpiece.workflows": {

@@ -17,6 +17,7 @@ from setpiece.gateway.handle import GatewayMethods
 from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.extension import Extension
 from setpiece.runtime.runtime import Runtime as CoreRuntime
+from setpiece.schemas._extension import SchemaChecks
 from setpiece.stack import Stack
 from setpiece.workflows._api import WorkflowMethods
 from setpiece.workflows._extension import DurableWorkflows
@@ -38,7 +39,10 @@ class Runtime(GatewayMethods, WorkflowMethods, CoreRuntime):
 
 def extensions_for(stack: Stack) -> list[Extension]:
     """The extensions a runtime of ``stack`` runs."""
-    return [DurableWorkflows()]
+    extensions: list[Extension] = [DurableWorkflows()]
+    if stack.schemas:
+        extensions.append(SchemaChecks(stack))
+    return extensions
 
 
 def new_runtime(

@@ -23,6 +23,7 @@ from setpiece.clock import Clock
 from setpiece.errors import ConfigError
 from setpiece.http import Authenticator, CallPolicy, VersionRoutes
 from setpiece.route_table import check_routes
+from setpiece.schemas.schema import Schema, versions_by_type
 from setpiece.service import Service
 from setpiece.stream import Stream, check_name
 from setpiece.workflows.workflow import Workflow
@@ -37,7 +38,10 @@ N = TypeVar("N", Service, Bus, Stream)
 
 
 class Stack:
-    """Services, buses, streams and workflows, checked together.
+    """Services, buses, streams, workflows and event schemas, checked together.
+
+    ``schemas``: a :class:`~setpiece.schemas.Schema` per event type and version; every publish
+    is validated against them (see :mod:`setpiece.schemas`).
 
     The HTTP face (declared with :mod:`setpiece.http`, served by :mod:`setpiece.gateway`):
     ``auth`` checks bearer tokens (a :class:`~setpiece.JWTAuth`, or any
@@ -58,6 +62,7 @@ class Stack:
         routes: VersionRoutes | None = None,
         calls: CallPolicy | None = None,
         workflows: Sequence[Workflow] = (),
+        schemas: Sequence[Schema] = (),
     ) -> None:
         check_name("stack", name)
         self.name = name
@@ -72,6 +77,8 @@ class Stack:
             self.workflows[workflow.name] = workflow
         if default_bus not in self.buses:
             self.buses[default_bus] = Bus(default_bus)
+        #: event type -> its declared schemas, oldest version first (setpiece.schemas)
+        self.schemas: dict[str, tuple[Schema, ...]] = versions_by_type(schemas)
         self.auth = auth
         self.routes = routes
         self.calls = calls

@@ -1,6 +1,12 @@
 """``setpiece plan``, ``apply``, ``rollback`` and ``history``: the change set between a stack (or
 a recorded deployment) and an engine, applied with undo and recorded.
 
+Event schemas (``Stack(schemas=[...])``) are items too, one per declared version: ``add`` (not
+in the engine's schema registry yet), ``unchanged``, or ``blocked`` when the registry would
+refuse it (it breaks its type's compatibility rule: the detail names the path and the rule).
+``apply`` registers new versions before its other steps; the registry keeps every version it was
+given (nothing of it is deleted, undone or rolled back).
+
 The change set, its steps and the history live in :mod:`setpiece.deploy`; this module turns a
 stack into the resources it needs (a runtime, never started, on a scratch in-memory engine,
 knows which streams and consumer groups its handlers, rules and extensions use) and finds
@@ -19,8 +25,8 @@ import getpass
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, cast
 
 from setpiece._assembly import new_runtime
 from setpiece.deploy import (
@@ -31,11 +37,15 @@ from setpiece.deploy import (
     History,
     Resources,
     additions,
+    check,
     deploy,
     describe,
     diff,
 )
+from setpiece.deploy.plan import Action
 from setpiece.engine.contract import Engine
+from setpiece.schemas._registry import SchemaRegistry, plan_schemas
+from setpiece.schemas.schema import Schema
 from setpiece.stack import Stack
 
 __all__ = [
@@ -63,19 +73,36 @@ async def resources_of(stack: Stack) -> Resources:
 
 
 async def make_plan(
-    resources: Resources, url: str, store: str | None, opener: Opener
+    resources: Resources, url: str, store: str | None, opener: Opener,
+    schemas: Mapping[str, Sequence[Schema]] | None = None,
 ) -> ChangeSet:
-    """The change set from the engine at ``url`` (``opener`` opens it) to ``resources``."""
+    """The change set from the engine at ``url`` (``opener`` opens it) to ``resources`` (and
+    the schema versions ``schemas`` declares)."""
     storage = await _storage(url, store)
     if storage is not None:  # nothing there yet: everything is an add, and nothing is opened
+        from setpiece.engine import open_engine
+
+        scratch = await open_engine("memory")
+        try:
+            planned = await _schemas(schemas or {}, scratch)
+        finally:
+            await scratch.close()
         return ChangeSet(url, (Change("add", "storage", storage[0], storage[1]),
-                               *additions(resources)))
+                               *additions(resources), *planned))
     engine = await opener()
     try:
         changes = [Change("unchanged", "storage", engine.url, "exists")]
-        return ChangeSet(url, tuple(changes + await diff(resources, engine)))
+        changes += await diff(resources, engine)
+        return ChangeSet(url, tuple(changes + await _schemas(schemas or {}, engine)))
     finally:
         await engine.close()
+
+
+async def _schemas(schemas: Mapping[str, Sequence[Schema]], engine: Engine) -> list[Change]:
+    """The declared schema versions against the engine's registry."""
+    planned = await plan_schemas(schemas, SchemaRegistry(engine))
+    return [Change(cast(Action, c.action), "schema", f"{c.type} v{c.version}", c.detail)
+            for c in planned]
 
 
 async def stack_plan(
@@ -83,7 +110,8 @@ async def stack_plan(
 ) -> tuple[ChangeSet, dict[str, Any]]:
     """The change set for ``stack``, and the definition ``apply`` would record."""
     resources = await resources_of(stack)
-    return await make_plan(resources, url, store, opener), describe(stack, resources)
+    plan = await make_plan(resources, url, store, opener, stack.schemas)
+    return plan, describe(stack, resources)
 
 
 def deployer() -> str:
@@ -99,16 +127,24 @@ def deployer() -> str:
 
 
 async def apply_changes(
-    engine: Engine, plan: ChangeSet, definition: Mapping[str, Any], *, allow_delete: bool
+    engine: Engine, plan: ChangeSet, definition: Mapping[str, Any], *, allow_delete: bool,
+    schemas: Mapping[str, Sequence[Schema]] | None = None,
 ) -> Deployment | None:
     """Apply the change set and record the deployment (None: nothing to do).
 
     Refuses (ConfigError) blocked items, and deletions of what holds data without
-    ``allow_delete``, before changing anything; a refused step is undone (DeployError).
+    ``allow_delete``, before changing anything; registers the new schema versions of
+    ``schemas``; a refused step is undone (DeployError).
     """
     changes = [c for c in plan.changes if c.kind != "storage"]
-    return await deploy(engine, changes, definition, allow_delete=allow_delete,
-                        by=deployer(), at=time.time())
+    check(changes, allow_delete=allow_delete)
+    registry = SchemaRegistry(engine)
+    for event_type, versions in (schemas or {}).items():
+        for schema in versions:
+            await registry.register(event_type, schema.version, schema.document,
+                                    schema.compatibility)
+    return await deploy(engine, [c for c in changes if c.kind != "schema"], definition,
+                        allow_delete=allow_delete, by=deployer(), at=time.time())
 
 
 async def rollback_to(

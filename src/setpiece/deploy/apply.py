@@ -19,10 +19,14 @@ __all__ = ["check", "deploy"]
 def check(changes: Sequence[Change], *, allow_delete: bool) -> None:
     """Refuse (ConfigError, naming them) blocked items, and deletions that lose data unless
     ``allow_delete``: before anything is changed."""
-    blocked = [c.name for c in changes if c.action == "blocked"]
+    blocked = [c.name for c in changes if c.action == "blocked" and c.kind != "schema"]
     if blocked:
         raise ConfigError(f"cannot apply: {', '.join(blocked)} cannot change in place "
                           "(declare a new stream and migrate)")
+    refused = [f"{c.name}: {c.detail}" for c in changes
+               if c.action == "blocked" and c.kind == "schema"]
+    if refused:
+        raise ConfigError(f"cannot apply: the schema registry refuses {'; '.join(refused)}")
     guarded = [c for c in changes if c.guarded]
     if guarded and not allow_delete:
         names = "; ".join(f"{c.kind} {c.name} ({c.holds})" for c in guarded)

@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 Action = Literal["add", "modify", "blocked", "unchanged", "delete"]
-Kind = Literal["storage", "stream", "group"]
+Kind = Literal["storage", "stream", "group", "schema"]
 ACTIONS: tuple[Action, ...] = ("add", "modify", "blocked", "unchanged", "delete")
 
 

@@ -30,7 +30,7 @@ import msgspec
 
 from setpiece.clock import SYSTEM_CLOCK, Clock
 from setpiece.engine.contract import Engine, OffsetCommit, Record, UnitOfWork
-from setpiece.errors import ConflictError, EngineError, EventError, RefusedError
+from setpiece.errors import ConflictError, EngineError, EventError, RefusedError, SchemaError
 from setpiece.event import Event
 from setpiece.patterns import Pattern
 from setpiece.policy import RetryPolicy
@@ -483,7 +483,8 @@ async def deliver(
                 if inbox is not None:
                     batch.inbox.append(inbox)
                 return
-            if isinstance(error, InputDecodeError):  # retrying will not make the data fit
+            # retrying will not make the data fit (in, or out: an emitted event off its schema)
+            if isinstance(error, InputDecodeError | SchemaError):
                 dead(error, number)
                 return
             if number >= retry.max_attempts:

@@ -24,7 +24,7 @@ from setpiece.bus import Bus, HttpTarget, Rule, bus_stream_name
 from setpiece.clock import SYSTEM_CLOCK, Clock
 from setpiece.context import store_namespace
 from setpiece.engine.contract import Engine, StreamSpec
-from setpiece.errors import ConfigError, DrainTimeout, EventError
+from setpiece.errors import ConfigError, DrainTimeout, EventError, SchemaError
 from setpiece.event import Event
 from setpiece.policy import RetryPolicy
 from setpiece.runtime import letters
@@ -32,7 +32,14 @@ from setpiece.runtime.actions import bus_target, handler_action, http_target, st
 from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.consumer import DEAD_LETTERS, Consumer
 from setpiece.runtime.discovery import Instance, Registry
-from setpiece.runtime.extension import Action, Extension, HttpEndpoint, TargetKind, TimerHandler
+from setpiece.runtime.extension import (
+    Action,
+    EventCheck,
+    Extension,
+    HttpEndpoint,
+    TargetKind,
+    TimerHandler,
+)
 from setpiece.runtime.letters import DeadLetter
 from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
 from setpiece.runtime.reader import StreamReader
@@ -102,6 +109,7 @@ class Runtime:
         self._context_services: dict[str, ContextService] = {}
         self._timer_handlers: dict[str, TimerHandler] = {}
         self.endpoints: list[HttpEndpoint] = []
+        self._event_checks: list[EventCheck] = []
         self._timers = TimerDispatcher(engine, self._timer_handlers, clock)
         self._schedules = Schedules(
             engine, {}, self._handler_action, self.deadline, DEFAULT_RETRY, self.notify_progress,
@@ -146,6 +154,10 @@ class Runtime:
     def add_endpoint(self, endpoint: HttpEndpoint) -> None:
         """Serve ``endpoint`` on the gateway beside the services' routes."""
         self.endpoints.append(endpoint)
+
+    def add_event_check(self, check: EventCheck) -> None:
+        """Call ``check(event, bus, stream)`` on every event before it is stored."""
+        self._event_checks.append(check)
 
     @property
     def context_services(self) -> Mapping[str, ContextService]:
@@ -448,6 +460,9 @@ class Runtime:
         """Emit ``event`` into ``attempt`` (commits with it) as caused by ``cause`` in a handler
         of ``service``: it inherits the cause's trace, tenant, correlation and partition key."""
         out = prepare(event, cause=cause, service=service)
+        if self._event_checks:
+            for check in self._event_checks:
+                check(out, None if stream is not None else bus or self.stack.default_bus, stream)
         attempt.emit(
             self._target_stream(bus, stream),
             out.partitionkey,
@@ -468,12 +483,19 @@ class Runtime:
     ) -> list[Event]:
         """Publish many events in one transaction (all are checked before any is stored)."""
         target = self._target_stream(bus, stream)
+        checks = self._event_checks
+        bus = None if stream is not None else bus or self.stack.default_bus
         out: list[Event] = []
         records: list[tuple[str, str | None, bytes]] = []
         for index, event in enumerate(events):
             try:
                 ready = prepare(event, cause=None, service=None)
+                for check in checks:
+                    check(ready, bus, stream)
                 data = encode_checked(ready, self.config.max_event_bytes)
+            except SchemaError as exc:
+                raise SchemaError(f"event #{index}: {exc}", event_type=exc.event_type,
+                                  path=exc.path, rule=exc.rule) from None
             except EventError as exc:
                 raise EventError(f"event #{index}: {exc}", field=exc.field) from None
             out.append(ready)

@@ -37,7 +37,10 @@ _MARKS = {"add": "[green]+ add      [/]", "modify": "[yellow]~ modify   [/]",
           "delete": "[red]- delete   [/]"}
 
 
-def _plan(target: str, engine: str | None, store: str | None) -> tuple[Any, str, dict[str, Any]]:
+def _plan(
+    target: str, engine: str | None, store: str | None
+) -> tuple[Any, str, dict[str, Any], Any]:
+    """(change set, engine URL, the definition apply records, the stack)."""
     from setpiece.cli.planning import stack_plan
     from setpiece.engine import open_engine
 
@@ -45,7 +48,7 @@ def _plan(target: str, engine: str | None, store: str | None) -> tuple[Any, str,
     url = engine_url(stack.name, engine)
     pg = store_url(store)
     plan, definition = run_async(stack_plan(stack, url, pg, lambda: open_engine(url, store=pg)))
-    return plan, url, definition
+    return plan, url, definition, stack
 
 
 def _print_plan(plan: Any, *, unchanged: bool) -> None:
@@ -76,7 +79,7 @@ def plan(
     deletion says what data it would lose (records, committed offsets): apply makes those only
     with --allow-delete.
     """
-    change_set, _url, _definition = _plan(target, engine, store)
+    change_set, _url, _definition, _stack = _plan(target, engine, store)
     if json_out:
         print_json({"engine": change_set.engine, "summary": change_set.summary(),
                     "changes": [c.as_dict() for c in change_set.changes]})
@@ -125,14 +128,15 @@ def apply(
     from setpiece.cli.planning import apply_changes
     from setpiece.engine import open_engine
 
-    change_set, url, definition = _plan(target, engine, store)
+    change_set, url, definition, stack = _plan(target, engine, store)
     _print_plan(change_set, unchanged=show_all)
     _check(change_set, allow_delete=allow_delete, yes=yes)
 
     async def go() -> Any:
         db = await open_engine(url, store=store_url(store))
         try:
-            return await apply_changes(db, change_set, definition, allow_delete=allow_delete)
+            return await apply_changes(db, change_set, definition, allow_delete=allow_delete,
+                                       schemas=stack.schemas)
         finally:
             await db.close()
 

@@ -32,6 +32,7 @@ from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.consumer import DEAD_LETTERS, Consumer
 from setpiece.runtime.discovery import Instance, Registry
 from setpiece.runtime.extension import Action, Extension, HttpEndpoint, TargetKind, TimerHandler
+from setpiece.runtime.flow import Flow
 from setpiece.runtime.letters import DeadLetter
 from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
 from setpiece.runtime.reader import StreamReader
@@ -102,6 +103,10 @@ class Runtime:
             engine, {}, self._handler_action, self.deadline, DEFAULT_RETRY, self.notify_progress
         )
         self._attached = False
+        self._flow = Flow(engine, {
+            **{bus_stream_name(b): f"bus {b}" for b in stack.buses},
+            **{s: f"stream {s}" for s in stack.streams},
+        })
 
     # -- the extension point (setpiece.runtime.extension) -----------------------------------
 
@@ -171,10 +176,16 @@ class Runtime:
             self._http = httpx.AsyncClient()
         return self._http
 
+    def use_http_client(self, client: Any) -> None:
+        """Make HTTP targets and tasks call through ``client`` (an ``httpx.AsyncClient``; tests
+        give one on a fake transport). The runtime closes it when it stops."""
+        self._http = client
+
     # -- starting and stopping --------------------------------------------------------------
 
     async def start(self) -> None:
         await self._create_streams()
+        await self._flow.mark()  # rt.published / rt.expect see what flows from here on
         await self._attach()
         self._build_consumers()
         for consumer in self.consumers:
@@ -470,6 +481,20 @@ class Runtime:
         if records:
             await self._committer.append(records)
         return out
+
+    # -- what flowed (setpiece.runtime.flow) --------------------------------------------------
+
+    async def published(self, pattern: object | None = None) -> list[Event]:
+        """The events published on the stack's buses and streams since it started (by anyone:
+        ``publish``, handlers, rules), oldest first; with an EventBridge ``pattern``, those
+        that match it."""
+        return await self._flow.published(pattern)
+
+    async def expect(self, pattern: object, *, timeout: float = 5.0) -> Event:
+        """The first event matching ``pattern`` published since the stack started, waiting up
+        to ``timeout`` seconds for one. Raises AssertionError listing the events that flowed
+        nearest to the pattern."""
+        return await self._flow.expect(pattern, timeout)
 
     # -- waiting for quiet ------------------------------------------------------------------
 

@@ -94,6 +94,7 @@ class Flow:
         return [flowed.event for flowed in self.seen if _matches(compiled, flowed)]
 
     async def expect(self, pattern: object, timeout: float) -> Event:
+        __tracebackhide__ = True  # pytest: a failure points at the test, not here
         compiled = compile(pattern)
         deadline = time.monotonic() + timeout
         checked = 0

@@ -494,6 +494,7 @@ class Runtime:
         """The first event matching ``pattern`` published since the stack started, waiting up
         to ``timeout`` seconds for one. Raises AssertionError listing the events that flowed
         nearest to the pattern."""
+        __tracebackhide__ = True  # pytest: a failure points at the test, not here
         return await self._flow.expect(pattern, timeout)
 
     # -- waiting for quiet ------------------------------------------------------------------

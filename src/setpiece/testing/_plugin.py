@@ -65,8 +65,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "setpiece(engine): the engine setpiece_stack starts this test's stacks on "
-                   "(memory, sqlite or nats), overriding --setpiece-engine",
+        "markers", "setpiece(engine=None): run this async test on setpiece's event loop; "
+                   "engine= (memory, sqlite or nats) overrides --setpiece-engine for its stacks",
     )
 
 

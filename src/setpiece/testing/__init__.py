@@ -3,7 +3,7 @@ HTTP calls. See ``docs/testing.md``.
 
 Installed with setpiece, the plugin loads by itself (the ``pytest11`` entry point
 ``setpiece.testing``); ``pytest_plugins = ["setpiece.testing"]`` in a test module or conftest
-loads it too. Fixtures: ``setpiece_stack``, ``setpiece_http``, ``setpiece_engine``,
+loads it too. Fixtures: ``setpiece_stack``, ``clock``, ``setpiece_http``, ``setpiece_engine``,
 ``setpiece_urls``, ``setpiece_servers``.
 
 ::
@@ -16,9 +16,11 @@ loads it too. Fixtures: ``setpiece_stack``, ``setpiece_http``, ``setpiece_engine
 
 from __future__ import annotations
 
+from setpiece.clock import VirtualClock
 from setpiece.testing._engines import EngineUrls, Servers
 from setpiece.testing._http import Call, FakeHttp
 from setpiece.testing._plugin import (
+    clock,
     pytest_addoption,
     pytest_configure,
     pytest_configure_node,
@@ -38,6 +40,8 @@ __all__ = [
     "FakeHttp",
     "Servers",
     "StackStarter",
+    "VirtualClock",
+    "clock",
     "pytest_addoption",
     "pytest_configure",
     "pytest_configure_node",

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from setpiece.clock import VirtualClock
 from setpiece.testing._engines import (
     ENGINES,
     EngineUrls,
@@ -25,6 +26,8 @@ from setpiece.testing._http import FakeHttp
 from setpiece.testing._stacks import StackStarter
 
 __all__ = [
+    "CLOCK_START",
+    "clock",
     "pytest_addoption",
     "pytest_configure",
     "pytest_configure_node",
@@ -41,6 +44,7 @@ __all__ = [
 FIXTURES = frozenset({"setpiece_stack", "setpiece_http", "setpiece_urls", "clock"})
 # Tests marked for another async runner are left to it.
 _OTHER_RUNNERS = ("asyncio", "anyio", "trio")
+CLOCK_START = "2026-01-01T00:00:00Z"  # where the ``clock`` fixture's time starts
 _WORKER_KEY = "setpiece_servers"  # pytest-xdist: the controller's servers, for its workers
 _SHARED = pytest.StashKey[contextlib.ExitStack]()
 _SHARED_URLS = pytest.StashKey[Servers]()
@@ -148,6 +152,13 @@ def setpiece_urls(
     yield urls
     if urls.namespace is not None:
         asyncio.run(drop_namespace(urls))
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    """A :class:`~setpiece.clock.VirtualClock` at 2026-01-01T00:00:00Z, under every stack the
+    test starts with ``setpiece_stack``: ``await clock.advance(seconds)`` runs what falls due."""
+    return VirtualClock(start=CLOCK_START)
 
 
 @pytest.fixture

@@ -42,7 +42,9 @@ async def test_a_retry_backoff_of_minutes_waits_for_the_clock(
     attempts: list[float] = []
     flaky = Service("flaky")
 
-    @flaky.on({"type": ["t"]}, retry=RetryPolicy(max_attempts=2, initial_delay=600, max_delay=600, jitter=0))
+    ten_minutes = RetryPolicy(max_attempts=2, initial_delay=600, max_delay=600, jitter=0)
+
+    @flaky.on({"type": ["t"]}, retry=ten_minutes)
     async def once_down(event: Event) -> Event | None:
         attempts.append(clock.time())
         if len(attempts) == 1:

@@ -165,17 +165,26 @@ async def _namespace_left(servers: Servers, namespace: str) -> tuple[bool, list[
 
 
 @pytest.mark.servers
-def test_on_nats_each_test_has_its_namespace_removed_afterwards(
+def test_on_nats_each_test_starts_empty_and_everything_is_removed_at_the_end(
     pytester: pytest.Pytester, setpiece_servers: Servers
 ) -> None:
     pytester.makepyfile(STACK + '''
 import pytest
 
-@pytest.mark.parametrize("n", [1, 2])
+@svc.on({"type": ["a"]})
+async def count(event: Event, ctx: Context) -> None:
+    await ctx.store.put("seen", await ctx.store.get("seen", 0) + 1)
+
+@pytest.mark.parametrize("n", [1, 2, 3])
 async def test_on_nats(setpiece_stack, n):
     rt = await setpiece_stack(stack)
+    assert [sum(await rt.engine.end_offsets(s.name)) for s in await rt.engine.streams()] == [
+        0, 0], "the namespace holds records of an earlier test"
+    assert await rt.store("s").get("seen") is None
     await rt.publish(Event(type="a", source="t", data={"n": n}))
     await rt.expect({"type": ["b"]}, timeout=10)
+    await rt.drain(timeout=10)
+    assert await rt.store("s").get("seen") == 1
     with open(f"namespace{n}.txt", "w") as out:
         out.write(setpiece_stack.urls.namespace)
 ''')
@@ -183,10 +192,10 @@ async def test_on_nats(setpiece_stack, n):
         "-p", "no:cacheprovider", "--setpiece-engine=nats",
         f"--setpiece-nats={setpiece_servers.nats_url}",
         f"--setpiece-postgres={setpiece_servers.postgres_url}",
-    ).assert_outcomes(passed=2)
-    namespaces = {(pytester.path / f"namespace{n}.txt").read_text() for n in (1, 2)}
-    assert len(namespaces) == 2
-    for namespace in namespaces:
+    ).assert_outcomes(passed=3)
+    namespaces = {(pytester.path / f"namespace{n}.txt").read_text() for n in (1, 2, 3)}
+    assert len(namespaces) == 1  # emptied after each test and given to the next
+    for namespace in namespaces:  # and dropped when the session ended
         assert asyncio.run(_namespace_left(setpiece_servers, namespace)) == (False, [])
 
 

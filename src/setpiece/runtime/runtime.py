@@ -194,8 +194,7 @@ class Runtime:
         await self._flow.mark()  # rt.published / rt.expect see what flows from here on
         await self._attach()
         self._build_consumers()
-        for consumer in self.consumers:
-            await consumer.prepare()
+        await self._prepare_consumers()
         await self._schedules.prepare()
         if self._schedules.handlers:
             self.add_timer_handler(SCHEDULES, self._schedules.fire)
@@ -226,13 +225,17 @@ class Runtime:
         if not self.consumers:
             await self._attach()
             self._build_consumers()
-        for consumer in self.consumers:
-            await consumer.prepare()
+        await self._prepare_consumers()
 
     async def _create_streams(self) -> None:
-        for spec in self._stream_specs():
-            await self.engine.create_stream(spec)
-            self._streams.add(spec.name)
+        # Concurrently: on the production engine each is a few round trips to both servers.
+        specs = self._stream_specs()
+        await asyncio.gather(*(self.engine.create_stream(spec) for spec in specs))
+        self._streams.update(spec.name for spec in specs)
+
+    async def _prepare_consumers(self) -> None:
+        """Create every consumer's group offsets (concurrently: each group is its own)."""
+        await asyncio.gather(*(consumer.prepare() for consumer in self.consumers))
 
     async def _attach(self) -> None:
         if not self._attached:

@@ -20,6 +20,7 @@ from setpiece.clock import VirtualClock
 from setpiece.testing._engines import EngineUrls, Servers
 from setpiece.testing._http import Call, FakeHttp
 from setpiece.testing._plugin import (
+    _setpiece_namespaces,  # noqa: F401  # a fixture: pytest finds fixtures on the plugin module
     clock,
     pytest_addoption,
     pytest_configure,

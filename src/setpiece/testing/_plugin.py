@@ -17,8 +17,8 @@ from setpiece.clock import VirtualClock
 from setpiece.testing._engines import (
     ENGINES,
     EngineUrls,
+    Namespaces,
     Servers,
-    drop_namespace,
     engine_urls,
     started_servers,
 )
@@ -124,6 +124,14 @@ def setpiece_servers(request: pytest.FixtureRequest) -> Iterator[Servers]:
         yield servers
 
 
+@pytest.fixture(scope="session")
+def _setpiece_namespaces(setpiece_servers: Servers) -> Iterator[Namespaces]:
+    """This process's namespaces on the servers, emptied between tests, dropped at the end."""
+    namespaces = Namespaces(setpiece_servers)
+    yield namespaces
+    asyncio.run(namespaces.drop_all())
+
+
 @pytest.fixture
 def setpiece_engine(request: pytest.FixtureRequest) -> str:
     """The engine of this test's stacks: the fixture's parameter, else the ``setpiece(engine=)``
@@ -142,16 +150,19 @@ def setpiece_urls(
     request: pytest.FixtureRequest, setpiece_engine: str, tmp_path: Path
 ) -> Iterator[EngineUrls]:
     """Fresh, empty storage for this test: the engine (and store) URL its stacks start on. On
-    ``nats``, a namespace of its own, deleted (streams and schema) when the test ends."""
+    ``nats``, a namespace of its own (NATS prefix and PostgreSQL schema), emptied when the test
+    ends (streams deleted, tables emptied), reused by a later test and dropped at the end."""
     if setpiece_engine not in ENGINES:
         raise pytest.UsageError(
             f"setpiece engine {setpiece_engine!r}: must be one of {', '.join(ENGINES)}"
         )
-    servers = request.getfixturevalue("setpiece_servers") if setpiece_engine == "nats" else None
-    urls = engine_urls(setpiece_engine, tmp_path, servers)
+    if setpiece_engine != "nats":
+        yield engine_urls(setpiece_engine, tmp_path, None)
+        return
+    namespaces: Namespaces = request.getfixturevalue("_setpiece_namespaces")
+    urls = namespaces.take(tmp_path)
     yield urls
-    if urls.namespace is not None:
-        asyncio.run(drop_namespace(urls))
+    asyncio.run(namespaces.give_back(urls))
 
 
 @pytest.fixture

@@ -76,6 +76,9 @@ SUBPACKAGES = {
         "Scope", "StoreReader",
     },
     "setpiece.cli": {"main"},
+    "setpiece.testing": {
+        "Call", "EngineUrls", "FakeHttp", "Servers", "StackStarter", "VirtualClock",
+    },
 }
 
 

@@ -19,8 +19,11 @@ from __future__ import annotations
 from setpiece.clock import VirtualClock
 from setpiece.testing._engines import EngineUrls, Servers
 from setpiece.testing._http import Call, FakeHttp
-from setpiece.testing._plugin import (
-    _setpiece_namespaces,  # noqa: F401  # a fixture: pytest finds fixtures on the plugin module
+
+# pytest finds a plugin's hooks and fixtures by name on its module: these names are here for it
+# (fixtures are used by name in tests, not imported; hence not in __all__).
+from setpiece.testing._plugin import (  # noqa: F401
+    _setpiece_namespaces,
     clock,
     pytest_addoption,
     pytest_configure,
@@ -35,22 +38,4 @@ from setpiece.testing._plugin import (
 )
 from setpiece.testing._stacks import StackStarter
 
-__all__ = [
-    "Call",
-    "EngineUrls",
-    "FakeHttp",
-    "Servers",
-    "StackStarter",
-    "VirtualClock",
-    "clock",
-    "pytest_addoption",
-    "pytest_configure",
-    "pytest_configure_node",
-    "pytest_pyfunc_call",
-    "pytest_unconfigure",
-    "setpiece_engine",
-    "setpiece_http",
-    "setpiece_servers",
-    "setpiece_stack",
-    "setpiece_urls",
-]
+__all__ = ["Call", "EngineUrls", "FakeHttp", "Servers", "StackStarter", "VirtualClock"]

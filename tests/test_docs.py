@@ -108,7 +108,8 @@ def test_python_blocks_run(chain: Chain, tmp_path: Path, monkeypatch: pytest.Mon
 def run_pytest_module(path: Path, code: str, where: str) -> None:
     path.write_text(code)
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(path.parent), str(path)],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "--rootdir", str(path.parent), str(path)],
         cwd=path.parent, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )

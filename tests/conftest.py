@@ -10,7 +10,7 @@ without seeing each other's streams or state.
 that take it through ``indirect`` parametrization with ``ENGINES`` run on NATS + PostgreSQL too.
 
 The ``setpiece.testing`` plugin is loaded here (its fixtures: ``setpiece_stack``, ...): tests
-parametrized with ``on_every_engine`` start their stacks on memory and on NATS + PostgreSQL
+parametrized with ``on_setpiece_engines`` start their stacks on memory and on NATS + PostgreSQL
 (a namespace per test, removed after it), on the same session servers as ``nats``/``postgres``.
 """
 
@@ -37,7 +37,7 @@ ENGINES = [
 
 
 # ``setpiece_stack`` on memory, and on NATS + PostgreSQL under the ``servers`` marker.
-on_every_engine = pytest.mark.parametrize("setpiece_engine", [
+on_setpiece_engines = pytest.mark.parametrize("setpiece_engine", [
     pytest.param("memory", id="memory"),
     pytest.param("nats", id="nats-pg", marks=pytest.mark.servers),
 ])

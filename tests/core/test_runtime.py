@@ -30,7 +30,7 @@ from setpiece import (
     Stream,
 )
 from setpiece.testing import StackStarter
-from tests.conftest import ENGINES, on_every_engine
+from tests.conftest import ENGINES, on_setpiece_engines
 
 Run = Callable[[Any], Any]
 Urls = tuple[str, str | None]
@@ -64,7 +64,7 @@ def registered(customer: str, serial: str, **kw: Any) -> Event:
                  data={"customer": customer, "serial": serial}, partitionkey=customer, **kw)
 
 
-@on_every_engine
+@on_setpiece_engines
 async def test_publish_handle_store_and_emit(setpiece_stack: StackStarter) -> None:
     stack, seen = loyalty_stack()
     rt = await setpiece_stack(stack)
@@ -82,7 +82,7 @@ async def test_publish_handle_store_and_emit(setpiece_stack: StackStarter) -> No
     assert seen == ["s1", "s2", "s3", "s4", "s5"]  # one key, in order
 
 
-@on_every_engine
+@on_setpiece_engines
 async def test_order_is_kept_per_key_under_concurrency(setpiece_stack: StackStarter) -> None:
     order: dict[str, list[int]] = {}
     svc = Service("orders")

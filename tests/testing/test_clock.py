@@ -7,7 +7,7 @@ import asyncio
 
 from setpiece import Event, RetryPolicy, Service, Stack
 from setpiece.testing import StackStarter, VirtualClock
-from tests.conftest import on_every_engine
+from tests.conftest import on_setpiece_engines
 
 
 def hourly_stack() -> Stack:
@@ -20,7 +20,7 @@ def hourly_stack() -> Stack:
     return Stack("shop", services=[reports])
 
 
-@on_every_engine
+@on_setpiece_engines
 async def test_the_clock_fixture_drives_the_stacks_of_the_test(
     setpiece_stack: StackStarter, clock: VirtualClock
 ) -> None:

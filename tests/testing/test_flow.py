@@ -10,7 +10,7 @@ import pytest
 
 from setpiece import Bus, Context, Event, RetryPolicy, Service, Stack, Stream
 from setpiece.testing import StackStarter
-from tests.conftest import on_every_engine
+from tests.conftest import on_setpiece_engines
 
 
 def points_stack() -> Stack:
@@ -32,7 +32,7 @@ def paid(total: int) -> Event:
     return Event(type="order_paid", source="checkout", data={"total": total}, partitionkey="c1")
 
 
-@on_every_engine
+@on_setpiece_engines
 async def test_expect_returns_the_first_match_published_already_or_soon(
     setpiece_stack: StackStarter,
 ) -> None:
@@ -52,7 +52,7 @@ async def test_expect_returns_the_first_match_published_already_or_soon(
     assert awarded.source == "loyalty"
 
 
-@on_every_engine
+@on_setpiece_engines
 async def test_published_lists_what_flowed_on_every_bus_and_stream(
     setpiece_stack: StackStarter,
 ) -> None:

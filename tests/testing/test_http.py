@@ -9,7 +9,7 @@ import pytest
 from setpiece import Bus, ConfigError, Event, HttpTarget, RetryPolicy, Stack
 from setpiece.testing import Call, FakeHttp, StackStarter
 from setpiece.workflows import Workflow
-from tests.conftest import on_every_engine
+from tests.conftest import on_setpiece_engines
 
 HOOK = "https://partner.example/hooks/orders"
 FAST = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.01)
@@ -22,7 +22,7 @@ def hook_stack() -> Stack:
     return Stack("shop", buses=[bus])
 
 
-@on_every_engine
+@on_setpiece_engines
 async def test_an_http_target_posts_to_the_fake_which_answers_as_told(
     setpiece_stack: StackStarter, setpiece_http: FakeHttp
 ) -> None:

@@ -83,6 +83,9 @@ SUBPACKAGES = {
         "Scope", "StoreReader",
     },
     "setpiece.cli": {"main"},
+    "setpiece.testing": {
+        "Call", "EngineUrls", "FakeHttp", "Servers", "StackStarter", "VirtualClock",
+    },
 }
 
 

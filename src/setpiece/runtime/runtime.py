@@ -40,6 +40,7 @@ from setpiece.runtime.extension import (
     TargetKind,
     TimerHandler,
 )
+from setpiece.runtime.flow import Flow
 from setpiece.runtime.letters import DeadLetter
 from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
 from setpiece.runtime.reader import StreamReader
@@ -116,6 +117,10 @@ class Runtime:
             clock,
         )
         self._attached = False
+        self._flow = Flow(engine, {
+            **{bus_stream_name(b): f"bus {b}" for b in stack.buses},
+            **{s: f"stream {s}" for s in stack.streams},
+        })
 
     # -- the extension point (setpiece.runtime.extension) -----------------------------------
 
@@ -189,14 +194,19 @@ class Runtime:
             self._http = httpx.AsyncClient()
         return self._http
 
+    def use_http_client(self, client: Any) -> None:
+        """Make HTTP targets and tasks call through ``client`` (an ``httpx.AsyncClient``; tests
+        give one on a fake transport). The runtime closes it when it stops."""
+        self._http = client
+
     # -- starting and stopping --------------------------------------------------------------
 
     async def start(self) -> None:
         await self._create_streams()
+        await self._flow.mark()  # rt.published / rt.expect see what flows from here on
         await self._attach()
         self._build_consumers()
-        for consumer in self.consumers:
-            await consumer.prepare()
+        await self._prepare_consumers()
         await self._schedules.prepare()
         if self._schedules.handlers:
             self.add_timer_handler(SCHEDULES, self._schedules.fire)
@@ -227,13 +237,17 @@ class Runtime:
         if not self.consumers:
             await self._attach()
             self._build_consumers()
-        for consumer in self.consumers:
-            await consumer.prepare()
+        await self._prepare_consumers()
 
     async def _create_streams(self) -> None:
-        for spec in self._stream_specs():
-            await self.engine.create_stream(spec)
-            self._streams.add(spec.name)
+        # Concurrently: on the production engine each is a few round trips to both servers.
+        specs = self._stream_specs()
+        await asyncio.gather(*(self.engine.create_stream(spec) for spec in specs))
+        self._streams.update(spec.name for spec in specs)
+
+    async def _prepare_consumers(self) -> None:
+        """Create every consumer's group offsets (concurrently: each group is its own)."""
+        await asyncio.gather(*(consumer.prepare() for consumer in self.consumers))
 
     async def _attach(self) -> None:
         if not self._attached:
@@ -503,6 +517,21 @@ class Runtime:
         if records:
             await self._committer.append(records)
         return out
+
+    # -- what flowed (setpiece.runtime.flow) --------------------------------------------------
+
+    async def published(self, pattern: object | None = None) -> list[Event]:
+        """The events published on the stack's buses and streams since it started (by anyone:
+        ``publish``, handlers, rules), oldest first; with an EventBridge ``pattern``, those
+        that match it."""
+        return await self._flow.published(pattern)
+
+    async def expect(self, pattern: object, *, timeout: float = 5.0) -> Event:
+        """The first event matching ``pattern`` published since the stack started, waiting up
+        to ``timeout`` seconds for one. Raises AssertionError listing the events that flowed
+        nearest to the pattern."""
+        __tracebackhide__ = True  # pytest: a failure points at the test, not here
+        return await self._flow.expect(pattern, timeout)
 
     # -- waiting for quiet ------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from setpiece.errors import ConfigError
 from setpiece.http import Authenticator, CallPolicy, VersionRoutes
 from setpiece.route_table import check_routes
 from setpiece.service import Service
+from setpiece.sourcing.aggregate import Aggregate
 from setpiece.stream import Stream, check_name
 from setpiece.workflows.workflow import Workflow
 
@@ -36,7 +37,7 @@ N = TypeVar("N", Service, Bus, Stream)
 
 
 class Stack:
-    """Services, buses, streams and workflows, checked together.
+    """Services, buses, streams, workflows and event-sourced aggregates, checked together.
 
     The HTTP face (declared with :mod:`setpiece.http`, served by :mod:`setpiece.gateway`):
     ``auth`` checks bearer tokens (a :class:`~setpiece.JWTAuth`, or any
@@ -57,6 +58,7 @@ class Stack:
         routes: VersionRoutes | None = None,
         calls: CallPolicy | None = None,
         workflows: Sequence[Workflow] = (),
+        aggregates: Sequence[Aggregate] = (),
     ) -> None:
         check_name("stack", name)
         self.name = name
@@ -69,6 +71,15 @@ class Stack:
             if workflow.name in self.workflows:
                 raise ConfigError(f"the stack declares two of workflow {workflow.name!r}")
             self.workflows[workflow.name] = workflow
+        self.aggregates: dict[str, Aggregate] = {}
+        for aggregate in aggregates:
+            if not isinstance(aggregate, Aggregate):
+                raise ConfigError(
+                    f"aggregates: expected setpiece.sourcing.Aggregate, got {aggregate!r}"
+                )
+            if aggregate.name in self.aggregates:
+                raise ConfigError(f"the stack declares two of aggregate {aggregate.name!r}")
+            self.aggregates[aggregate.name] = aggregate
         if default_bus not in self.buses:
             self.buses[default_bus] = Bus(default_bus)
         self.auth = auth
@@ -102,6 +113,11 @@ class Stack:
                                           f"{target.name!r} is not declared in the stack")
         for workflow in self.workflows.values():
             workflow.check(self)
+        for aggregate in self.aggregates.values():
+            if aggregate.bus is not None and aggregate.bus not in self.buses:
+                raise ConfigError(f"aggregate {aggregate.name!r}: publishes on bus "
+                                  f"{aggregate.bus!r}, which the stack does not declare "
+                                  f"(buses: {sorted(self.buses)})")
 
     def start(
         self,

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from setpiece.engine.contract import Engine, KVRead, UnitOfWork
+from setpiece.engine.contract import Engine, EventAppend, KVRead, UnitOfWork
 from setpiece.errors import ConfigError, ConflictError
 from setpiece.event import Event
 from setpiece.runtime.unit import Attempt
@@ -83,40 +83,18 @@ async def execute_many(
     after each. All or nothing: if one ``decide`` raises, nothing is written. On a conflict,
     the whole batch runs again from fresh state (the aggregate's retry policy)."""
     todo = [(kind.check_id(id), command) for id, command in commands]
+    ids = list(dict.fromkeys(id for id, _ in todo))
     policy = kind.aggregate.retry
     attempt = 0
     while True:
         attempt += 1
-        loaded: dict[str, Loaded] = {}
-        current: dict[str, tuple[Any, int]] = {}
-        decided: dict[str, list[Decided]] = {}
-        versions: list[int] = []
-        for id, command in todo:
-            if id not in current:
-                found = loaded[id] = await kind.load(engine, id)
-                current[id] = (found.state, found.version)
-            state, version = current[id]
-            outcome = kind.decide(state, command, id, version, cause=None, service=None)
-            if outcome.events:
-                decided.setdefault(id, []).append(outcome)
-                version += len(outcome.events)
-            current[id] = (outcome.state, version)
-            versions.append(version)
-        if not decided:
-            return versions
-        work = UnitOfWork()
-        for id, outcomes in decided.items():
-            before = loaded[id].version
-            encoded = tuple(raw for outcome in outcomes for raw in outcome.encoded)
-            work.events.append(kind.append(id, before, Decided([], list(encoded), None)))
-            for outcome in outcomes:
-                work.appends.extend(kind.records(outcome))
-            state, after = current[id]
-            snapshot = kind.snapshot(id, before, after, state, loaded[id])
-            if snapshot is not None:
-                work.writes.append(snapshot)
+        # From the cache on the first attempt (checked by the expected versions), else the store.
+        loaded = kind.take(ids) if attempt == 1 else {}
+        loaded.update(await kind.load_many(engine, [i for i in ids if i not in loaded]))
         try:
-            await engine.commit(work)
+            work, after, versions = _decide_all(kind, loaded, todo)
+            if work.events:
+                await engine.commit(work)
         except ConflictError as exc:
             if attempt >= policy.max_attempts:
                 raise ConflictError(
@@ -125,8 +103,42 @@ async def execute_many(
                 ) from None
             await asyncio.sleep(policy.delay(attempt))
             continue
-        notify()
+        if work.events:
+            notify()
+        kind.keep(after)
         return versions
+
+
+def _decide_all(
+    kind: AggregateKind, loaded: dict[str, Loaded], todo: list[tuple[str, Any]]
+) -> tuple[UnitOfWork, dict[str, Loaded], list[int]]:
+    """Decide every command in order on the states it leaves: the unit of work that stores
+    their events, the states after it, and the version after each command."""
+    current = {id: (found.state, found.version) for id, found in loaded.items()}
+    decided: dict[str, list[Decided]] = {}
+    versions: list[int] = []
+    for id, command in todo:
+        state, version = current[id]
+        outcome = kind.decide(state, command, id, version, cause=None, service=None)
+        if outcome.events:
+            decided.setdefault(id, []).append(outcome)
+            version += len(outcome.events)
+        current[id] = (outcome.state, version)
+        versions.append(version)
+    work = UnitOfWork()
+    after: dict[str, Loaded] = {}
+    for id, outcomes in decided.items():
+        found = loaded[id]
+        encoded = [raw for outcome in outcomes for raw in outcome.encoded]
+        work.events.append(EventAppend(kind.events_ns, id, found.version, tuple(encoded)))
+        for outcome in outcomes:
+            work.appends.extend(kind.records(outcome))
+        state, version = current[id]
+        snapshot = kind.snapshot(id, found.version, version, state, found)
+        if snapshot is not None:
+            work.writes.append(snapshot)
+        after[id] = Loaded(state, version, (version, 0) if snapshot else found.snapshot, 0)
+    return work, after, versions
 
 
 class DeliveryAggregates:

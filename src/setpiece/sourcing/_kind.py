@@ -20,6 +20,7 @@ from setpiece.sourcing.aggregate import Aggregate
 __all__ = ["AggregateKind", "Decided", "Loaded", "events_namespace", "snapshots_namespace"]
 
 _encode = msgspec.json.encode
+_replace = msgspec.structs.replace
 _decode = msgspec.json.decode
 #: Extension attributes every stored event carries: its aggregate type and version.
 AGGREGATE_ATTR = "aggregate"
@@ -68,6 +69,24 @@ class AggregateKind:
         self.events_ns = events_namespace(aggregate.name)
         self.snapshots_ns = snapshots_namespace(aggregate.name)
         self.every = aggregate.snapshots.every if aggregate.snapshots else 0
+        # The state after the last command committed from here, per id (least recent first).
+        self._cache: dict[str, Loaded] = {}
+
+    # -- the command-side cache -------------------------------------------------------------
+
+    def take(self, ids: list[str]) -> dict[str, Loaded]:
+        """The cached states of ``ids``, removed from the cache (put back after a commit)."""
+        cache = self._cache
+        return {id: found for id in ids if (found := cache.pop(id, None)) is not None}
+
+    def keep(self, loaded: dict[str, Loaded]) -> None:
+        limit = self.aggregate.cache
+        if not limit:
+            return
+        cache = self._cache
+        cache.update(loaded)
+        while len(cache) > limit:
+            del cache[next(iter(cache))]
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -139,13 +158,24 @@ class AggregateKind:
             state = evolve(state, read(raw))
         return state
 
-    async def load(self, engine: Engine, id: str) -> Loaded:
-        """The committed state: the snapshot (if of this code's version), then the events."""
+    async def load_many(self, engine: Engine, ids: list[str]) -> dict[str, Loaded]:
+        """:meth:`load` of many aggregates (their snapshots read in one call)."""
+        snapshots = await engine.kv_get(self.snapshots_ns, ids) if self.every and ids else {}
+        return {id: await self.load(engine, id, snapshots.get(id, False)) for id in ids}
+
+    async def load(
+        self, engine: Engine, id: str, snapshot_row: tuple[bytes, int] | bool | None = False
+    ) -> Loaded:
+        """The committed state: the snapshot (if of this code's version), then the events.
+        ``snapshot_row``: the snapshot's row if already read (None: absent)."""
         state: Any = None
         base, snapshot, kv_version = 0, None, 0
         if self.every:
-            found = (await engine.kv_get(self.snapshots_ns, [id])).get(id)
-            if found is not None:
+            found = (
+                (await engine.kv_get(self.snapshots_ns, [id])).get(id)
+                if snapshot_row is False else snapshot_row
+            )
+            if isinstance(found, tuple):
                 kv_version = found[1]
                 try:
                     code, at, saved = _decode(found[0])
@@ -190,16 +220,16 @@ class AggregateKind:
                     f"aggregate {self.name!r}: decide returned {type(event).__name__}, "
                     "not an Event"
                 )
-            extensions = dict(event.extensions or {})
+            extensions = dict(event.extensions) if event.extensions else {}
             extensions[AGGREGATE_ATTR] = self.name
             extensions[VERSION_ATTR] = version + n
-            event = event.replace(
-                subject=id,
-                source=event.source or (service or self.source),
-                partitionkey=event.partitionkey or id,
-                extensions=extensions,
+            # Every value set here is a str or this dict: no type check is needed on replace.
+            event = _replace(
+                event, subject=id, source=event.source or (service or self.source),
+                partitionkey=event.partitionkey or id, extensions=extensions,
             )
-            ready = prepare(event, cause=cause, service=service)
+            ready = (prepare(event, cause=cause, service=service) if cause is not None
+                     else event.validate().check_external(None))
             encoded.append(encode_checked(ready, self.max_bytes))
             events.append(ready)
         for event in events:

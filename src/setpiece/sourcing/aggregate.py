@@ -74,6 +74,12 @@ class Aggregate:
     function (an event type it lacks is an error naming it). ``bus`` (the stack's default bus
     unless named) is where the aggregate's events are published, with ``subject`` = the
     aggregate id, in the transaction that stores them.
+
+    ``cache``: commands from outside a delivery (``rt.aggregate(...).execute``,
+    ``rt.execute_many``) keep the state of up to this many aggregates in memory after their
+    commit, and start the next command from it instead of the store; a stale entry (another
+    writer appended meanwhile) is caught by the expected version, and the command reruns on
+    fresh state. 0 turns it off. ``decide`` must not change the state it is given.
     """
 
     def __init__(
@@ -87,6 +93,7 @@ class Aggregate:
         upcasters: Sequence[Upcaster] = (),
         retry: RetryPolicy = CONFLICT_RETRY,
         bus: str | None = None,
+        cache: int = 10_000,
     ) -> None:
         check_name("aggregate", name)
         for field, value in (("initial", initial), ("decide", decide)):
@@ -100,6 +107,8 @@ class Aggregate:
             raise ConfigError(f"aggregate {name!r}: evolve must be callable or a mapping")
         if snapshots is not None and not isinstance(snapshots, Snapshots):
             raise ConfigError(f"aggregate {name!r}: snapshots must be a Snapshots or None")
+        if isinstance(cache, bool) or not isinstance(cache, int) or cache < 0:
+            raise ConfigError(f"aggregate {name!r}: cache must be an int >= 0, got {cache!r}")
         if not isinstance(retry, RetryPolicy):
             raise ConfigError(f"aggregate {name!r}: retry must be a RetryPolicy")
         self.name = name
@@ -109,6 +118,7 @@ class Aggregate:
         self.snapshots = snapshots if snapshots is not None and snapshots.every else None
         self.retry = retry
         self.bus = bus
+        self.cache = cache
         self.upcasters: dict[tuple[str, str | None], Upcaster] = {}
         for upcaster in upcasters:
             if not isinstance(upcaster, Upcaster) or not callable(upcaster.upcast):

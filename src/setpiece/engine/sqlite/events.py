@@ -4,15 +4,24 @@ checked and written inside the unit of work's transaction, and reads in version 
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 from setpiece.engine.contract import EventAppend
+from setpiece.engine.sqlite.bulk import _Bulk, _In
 from setpiece.engine.sqlite.groups import SQLiteGroupLog
 from setpiece.errors import ConflictError
 
 __all__ = ["SQLiteEvents"]
 
-_VERSION = "SELECT max(version) FROM sp_events WHERE ns = ? AND id = ?"
-_INSERT = "INSERT INTO sp_events(ns, id, version, value) VALUES (?, ?, ?, ?)"
+# The current version of many sequences of one namespace in one query.
+_VERSIONS = _In(
+    "SELECT id, max(version) FROM sp_events WHERE ns = ?1 AND id IN (", ") GROUP BY id",
+    shared=1,
+)
+_INSERT = _Bulk(
+    "INSERT INTO sp_events(ns, id, version, value) VALUES ", "({0}, {1}, {2}, {3})", "",
+    shared=0, width=4,
+)
 
 
 class SQLiteEvents(SQLiteGroupLog):
@@ -41,21 +50,24 @@ class SQLiteEvents(SQLiteGroupLog):
     @staticmethod
     def _append_events(db: sqlite3.Connection, appends: list[EventAppend]) -> None:
         """Check every expected version, then insert (inside the unit's write transaction)."""
+        wanted: dict[str, list[str]] = {}
+        for append in appends:
+            wanted.setdefault(append.namespace, []).append(append.id)
         heads: dict[tuple[str, str], int] = {}
-        rows: list[tuple[str, str, int, bytes]] = []
+        for ns, ids in wanted.items():
+            for id_, version in _VERSIONS.rows(db, [ns], ids):
+                heads[(ns, id_)] = version
+        rows: list[Any] = []
         for append in appends:
             key = (append.namespace, append.id)
-            current = heads.get(key)
-            if current is None:
-                current = db.execute(_VERSION, key).fetchone()[0] or 0
+            current = heads.get(key, 0)
             if current != append.expected:
                 raise ConflictError(
                     f"events {append.namespace!r}/{append.id!r}: version is {current}, "
                     f"expected {append.expected}"
                 )
             ns, id_ = key
-            rows.extend(
-                (ns, id_, current + n, value) for n, value in enumerate(append.events, 1)
-            )
+            for n, value in enumerate(append.events, current + 1):
+                rows += (ns, id_, n, value)
             heads[key] = current + len(append.events)
-        db.executemany(_INSERT, rows)
+        _INSERT.run(db, [], rows)

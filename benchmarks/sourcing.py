@@ -16,7 +16,8 @@ Columns:
 - ``setpiece execute_many``: ``rt.execute_many`` with ``--batch`` commands per transaction;
 - ``setpiece execute``: ``rt.aggregate(name, id).execute(command)``, one transaction each;
 - ``eventsourcing``: ``repository.get`` + the aggregate's command method + ``app.save``, one
-  transaction each (its only way), on its SQLite recorder (``PERSISTENCE_MODULE=eventsourcing.sqlite``).
+  transaction each (its only way), on its SQLite recorder
+  (``PERSISTENCE_MODULE=eventsourcing.sqlite``).
 
 Both use a fresh SQLite file in WAL mode. setpiece's default is ``synchronous=normal`` (no fsync
 per commit; a process crash loses nothing committed, a power cut may lose the last
@@ -138,7 +139,7 @@ def eventsourcing_peer(path: str, aggregates: int, commands: int) -> tuple[float
     elapsed = time.perf_counter() - started
     assert app.repository.get(ids[-1]).balance == commands * (commands + 1) // 2
     big = Account()
-    for at in range(0, 10_000, 1000):
+    for _ in range(10):
         for _ in range(1000):
             big.deposit(1)
         app.save(big)  # snapshots every 100 events, taken on save
@@ -183,7 +184,7 @@ def main() -> None:
     if peer is None:
         print("  eventsourcing                    (not installed: pip install -e '.[bench]')")
     else:
-        rate, es_load = peer
+        rate = peer[0]
         print(f"  eventsourcing Application (1/tx) {rate:>12,.0f} commands/s  "
               f"({pn:,} x {c}, its SQLite defaults: WAL, fsync per commit)")
         print(f"  ratio: execute_many {many / rate:.1f}x, execute {one / rate:.1f}x, "

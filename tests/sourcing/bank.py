@@ -20,8 +20,11 @@ def evolve(state: dict[str, Any], event: Event) -> dict[str, Any]:
     return {"balance": state["balance"] + event.data["amount"]}
 
 
+DEFAULT_SNAPSHOTS = Snapshots()
+
+
 def account(
-    *, snapshots: Snapshots | None = Snapshots(), upcasters: tuple[Upcaster, ...] = (),
+    *, snapshots: Snapshots | None = DEFAULT_SNAPSHOTS, upcasters: tuple[Upcaster, ...] = (),
     **options: Any,
 ) -> Aggregate:
     return Aggregate(

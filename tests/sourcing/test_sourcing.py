@@ -346,8 +346,8 @@ def test_bad_input_clear_errors_and_nothing_written(run: Run, tmp_path: Path) ->
             await rt.aggregate("account", "a").execute({"amount": 1})
         async with Stack("bank", services=[_observer(seen)],
                          aggregates=[upcasting]).start(url) as rt:
-            with pytest.raises(EventError, match="the upcaster of 'deposited' version None "
-                                                 "failed on event .*KeyError"):
+            with pytest.raises(EventError, match=r"the upcaster of 'deposited' version None "
+                                                 r"failed on event .*KeyError"):
                 await rt.aggregate("account", "a").execute({"amount": 1})
             with pytest.raises(EventError, match="upcaster of 'deposited'"):
                 await rt.aggregate("account", "a").load()
@@ -374,9 +374,9 @@ def test_stack_refuses_bad_aggregate_declarations() -> None:
         Stack("s", aggregates=[bank.account(), bank.account()])
     with pytest.raises(ConfigError, match="publishes on bus 'nowhere'"):
         Stack("s", aggregates=[bank.account(bus="nowhere")])
-    with pytest.raises(ConfigError, match="expected setpiece.sourcing.Aggregate"):
+    with pytest.raises(ConfigError, match=r"expected setpiece\.sourcing\.Aggregate"):
         Stack("s", aggregates=["account"])  # type: ignore[list-item]
-    with pytest.raises(ConfigError, match="Snapshots.every"):
+    with pytest.raises(ConfigError, match=r"Snapshots\.every"):
         Snapshots(every=-1)
     with pytest.raises(ConfigError, match="evolve must be callable"):
         Aggregate("a", initial=dict, decide=lambda s, c: None, evolve=3)  # type: ignore[arg-type]

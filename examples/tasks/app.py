@@ -7,9 +7,9 @@
   the events are stored, and published on the bus, with the request's unit of work.
 - ``board`` (a service): the projection. It consumes the task events from the bus into its
   store (one row per task, one list of open tasks per assignee), idempotent per task version,
-  and answers ``GET /board/{assignee}``.
-- Every route needs a bearer token with ``tasks:write`` (commands) or ``tasks:read`` (reads). ``rt.replay_aggregate("task", rule="board.project")``
+  and answers ``GET /board/{assignee}``. ``rt.replay_aggregate("task", rule="board.project")``
   rebuilds it from the event store.
+- Every route needs a bearer token with ``tasks:write`` (commands) or ``tasks:read`` (reads).
 
 ``python -m examples.tasks`` runs a short demo over HTTP, in process.
 """

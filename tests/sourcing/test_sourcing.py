@@ -450,3 +450,19 @@ def test_execute_many_is_all_or_nothing(run: Run) -> None:
             assert await rt.aggregate("account", "b").load() == ({"balance": 1}, 1)
 
     run(main())
+
+
+@on_shared_engines
+def test_a_stale_cache_entry_is_not_a_conflict_the_policy_counts(run: Run, urls: Urls) -> None:
+    """The state cached after a command is stale once another writer appends: the next
+    command's append is refused, and it reruns from the store without spending an attempt."""
+    a = bank.account(retry=RetryPolicy(max_attempts=1))
+
+    async def main() -> None:
+        async with Stack("bank", aggregates=[a]).start(urls[0], store=urls[1]) as rt:
+            assert await rt.aggregate("account", "acc-1").execute({"amount": 1}) == 1
+            assert _other_writer(urls, bank.account(), "acc-1", {"amount": 10}) == 2
+            assert await rt.aggregate("account", "acc-1").execute({"amount": 100}) == 3
+            assert await rt.aggregate("account", "acc-1").load() == ({"balance": 111}, 3)
+
+    run(main())

@@ -86,16 +86,21 @@ async def execute_many(
     ids = list(dict.fromkeys(id for id, _ in todo))
     policy = kind.aggregate.retry
     attempt = 0
+    from_cache = True
     while True:
         attempt += 1
-        # From the cache on the first attempt (checked by the expected versions), else the store.
-        loaded = kind.take(ids) if attempt == 1 else {}
+        # From the cache at first (checked by the expected versions), then from the store.
+        loaded = kind.take(ids) if from_cache else {}
+        cached, from_cache = bool(loaded), False
         loaded.update(await kind.load_many(engine, [i for i in ids if i not in loaded]))
         try:
             work, after, versions = _decide_all(kind, loaded, todo)
             if work.events:
                 await engine.commit(work)
         except ConflictError as exc:
+            if cached:  # a stale cache entry: not a race the policy should count
+                attempt -= 1
+                continue
             if attempt >= policy.max_attempts:
                 raise ConflictError(
                     f"aggregate {kind.name!r}: still conflicting after {attempt} attempts "

@@ -21,7 +21,9 @@ import pytest
 
 from setpiece import Stack
 from setpiece.engine import Engine
+from setpiece.engine.servers import NatsServer, PostgresServer
 from setpiece.event import Event, decode_event, encode_event
+from tests.conftest import fresh_urls
 from tests.core.test_crash import Target
 from tests.sourcing import crash_app
 
@@ -117,17 +119,13 @@ def _check(target: SourcingTarget, items: int) -> None:
     target.call(check)
 
 
-@pytest.mark.timeout(600)  # subprocesses killed and restarted many times; slow on a busy machine
-@pytest.mark.slow
-def test_sigkill_while_workers_race_on_hot_aggregates(tmp_path: Path) -> None:
-    items, kills = 20_000, 12
-    target = SourcingTarget(tmp_path, f"sqlite:///{tmp_path / 'crash.db'}")
+def _kill_loop(target: SourcingTarget, items: int, kills: int, seed: int) -> None:
     init = _start(target, "init")
     assert init.wait(timeout=60) == 0
     assert init.stdout is not None
     init.stdout.close()
     _publish(target, items)
-    rng = random.Random(20261203)
+    rng = random.Random(seed)
     workers = [_start(target, "run"), _start(target, "run")]
     interrupted = 0
     for _ in range(kills):
@@ -140,8 +138,26 @@ def test_sigkill_while_workers_race_on_hot_aggregates(tmp_path: Path) -> None:
         _stop(proc)
     assert interrupted >= kills // 2, "the kills must interrupt real work"
     final = _start(target, "drain")
-    code = final.wait(timeout=180)
+    code = final.wait(timeout=240)
     assert final.stdout is not None
     final.stdout.close()
     assert code == 0, target.log("drain").read_text(errors="replace")[-4000:]
     _check(target, items)
+
+
+@pytest.mark.timeout(600)  # subprocesses killed and restarted many times; slow on a busy machine
+@pytest.mark.slow
+def test_sigkill_while_workers_race_on_hot_aggregates(tmp_path: Path) -> None:
+    target = SourcingTarget(tmp_path, f"sqlite:///{tmp_path / 'crash.db'}")
+    _kill_loop(target, items=20_000, kills=12, seed=20261203)
+
+
+@pytest.mark.timeout(900)  # subprocesses killed and restarted many times; slow on a busy machine
+@pytest.mark.slow
+@pytest.mark.servers
+def test_sigkill_while_workers_race_on_nats_and_postgres(
+    tmp_path: Path, nats: NatsServer, postgres: PostgresServer
+) -> None:
+    url, store = fresh_urls(nats, postgres)
+    target = SourcingTarget(tmp_path, url, store)
+    _kill_loop(target, items=8_000, kills=8, seed=20261204)

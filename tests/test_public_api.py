@@ -61,7 +61,8 @@ SUBPACKAGES = {
         "stop_execution", "validate",
     },
     "setpiece.engine": {
-        "Assignment", "Engine", "GroupLog", "KVRead", "KVWrite", "Log", "OffsetCommit", "Record",
+        "Assignment", "Engine", "EventAppend", "GroupLog", "KVRead", "KVWrite", "Log",
+        "OffsetCommit", "Record",
         "Store", "StreamSpec", "Timer", "UnitOfWork", "open_engine", "partition_for",
     },
     "setpiece.deploy": {
@@ -70,7 +71,8 @@ SUBPACKAGES = {
         "steps_for",
     },
     "setpiece.engine.conformance": {
-        "EngineConformance", "EngineSuite", "EngineTestCase", "GroupLogConformance",
+        "EngineConformance", "EngineSuite", "EngineTestCase", "EventStoreConformance",
+        "GroupLogConformance",
         "LogConformance", "PeerConformance", "StoreConformance", "engine_test", "peer_test",
     },
     "setpiece.gateway": {
@@ -82,6 +84,7 @@ SUBPACKAGES = {
         "DeadLetter", "EndpointCall", "Extension", "HttpEndpoint", "Runtime", "RuntimeConfig",
         "Scope", "StoreReader",
     },
+    "setpiece.sourcing": {"CONFLICT_RETRY", "Aggregate", "Snapshots", "Upcaster"},
     "setpiece.cli": {"main"},
     "setpiece.testing": {
         "Call", "EngineUrls", "FakeHttp", "Servers", "StackStarter", "VirtualClock",

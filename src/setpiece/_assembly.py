@@ -18,6 +18,8 @@ from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.extension import Extension
 from setpiece.runtime.runtime import Runtime as CoreRuntime
 from setpiece.schemas._extension import SchemaChecks
+from setpiece.sourcing._api import SourcingMethods
+from setpiece.sourcing._extension import EventSourcing
 from setpiece.stack import Stack
 from setpiece.workflows._api import WorkflowMethods
 from setpiece.workflows._extension import DurableWorkflows
@@ -28,12 +30,13 @@ __all__ = [
 ]
 
 
-class Runtime(GatewayMethods, WorkflowMethods, CoreRuntime):
+class Runtime(GatewayMethods, WorkflowMethods, SourcingMethods, CoreRuntime):
     """A running stack. Get one from ``stack.start(...)``.
 
     Besides publishing, draining, stores, dead letters and replay (the runtime's own), it serves
     the HTTP gateway (``asgi()``) and runs the stack's durable workflows (``start_execution``,
-    ``executions``, ``send_task_success``, ...).
+    ``executions``, ``send_task_success``, ...) and commands on its event-sourced aggregates
+    (``aggregate(name, id)``, ``execute_many``, ``replay_aggregate``).
     """
 
 
@@ -42,6 +45,8 @@ def extensions_for(stack: Stack) -> list[Extension]:
     extensions: list[Extension] = [DurableWorkflows()]
     if stack.schemas:
         extensions.append(SchemaChecks(stack))
+    if stack.aggregates:
+        extensions.append(EventSourcing())
     return extensions
 
 

@@ -25,6 +25,7 @@ from setpiece.http import Authenticator, CallPolicy, VersionRoutes
 from setpiece.route_table import check_routes
 from setpiece.schemas.schema import Schema, versions_by_type
 from setpiece.service import Service
+from setpiece.sourcing.aggregate import Aggregate
 from setpiece.stream import Stream, check_name
 from setpiece.workflows.workflow import Workflow
 
@@ -38,7 +39,8 @@ N = TypeVar("N", Service, Bus, Stream)
 
 
 class Stack:
-    """Services, buses, streams, workflows and event schemas, checked together.
+    """Services, buses, streams, workflows, event schemas and event-sourced aggregates, checked
+    together.
 
     ``schemas``: a :class:`~setpiece.schemas.Schema` per event type and version; every publish
     is validated against them (see :mod:`setpiece.schemas`).
@@ -63,6 +65,7 @@ class Stack:
         calls: CallPolicy | None = None,
         workflows: Sequence[Workflow] = (),
         schemas: Sequence[Schema] = (),
+        aggregates: Sequence[Aggregate] = (),
     ) -> None:
         check_name("stack", name)
         self.name = name
@@ -75,6 +78,15 @@ class Stack:
             if workflow.name in self.workflows:
                 raise ConfigError(f"the stack declares two of workflow {workflow.name!r}")
             self.workflows[workflow.name] = workflow
+        self.aggregates: dict[str, Aggregate] = {}
+        for aggregate in aggregates:
+            if not isinstance(aggregate, Aggregate):
+                raise ConfigError(
+                    f"aggregates: expected setpiece.sourcing.Aggregate, got {aggregate!r}"
+                )
+            if aggregate.name in self.aggregates:
+                raise ConfigError(f"the stack declares two of aggregate {aggregate.name!r}")
+            self.aggregates[aggregate.name] = aggregate
         if default_bus not in self.buses:
             self.buses[default_bus] = Bus(default_bus)
         #: event type -> its declared schemas, oldest version first (setpiece.schemas)
@@ -110,6 +122,11 @@ class Stack:
                                           f"{target.name!r} is not declared in the stack")
         for workflow in self.workflows.values():
             workflow.check(self)
+        for aggregate in self.aggregates.values():
+            if aggregate.bus is not None and aggregate.bus not in self.buses:
+                raise ConfigError(f"aggregate {aggregate.name!r}: publishes on bus "
+                                  f"{aggregate.bus!r}, which the stack does not declare "
+                                  f"(buses: {sorted(self.buses)})")
 
     def start(
         self,

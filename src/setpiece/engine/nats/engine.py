@@ -327,6 +327,16 @@ class NatsEngine(Engine):
     async def prune_inbox(self, before: float) -> int:
         return await self._store.prune_inbox(before)
 
+    async def read_events(
+        self, namespace: str, id: str, after: int = 0, limit: int | None = None
+    ) -> list[tuple[int, bytes]]:
+        return await self._store.read_events(namespace, id, after, limit)
+
+    async def event_sequences(
+        self, namespace: str, after: str = "", limit: int = 1000
+    ) -> list[tuple[str, int]]:
+        return await self._store.event_sequences(namespace, after, limit)
+
     async def commit(self, work: UnitOfWork) -> list[tuple[str, int, int]]:
         if work.empty():
             return []

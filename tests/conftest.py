@@ -19,7 +19,14 @@ from typing import Any
 
 import pytest
 
-from setpiece.engine.servers import NatsServer, PostgresServer, nats_server, postgres_server
+from setpiece.engine.servers import (
+    NatsCluster,
+    NatsServer,
+    PostgresServer,
+    nats_server,
+    postgres_server,
+)
+from setpiece.engine.servers import nats_cluster as nats_cluster_server
 
 # Parametrize a test's ``engine_urls`` with these (``indirect=True``): SQLite in memory, and
 # NATS JetStream + PostgreSQL under the ``servers`` marker.
@@ -51,10 +58,18 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
 
 
-def fresh_urls(nats: NatsServer, postgres: PostgresServer) -> tuple[str, str]:
+@pytest.fixture(scope="session")
+def nats_cluster() -> Iterator[NatsCluster]:
+    """A 3-node JetStream cluster (streams with 3 replicas), for the session."""
+    with nats_cluster_server(nodes=3) as cluster:
+        yield cluster
+
+
+def fresh_urls(nats: NatsServer | NatsCluster, postgres: PostgresServer) -> tuple[str, str]:
     """(engine URL, store URL) for an engine on fresh, empty storage."""
     name = f"t{uuid.uuid4().hex[:12]}"
-    return f"{nats.url}?prefix={name}", f"{postgres.url}?schema={name}"
+    joiner = "&" if "?" in nats.url else "?"
+    return f"{nats.url}{joiner}prefix={name}", f"{postgres.url}?schema={name}"
 
 
 @pytest.fixture

@@ -427,10 +427,20 @@ def nats_options(url: str) -> NatsOptions:
                        numbers["timeout"], numbers["connect_timeout"])
 
 
+def seed_urls(server: str) -> list[str]:
+    """The servers a URL names: ``nats://a:4222,b:4223`` is two seeds of one cluster."""
+    parts = urlsplit(server)
+    hosts = [h.strip() for h in parts.netloc.split(",")]
+    if any(not h for h in hosts):
+        raise ConfigError(f"engine URL {server!r}: an empty server in the seed list")
+    return [urlunsplit(parts._replace(netloc=host)) for host in hosts]
+
+
 async def open_nats(url: str, store_url: str) -> NatsEngine:
     """Open the production engine: JetStream at ``url``, PostgreSQL at ``store_url``."""
     options = nats_options(url)
     server, prefix, timeout = options.server, options.prefix, options.timeout
+    seeds = seed_urls(server)
 
     split_store_url(store_url)  # a malformed store URL fails before any connection is made
 
@@ -444,7 +454,8 @@ async def open_nats(url: str, store_url: str) -> NatsEngine:
         # forever and calls retry up to ``timeout``.
         await asyncio.wait_for(
             nc.connect(
-                servers=[server],
+                servers=seeds,  # every seed: the client fails over between them
+                dont_randomize=False,
                 name="setpiece",
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,

@@ -15,12 +15,13 @@ from setpiece.clock import SystemClock, VirtualClock
 from tests.conftest import ENGINES, fresh_urls
 
 Run = Callable[[Any], Any]
+Urls = tuple[str, str | None]  # (engine URL, store URL)
 START = "2026-01-01T00:00:00Z"
 T0 = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 
 
 @pytest.fixture(params=["memory", "file", *ENGINES[1:]])
-def urls(request: pytest.FixtureRequest, tmp_path: Any) -> tuple[str, str | None]:
+def urls(request: pytest.FixtureRequest, tmp_path: Any) -> Urls:
     """SQLite in memory, an SQLite file and (marked servers) NATS + PostgreSQL."""
     if request.param == "memory":
         return "memory", None
@@ -104,7 +105,7 @@ def test_start_refuses_what_is_not_a_clock() -> None:
 # ------------------------------------------------------------------------------ the runtime
 
 
-def test_an_hourly_schedule_fires_once_per_hour_advanced(run: Run, urls: tuple[str, str | None]) -> None:
+def test_an_hourly_schedule_fires_once_per_hour_advanced(run: Run, urls: Urls) -> None:
     svc = Service("reports")
     fired: list[float] = []
 
@@ -129,7 +130,7 @@ def test_an_hourly_schedule_fires_once_per_hour_advanced(run: Run, urls: tuple[s
     run(main())
 
 
-def test_a_cron_schedule_follows_the_virtual_calendar(run: Run, urls: tuple[str, str | None]) -> None:
+def test_a_cron_schedule_follows_the_virtual_calendar(run: Run, urls: Urls) -> None:
     svc = Service("nightly")
     fired: list[str] = []
 
@@ -146,7 +147,7 @@ def test_a_cron_schedule_follows_the_virtual_calendar(run: Run, urls: tuple[str,
     run(main())
 
 
-def test_a_retry_backoff_of_minutes_waits_on_the_clock(run: Run, urls: tuple[str, str | None]) -> None:
+def test_a_retry_backoff_of_minutes_waits_on_the_clock(run: Run, urls: Urls) -> None:
     svc = Service("flaky")
     attempts: list[float] = []
     clock = VirtualClock(START)
@@ -159,7 +160,8 @@ def test_a_retry_backoff_of_minutes_waits_on_the_clock(run: Run, urls: tuple[str
             raise RuntimeError("not yet")
 
     async def main() -> None:
-        async with Stack("retries", services=[svc]).start(urls[0], store=urls[1], clock=clock) as rt:
+        stack = Stack("retries", services=[svc])
+        async with stack.start(urls[0], store=urls[1], clock=clock) as rt:
             await rt.publish(Event(type="ping", source="test"))
             await clock.advance(0)
             assert attempts == [0]
@@ -175,7 +177,7 @@ def test_a_retry_backoff_of_minutes_waits_on_the_clock(run: Run, urls: tuple[str
     run(main())
 
 
-def test_a_day_long_workflow_wait_and_a_timeout(run: Run, urls: tuple[str, str | None]) -> None:
+def test_a_day_long_workflow_wait_and_a_timeout(run: Run, urls: Urls) -> None:
     waits = Workflow("wait_a_day", {
         "StartAt": "Wait", "States": {
             "Wait": {"Type": "Wait", "Seconds": 86400, "Next": "Done"},

@@ -302,6 +302,39 @@ class NatsCluster:
         for node in self.nodes:
             node.stop()
 
+    def stream_leaders(self) -> dict[str, str]:
+        """Each replicated stream's current leader (node name), asked of a running node."""
+        import json
+        import urllib.request
+
+        for node in self.nodes:
+            if not node.running:
+                continue
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{node.monitor_port}/jsz?accounts=true&streams=true",
+                    timeout=5,
+                ) as answer:
+                    report = json.load(answer)
+            except OSError:
+                continue
+            leaders: dict[str, str] = {}
+            for account in report.get("account_details") or ():
+                for stream in account.get("stream_detail") or ():
+                    leader = (stream.get("cluster") or {}).get("leader")
+                    if leader:
+                        leaders[stream["name"]] = leader
+            if leaders:
+                return leaders
+        return {}
+
+    def node(self, name: str) -> NatsServer:
+        """The node called ``name`` (``n1``, ``n2``, ...)."""
+        for node in self.nodes:
+            if node.cluster is not None and node.cluster.name == name:
+                return node
+        raise KeyError(name)
+
 
 @contextlib.contextmanager
 def nats_server(store_dir: str | os.PathLike[str] | None = None) -> Iterator[NatsServer]:
@@ -593,10 +626,13 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, on_signal)
     try:
         with contextlib.ExitStack() as servers:
-            nats: NatsServer | NatsCluster = servers.enter_context(
-                nats_server(base / "nats" if base else None) if args.nodes == 1
-                else nats_cluster(base / "nats" if base else None, args.nodes)
-            )
+            nats: NatsServer | NatsCluster
+            if args.nodes == 1:
+                nats = servers.enter_context(nats_server(base / "nats" if base else None))
+            else:
+                nats = servers.enter_context(
+                    nats_cluster(base / "nats" if base else None, args.nodes)
+                )
             pg = servers.enter_context(
                 postgres_server(base / "postgres" if base else None, durable=args.durable)
             )

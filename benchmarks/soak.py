@@ -41,12 +41,29 @@ ROOT = HERE.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from examples.product_registration.app import build_stack  # noqa: E402 - after sys.path
-from examples.product_registration.manufacturer import ManufacturerWebhook  # noqa: E402
 from setpiece import Event  # noqa: E402
 from setpiece.engine import open_engine  # noqa: E402
 from setpiece.event import decode_event  # noqa: E402
 
 APP = "examples.product_registration.app:stack"
+# The manufacturer's stand-in keeps every POST it gets (it is a test fixture): it runs in its
+# own process, outside what the soak measures.
+STAND_IN = """
+import sys, time
+from examples.product_registration.manufacturer import ManufacturerWebhook
+with ManufacturerWebhook() as hook:
+    print(hook.url, flush=True)
+    while True:
+        time.sleep(3600)
+"""
+
+
+def start_stand_in() -> tuple[subprocess.Popen[bytes], str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    proc = subprocess.Popen([sys.executable, "-c", STAND_IN], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().decode().strip()
 
 
 def rss(pid: int) -> int:
@@ -169,13 +186,14 @@ async def run_one(args: argparse.Namespace, label: str, url: str, store: str | N
                   work: Path) -> bool:
     from setpiece._assembly import new_runtime
 
-    with ManufacturerWebhook() as manufacturer:
-        stack = build_stack(work / "outbox", manufacturer.url)
+    stand_in, manufacturer = start_stand_in()
+    try:
+        stack = build_stack(work / "outbox", manufacturer)
         engine = await open_engine(url, store=store)
         runtime = new_runtime(stack, engine)
         await runtime.provision()  # streams and groups; this process consumes nothing
         soak = Soak(args, url, store, work)
-        soak.start_workers(manufacturer.url)
+        soak.start_workers(manufacturer)
         await asyncio.sleep(3)
         me = os.getpid()
         tasks = [asyncio.create_task(soak.produce(runtime, args.rate)),
@@ -246,6 +264,9 @@ async def run_one(args: argparse.Namespace, label: str, url: str, store: str | N
         if dead:
             print(f"   first dead letter: {dead[0]}")
         return ok
+    finally:
+        stand_in.kill()
+        stand_in.wait()
 
 
 def main() -> int:

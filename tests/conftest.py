@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
 
-from setpiece.engine.servers import NatsServer, PostgresServer
+from setpiece.engine.servers import NatsCluster, NatsServer, PostgresServer
+from setpiece.engine.servers import nats_cluster as nats_cluster_server
 from setpiece.testing import Servers
 
 pytest_plugins = ["pytester", "setpiece.testing"]
@@ -69,10 +70,18 @@ def postgres(setpiece_servers: Servers) -> PostgresServer:
     return setpiece_servers.postgres
 
 
-def fresh_urls(nats: NatsServer, postgres: PostgresServer) -> tuple[str, str]:
+@pytest.fixture(scope="session")
+def nats_cluster() -> Iterator[NatsCluster]:
+    """A 3-node JetStream cluster (streams with 3 replicas), for the session."""
+    with nats_cluster_server(nodes=3) as cluster:
+        yield cluster
+
+
+def fresh_urls(nats: NatsServer | NatsCluster, postgres: PostgresServer) -> tuple[str, str]:
     """(engine URL, store URL) for an engine on fresh, empty storage."""
     name = f"t{uuid.uuid4().hex[:12]}"
-    return f"{nats.url}?prefix={name}", f"{postgres.url}?schema={name}"
+    joiner = "&" if "?" in nats.url else "?"
+    return f"{nats.url}{joiner}prefix={name}", f"{postgres.url}?schema={name}"
 
 
 @pytest.fixture

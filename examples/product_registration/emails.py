@@ -41,16 +41,35 @@ class Outbox:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._ids: set[str] = set()  # message ids seen in the file so far
+        self._indexed = 0  # bytes of the file read into _ids
 
     def send(self, message: dict[str, Any]) -> bool:
         """Append ``message`` unless its ``message_id`` was sent before; True if appended."""
         with self._lock:
-            if any(m["message_id"] == message["message_id"] for m in self.messages()):
+            if message["message_id"] in self._sent_ids():
                 return False
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(message, sort_keys=True) + "\n")
             return True
+
+    def _sent_ids(self) -> set[str]:
+        """The message ids in the file, read incrementally: only lines appended since the
+        last look (by this process or another worker sharing the file) are parsed."""
+        if not self.path.exists() or self.path.stat().st_size < self._indexed:
+            self._ids, self._indexed = set(), 0  # removed or started afresh
+        if not self.path.exists():
+            return self._ids
+        with self.path.open("rb") as lines:
+            lines.seek(self._indexed)
+            for line in lines:
+                if not line.endswith(b"\n"):
+                    break  # another process is writing it: read it next time
+                self._indexed += len(line)
+                if line.strip():
+                    self._ids.add(json.loads(line)["message_id"])
+        return self._ids
 
     def messages(self) -> list[dict[str, Any]]:
         if not self.path.exists():

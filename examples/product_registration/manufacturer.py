@@ -52,6 +52,12 @@ def notify_manufacturer(url: str) -> Rule:
     )
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) resets connections when a worker's HTTP target sends
+    # its deliveries concurrently (16 in flight per consumer by default).
+    request_queue_size = 128
+
+
 class ManufacturerWebhook:
     """A local HTTP endpoint standing in for the manufacturer; use it as a context manager.
 
@@ -63,7 +69,7 @@ class ManufacturerWebhook:
         self.posts: list[dict[str, Any]] = []  # every POST, duplicates included
         self.registrations: dict[str, dict[str, Any]] = {}  # by event id
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = _Server((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="manufacturer-webhook", daemon=True

@@ -20,10 +20,16 @@ def build() -> Stack:
     counter = Service("counter")
 
     @counter.on({"type": ["work"]})
-    async def count(event: Event, ctx: Context) -> Event:
-        key = event.data["customer"]
+    async def count(event: Event, ctx: Context) -> list[Event]:
+        key, item = event.data["customer"], event.data["item"]
         await ctx.store.put(key, await ctx.store.get(key, 0) + 1)
-        return Event(type="done", data={"item": event.data["item"]})
+        out = [Event(type="done", data={"item": item})]
+        last = await ctx.store.get(f"order:{key}", -1)  # a customer's items come in order
+        if item <= last:
+            out.append(Event(type="disorder", data={"customer": key, "item": item,
+                                                    "after": last}))
+        await ctx.store.put(f"order:{key}", max(item, last))
+        return out
 
     tally = Service("tally")
 

@@ -118,3 +118,34 @@ def test_reader_marks_each_record_with_the_consumers_it_matches(run: Any) -> Non
             await engine.close()
 
     run(scenario())
+
+
+def test_the_window_keeps_only_what_a_consumer_of_the_partition_still_needs(run: Any) -> None:
+    """Records every consumer has read past leave the window: a long run of caught-up
+    consumers holds almost nothing, however many records flowed."""
+
+    async def main() -> None:
+        engine = await open_engine("memory")
+        try:
+            await engine.create_stream(StreamSpec("s", 1))
+            await engine.append("s", [("k", b'{"type": "t", "source": "x", "id": "%d"}' % n)
+                                      for n in range(1000)])
+            reader = StreamReader(engine, "s")
+            reader.follow("fast", None)
+            reader.follow("slow", None)
+            await reader.read(0, 0, 100, "fast")
+            await reader.read(0, 0, 100, "slow")
+            for start in range(100, 1000, 100):
+                await reader.read(0, start, 100, "fast")
+            held = sorted(reader._window[0])
+            assert held[0] == 0 and len(held) == 1000, "the slow consumer still needs them"
+            await reader.read(0, 900, 100, "slow")  # the slow one catches up
+            await reader.read(0, 1000, 100, "fast")
+            assert sorted(reader._window[0]) == list(range(900, 1000))
+            reader.forget("slow")  # it left: nothing is held for it
+            await reader.read(0, 1000, 100, "fast")
+            assert reader._window[0] == {}
+        finally:
+            await engine.close()
+
+    run(main())

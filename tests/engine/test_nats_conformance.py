@@ -7,7 +7,7 @@ import pytest
 from setpiece.engine import Engine, StreamSpec, UnitOfWork, open_engine
 from setpiece.engine.conformance import EngineSuite, engine_test
 from setpiece.engine.nats import NatsEngine
-from setpiece.engine.servers import NatsServer, PostgresServer
+from setpiece.engine.servers import NatsCluster, NatsServer, PostgresServer
 from tests.engine.conftest import fresh_urls
 
 
@@ -53,3 +53,13 @@ class TestNatsPostgresWithoutPrivateSeams(TestNatsPostgres):
         assert (record.key, record.value) == ("k", b"v")
         asked = set(self.seams_asked)
         assert {"_process_headers", "_process_msg", "_send_command"} <= asked, asked
+
+
+@pytest.mark.servers
+class TestNatsClusterPostgres(TestNatsPostgres):
+    """The same suite on a 3-node JetStream cluster whose streams keep 3 replicas; the client
+    is given every node as a seed."""
+
+    @pytest.fixture(autouse=True)
+    def _servers(self, nats_cluster: NatsCluster, postgres: PostgresServer) -> None:
+        self.servers = (nats_cluster, postgres)  # type: ignore[assignment]

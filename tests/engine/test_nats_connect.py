@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,20 @@ def test_connect_timeout_has_a_short_default_and_is_checked() -> None:
                          ("conect_timeout=3", "unknown options")):
         with pytest.raises(ConfigError, match=message):
             nats_options(f"nats://h:4222?{bad}")
+
+
+def test_the_url_names_every_seed_and_checks_credentials_files(tmp_path: Path) -> None:
+    from setpiece.engine.nats.engine import nats_options, seed_urls
+
+    options = nats_options("nats://127.0.0.1:4222,127.0.0.1:4223, 127.0.0.1:4224?replicas=3")
+    assert options.replicas == 3
+    assert seed_urls(options.server) == [
+        "nats://127.0.0.1:4222", "nats://127.0.0.1:4223", "nats://127.0.0.1:4224"]
+    assert seed_urls("tls://a:1,b:2") == ["tls://a:1", "tls://b:2"]
+    with pytest.raises(ConfigError, match="an empty server in the seed list"):
+        seed_urls("nats://a:1,,b:2")
+    with pytest.raises(ConfigError, match="creds: no such file"):
+        nats_options(f"nats://a:1?creds={tmp_path / 'missing.creds'}")
+    creds = tmp_path / "user.creds"
+    creds.write_text("not checked until connecting")
+    assert nats_options(f"nats://a:1?creds={creds}").creds == str(creds)

@@ -21,7 +21,13 @@ from setpiece.engine import open_engine as _open_engine
 from setpiece.engine.nats import NatsEngine
 from setpiece.engine.nats.log import encode_name
 from setpiece.engine.postgres.store import PgStore
-from setpiece.engine.servers import NatsServer, PostgresServer, nats_server, postgres_server
+from setpiece.engine.servers import (
+    NatsCluster,
+    NatsServer,
+    PostgresServer,
+    nats_server,
+    postgres_server,
+)
 from setpiece.errors import ConfigError, ConflictError, EngineError
 from tests.engine.conftest import fresh_urls
 
@@ -547,6 +553,75 @@ def test_retention_becomes_max_age(nats: NatsServer, postgres: PostgresServer) -
             info = await engine._log._jsm.stream_info(engine._log.js_name("s", 0))
             assert info.config.max_age == 60
             assert (await engine.streams())[0].retention == 60
+        finally:
+            await engine.close()
+
+    run(body())
+
+
+def test_replicas_are_planned_and_applied_on_a_cluster(
+    nats_cluster: NatsCluster, postgres: PostgresServer
+) -> None:
+    """A stream made with one replica drifts from a URL asking for three; creating it again
+    (what `setpiece apply` does) moves it to three replicas, one on each node."""
+    url, store = fresh_urls(nats_cluster, postgres)
+    single = url.replace("replicas=3", "replicas=1")
+
+    async def body() -> None:
+        engine = await open_engine(single, store)
+        try:
+            await engine.create_stream(StreamSpec("s", 2))
+            await engine.commit(UnitOfWork(appends=[("s", "k", b"v")]))
+        finally:
+            await engine.close()
+        engine = await open_engine(url, store)
+        try:
+            spec = StreamSpec("s", 2)
+            drift = await engine.drift(spec)
+            assert len(drift) == 2 and "has 1 replica(s), the engine URL asks for 3" in drift[0]
+            await engine.create_stream(spec)
+            assert await engine.drift(spec) == []
+            name = engine._log.js_name("s", 0)
+            info = await engine._log._jsm.stream_info(name)
+            assert info.config.num_replicas == 3
+            for _ in range(200):  # the new peers report in as they catch up
+                info = await engine._log._jsm.stream_info(name)
+                if info.cluster is not None and len(info.cluster.replicas or []) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert info.cluster is not None and len(info.cluster.replicas or []) == 2
+            kept = [r.value for p in (0, 1) for r in await engine.read("s", p, 0, 10)]
+            assert kept == [b"v"], "the record written with one replica is still there"
+        finally:
+            await engine.close()
+
+    run(body())
+
+
+def test_the_cluster_serves_on_when_a_node_dies(
+    nats_cluster: NatsCluster, postgres: PostgresServer
+) -> None:
+    """Commits and reads go on while one of three nodes is down (SIGKILL), and the node
+    catches up when it comes back."""
+    url, store = fresh_urls(nats_cluster, postgres)
+    node = nats_cluster.nodes[0]
+
+    async def body() -> None:
+        engine = await open_engine(url, store)
+        try:
+            await engine.create_stream(StreamSpec("s", 1))
+            await engine.commit(UnitOfWork(appends=[("s", "k", b"before")]))
+            node.kill()
+            try:
+                for n in range(20):
+                    await engine.commit(UnitOfWork(appends=[("s", "k", f"down-{n}".encode())]))
+                records = await engine.read("s", 0, 0, 100)
+                assert [r.value for r in records] == [
+                    b"before", *(f"down-{n}".encode() for n in range(20))]
+            finally:
+                await asyncio.to_thread(node.start)
+            await engine.commit(UnitOfWork(appends=[("s", "k", b"after")]))
+            assert (await engine.end_offsets("s")) == [22]
         finally:
             await engine.close()
 

@@ -168,6 +168,7 @@ class Consumer:
         failures = 0
         self.busy = False  # a restart (see Runtime._supervise): take the partitions afresh
         self.owned = ()
+        self.reader.forget(self.group)
         self._next_heartbeat = 0.0
         self._narrow.clear()
         try:
@@ -186,9 +187,11 @@ class Consumer:
                     log.warning("%s: %s; retrying from the committed offsets", self.label, exc)
                     self.busy = False
                     self.owned = ()
+                    self.reader.forget(self.group)
                     self._next_heartbeat = 0.0
                     await asyncio.sleep(_RECONNECT.delay(failures))
         finally:
+            self.reader.forget(self.group)
             if not self.engine_closed():
                 with contextlib.suppress(EngineError, asyncio.CancelledError):
                     await asyncio.shield(
@@ -220,6 +223,7 @@ class Consumer:
         )
         if assignment.partitions != self.owned:
             committed = await self.engine.committed(self.group, self.stream)
+            self.reader.forget(self.group, set(self.owned) - set(assignment.partitions))
             self.owned = assignment.partitions
             self.positions = {p: committed[p] for p in self.owned}
 
@@ -232,7 +236,7 @@ class Consumer:
             del self._narrow[partition]
             narrow = None
         limit = 1 if narrow is not None else self.config.batch_size
-        entries = await self.reader.read(partition, start, limit)
+        entries = await self.reader.read(partition, start, limit, self.group)
         if not entries:
             return False
         self.busy = True

@@ -4,8 +4,10 @@ Every handler and rule target on a bus is its own consumer group, and they all r
 records, usually at nearly the same offsets. The reader reads each record from the engine once,
 decodes it once, and matches it against every consumer's pattern in one pass of a
 :class:`~setpiece.patterns.RuleSet` (cost grows far slower than the number of rules), then keeps
-it in a small window for the consumers that come by next. Records never change once appended,
-so the window needs no invalidation.
+it in a window for the consumers that come by next. Records never change once appended, so the
+window needs no invalidation. It holds a partition's records from the slowest of the consumers
+reading that partition here onwards (each read says where its consumer is), and never more than
+``_WINDOW`` of them: when every consumer has caught up, it holds almost nothing.
 
 When every pattern looks only at top-level attributes (``{"type": [...]}``, ``source``,
 ``subject``: the usual rules of a service), which rules match depends only on those attributes'
@@ -16,6 +18,7 @@ combination (a bounded memo), so most records are matched by one dict lookup.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -148,6 +151,14 @@ class StreamReader:
         self.stream = stream
         self._rules: _Rules | None = None
         self._window: dict[int, dict[int, Entry]] = {}
+        # partition -> consumer -> the offset it read from last (what it may still need)
+        self._positions: dict[int, dict[str, int]] = {}
+
+    def forget(self, consumer: str, partitions: Iterable[int] | None = None) -> None:
+        """``consumer`` reads ``partitions`` (all, without) here no more: it lost or left them."""
+        for partition, positions in self._positions.items():
+            if partitions is None or partition in partitions:
+                positions.pop(consumer, None)
 
     def follow(self, name: str, pattern: Pattern | None) -> None:
         """Register a consumer; with a pattern, entries list it in ``matched`` when they match."""
@@ -157,8 +168,23 @@ class StreamReader:
             self._rules.add(name, pattern)
             self._window.clear()  # entries matched before this rule existed
 
-    async def read(self, partition: int, offset: int, limit: int) -> list[Entry]:
+    async def read(
+        self, partition: int, offset: int, limit: int, consumer: str | None = None
+    ) -> list[Entry]:
+        """Up to ``limit`` entries from ``offset``. ``consumer`` (its name) lets the window drop
+        what every consumer of the partition has read past."""
         window = self._window.setdefault(partition, {})
+        if consumer is not None:
+            positions = self._positions.setdefault(partition, {})
+            positions[consumer] = offset
+            low = min(positions.values())
+            passed = []
+            for old in window:  # oldest first (mostly: a re-read adds old offsets at the end)
+                if old >= low:
+                    break
+                passed.append(old)
+            for old in passed:
+                del window[old]
         out: list[Entry] = []
         entry = window.get(offset)
         while entry is not None and len(out) < limit:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -412,16 +413,22 @@ class NatsOptions:
     timeout: float = 30.0  # how long a call keeps retrying while a server is unreachable
     # how long the first connection may take (default: 5 s, or ``timeout`` if shorter)
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    creds: str | None = None  # a NATS credentials file (JWT + NKey seed)
+    tls_ca: str | None = None  # a CA bundle to verify the servers' certificates with
 
 
 def nats_options(url: str) -> NatsOptions:
     """Parse and check a NATS engine URL's options; ConfigError names the one that is wrong."""
     parts = urlsplit(url)
     options = dict(parse_qsl(parts.query))
-    unknown = set(options) - {"prefix", "replicas", "timeout", "connect_timeout"}
+    known = {"prefix", "replicas", "timeout", "connect_timeout", "creds", "tls_ca"}
+    unknown = set(options) - known
     if unknown:
         raise ConfigError(f"engine URL {url!r}: unknown options {sorted(unknown)} "
-                          "(known: prefix, replicas, timeout, connect_timeout)")
+                          f"(known: {', '.join(sorted(known))})")
+    for name in ("creds", "tls_ca"):
+        if name in options and not os.path.isfile(options[name]):
+            raise ConfigError(f"engine URL {url!r}: {name}: no such file {options[name]!r}")
     prefix = options.get("prefix", "sp")
     if not _PREFIX.fullmatch(prefix):
         raise ConfigError(f"engine URL {url!r}: prefix must match {_PREFIX.pattern}")
@@ -441,19 +448,37 @@ def nats_options(url: str) -> NatsOptions:
     if "connect_timeout" not in options:  # a shorter call timeout bounds the connection too
         numbers["connect_timeout"] = min(DEFAULT_CONNECT_TIMEOUT, numbers["timeout"])
     return NatsOptions(urlunsplit(parts._replace(query="")), prefix, int(numbers["replicas"]),
-                       numbers["timeout"], numbers["connect_timeout"])
+                       numbers["timeout"], numbers["connect_timeout"],
+                       options.get("creds"), options.get("tls_ca"))
+
+
+def seed_urls(server: str) -> list[str]:
+    """The servers a URL names: ``nats://a:4222,b:4223`` is two seeds of one cluster."""
+    parts = urlsplit(server)
+    hosts = [h.strip() for h in parts.netloc.split(",")]
+    if any(not h for h in hosts):
+        raise ConfigError(f"engine URL {server!r}: an empty server in the seed list")
+    return [urlunsplit(parts._replace(netloc=host)) for host in hosts]
 
 
 async def open_nats(url: str, store_url: str) -> NatsEngine:
     """Open the production engine: JetStream at ``url``, PostgreSQL at ``store_url``."""
     options = nats_options(url)
     server, prefix, timeout = options.server, options.prefix, options.timeout
+    seeds = seed_urls(server)
 
     split_store_url(store_url)  # a malformed store URL fails before any connection is made
 
     async def quiet(_exc: Exception) -> None:
         """Connection errors are expected while the server restarts; calls retry."""
 
+    secure: dict[str, Any] = {}
+    if options.creds:
+        secure["user_credentials"] = options.creds
+    if options.tls_ca:
+        import ssl
+
+        secure["tls"] = ssl.create_default_context(cafile=options.tls_ca)
     nc = NATS()
     try:
         # The first connection gets ``connect_timeout`` seconds (attempts are repeated within
@@ -461,13 +486,15 @@ async def open_nats(url: str, store_url: str) -> NatsEngine:
         # forever and calls retry up to ``timeout``.
         await asyncio.wait_for(
             nc.connect(
-                servers=[server],
+                servers=seeds,  # every seed: the client fails over between them
+                dont_randomize=False,
                 name="setpiece",
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.1,  # type: ignore[arg-type]  # annotated int; a float works
                 connect_timeout=max(1, int(min(options.connect_timeout, 5))),
                 error_cb=quiet,
+                **secure,
             ),
             options.connect_timeout,
         )

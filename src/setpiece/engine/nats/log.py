@@ -238,6 +238,10 @@ class JetStreamLog:
             max_age = info.config.max_age or 0.0
             if abs(max_age - (retention or 0.0)) > 1e-3:
                 out.append(f"JetStream stream {name} has max_age {max_age:g}s")
+            replicas = info.config.num_replicas or 1
+            if replicas != self._replicas:
+                out.append(f"JetStream stream {name} has {replicas} replica(s), "
+                           f"the engine URL asks for {self._replicas}")
         return out
 
     async def _stream_state(self, name: str) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from setpiece.runtime.extension import Action, Extension, HttpEndpoint, TargetKi
 from setpiece.runtime.letters import DeadLetter
 from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
 from setpiece.runtime.reader import StreamReader
+from setpiece.runtime.rollouts import Router, Versions, shadow_emit, shadow_store
 from setpiece.runtime.schedules import SCHEDULES
 from setpiece.runtime.scope import ContextService, Scope
 from setpiece.runtime.stores import StoreReader
@@ -102,6 +103,8 @@ class Runtime:
             engine, {}, self._handler_action, self.deadline, DEFAULT_RETRY, self.notify_progress
         )
         self._attached = False
+        self.versions = Versions(engine, stack.rollouts)
+        """The stack's rollouts: state, reports, promote and abort (``setpiece version``)."""
 
     # -- the extension point (setpiece.runtime.extension) -----------------------------------
 
@@ -175,6 +178,7 @@ class Runtime:
 
     async def start(self) -> None:
         await self._create_streams()
+        await self.versions.ensure()
         await self._attach()
         self._build_consumers()
         for consumer in self.consumers:
@@ -232,7 +236,7 @@ class Runtime:
             StreamSpec(s.name, s.partitions, s.retention)
             for s in self.stack.streams.values()
         ]
-        return specs
+        return specs + self.versions.stream_specs()
 
     async def stop(self) -> None:
         """Stop consuming: finish the batches in flight (up to the grace period), then leave."""
@@ -338,13 +342,26 @@ class Runtime:
         else:
             assert handler.stream is not None
             stream, accept, start_at_end = handler.stream, None, False
+        action, router = self._handler_action(handler), None
+        rollout = self.stack.rollouts.get(handler.service)
+        candidate = None if rollout is None else rollout.handler(handler.name)
+        if rollout is not None and candidate is not None:
+            if rollout.mode == "shadow":
+                emit = shadow_emit(handler.service, self._target_stream,
+                                   self.config.max_event_bytes)
+                other = handler_action(candidate, emit, {}, shadow_store(handler.service))
+            else:
+                other = self._handler_action(candidate)
+            router = Router(self.engine, rollout, versions=self.versions, group=handler.qualname,
+                            primary=action, candidate=other, on_change=self._progress.set)
+            action = router.action
         return Consumer(
             engine=self.engine,
             config=self.config,
             group=handler.qualname,
             stream=stream,
             label=handler.qualname,
-            action=self._handler_action(handler),
+            action=action,
             retry=handler.retry or DEFAULT_RETRY,
             concurrency=handler.concurrency or self.config.concurrency,
             accept=accept,
@@ -353,6 +370,7 @@ class Runtime:
             start_at_end=start_at_end,
             on_commit=self._progress.set,
             deadline=self.deadline(handler),
+            router=router,
         )
 
     def deadline(self, handler: Handler) -> Deadline:

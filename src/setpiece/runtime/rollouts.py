@@ -441,8 +441,8 @@ class RolloutBatch(Batch):
 class Router:
     """Picks the version of each delivery of one handler's consumer (see the module doc).
 
-    ``primary`` and ``candidate`` are the two versions' actions (the candidate's, for a shadow,
-    sees the shadow store and emits to the shadow stream).
+    ``primary`` and ``candidate`` are the two versions' actions; ``shadow`` is the
+    candidate's as a shadow (it sees the shadow store and emits to the shadow stream).
     """
 
     def __init__(
@@ -454,6 +454,7 @@ class Router:
         group: str,
         primary: Action,
         candidate: Action,
+        shadow: Action | None = None,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._engine = engine
@@ -462,6 +463,7 @@ class Router:
         self.group = group
         self._primary = primary
         self._candidate = candidate
+        self._shadow = candidate if shadow is None else shadow
         self._service = rollout.service
         self._state_key = _state_key(rollout.service)
         self._stats = f"{_stats_prefix(rollout.service, rollout.version)}{group}/"
@@ -569,7 +571,7 @@ class Router:
         shadow = Attempt(attempt.batch)
         counts.candidate += 1
         try:
-            await self._candidate(event, shadow, number)
+            await self._shadow(event, shadow, number)
         except Exception:  # a Drop too: the shadow did not do what the primary did
             counts.candidate_failed += 1
             return

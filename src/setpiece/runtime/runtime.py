@@ -346,14 +346,14 @@ class Runtime:
         rollout = self.stack.rollouts.get(handler.service)
         candidate = None if rollout is None else rollout.handler(handler.name)
         if rollout is not None and candidate is not None:
-            if rollout.mode == "shadow":
+            shadow = None
+            if rollout.mode == "shadow":  # no context services: nothing real may happen
                 emit = shadow_emit(handler.service, self._target_stream,
                                    self.config.max_event_bytes)
-                other = handler_action(candidate, emit, {}, shadow_store(handler.service))
-            else:
-                other = self._handler_action(candidate)
+                shadow = handler_action(candidate, emit, {}, shadow_store(handler.service))
             router = Router(self.engine, rollout, versions=self.versions, group=handler.qualname,
-                            primary=action, candidate=other, on_change=self._progress.set)
+                            primary=action, candidate=self._handler_action(candidate),
+                            shadow=shadow, on_change=self._progress.set)
             action = router.action
         return Consumer(
             engine=self.engine,

@@ -203,8 +203,11 @@ class VersionReport:
         return f / n if n else 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """As JSON data; the candidate's version is ``version``, its counts ``candidate``."""
+        s = self.state
         return {
-            **msgspec.structs.asdict(self.state),
+            "service": s.service, "version": s.candidate, "mode": s.mode, "status": s.status,
+            "share": s.share, "declared": s.declared, "reason": s.reason, "changed": s.changed,
             "primary": {"deliveries": self.primary_deliveries, "failures": self.primary_failures},
             "candidate": {"deliveries": self.candidate_deliveries,
                           "failures": self.candidate_failures},

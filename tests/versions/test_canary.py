@@ -267,3 +267,34 @@ def test_the_state_survives_a_restart_and_a_new_candidate_starts_afresh(tmp_path
                 await rt.versions.promote("nope")
 
     run(main())
+
+
+def test_the_abort_is_decided_when_min_deliveries_is_reached_without_new_failures(
+    run: Run
+) -> None:
+    """The candidate fails all of the first 30 deliveries (under min_deliveries), then
+    succeeds: reaching 60 deliveries at a 50% failure rate aborts it."""
+
+    async def hold(version: str, event: Event) -> None:
+        if version == "2" and event.data["n"] == 0:
+            raise RuntimeError("a bad start")
+
+    stack = versions_of(share=1.0, hold=hold, abort=AbortPolicy(margin=0.1, min_deliveries=40))
+    keys = [f"c{i}" for i in range(30)]
+
+    async def main() -> None:
+        async with stack.start("memory", config=CONFIG) as rt:
+            await rt.publish_many(orders(keys, 1))
+            await rt.drain(timeout=50)
+            assert (await rt.versions.state("loyalty")).status == "active"
+            await rt.publish_many(orders(keys, 1, start=1))
+            await rt.drain(timeout=50)
+            report = await rt.versions.report("loyalty")
+            assert report.state.status == "aborted"
+            assert (report.candidate_failures, report.primary_deliveries) == (30, 0)
+            assert report.failure_rate("candidate") == 30 / report.candidate_deliveries
+            store = dict(await rt.store("loyalty").items())
+        # The failed first round went to the primary; the rest to the candidate until the abort.
+        assert all(store[k][0] == ["1", 0] for k in keys)
+
+    run(main())

@@ -55,6 +55,7 @@ __all__ = [
 NAMESPACE = "setpiece:versions"
 SHADOW_RETENTION = 7 * 24 * 3600.0  # seconds the shadow stream keeps a shadow's events
 _SAMPLES = 5  # mismatches kept per consumer group and partition (the most recent)
+_SAMPLE_BYTES = 8192  # a mismatch larger than this as JSON is kept without its two sides
 _TOMBSTONE = b'{"setpiece.shadow":"deleted"}'  # a key the shadow deleted (hides the primary's)
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -149,7 +150,7 @@ class Counts:
         self.candidate_failed += other.candidate_failed
         self.compared += other.compared
         self.matched += other.matched
-        self.samples = (self.samples + other.samples)[-_SAMPLES:]
+        self.samples.extend(other.samples)
 
     def any(self) -> bool:
         return bool(self.primary or self.candidate or self.compared)
@@ -430,15 +431,28 @@ def shadow_store(service: str) -> Callable[[Attempt, Event], ServiceStore]:
 # -- routing inside a consumer ----------------------------------------------------------------
 
 
+Outcomes = dict[tuple[str, str, str | None], Counts]
+
+
 class RolloutBatch(Batch):
-    """A batch of a versioned consumer: the state it runs under, and what it counted."""
+    """A batch of a versioned consumer: the state it runs under, and what each delivery
+    counted (by event: a delivery run again after losing an in-batch race replaces its count)."""
 
     def __init__(self, engine: Engine, state: VersionState, stats_key: str, old: Counts) -> None:
         super().__init__(engine)
         self.state = state
         self.stats_key = stats_key
         self.old = old
-        self.counts = Counts()
+        self.outcomes: Outcomes = {}
+        self.counts = Counts()  # the sum of the outcomes, once the batch is finished
+
+    def outcome(self, event: Event, number: int) -> Counts:
+        """The counts of ``event``'s delivery: fresh on a first attempt."""
+        key = (event.id, event.source, event.tenant)
+        found = self.outcomes.get(key)
+        if number == 1 or found is None:
+            self.outcomes[key] = found = Counts()
+        return found
 
 
 class Router:
@@ -490,18 +504,20 @@ class Router:
     def finish(self, batch: Batch) -> None:
         """Add the batch's counts to its unit of work (before it commits)."""
         assert isinstance(batch, RolloutBatch)
+        for outcome in batch.outcomes.values():
+            batch.counts.add(outcome)
         if batch.counts.any():
             total = Counts()
             total.add(batch.old)
             total.add(batch.counts)
+            total.samples = [_bounded(s) for s in total.samples[-_SAMPLES:]]
             batch.pending[(NAMESPACE, batch.stats_key)] = total.encode()
 
     async def committed(self, batch: Batch) -> None:
         """After the batch committed: abort if the candidate fails more than the policy allows."""
         assert isinstance(batch, RolloutBatch)
         policy = self.rollout.abort
-        if (policy is None or batch.state.status != "active"
-                or not batch.counts.candidate_failed):
+        if policy is None or batch.state.status != "active" or not batch.counts.candidate:
             return
         total = await _totals(self._engine, self.rollout)
         if total.candidate < policy.min_deliveries:
@@ -529,13 +545,13 @@ class Router:
         elif status == "promoted":
             await self._candidate(event, attempt, number)
         elif state.mode == "shadow":
-            await self._shadowed(event, attempt, number, batch.counts)
+            await self._shadowed(event, attempt, number, batch.outcome(event, number))
         elif number == 1 and key_share(
             self._service, event.partitionkey if event.partitionkey is not None else event.id
         ) < state.share:
-            await self._canary(event, attempt, batch.counts)
+            await self._canary(event, attempt, batch.outcome(event, 1))
         else:  # a primary key, or a retry (the candidate failed the first attempt)
-            await self._counted(event, attempt, number, batch.counts)
+            await self._counted(event, attempt, number, batch.outcome(event, number))
 
     async def _counted(self, event: Event, attempt: Attempt, number: int, counts: Counts) -> None:
         if number != 1:
@@ -584,10 +600,10 @@ class Router:
         if primary == mirror:
             counts.matched += 1
         else:
-            counts.samples = [*counts.samples, {
+            counts.samples = [{
                 "event": event.id, "type": event.type, "key": event.partitionkey,
                 "primary": _shown(primary), "shadow": _shown(mirror),
-            }][-_SAMPLES:]
+            }]
         # The shadow's effects commit with the delivery (in their own namespace and stream).
         attempt.reads.update({k: v for k, v in shadow.reads.items() if k not in attempt.reads})
         attempt.writes.update(shadow.writes)
@@ -622,6 +638,14 @@ def _effects(
             writes[f"{tenant}/{key}" if tenant else key] = shown
     events = [e for e in (decode(s, v) for s, _, v in attempt.appends) if e is not None]
     return writes, events
+
+
+def _bounded(sample: Any) -> Any:
+    """A mismatch as kept: without both sides when they are large."""
+    if len(_encode(sample)) <= _SAMPLE_BYTES:
+        return sample
+    return {"event": sample["event"], "type": sample["type"], "key": sample["key"],
+            "primary": "(too large to keep)", "shadow": "(too large to keep)"}
 
 
 def _shown(effects: tuple[dict[str, Any], list[Any]]) -> dict[str, Any]:

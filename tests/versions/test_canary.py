@@ -23,7 +23,8 @@ from setpiece import (
     Stack,
 )
 from setpiece.engine import open_engine
-from setpiece.runtime.rollouts import Versions, key_share
+from setpiece.runtime.rollouts import key_share
+from setpiece.runtime.versions import Versions
 from tests.versions.conftest import ALL, LOCAL
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]

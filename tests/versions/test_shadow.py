@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from setpiece import AbortPolicy, Context, Event, Rollout, RuntimeConfig, Service, Stack
-from setpiece.runtime.rollouts import shadow_stream
+from setpiece.runtime.shadow import shadow_stream
 from tests.versions.conftest import ALL
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]

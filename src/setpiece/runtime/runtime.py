@@ -35,13 +35,15 @@ from setpiece.runtime.extension import Action, Extension, HttpEndpoint, TargetKi
 from setpiece.runtime.letters import DeadLetter
 from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
 from setpiece.runtime.reader import StreamReader
-from setpiece.runtime.rollouts import Router, Versions, shadow_emit, shadow_store
+from setpiece.runtime.rollouts import Router
 from setpiece.runtime.schedules import SCHEDULES
 from setpiece.runtime.scope import ContextService, Scope
+from setpiece.runtime.shadow import shadow_emit, shadow_store
 from setpiece.runtime.stores import StoreReader
 from setpiece.runtime.timeouts import Deadline, LoopWatch
 from setpiece.runtime.timers import Schedules, TimerDispatcher
 from setpiece.runtime.unit import Attempt
+from setpiece.runtime.versions import Versions
 from setpiece.service import Handler
 from setpiece.stream import Stream
 
@@ -380,6 +382,11 @@ class Runtime:
     def _loop_watch(self) -> LoopWatch:
         """Names the async def handler or route that blocks the event loop, if one does."""
         code: dict[Any, str] = {}
+        for rollout in self.stack.rollouts.values():  # candidates first: primaries win a tie
+            for handler in rollout.candidate.handlers:
+                if handler.is_async:
+                    code[getattr(handler.fn, "__code__", None)] = (
+                        f"handler {handler.qualname} (version {rollout.version})")
         for service in self.stack.services.values():
             for handler in service.handlers:
                 if handler.is_async:

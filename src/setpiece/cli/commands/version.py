@@ -17,7 +17,7 @@ from setpiece.cli._engines import run_async, with_engine
 from setpiece.cli._help import Typer
 from setpiece.cli._options import EngineOpt, JsonOpt, StoreOpt, Target
 from setpiece.engine.contract import Engine
-from setpiece.runtime.rollouts import VersionReport, Versions
+from setpiece.runtime.versions import VersionReport, Versions
 from setpiece.stack import Stack
 
 __all__ = ["register", "version_app"]

@@ -23,6 +23,7 @@ from setpiece.cli.commands import (
     new,
     plan,
     run,
+    schema,
     version,
     workflow,
 )
@@ -65,9 +66,9 @@ def root(
     state.debug = debug
 
 
-# dev, run | publish, replay, tail | inspect | plan, apply | gateway, token | dlq | new |
-# workflow, task | version
-for group in (run, events, inspect, plan, gateway, dlq, new, workflow, version):
+# dev, run | publish, replay, tail | inspect | plan, apply, rollback, history | gateway, token |
+# dlq | new | workflow, task | schema, asyncapi | version
+for group in (run, events, inspect, plan, gateway, dlq, new, workflow, schema, version):
     group.register(app)
 
 

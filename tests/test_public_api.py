@@ -22,6 +22,8 @@ EXPECTED = {
     # durable workflows
     "Workflow", "WorkflowTarget", "ExecutionAlreadyExists", "ExecutionDoesNotExist",
     "TaskTokenError", "InvalidToken", "TaskDoesNotExist", "TaskTimedOut",
+    # versions of event consumers
+    "Rollout", "AbortPolicy",
 }
 
 

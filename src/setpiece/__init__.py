@@ -44,6 +44,7 @@ from setpiece.gateway import (
     mint_token,
 )
 from setpiece.policy import RetryPolicy
+from setpiece.rollout import AbortPolicy, Rollout
 from setpiece.runtime import DeadLetter, RuntimeConfig
 from setpiece.service import Service
 from setpiece.signals import Drop, Retry
@@ -54,6 +55,7 @@ from setpiece.workflows.workflow import Workflow
 __version__ = "0.1.0"
 
 __all__ = [
+    "AbortPolicy",
     "BreakerPolicy",
     "Bus",
     "CallPolicy",
@@ -81,6 +83,7 @@ __all__ = [
     "Response",
     "Retry",
     "RetryPolicy",
+    "Rollout",
     "Rule",
     "Runtime",
     "RuntimeConfig",

@@ -22,6 +22,7 @@ from setpiece.bus import DEFAULT_BUS, Bus, WorkflowTarget
 from setpiece.clock import Clock
 from setpiece.errors import ConfigError
 from setpiece.http import Authenticator, CallPolicy, VersionRoutes
+from setpiece.rollout import Rollout, check_rollout
 from setpiece.route_table import check_routes
 from setpiece.schemas.schema import Schema, versions_by_type
 from setpiece.service import Service
@@ -50,6 +51,9 @@ class Stack:
     :class:`~setpiece.http.Authenticator`), ``routes`` splits traffic between versions (a
     :class:`~setpiece.VersionRoutes`), ``calls`` sets timeouts, retries and breakers (a
     :class:`~setpiece.CallPolicy`).
+
+    ``rollouts`` runs a second version of a service's event consumers beside the first, as a
+    canary or a shadow (a :class:`~setpiece.Rollout` each; see :mod:`setpiece.rollout`).
     """
 
     def __init__(
@@ -64,6 +68,7 @@ class Stack:
         routes: VersionRoutes | None = None,
         calls: CallPolicy | None = None,
         workflows: Sequence[Workflow] = (),
+        rollouts: Sequence[Rollout] = (),
         schemas: Sequence[Schema] = (),
         aggregates: Sequence[Aggregate] = (),
     ) -> None:
@@ -94,6 +99,15 @@ class Stack:
         self.auth = auth
         self.routes = routes
         self.calls = calls
+        self.rollouts: dict[str, Rollout] = {}
+        for rollout in rollouts:
+            if not isinstance(rollout, Rollout):
+                raise ConfigError(f"rollouts: expected Rollout, got {type(rollout).__name__}")
+            if rollout.service in self.rollouts:
+                raise ConfigError(f"the stack declares two rollouts of service "
+                                  f"{rollout.service!r} (one candidate at a time)")
+            check_rollout(rollout, self.services.get(rollout.service))
+            self.rollouts[rollout.service] = rollout
         self._check()
         if any(service.routes for service in self.services.values()):
             check_routes(self)

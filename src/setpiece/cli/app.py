@@ -24,6 +24,7 @@ from setpiece.cli.commands import (
     plan,
     run,
     schema,
+    version,
     workflow,
 )
 
@@ -66,8 +67,8 @@ def root(
 
 
 # dev, run | publish, replay, tail | inspect | plan, apply, rollback, history | gateway, token |
-# dlq | new | workflow, task | schema, asyncapi
-for group in (run, events, inspect, plan, gateway, dlq, new, workflow, schema):
+# dlq | new | workflow, task | schema, asyncapi | version
+for group in (run, events, inspect, plan, gateway, dlq, new, workflow, schema, version):
     group.register(app)
 
 

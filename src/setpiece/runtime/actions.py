@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from setpiece.bus import Bus, HttpTarget, Rule, bus_stream_name
-from setpiece.context import Context
+from setpiece.context import Context, ServiceStore
 from setpiece.errors import HandlerError
 from setpiece.event import Event, encode_event
 from setpiece.runtime.extension import Action
@@ -49,9 +49,14 @@ def results(value: Any, where: str) -> Sequence[Event]:
 
 
 def handler_action(
-    handler: Handler, emit: Emit, services: Mapping[str, ContextService]
+    handler: Handler,
+    emit: Emit,
+    services: Mapping[str, ContextService],
+    store: Callable[[Attempt, Event], ServiceStore] | None = None,
 ) -> Action:
-    """Run ``handler`` in the scope of each delivery; what it returns is emitted."""
+    """Run ``handler`` in the scope of each delivery; what it returns is emitted.
+
+    ``store``: makes the store each attempt sees (default: the service's own)."""
     service = handler.service
     transform = handler.transform
     rule_name = handler.qualname
@@ -66,7 +71,7 @@ def handler_action(
         if transform is not None:
             event = transformed(transform, event, rule_name)
         scope = Scope(attempt, service=service, cause=event, number=number, emit=emit,
-                      services=services)
+                      services=services, store=None if store is None else store(attempt, event))
         ctx = Context(scope, name)
         if fn is None:
             result = await invoke_handler(handler, event, ctx)

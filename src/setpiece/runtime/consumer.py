@@ -36,6 +36,7 @@ from setpiece.patterns import Pattern
 from setpiece.policy import RetryPolicy
 from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.reader import Entry, StreamReader
+from setpiece.runtime.rollouts import Router
 from setpiece.runtime.timeouts import Deadline
 from setpiece.runtime.unit import Attempt, Batch
 from setpiece.service import InputDecodeError
@@ -114,6 +115,7 @@ class Consumer:
         on_commit: Callable[[], None] = lambda: None,
         deadline: Deadline | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        router: Router | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock  # retries' backoff waits on it (a VirtualClock in tests)
@@ -131,6 +133,9 @@ class Consumer:
         self.start_at_end = start_at_end
         self._on_commit = on_commit
         self.deadline = deadline  # the handler's time limit per attempt
+        # Two versions of the handler (setpiece.runtime.rollouts): it makes the batches and
+        # its action picks the version of each delivery.
+        self.router = router
         self.positions: dict[int, int] = {}
         self.owned: tuple[int, ...] = ()
         self.busy = False
@@ -242,11 +247,14 @@ class Consumer:
         self.busy = True
         try:
             end = entries[-1].record.offset + 1
-            batch = Batch(self.engine)
+            router = self.router
+            batch = Batch(self.engine) if router is None else await router.batch(partition)
             deliveries = await self._accepted(entries, batch)
             if deliveries:
                 await self._run_deliveries(deliveries, batch)
             batch.offsets.append(OffsetCommit(self.group, self.stream, partition, start, end))
+            if router is not None:
+                router.finish(batch)
             try:
                 try:
                     await self.engine.commit(batch.unit())
@@ -267,6 +275,8 @@ class Consumer:
                 return True
             self.positions[partition] = end
             self._on_commit()
+            if router is not None:
+                await router.committed(batch)
             return True
         finally:
             self.busy = False

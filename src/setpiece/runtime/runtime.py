@@ -44,12 +44,15 @@ from setpiece.runtime.flow import Flow
 from setpiece.runtime.letters import DeadLetter
 from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
 from setpiece.runtime.reader import StreamReader
+from setpiece.runtime.rollouts import Router
 from setpiece.runtime.schedules import SCHEDULES
 from setpiece.runtime.scope import ContextService, Scope
+from setpiece.runtime.shadow import shadow_emit, shadow_store
 from setpiece.runtime.stores import StoreReader
 from setpiece.runtime.timeouts import Deadline, LoopWatch
 from setpiece.runtime.timers import Schedules, TimerDispatcher
 from setpiece.runtime.unit import Attempt
+from setpiece.runtime.versions import Versions
 from setpiece.service import Handler
 from setpiece.stream import Stream
 
@@ -117,6 +120,8 @@ class Runtime:
             clock,
         )
         self._attached = False
+        self.versions = Versions(engine, stack.rollouts)
+        """The stack's rollouts: state, reports, promote and abort (``setpiece version``)."""
         self._flow = Flow(engine, {
             **{bus_stream_name(b): f"bus {b}" for b in stack.buses},
             **{s: f"stream {s}" for s in stack.streams},
@@ -203,6 +208,7 @@ class Runtime:
 
     async def start(self) -> None:
         await self._create_streams()
+        await self.versions.ensure()
         await self._flow.mark()  # rt.published / rt.expect see what flows from here on
         await self._attach()
         self._build_consumers()
@@ -265,7 +271,7 @@ class Runtime:
             StreamSpec(s.name, s.partitions, s.retention)
             for s in self.stack.streams.values()
         ]
-        return specs
+        return specs + self.versions.stream_specs()
 
     async def stop(self) -> None:
         """Stop consuming: finish the batches in flight (up to the grace period), then leave."""
@@ -373,6 +379,19 @@ class Runtime:
         else:
             assert handler.stream is not None
             stream, accept, start_at_end = handler.stream, None, False
+        action, router = self._handler_action(handler), None
+        rollout = self.stack.rollouts.get(handler.service)
+        candidate = None if rollout is None else rollout.handler(handler.name)
+        if rollout is not None and candidate is not None:
+            shadow = None
+            if rollout.mode == "shadow":  # no context services: nothing real may happen
+                emit = shadow_emit(handler.service, self._target_stream,
+                                   self.config.max_event_bytes)
+                shadow = handler_action(candidate, emit, {}, shadow_store(handler.service))
+            router = Router(self.engine, rollout, versions=self.versions, group=handler.qualname,
+                            primary=action, candidate=self._handler_action(candidate),
+                            shadow=shadow, on_change=self._progress.set)
+            action = router.action
         return Consumer(
             engine=self.engine,
             clock=self.clock,
@@ -380,7 +399,7 @@ class Runtime:
             group=handler.qualname,
             stream=stream,
             label=handler.qualname,
-            action=self._handler_action(handler),
+            action=action,
             retry=handler.retry or DEFAULT_RETRY,
             concurrency=handler.concurrency or self.config.concurrency,
             accept=accept,
@@ -389,6 +408,7 @@ class Runtime:
             start_at_end=start_at_end,
             on_commit=self._progress.set,
             deadline=self.deadline(handler),
+            router=router,
         )
 
     def deadline(self, handler: Handler) -> Deadline:
@@ -398,6 +418,11 @@ class Runtime:
     def _loop_watch(self) -> LoopWatch:
         """Names the async def handler or route that blocks the event loop, if one does."""
         code: dict[Any, str] = {}
+        for rollout in self.stack.rollouts.values():  # candidates first: primaries win a tie
+            for handler in rollout.candidate.handlers:
+                if handler.is_async:
+                    code[getattr(handler.fn, "__code__", None)] = (
+                        f"handler {handler.qualname} (version {rollout.version})")
         for service in self.stack.services.values():
             for handler in service.handlers:
                 if handler.is_async:

@@ -37,7 +37,10 @@ class Emit(Protocol):
 
 
 class Scope:
-    """The unit of work of one delivery attempt of ``cause`` to a handler of ``service``."""
+    """The unit of work of one delivery attempt of ``cause`` to a handler of ``service``.
+
+    ``store``: the store its handler sees (default: the service's, for the cause's tenant; a
+    shadow version gets its own, see :mod:`setpiece.runtime.rollouts`)."""
 
     __slots__ = ("_emit", "_made", "_services", "attempt", "cause", "number", "service", "store")
 
@@ -50,12 +53,14 @@ class Scope:
         number: int,
         emit: Emit,
         services: Mapping[str, ContextService],
+        store: ServiceStore | None = None,
     ) -> None:
         self.attempt = attempt
         self.service = service
         self.cause = cause
         self.number = number
-        self.store = ServiceStore(attempt, store_namespace(service, cause.tenant))
+        self.store = (ServiceStore(attempt, store_namespace(service, cause.tenant))
+                      if store is None else store)
         self._emit = emit
         self._services = services
         self._made: dict[str, Any] | None = None

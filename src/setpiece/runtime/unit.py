@@ -109,6 +109,20 @@ class Attempt:
     def put(self, key: Key, value: bytes | None) -> None:
         self.writes[key] = value
 
+    @property
+    def batch(self) -> Batch:
+        """The batch this attempt belongs to."""
+        return self._batch
+
+    def reset(self) -> None:
+        """Forget everything this attempt did (a canary's failed attempt, before the primary
+        takes the same delivery)."""
+        self.reads.clear()
+        self.writes.clear()
+        self.appends.clear()
+        self.timers.clear()
+        self.cancel_timers.clear()
+
     def emit(self, stream: str, key: str | None, value: bytes) -> None:
         self.appends.append((stream, key, value))
 

@@ -34,9 +34,9 @@ from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "..", "src")
-sys.path.insert(0, SRC)
+sys.path[:0] = [SRC, HERE]
 
-from setpiece import Bus, Event, Service, Stack  # noqa: E402 - after sys.path
+from setpiece import Bus, Event, Stack  # noqa: E402 - after sys.path
 from setpiece.engine import Engine, open_engine  # noqa: E402
 from setpiece.event import encode_event  # noqa: E402
 
@@ -46,23 +46,11 @@ BUS_STREAM = "bus.default"
 
 
 def build_stack() -> Stack:
-    first = Service("first")
-    second = Service("second")
+    """benchmarks/throughput.py's two services, on a bus of PARTITIONS partitions."""
+    from throughput import build_stack as two_hops
 
-    @first.on({"type": ["order_placed"]})
-    async def price(event: Event, ctx) -> Event:  # type: ignore[no-untyped-def]
-        key = event.data["customer"]
-        total = await ctx.store.get(key, 0)
-        await ctx.store.put(key, total + event.data["amount"])
-        return Event(type="order_priced", partitionkey=event.partitionkey,
-                     data={"order": event.data["order"], "total": total})
-
-    @second.on({"type": ["order_priced"]})
-    async def record(event: Event, ctx) -> None:  # type: ignore[no-untyped-def]
-        await ctx.store.put(event.data["order"], event.data["total"])
-
-    return Stack("scale", services=[first, second],
-                 buses=[Bus("default", partitions=PARTITIONS)])
+    services = list(two_hops().services.values())
+    return Stack("scale", services=services, buses=[Bus("default", partitions=PARTITIONS)])
 
 
 def payloads(n: int) -> list[tuple[str | None, bytes]]:

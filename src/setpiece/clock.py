@@ -63,10 +63,7 @@ class SystemClock:
         await asyncio.sleep(seconds)
 
     async def wait(self, event: asyncio.Event, timeout: float) -> bool:
-        if event.is_set():
-            return True
-        if math.isinf(timeout):
-            await event.wait()
+        if await _no_timeout(event, timeout):
             return True
         try:
             await asyncio.wait_for(event.wait(), max(0.0, timeout))
@@ -87,6 +84,16 @@ SYSTEM_CLOCK = SystemClock()
 
 def _nothing() -> None:
     return None
+
+
+async def _no_timeout(event: asyncio.Event, timeout: float) -> bool:
+    """A wait that needs no timer: ``event`` is set, or the timeout is infinite (then wait)."""
+    if event.is_set():
+        return True
+    if math.isinf(timeout):
+        await event.wait()
+        return True
+    return False
 
 
 def _epoch(start: str | datetime | float | None) -> float:
@@ -153,10 +160,7 @@ class VirtualClock:
         await future  # cancelled: left in the heap, skipped when it comes up
 
     async def wait(self, event: asyncio.Event, timeout: float) -> bool:
-        if event.is_set():
-            return True
-        if math.isinf(timeout):
-            await event.wait()
+        if await _no_timeout(event, timeout):
             return True
         waiter = asyncio.ensure_future(event.wait())
         sleeper = asyncio.ensure_future(self.sleep(timeout))

@@ -13,7 +13,7 @@ from setpiece.signals import ControlSignal
 EXPECTED = {
     "Bus", "ConfigError", "Context", "DeadLetter", "DefinitionError", "DrainTimeout", "Drop",
     "EngineError", "Event", "EventError", "HandlerError", "HandlerTimeout", "HttpTarget",
-    "PatternError", "Retry",
+    "Observability", "PatternError", "Retry",
     "RetryPolicy", "Rule", "Runtime", "RuntimeConfig", "Service", "SetpieceError", "Stack",
     "Stream", "SyncContext", "TaskFailed", "WorkflowError", "__version__",
     # the HTTP gateway
@@ -72,9 +72,10 @@ SUBPACKAGES = {
         "Response", "VERSION_HEADER", "VersionRoutes", "bind", "mint_token", "serve", "serving",
     },
     "setpiece.runtime": {
-        "DeadLetter", "EndpointCall", "Extension", "HttpEndpoint", "Runtime", "RuntimeConfig",
-        "Scope", "StoreReader",
+        "DeadLetter", "EndpointCall", "Extension", "HttpEndpoint", "Instrumentation",
+        "RawBody", "RequestObservation", "Runtime", "RuntimeConfig", "Scope", "StoreReader",
     },
+    "setpiece.observe": {"EXTENSION", "OBSERVE_SCOPE", "Observe", "ObserveMethods"},
     "setpiece.cli": {"main"},
 }
 

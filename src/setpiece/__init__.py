@@ -42,6 +42,7 @@ from setpiece.gateway import (
     VersionRoutes,
     mint_token,
 )
+from setpiece.observability import Observability
 from setpiece.policy import RetryPolicy
 from setpiece.runtime import DeadLetter, RuntimeConfig
 from setpiece.service import Service
@@ -75,6 +76,7 @@ __all__ = [
     "Identity",
     "InvalidToken",
     "JWTAuth",
+    "Observability",
     "PatternError",
     "RequestContext",
     "Response",

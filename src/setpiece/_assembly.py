@@ -13,6 +13,8 @@ from setpiece.engine import open_engine
 from setpiece.engine.contract import Engine
 from setpiece.gateway.app import Gateway
 from setpiece.gateway.handle import GatewayMethods
+from setpiece.observability import Observability
+from setpiece.observe import Observe, ObserveMethods
 from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.extension import Extension
 from setpiece.runtime.runtime import Runtime as CoreRuntime
@@ -26,18 +28,24 @@ __all__ = [
 ]
 
 
-class Runtime(GatewayMethods, WorkflowMethods, CoreRuntime):
+class Runtime(GatewayMethods, WorkflowMethods, ObserveMethods, CoreRuntime):
     """A running stack. Get one from ``stack.start(...)``.
 
     Besides publishing, draining, stores, dead letters and replay (the runtime's own), it serves
     the HTTP gateway (``asgi()``) and runs the stack's durable workflows (``start_execution``,
-    ``executions``, ``send_task_success``, ...).
+    ``executions``, ``send_task_success``, ...), and, when the stack observes, reports its
+    metrics (``metrics()``).
     """
 
 
-def extensions_for(stack: Stack) -> list[Extension]:
-    """The extensions a runtime of ``stack`` runs."""
-    return [DurableWorkflows()]
+def extensions_for(stack: Stack, *, observe: Observability | None = None) -> list[Extension]:
+    """The extensions a runtime of ``stack`` runs. ``observe`` replaces the stack's own
+    :class:`~setpiece.Observability` (``setpiece run --metrics-port``, ``--otlp``)."""
+    extensions: list[Extension] = [DurableWorkflows()]
+    observe = observe or stack.observe
+    if observe is not None:
+        extensions.append(Observe(observe))
+    return extensions
 
 
 def new_runtime(stack: Stack, engine: Engine, config: RuntimeConfig | None = None) -> Runtime:

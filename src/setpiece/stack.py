@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 from setpiece.bus import DEFAULT_BUS, Bus, WorkflowTarget
 from setpiece.errors import ConfigError
 from setpiece.http import Authenticator, CallPolicy, VersionRoutes
+from setpiece.observability import Observability
 from setpiece.route_table import check_routes
 from setpiece.service import Service
 from setpiece.stream import Stream, check_name
@@ -43,6 +44,9 @@ class Stack:
     :class:`~setpiece.http.Authenticator`), ``routes`` splits traffic between versions (a
     :class:`~setpiece.VersionRoutes`), ``calls`` sets timeouts, retries and breakers (a
     :class:`~setpiece.CallPolicy`).
+
+    ``observe`` turns on metrics and traces (an :class:`~setpiece.Observability`; see
+    ``docs/observe.md``).
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class Stack:
         routes: VersionRoutes | None = None,
         calls: CallPolicy | None = None,
         workflows: Sequence[Workflow] = (),
+        observe: Observability | None = None,
     ) -> None:
         check_name("stack", name)
         self.name = name
@@ -74,6 +79,10 @@ class Stack:
         self.auth = auth
         self.routes = routes
         self.calls = calls
+        if observe is not None and not isinstance(observe, Observability):
+            raise ConfigError(f"observe: expected setpiece.Observability, got "
+                              f"{type(observe).__name__}")
+        self.observe = observe
         self._check()
         if any(service.routes for service in self.services.values()):
             check_routes(self)

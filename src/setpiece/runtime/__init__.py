@@ -6,7 +6,8 @@ it with the gateway and durable workflows attached.
 """
 
 from setpiece.runtime.config import RuntimeConfig
-from setpiece.runtime.extension import EndpointCall, Extension, HttpEndpoint
+from setpiece.runtime.extension import EndpointCall, Extension, HttpEndpoint, RawBody
+from setpiece.runtime.instrument import Instrumentation, RequestObservation
 from setpiece.runtime.letters import DeadLetter
 from setpiece.runtime.runtime import Runtime
 from setpiece.runtime.scope import Scope
@@ -17,6 +18,9 @@ __all__ = [
     "EndpointCall",
     "Extension",
     "HttpEndpoint",
+    "Instrumentation",
+    "RawBody",
+    "RequestObservation",
     "Runtime",
     "RuntimeConfig",
     "Scope",

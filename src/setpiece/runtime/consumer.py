@@ -34,6 +34,7 @@ from setpiece.event import Event
 from setpiece.patterns import Pattern
 from setpiece.policy import RetryPolicy
 from setpiece.runtime.config import RuntimeConfig
+from setpiece.runtime.instrument import Instrumentation
 from setpiece.runtime.reader import Entry, StreamReader
 from setpiece.runtime.timeouts import Deadline
 from setpiece.runtime.unit import Attempt, Batch
@@ -136,6 +137,7 @@ class Consumer:
         self._task: asyncio.Task[None] | None = None
         self._next_heartbeat = 0.0
         self._narrow: dict[int, int] = {}  # partition -> offset to read one record at a time to
+        self.instrumentation: Instrumentation | None = None  # set by Runtime.instrument
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -258,6 +260,8 @@ class Consumer:
                 return True
             self.positions[partition] = end
             self._on_commit()
+            if self.instrumentation is not None:
+                self.instrumentation.committed(self, partition, len(deliveries))
             return True
         finally:
             self.busy = False
@@ -424,6 +428,8 @@ class Consumer:
                 event, exc, n, label=self.label, group=self.group, record=record
             )
         )
+        if self.instrumentation is not None:
+            self.instrumentation.dead_lettered(self, event, n)
 
     # -- observation ------------------------------------------------------------------------
 

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from setpiece.runtime.runtime import Runtime
     from setpiece.runtime.unit import Attempt
 
-__all__ = ["Action", "EndpointCall", "Extension", "HttpEndpoint", "TargetKind", "TimerHandler"]
+__all__ = [
+    "Action", "EndpointCall", "Extension", "HttpEndpoint", "RawBody", "TargetKind", "TimerHandler",
+]
 
 #: What a consumer does with one accepted event: its effects go into the attempt.
 Action = Callable[["Event", "Attempt", int], Awaitable[None]]
@@ -54,11 +56,21 @@ class EndpointCall:
 
 
 @dataclass(frozen=True, slots=True)
+class RawBody:
+    """An :class:`HttpEndpoint`'s answer that is not JSON (Prometheus text, a web page)."""
+
+    content_type: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class HttpEndpoint:
     """An HTTP route an extension adds to the gateway (``path`` may hold ``{name}`` segments).
 
     ``scope`` is the OAuth2 scope a caller's token needs when the stack has auth. ``handle``
-    answers with ``(status, JSON value)``.
+    answers with ``(status, JSON value)``, or ``(status, RawBody(...))`` for other content.
+    ``path`` is matched exactly, unless the gateway routes a family of paths to extensions
+    (``/workflows/tasks/{action}``).
     """
 
     method: str

@@ -32,6 +32,7 @@ from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.consumer import DEAD_LETTERS, Consumer
 from setpiece.runtime.discovery import Instance, Registry
 from setpiece.runtime.extension import Action, Extension, HttpEndpoint, TargetKind, TimerHandler
+from setpiece.runtime.instrument import Instrumentation
 from setpiece.runtime.letters import DeadLetter
 from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
 from setpiece.runtime.reader import StreamReader
@@ -97,6 +98,7 @@ class Runtime:
         self._context_services: dict[str, ContextService] = {}
         self._timer_handlers: dict[str, TimerHandler] = {}
         self.endpoints: list[HttpEndpoint] = []
+        self.instrumentation: Instrumentation | None = None
         self._timers = TimerDispatcher(engine, self._timer_handlers)
         self._schedules = Schedules(
             engine, {}, self._handler_action, self.deadline, DEFAULT_RETRY, self.notify_progress
@@ -136,6 +138,13 @@ class Runtime:
     def add_timer_handler(self, namespace: str, fire: TimerHandler) -> None:
         """Fire the due timers of ``namespace`` through ``fire`` (the one timer dispatcher)."""
         self._timer_handlers[namespace] = fire
+
+    def instrument(self, instrumentation: Instrumentation) -> None:
+        """Tell ``instrumentation`` what this runtime and its gateway do (one per runtime;
+        see :mod:`setpiece.runtime.instrument`). Call it from an extension's ``attach``."""
+        if self.instrumentation is not None:
+            raise ConfigError("this runtime is instrumented already")
+        self.instrumentation = instrumentation
 
     def add_endpoint(self, endpoint: HttpEndpoint) -> None:
         """Serve ``endpoint`` on the gateway beside the services' routes."""
@@ -177,7 +186,11 @@ class Runtime:
         await self._create_streams()
         await self._attach()
         self._build_consumers()
+        instrumentation = self.instrumentation
         for consumer in self.consumers:
+            if instrumentation is not None:
+                consumer.instrumentation = instrumentation
+                consumer.action = instrumentation.wrap_action(consumer, consumer.action)
             await consumer.prepare()
         await self._schedules.prepare()
         if self._schedules.handlers:
@@ -458,14 +471,19 @@ class Runtime:
         """Publish many events in one transaction (all are checked before any is stored)."""
         target = self._target_stream(bus, stream)
         out: list[Event] = []
-        records: list[tuple[str, str | None, bytes]] = []
         for index, event in enumerate(events):
             try:
-                ready = prepare(event, cause=None, service=None)
+                out.append(prepare(event, cause=None, service=None))
+            except EventError as exc:
+                raise EventError(f"event #{index}: {exc}", field=exc.field) from None
+        if self.instrumentation is not None and out:
+            out = self.instrumentation.publishing(out, target)  # a trace per event, ...
+        records: list[tuple[str, str | None, bytes]] = []
+        for index, ready in enumerate(out):
+            try:
                 data = encode_checked(ready, self.config.max_event_bytes)
             except EventError as exc:
                 raise EventError(f"event #{index}: {exc}", field=exc.field) from None
-            out.append(ready)
             records.append((target, ready.partitionkey, data))
         if records:
             await self._committer.append(records)

@@ -489,7 +489,7 @@ class Run:
             record = TokenRecord(self.id, tid, th.n, heartbeat=action.heartbeat_seconds)
             self.attempt.put((NS, token_key(th.token)), encode(record))
         calls = TaskCalls(self.r, self.attempt, self.x.workflow, self.x.correlation or self.id,
-                          self.x.tenant)
+                          self.x.tenant, self.x.traceparent)
         try:
             if res.kind == "service":
                 call = calls.service(st.name, res, payload, th.retry_count + 1)

@@ -75,7 +75,9 @@ SUBPACKAGES = {
         "DeadLetter", "EndpointCall", "Extension", "HttpEndpoint", "Instrumentation",
         "RawBody", "RequestObservation", "Runtime", "RuntimeConfig", "Scope", "StoreReader",
     },
-    "setpiece.observe": {"EXTENSION", "OBSERVE_SCOPE", "Observe", "ObserveMethods"},
+    "setpiece.observe": {
+        "EXTENSION", "OBSERVE_SCOPE", "Observe", "ObserveMethods", "serve_metrics",
+    },
     "setpiece.cli": {"main"},
 }
 

@@ -8,5 +8,6 @@ Turned on by ``Stack(..., observe=Observability(...))`` (or ``setpiece run --met
 
 from setpiece.observe._api import ObserveMethods
 from setpiece.observe._extension import EXTENSION, OBSERVE_SCOPE, Observe
+from setpiece.observe._serve import serve_metrics
 
-__all__ = ["EXTENSION", "OBSERVE_SCOPE", "Observe", "ObserveMethods"]
+__all__ = ["EXTENSION", "OBSERVE_SCOPE", "Observe", "ObserveMethods", "serve_metrics"]

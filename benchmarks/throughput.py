@@ -11,6 +11,10 @@ Baseline: the raw engine appending the same number of records in batches and rea
 Prints events/s end-to-end (input events fully handled by both hops), the raw baseline, the ratio,
 and the peak memory (RSS high-water mark) of the process.
 
+It also runs the end-to-end flow with observability (``setpiece.observe``) in the same run: off
+(the figure above), with Prometheus metrics on, and with metrics plus 100% trace sampling to an
+OpenTelemetry SDK ``TracerProvider`` with an in-memory exporter (``--observe`` off skips them).
+
 It also prints the *engine floor* of the same flow: the engine calls the flow needs, made
 directly and with as little Python as possible (records decoded to dicts, no Event objects, no
 pattern matching, no handler calls, the store keys of a batch read in one call): per partition
@@ -85,8 +89,32 @@ def events(n: int) -> list[Event]:
     ]
 
 
-async def end_to_end(url: str, n: int, concurrency: int = 16, store: str | None = None) -> float:
+def observed_stack(mode: str) -> Stack:
+    """The flow's stack with observability ``off``, ``metrics`` or ``traces`` (metrics and
+    every span to an in-memory exporter)."""
     stack = build_stack()
+    if mode == "off":
+        return stack
+    from setpiece import Observability
+
+    if mode == "metrics":
+        observe = Observability()
+    else:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
+
+        provider = TracerProvider()  # the default sampler records every span
+        provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+        observe = Observability(tracing=True, tracer_provider=provider)
+    return Stack("bench", services=list(stack.services.values()), observe=observe)
+
+
+async def end_to_end(url: str, n: int, concurrency: int = 16, store: str | None = None,
+                     mode: str = "off") -> float:
+    stack = observed_stack(mode)
     batch = events(n)
     config = RuntimeConfig(batch_size=512, concurrency=concurrency)
     async with stack.start(engine=url, store=store, config=config) as rt:
@@ -337,6 +365,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0,
                         help="also run the flow on N `setpiece run` processes sharing the file")
     parser.add_argument("--engine", choices=["sqlite", "nats"], default="sqlite")
+    parser.add_argument("--observe", choices=["on", "off"], default="on",
+                        help="also measure the flow with metrics, and metrics + traces")
     args = parser.parse_args()
     if args.engine == "nats":
         main_nats(args.events, args.concurrency)
@@ -345,6 +375,11 @@ def main() -> None:
         raw = asyncio.run(raw_engine(f"sqlite:///{tmp}/raw.db", args.events))
         floor = asyncio.run(engine_floor(f"sqlite:///{tmp}/floor.db", args.events))
         e2e = asyncio.run(end_to_end(f"sqlite:///{tmp}/e2e.db", args.events, args.concurrency))
+        observed = {
+            mode: asyncio.run(end_to_end(f"sqlite:///{tmp}/e2e-{mode}.db", args.events,
+                                         args.concurrency, mode=mode))
+            for mode in (("metrics", "traces") if args.observe == "on" else ())
+        }
         scaled = (
             asyncio.run(with_workers(f"{tmp}/workers.db", args.events, args.workers))
             if args.workers else None
@@ -357,6 +392,11 @@ def main() -> None:
     print(f"end-to-end two-hop flow:       {e2e:>10,.0f} events/s")
     print(f"end-to-end / raw:              {e2e / raw:>10.0%}")
     print(f"end-to-end / engine floor:     {e2e / floor:>10.0%}")
+    if "metrics" in observed:
+        m, t = observed["metrics"], observed["traces"]
+        print(f"with metrics:                  {m:>10,.0f} events/s   ({m / e2e:.0%} of off)")
+        print(f"with metrics + all traces:     {t:>10,.0f} events/s   ({t / e2e:.0%} of off; "
+              f"in-memory exporter)")
     if scaled is not None:
         print(f"end-to-end, {args.workers} worker processes: {scaled:>10,.0f} events/s "
               f"({scaled / e2e:.2f}x one process)")

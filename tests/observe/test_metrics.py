@@ -173,3 +173,27 @@ def test_observability_is_checked_when_declared() -> None:
         Observability(tracing=True, otlp="collector:4318")
     with pytest.raises(ConfigError, match="observe: expected"):
         Stack("s", observe=True)  # type: ignore[arg-type]
+
+
+def test_workflow_executions_are_counted_by_final_status(run: Run) -> None:
+    from examples.product_orchestration.app import build_stack
+
+    example = build_stack()
+    stack = Stack(example.name, services=list(example.services.values()),
+                  buses=list(example.buses.values()),
+                  workflows=list(example.workflows.values()), observe=Observability())
+
+    async def main() -> str:
+        async with stack.start("memory") as rt:
+            for serial in ("SN-1", "SN-2"):
+                await rt.publish(Event(type="product_registered", source="shop", data={
+                    "customer_id": "cu-1", "email": "a@example.com",
+                    "serial_number": serial, "model": "Kettle"}))
+            await rt.drain()
+            for ex in await rt.executions():
+                await rt.wait_execution(ex.id, timeout=30)
+            return await rt.metrics()
+
+    found = samples(run(main()))
+    assert value(found, "setpiece_workflow_executions_ended_total",
+                 workflow="register-product", status="SUCCEEDED") == 2

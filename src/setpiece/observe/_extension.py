@@ -112,6 +112,10 @@ class _Chain(Instrumentation):
         for part in self.parts:
             part.breaker(service, instance, state)
 
+    def execution_ended(self, workflow: str, status: str) -> None:
+        for part in self.parts:
+            part.execution_ended(workflow, status)
+
     def work(self, name: str, event: Any, attributes: dict[str, str]) -> Any:
         for part in self.parts:  # only tracing observes work
             found = part.work(name, event, attributes)

@@ -17,7 +17,9 @@ Metrics (Prometheus naming: ``_total`` counters, ``_seconds`` histograms):
 - ``setpiece_events_published_total{stream}`` — events published from outside handlers;
 - ``setpiece_http_requests_total{method,route,version,status}`` and
   ``setpiece_http_request_duration_seconds{method,route,version}``;
-- ``setpiece_breaker_state{service,instance}`` — 0 closed, 1 half-open, 2 open.
+- ``setpiece_breaker_state{service,instance}`` — 0 closed, 1 half-open, 2 open;
+- ``setpiece_workflow_executions_ended_total{workflow,status}`` — durable executions this
+  process brought to an end, by final status.
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ class Metrics(Instrumentation):
         self.http_timings: dict[tuple[str, str, str], Timings] = {}
         self.breakers: dict[tuple[str, str], str] = {}
         self.lag: dict[tuple[str, str, int], int] = {}
+        self.executions: dict[tuple[str, str], int] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)  # a collector: it has collect()
         self._runtime: Runtime | None = None
@@ -195,6 +198,10 @@ class Metrics(Instrumentation):
 
     def breaker(self, service: str, instance: str, state: str) -> None:
         self.breakers[(service, instance)] = state
+
+    def execution_ended(self, workflow: str, status: str) -> None:
+        key = (workflow, status)
+        self.executions[key] = self.executions.get(key, 0) + 1
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -258,6 +265,13 @@ class Metrics(Instrumentation):
         for stream, n in sorted(self.published.items()):
             published.add_metric([stream], n)
         yield published
+        executions = CounterMetricFamily(
+            "setpiece_workflow_executions_ended",
+            "Durable workflow executions this process ended, by final status.",
+            labels=["workflow", "status"])
+        for (workflow, status), n in sorted(self.executions.items()):
+            executions.add_metric([workflow, status], n)
+        yield executions
         yield from self._http()
 
     def _http(self) -> Iterator[Metric]:

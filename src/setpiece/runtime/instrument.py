@@ -13,6 +13,7 @@ what it needs.
 - ``request``: an HTTP request the gateway serves; the :class:`RequestObservation` it returns
   is told how it ended;
 - ``breaker``: a circuit breaker of the gateway changed state;
+- ``execution_ended``: a durable workflow execution ended with a status;
 - ``work``: a unit of work an extension runs for an event (a workflow's task): the
   :class:`WorkObservation` it returns gives the event to run it with (carrying the work's trace
   context) and is told how it ended.
@@ -72,6 +73,9 @@ class Instrumentation:
         return None
 
     def breaker(self, service: str, instance: str, state: str) -> None:
+        return None
+
+    def execution_ended(self, workflow: str, status: str) -> None:
         return None
 
     def work(

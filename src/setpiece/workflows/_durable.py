@@ -452,6 +452,8 @@ class Run:
             self.event("ExecutionFailed", {"error": error, "cause": cause})
         x.status, x.output, x.error, x.cause = status, output, error, cause
         x.stop, x.ready = self.tick(), []
+        if self.r.rt.instrumentation is not None:
+            self.r.rt.instrumentation.execution_ended(x.workflow, status)
         self.changed = True
         self.attempt.put((NS, status_key(RUNNING, self.id)), None)
         self.attempt.put((NS, status_key(status, self.id)), b"1")

@@ -101,13 +101,16 @@ def observed_stack(mode: str) -> Stack:
         observe = Observability()
     else:
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
             InMemorySpanExporter,
         )
 
-        provider = TracerProvider()  # the default sampler records every span
-        provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+        # The default sampler records every span; the batch processor is how spans are
+        # exported in production (off the handlers' path), here into memory.
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter(),
+                                                       max_queue_size=1 << 20))
         observe = Observability(tracing=True, tracer_provider=provider)
     return Stack("bench", services=list(stack.services.values()), observe=observe)
 

@@ -5,8 +5,10 @@ extensions ``traceparent`` (an attribute of :class:`~setpiece.Event`) and ``trac
 extension): whatever engine or process an event crosses, the span of its next hop is a child of
 the span that published it.
 
-- ``publish`` (``rt.publish``, the gateway's ``POST /events/{bus}``): a PRODUCER span per event,
-  child of the caller's current span or of the event's own ``traceparent``, a new trace else;
+- ``publish`` (``rt.publish``, ``publish_many``, the gateway's ``POST /events/{bus}``): a
+  PRODUCER span per call for the events that carry no trace context, child of the caller's
+  current span (a new trace else), whose context they all carry; and one per event that does,
+  child of that context;
 - each delivery attempt (a handler, a rule target: stream, bus, HTTP, workflow): a CONSUMER span,
   child of the event's ``traceparent``; the event the handler sees, and so every event it emits,
   carries this span's context; the span is the current one while the handler runs, so the
@@ -28,6 +30,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import (
@@ -97,16 +100,19 @@ def _carry(event: Event, span: Span) -> Event:
     context = span.get_span_context()
     if not context.is_valid:
         return event
-    changes: dict[str, Any] = {"traceparent": traceparent_of(context)}
+    traceparent = traceparent_of(context)  # well-formed: no need to check it again
     state = context.trace_state.to_header() if context.trace_state else ""
-    if state or (event.extensions and TRACESTATE in event.extensions):
-        extensions = dict(event.extensions or {})
-        if state:
-            extensions[TRACESTATE] = state
-        else:
-            extensions.pop(TRACESTATE, None)
-        changes["extensions"] = extensions or None
-    return event.replace(**changes)
+    if not state and not (event.extensions and TRACESTATE in event.extensions):
+        return _replace(event, traceparent=traceparent)
+    extensions = dict(event.extensions or {})
+    if state:
+        extensions[TRACESTATE] = state
+    else:
+        extensions.pop(TRACESTATE, None)
+    return event.replace(traceparent=traceparent, extensions=extensions or None)
+
+
+_replace = msgspec.structs.replace
 
 
 class _Request(RequestObservation):
@@ -172,7 +178,6 @@ class Tracing(Instrumentation):
         attributes = {
             "messaging.system": SYSTEM,
             "messaging.operation.type": "process",
-            "messaging.operation.name": "process",
             "messaging.destination.name": stream,
             "messaging.consumer.group.name": consumer.group,
         }
@@ -181,10 +186,10 @@ class Tracing(Instrumentation):
             trace.set_span_in_context
 
         async def traced(event: Event, attempt: Attempt, number: int) -> None:
-            span = tracer.start_span(name, context_of(event), SpanKind.CONSUMER, attributes)
-            span.set_attribute("messaging.message.id", event.id)
+            these: dict[str, Any] = {**attributes, "messaging.message.id": event.id}
             if number > 1:
-                span.set_attribute("setpiece.attempt", number)
+                these["setpiece.attempt"] = number
+            span = tracer.start_span(name, context_of(event), SpanKind.CONSUMER, these)
             token = attach(in_context(span))
             try:
                 await action(_carry(event, span), attempt, number)
@@ -233,24 +238,38 @@ class Tracing(Instrumentation):
     # -- publishing -------------------------------------------------------------------------
 
     def publishing(self, events: list[Event], target: str) -> list[Event]:
+        """One PRODUCER span per call for the events that carry no trace context (they all
+        carry its context: the semantic conventions' batch send), and one per event that
+        does (a child of that event's context)."""
         tracer = self.tracer
         name = f"send {target}"
-        current = otel_context.get_current()
         attributes: dict[str, Any] = {
             "messaging.system": SYSTEM,
             "messaging.operation.type": "send",
-            "messaging.operation.name": "send",
             "messaging.destination.name": target,
         }
-        if len(events) > 1:
-            attributes["messaging.batch.message_count"] = len(events)
+        fresh = [event for event in events if event.traceparent is None]
+        batch: Span | None = None
+        if fresh:
+            these = dict(attributes)
+            if len(fresh) > 1:
+                these["messaging.batch.message_count"] = len(fresh)
+            else:
+                these["messaging.message.id"] = fresh[0].id
+            batch = tracer.start_span(name, otel_context.get_current(), SpanKind.PRODUCER,
+                                      these)
         out: list[Event] = []
         for event in events:
-            parent = context_of(event) or current
-            span = tracer.start_span(name, parent, SpanKind.PRODUCER, attributes)
-            span.set_attribute("messaging.message.id", event.id)
+            if event.traceparent is None:
+                assert batch is not None
+                out.append(_carry(event, batch))
+                continue
+            span = tracer.start_span(name, context_of(event), SpanKind.PRODUCER,
+                                     {**attributes, "messaging.message.id": event.id})
             out.append(_carry(event, span))
             span.end()
+        if batch is not None:
+            batch.end()
         return out
 
     # -- extensions' work (workflow tasks) --------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from setpiece.clock import SYSTEM_CLOCK, Clock
 from setpiece.engine import open_engine
 from setpiece.engine.contract import Engine
 from setpiece.gateway.app import Gateway
@@ -48,9 +49,13 @@ def extensions_for(stack: Stack, *, observe: Observability | None = None) -> lis
     return extensions
 
 
-def new_runtime(stack: Stack, engine: Engine, config: RuntimeConfig | None = None) -> Runtime:
+def new_runtime(
+    stack: Stack, engine: Engine, config: RuntimeConfig | None = None,
+    clock: Clock | None = None,
+) -> Runtime:
     """A runtime of ``stack`` on an open engine, with its extensions, not started."""
-    return Runtime(stack, engine, config or RuntimeConfig(), extensions_for(stack))
+    return Runtime(stack, engine, config or RuntimeConfig(), extensions_for(stack),
+                   clock or SYSTEM_CLOCK)
 
 
 async def open_runtime(
@@ -60,11 +65,13 @@ async def open_runtime(
     store: str | None = None,
     config: RuntimeConfig | None = None,
     extensions: Sequence[Extension] | None = None,
+    clock: Clock | None = None,
 ) -> Runtime:
     """Open the engine at ``url`` and start a runtime of ``stack`` on it (closed on failure)."""
     engine = await open_engine(url, store=store)
     runtime = Runtime(stack, engine, config or RuntimeConfig(),
-                      extensions_for(stack) if extensions is None else extensions)
+                      extensions_for(stack) if extensions is None else extensions,
+                      clock or SYSTEM_CLOCK)
     try:
         await runtime.start()
     except BaseException:

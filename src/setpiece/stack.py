@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from setpiece.bus import DEFAULT_BUS, Bus, WorkflowTarget
+from setpiece.clock import Clock
 from setpiece.errors import ConfigError
 from setpiece.http import Authenticator, CallPolicy, VersionRoutes
 from setpiece.observability import Observability
@@ -118,17 +119,25 @@ class Stack:
         *,
         store: str | None = None,
         config: RuntimeConfig | None = None,
+        clock: Clock | None = None,
     ) -> _Started:
         """Start the stack on an engine URL (``memory``, ``sqlite:///file.db``, ``nats://…``).
 
         Use it as ``async with stack.start(...) as rt``. A ``pathlib.Path`` names an SQLite
         file. Without a URL, ``SETPIECE_ENGINE`` (and
-        ``SETPIECE_STORE``) are read, then ``sqlite:///.setpiece/<stack>.db``.
+        ``SETPIECE_STORE``) are read, then ``sqlite:///.setpiece/<stack>.db``. ``clock`` is
+        the clock under the runtime's timers, schedules and retries (the system's by default;
+        a :class:`~setpiece.testing.VirtualClock` in tests).
         """
+        if clock is not None and not isinstance(clock, Clock):
+            raise ConfigError(
+                f"Stack.start(clock=...): a setpiece Clock (e.g. VirtualClock), "
+                f"not {type(clock).__name__}"
+            )
         if isinstance(engine, os.PathLike):  # a path names an SQLite file
             engine = f"sqlite:///{Path(engine).resolve()}"
         url = engine or os.environ.get("SETPIECE_ENGINE") or f"sqlite:///.setpiece/{self.name}.db"
-        return _Started(self, url, store or os.environ.get("SETPIECE_STORE"), config)
+        return _Started(self, url, store or os.environ.get("SETPIECE_STORE"), config, clock)
 
     def asgi(
         self,
@@ -157,16 +166,18 @@ class _Started:
     """``async with stack.start(...) as rt``: the runtime runs inside the block."""
 
     def __init__(
-        self, stack: Stack, url: str, store: str | None, config: RuntimeConfig | None
+        self, stack: Stack, url: str, store: str | None, config: RuntimeConfig | None,
+        clock: Clock | None = None,
     ) -> None:
         self._stack, self._url, self._store, self._config = stack, url, store, config
+        self._clock = clock
         self._runtime: Runtime | None = None
 
     async def __aenter__(self) -> Runtime:
         from setpiece._assembly import open_runtime  # the one door down to the runtime
 
         self._runtime = await open_runtime(
-            self._stack, self._url, store=self._store, config=self._config
+            self._stack, self._url, store=self._store, config=self._config, clock=self._clock
         )
         return self._runtime
 

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from setpiece.bus import Bus, HttpTarget, Rule, bus_stream_name
+from setpiece.clock import SYSTEM_CLOCK, Clock
 from setpiece.context import store_namespace
 from setpiece.engine.contract import Engine, StreamSpec
 from setpiece.errors import ConfigError, DrainTimeout, EventError
@@ -68,10 +69,14 @@ class Runtime:
         engine: Engine,
         config: RuntimeConfig,
         extensions: Sequence[Extension] = (),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.stack = stack
         self.engine = engine
         self.config = config
+        #: the clock under every timer, schedule and retry backoff (a VirtualClock in tests)
+        self.clock = clock
+        self._detach_clock: Callable[[], None] | None = None
         self.consumers: list[Consumer] = []
         self._extensions: dict[str, Extension] = {}
         for extension in extensions:
@@ -99,9 +104,10 @@ class Runtime:
         self._timer_handlers: dict[str, TimerHandler] = {}
         self.endpoints: list[HttpEndpoint] = []
         self.instrumentation: Instrumentation | None = None
-        self._timers = TimerDispatcher(engine, self._timer_handlers)
+        self._timers = TimerDispatcher(engine, self._timer_handlers, clock)
         self._schedules = Schedules(
-            engine, {}, self._handler_action, self.deadline, DEFAULT_RETRY, self.notify_progress
+            engine, {}, self._handler_action, self.deadline, DEFAULT_RETRY, self.notify_progress,
+            clock,
         )
         self._attached = False
 
@@ -209,6 +215,7 @@ class Runtime:
         self._watch = self._loop_watch()
         self._watch.start()
         await self._start_registry()
+        self._detach_clock = self.clock.attach(self.settle)
 
     async def provision(self) -> None:
         """Create the stack's streams and consumer groups, and consume nothing.
@@ -252,6 +259,8 @@ class Runtime:
         if self._stopping:
             return
         self._stopping = True
+        if self._detach_clock is not None:
+            self._detach_clock()
         if self._registry is not None:  # leave the registry first: gateways stop routing here
             await self._registry.stop()
         for consumer in self.consumers:
@@ -353,6 +362,7 @@ class Runtime:
             stream, accept, start_at_end = handler.stream, None, False
         return Consumer(
             engine=self.engine,
+            clock=self.clock,
             config=self.config,
             group=handler.qualname,
             stream=stream,
@@ -395,6 +405,7 @@ class Runtime:
         group = f"rule.{bus.name}.{rule.name}.{name}"
         return Consumer(
             engine=self.engine,
+            clock=self.clock,
             config=self.config,
             group=group,
             stream=bus_stream_name(bus.name),
@@ -519,6 +530,41 @@ class Runtime:
                 raise DrainTimeout(f"drain: still pending after {timeout}s ({detail})")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._progress.wait(), min(remaining, 0.05))
+
+    async def settle(self, timeout: float = 30.0) -> None:
+        """Return once all that is due now is handled, and the rest waits on the clock.
+
+        What a :class:`~setpiece.clock.VirtualClock` awaits before it moves time on: every
+        consumer has caught up or waits on the clock for a retry's backoff, and no timer that
+        is due now is left unfired. Raises DrainTimeout after ``timeout`` seconds of wall time.
+        """
+        deadline = time.monotonic() + timeout
+        quiet_turns = 0
+        while not self._stopping:
+            await self._committer.idle()
+            self._progress.clear()
+            behind: dict[str, int] = {}
+            for consumer in self.consumers:
+                if consumer.parked:
+                    continue
+                lag = await consumer.lag()
+                if lag or consumer.busy:
+                    behind[consumer.label] = lag
+            timers = self._schedules.parked or await self._timers.settled()
+            if not behind and timers:
+                quiet_turns += 1
+                if quiet_turns >= 2:
+                    return
+                for _ in range(3):  # let what was just woken reach its next wait
+                    await asyncio.sleep(0)
+                continue
+            quiet_turns = 0
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                detail = ", ".join(f"{k}: {v}" for k, v in behind.items()) or "timers due"
+                raise DrainTimeout(f"settle: still busy after {timeout}s ({detail})")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), min(remaining, 0.005))
 
     # -- stores -----------------------------------------------------------------------------
 

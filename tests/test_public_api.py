@@ -14,7 +14,7 @@ EXPECTED = {
     "Bus", "ConfigError", "Context", "DeadLetter", "DefinitionError", "DrainTimeout", "Drop",
     "EngineError", "Event", "EventError", "HandlerError", "HandlerTimeout", "HttpTarget",
     "Observability", "PatternError", "Retry",
-    "RetryPolicy", "Rule", "Runtime", "RuntimeConfig", "Service", "SetpieceError", "Stack",
+    "RetryPolicy", "Rule", "Runtime", "RuntimeConfig", "SLO", "Service", "SetpieceError", "Stack",
     "Stream", "SyncContext", "TaskFailed", "WorkflowError", "__version__",
     # the HTTP gateway
     "BreakerPolicy", "CallPolicy", "HTTPError", "HttpError", "Identity", "JWTAuth",

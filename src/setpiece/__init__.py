@@ -42,7 +42,7 @@ from setpiece.gateway import (
     VersionRoutes,
     mint_token,
 )
-from setpiece.observability import Observability
+from setpiece.observability import SLO, Observability
 from setpiece.policy import RetryPolicy
 from setpiece.runtime import DeadLetter, RuntimeConfig
 from setpiece.service import Service
@@ -54,6 +54,7 @@ from setpiece.workflows.workflow import Workflow
 __version__ = "0.1.0"
 
 __all__ = [
+    "SLO",
     "BreakerPolicy",
     "Bus",
     "CallPolicy",

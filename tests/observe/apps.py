@@ -25,3 +25,22 @@ def shop(**kw: Any) -> Stack:
     archive = Stream("archive", partitions=2)
     bus = Bus("default", rules=[Rule("keep", {"type": ["order_placed"]}, targets=[archive])])
     return Stack("shop", services=[orders, billing], buses=[bus], streams=[archive], **kw)
+
+
+def slo_shop() -> Stack:
+    """``shop`` with SLOs on a handler and on a route (tests of ``setpiece slo``)."""
+    from setpiece import SLO, Observability
+
+    base = shop()
+    front = Service("front")
+
+    @front.get("/orders/{id}")
+    async def read(id: str) -> dict[str, str]:
+        return {"id": id}
+
+    return Stack("shop", services=[*base.services.values(), front],
+                 buses=list(base.buses.values()), streams=list(base.streams.values()),
+                 observe=Observability(slos={
+                     "billing.bill": SLO(objective=0.9),
+                     "GET /orders/{id}": SLO(objective=0.99, latency=5.0),
+                 }))

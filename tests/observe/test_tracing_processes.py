@@ -73,7 +73,7 @@ def test_one_trace_across_two_worker_processes(
         while True:
             lines = [json.loads(line) for line in spans_file.read_text().splitlines()]
             chain = [s for s in lines if s["trace"] == trace]
-            if WANTED <= {s["name"] for s in chain}:
+            if {s["name"] for s in chain} >= WANTED:
                 break
             assert time.monotonic() < deadline, (sorted(s["name"] for s in chain),
                                                  [p.lines[-5:] for p in procs])

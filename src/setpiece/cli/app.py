@@ -15,7 +15,17 @@ import typer
 from setpiece.cli._common import USAGE_ERROR
 from setpiece.cli._console import out, state
 from setpiece.cli._help import Typer
-from setpiece.cli.commands import dlq, events, gateway, inspect, new, plan, run, workflow
+from setpiece.cli.commands import (
+    dlq,
+    events,
+    gateway,
+    inspect,
+    new,
+    observe,
+    plan,
+    run,
+    workflow,
+)
 
 __all__ = ["app", "cli"]
 
@@ -56,8 +66,8 @@ def root(
 
 
 # dev, run | publish, replay, tail | inspect | plan, apply | gateway, token | dlq | new |
-# workflow, task
-for group in (run, events, inspect, plan, gateway, dlq, new, workflow):
+# workflow, task | slo, top
+for group in (run, events, inspect, plan, gateway, dlq, new, workflow, observe):
     group.register(app)
 
 

@@ -11,6 +11,8 @@ from setpiece.runtime.instrument import Instrumentation
 
 if TYPE_CHECKING:
     from setpiece.observe._metrics import Metrics
+    from setpiece.observe._objectives import Objectives
+    from setpiece.observe._slo import SLOStatus
     from setpiece.observe._tracing import Tracing
     from setpiece.runtime.runtime import Runtime
 
@@ -38,6 +40,7 @@ class Observe:
         self.config = config
         self.metrics: Metrics | None = None
         self.tracing: Tracing | None = None
+        self.objectives: Objectives | None = None
         self._runtime: Runtime | None = None
 
     async def attach(self, runtime: Runtime) -> None:
@@ -57,6 +60,12 @@ class Observe:
                 parts.append(self.metrics)
         except ImportError as exc:
             raise _missing(exc) from None
+        if self.config.slos:
+            from setpiece.observe._objectives import Objectives
+
+            self.objectives = Objectives(runtime, self.config.slos, self.config.slo_interval)
+            parts.append(self.objectives)
+            runtime.add_task("slo", self.objectives.run)
         if parts:
             runtime.instrument(parts[0] if len(parts) == 1 else _Chain(parts))
         if self.metrics is not None:
@@ -66,8 +75,15 @@ class Observe:
             ))
 
     async def stop(self) -> None:
+        if self.objectives is not None:
+            self.objectives.stopping.set()
         if self.tracing is not None:
             self.tracing.flush()
+
+    async def slo_status(self) -> list[SLOStatus]:
+        if self.objectives is None or self._runtime is None:
+            raise ConfigError("this stack declares no SLO: Observability(slos={...})")
+        return await self.objectives.status(self._runtime.clock.time())
 
     async def metrics_text(self) -> str:
         if self.metrics is None:
@@ -106,7 +122,8 @@ class _Chain(Instrumentation):
     def request(self, method: str, route: str, service: str | None,
                 traceparent: str | None) -> Any:
         found = [part.request(method, route, service, traceparent) for part in self.parts]
-        return _Requests([f for f in found if f is not None])
+        observations = [f for f in found if f is not None]
+        return _Requests(observations) if observations else None
 
     def breaker(self, service: str, instance: str, state: str) -> None:
         for part in self.parts:

@@ -54,7 +54,7 @@ from setpiece.http import VERSION_HEADER, CallPolicy, VersionRoutes
 from setpiece.route_table import RouteEntry as _Route
 from setpiece.route_table import RouteTable
 from setpiece.runtime.discovery import Instance
-from setpiece.runtime.extension import EndpointCall, HttpEndpoint, RawBody
+from setpiece.runtime.extension import EndpointCall, HttpEndpoint, RawBody, StreamBody
 from setpiece.runtime.instrument import RequestObservation
 
 if TYPE_CHECKING:
@@ -116,6 +116,7 @@ class Gateway:
         self._rr = 0
         self._openapi: bytes | None = None
         self._extension_routes: dict[tuple[str, str], HttpEndpoint] | None = None
+        self._ending: asyncio.Event | None = None  # set: streamed replies end (a shutdown)
         self._version_header = (
             self.routes.header if self.routes is not None else VERSION_HEADER
         ).encode("latin-1")
@@ -156,12 +157,52 @@ class Gateway:
         kind = scope["type"]
         if kind == "http":
             reply = await self._http(scope, receive)
+            if reply.stream is not None:
+                await self._stream(reply, receive, send)
+                return
             await send({"type": "http.response.start", "status": reply.status,
                         "headers": [(b"content-length", str(len(reply.body)).encode()),
                                     *reply.headers]})
             await send({"type": "http.response.body", "body": reply.body})
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    def end_streams(self) -> None:
+        """End the streamed replies in progress (server-sent events), and any started later:
+        a server that stops waits for its requests to finish, and a stream would not."""
+        if self._ending is None:
+            self._ending = asyncio.Event()
+        self._ending.set()
+
+    async def _stream(self, reply: Reply, receive: Receive, send: Send) -> None:
+        """Send a streamed reply chunk by chunk until it ends, the client disconnects, or
+        :meth:`end_streams` is called."""
+        assert reply.stream is not None
+        stream = reply.stream
+        if self._ending is None:
+            self._ending = asyncio.Event()
+        ending = self._ending
+        await send({"type": "http.response.start", "status": reply.status,
+                    "headers": reply.headers})
+
+        async def pump() -> None:
+            async for chunk in stream():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        async def gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(gone()),
+                 asyncio.ensure_future(ending.wait())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks[1] not in done:  # the client is still there: end the body
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -356,7 +397,7 @@ class Gateway:
         if endpoint is None:
             return message_reply(404, f"no route for {request.path}")
         identity = ANONYMOUS
-        if self.auth is not None:
+        if self.auth is not None and not endpoint.public:
             identity = await self.auth.authenticate(authorization)
             self.auth.authorize(identity, (endpoint.scope,))
         status, payload = await endpoint.handle(
@@ -365,6 +406,9 @@ class Gateway:
         if isinstance(payload, RawBody):
             return Reply(status, payload.body,
                          [(b"content-type", payload.content_type.encode("latin-1"))])
+        if isinstance(payload, StreamBody):
+            return Reply(status, b"", [(b"content-type", payload.content_type.encode("latin-1")),
+                                       (b"cache-control", b"no-cache")], payload.chunks)
         return Reply(status, encode_json(payload), [JSON_HEADER])
 
     def _extension_endpoint(self, method: str, path: str) -> HttpEndpoint | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -36,12 +36,14 @@ encode_json = msgspec.json.Encoder(enc_hook=_pydantic_hook).encode
 class Reply:
     """A status, a body and headers, ready to send."""
 
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("body", "headers", "status", "stream")
 
-    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]],
+                 stream: Callable[[], AsyncIterator[bytes]] | None = None) -> None:
         self.status = status
         self.body = body
         self.headers = headers
+        self.stream = stream  # a body sent as it comes (server-sent events), after ``body``
 
 
 def error_reply(status: int, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None

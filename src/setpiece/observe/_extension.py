@@ -10,6 +10,7 @@ from setpiece.runtime.extension import EndpointCall, HttpEndpoint, RawBody
 from setpiece.runtime.instrument import Instrumentation
 
 if TYPE_CHECKING:
+    from setpiece.observe._recent import RecentSpans
     from setpiece.observe._metrics import Metrics
     from setpiece.observe._objectives import Objectives
     from setpiece.observe._slo import SLOStatus
@@ -41,6 +42,7 @@ class Observe:
         self.metrics: Metrics | None = None
         self.tracing: Tracing | None = None
         self.objectives: Objectives | None = None
+        self.recent_spans: RecentSpans | None = None
         self._runtime: Runtime | None = None
 
     async def attach(self, runtime: Runtime) -> None:
@@ -73,6 +75,15 @@ class Observe:
                 "GET", "/metrics", OBSERVE_SCOPE, self._serve_metrics,
                 summary="The runtime's metrics in the Prometheus text format",
             ))
+        from setpiece.observe._map import endpoints
+
+        if self.tracing is not None and hasattr(self.tracing.provider, "add_span_processor"):
+            from setpiece.observe._recent import RecentSpans
+
+            self.recent_spans = RecentSpans()  # the map's waterfalls of the last traces
+            self.tracing.provider.add_span_processor(self.recent_spans)
+        for endpoint in endpoints(self, runtime):
+            runtime.add_endpoint(endpoint)
 
     async def stop(self) -> None:
         if self.objectives is not None:

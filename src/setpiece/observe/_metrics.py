@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -97,8 +98,8 @@ class Timings:
 class ConsumerStats:
     """What one consumer's attempts did, since the runtime started."""
 
-    __slots__ = ("bus", "dead_letters", "deliveries", "failures", "group", "kind", "retries",
-                 "rule", "stream", "timings")
+    __slots__ = ("bus", "dead_letters", "deliveries", "failures", "group", "kind", "recent",
+                 "retries", "rule", "stream", "timings")
 
     def __init__(self, consumer: Consumer) -> None:
         self.group = consumer.group
@@ -111,6 +112,8 @@ class ConsumerStats:
         self.retries = 0
         self.dead_letters = 0
         self.timings = Timings()
+        #: the last attempts: (wall time, event id, event type, seconds, failed) for the map
+        self.recent: deque[tuple[float, str, str, float, bool]] = deque(maxlen=20)
 
 
 class _Request(RequestObservation):
@@ -163,16 +166,19 @@ class Metrics(Instrumentation):
         stats = self.stats(consumer)
         timings = stats.timings
         counts = timings.counts
-        perf = time.perf_counter
+        recent = stats.recent
+        perf, wall = time.perf_counter, time.time
 
         async def counted(event: Event, attempt: Attempt, number: int) -> None:
             start = perf()
+            failed = False
             try:
                 await action(event, attempt, number)
             except Drop:
                 raise
             except Exception:
                 stats.failures += 1
+                failed = True
                 raise
             finally:
                 elapsed = perf() - start
@@ -181,6 +187,7 @@ class Metrics(Instrumentation):
                 timings.sum += elapsed
                 if number > 1:
                     stats.retries += 1
+                recent.append((wall(), event.id, event.type, elapsed, failed))
 
         return counted
 

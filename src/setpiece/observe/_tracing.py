@@ -161,6 +161,7 @@ class Tracing(Instrumentation):
             provider = self._own = _otlp_provider(config.otlp, config.service_name or stack)
         if provider is None:
             provider = trace.get_tracer_provider()  # the application's, or OTel's no-op
+        self.provider = provider
         self.tracer = provider.get_tracer("setpiece")
         self._batches: dict[int, list[SpanContext]] = {}  # per consumer: its batch's spans
 

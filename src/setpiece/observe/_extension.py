@@ -10,9 +10,9 @@ from setpiece.runtime.extension import EndpointCall, HttpEndpoint, RawBody
 from setpiece.runtime.instrument import Instrumentation
 
 if TYPE_CHECKING:
-    from setpiece.observe._recent import RecentSpans
     from setpiece.observe._metrics import Metrics
     from setpiece.observe._objectives import Objectives
+    from setpiece.observe._recent import RecentSpans
     from setpiece.observe._slo import SLOStatus
     from setpiece.observe._tracing import Tracing
     from setpiece.runtime.runtime import Runtime

@@ -220,14 +220,11 @@ class LiveMap:
             return {h.qualname for h in stack.services[name].handlers}
         if kind in ("bus", "stream", "workflow", "http"):
             stream = bus_stream_name(name) if kind == "bus" else name
-            found = set()
-            for consumer in self.runtime.consumers:
-                if kind in ("bus", "stream") and consumer.stream == stream:
-                    found.add(consumer.group)
-                elif consumer.group.startswith("rule.") and consumer.group.endswith(
-                        f".{kind}:{name}"):
-                    found.add(consumer.group)
-            return found
+            reads = kind in ("bus", "stream")
+            target = f".{kind}:{name}"  # a rule target's group ends so
+            return {c.group for c in self.runtime.consumers
+                    if (reads and c.stream == stream)
+                    or (c.group.startswith("rule.") and c.group.endswith(target))}
         return set()
 
 

@@ -74,6 +74,7 @@ SUBPACKAGES = {
     "setpiece.runtime": {
         "DeadLetter", "EndpointCall", "Extension", "HttpEndpoint", "Instrumentation",
         "RawBody", "RequestObservation", "Runtime", "RuntimeConfig", "Scope", "StoreReader",
+        "StreamBody",
     },
     "setpiece.observe": {
         "EXTENSION", "OBSERVE_SCOPE", "Observe", "ObserveMethods", "serve_metrics",

@@ -6,7 +6,13 @@ it with the gateway and durable workflows attached.
 """
 
 from setpiece.runtime.config import RuntimeConfig
-from setpiece.runtime.extension import EndpointCall, Extension, HttpEndpoint, RawBody
+from setpiece.runtime.extension import (
+    EndpointCall,
+    Extension,
+    HttpEndpoint,
+    RawBody,
+    StreamBody,
+)
 from setpiece.runtime.instrument import Instrumentation, RequestObservation
 from setpiece.runtime.letters import DeadLetter
 from setpiece.runtime.runtime import Runtime
@@ -25,4 +31,5 @@ __all__ = [
     "RuntimeConfig",
     "Scope",
     "StoreReader",
+    "StreamBody",
 ]

@@ -66,6 +66,7 @@ class Served:
         assert self._stop is not None
         self.loop.call_soon_threadsafe(self._stop.set)
         self.thread.join(30)
+        self.loop.close()
 
 
 def chromium() -> tuple[str, str]:

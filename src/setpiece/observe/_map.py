@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["LiveMap", "endpoints", "graph"]
 
 VENDOR = "vendor/cytoscape-3.35.0/cytoscape.min.js"
+_STREAM_SECONDS = 60
 _STATIC = {
     "/_setpiece/": ("map.html", "text/html; charset=utf-8"),
     "/_setpiece/map.js": ("map.js", "text/javascript; charset=utf-8"),
@@ -173,7 +174,9 @@ class LiveMap:
 
     async def _events(self, call: EndpointCall) -> tuple[int, Any]:
         async def chunks() -> Any:
-            while True:
+            # A minute per stream, then the page connects again: a server that stops waits
+            # for its requests, and never for long on this one.
+            for _ in range(_STREAM_SECONDS):
                 data = json.dumps(await self.snapshot())
                 yield f"event: stats\ndata: {data}\n\n".encode()
                 await asyncio.sleep(1.0)

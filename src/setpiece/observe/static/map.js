@@ -73,7 +73,7 @@
       var reader = reply.body.getReader(), decoder = new TextDecoder(), buffer = "";
       function pump() {
         return reader.read().then(function (chunk) {
-          if (chunk.done) throw new Error("the stream ended");
+          if (chunk.done) { setTimeout(listen, 100); return; } // the server ends a stream now and then
           buffer += decoder.decode(chunk.value, { stream: true });
           var at;
           while ((at = buffer.indexOf("\n\n")) >= 0) {

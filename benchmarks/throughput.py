@@ -17,6 +17,11 @@ alternating, best of three rounds each; it prints each rate and its ratio to the
 Prints events/s end-to-end (input events fully handled by both hops), the raw baseline, the ratio,
 and the peak memory (RSS high-water mark) of the process.
 
+It also runs the end-to-end flow with observability (``setpiece.observe``) in the same run: off
+(the figure above), with Prometheus metrics on, and with metrics plus 100% trace sampling to an
+OpenTelemetry SDK ``TracerProvider`` with an in-memory exporter (``--observe off`` skips them),
+in ``--rounds`` interleaved rounds (best of each), as a shared machine's load drifts.
+
 It also prints the *engine floor* of the same flow: the engine calls the flow needs, made
 directly and with as little Python as possible (records decoded to dicts, no Event objects, no
 pattern matching, no handler calls, the store keys of a batch read in one call): per partition
@@ -116,17 +121,50 @@ def events(n: int) -> list[Event]:
     ]
 
 
-async def end_to_end(url: str, n: int, concurrency: int = 16, store: str | None = None,
-                     schemas: str | None = None) -> float:
+def observed_stack(mode: str, schemas: str | None = None) -> Stack:
+    """The flow's stack with observability ``off``, ``metrics`` or ``traces`` (metrics and
+    every span to an in-memory exporter), and with event ``schemas`` (see build_stack)."""
     stack = build_stack(schemas)
+    if mode == "off":
+        return stack
+    from setpiece import Observability
+
+    if mode == "metrics":
+        observe = Observability()
+    else:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
+
+        # The default sampler records every span; the batch processor is how spans are
+        # exported in production (off the handlers' path), here into memory.
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter(),
+                                                       max_queue_size=1 << 20))
+        observe = Observability(tracing=True, tracer_provider=provider)
+    return Stack("bench", services=list(stack.services.values()),
+                 schemas=[s for versions in stack.schemas.values() for s in versions],
+                 observe=observe)
+
+
+async def end_to_end(url: str, n: int, concurrency: int = 16, store: str | None = None,
+                     mode: str = "off", cpu: list[float] | None = None,
+                     schemas: str | None = None) -> float:
+    """Input events/s through both hops (wall time); ``cpu`` gets the events per second of
+    this process's CPU time, which the load of other processes disturbs far less."""
+    stack = observed_stack(mode, schemas)
     batch = events(n)
     config = RuntimeConfig(batch_size=512, concurrency=concurrency)
     async with stack.start(engine=url, store=store, config=config) as rt:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for i in range(0, n, 1000):
             await rt.publish_many(batch[i : i + 1000])
         await rt.drain(timeout=600)
         elapsed = time.perf_counter() - started
+        if cpu is not None:
+            cpu.append(n / (time.process_time() - cpu_started))
         assert await rt.store("second").get(f"o-{n - 1}") is not None
     return n / elapsed
 
@@ -402,6 +440,10 @@ def main() -> None:
     parser.add_argument("--engine", choices=["sqlite", "nats"], default="sqlite")
     parser.add_argument("--schemas", action="store_true",
                         help="the flow with event schemas validated, beside it without")
+    parser.add_argument("--observe", choices=["on", "off"], default="on",
+                        help="also measure the flow with metrics, and metrics + traces")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds of off / metrics / traces (best of each)")
     args = parser.parse_args()
     if args.schemas:
         main_schemas(args.events, args.concurrency)
@@ -412,7 +454,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = asyncio.run(raw_engine(f"sqlite:///{tmp}/raw.db", args.events))
         floor = asyncio.run(engine_floor(f"sqlite:///{tmp}/floor.db", args.events))
-        e2e = asyncio.run(end_to_end(f"sqlite:///{tmp}/e2e.db", args.events, args.concurrency))
+        # Observability off, metrics, traces: interleaved rounds (the machine's load drifts
+        # over a run), the best of each printed.
+        modes = ("off", "metrics", "traces") if args.observe == "on" else ("off",)
+        runs: dict[str, list[float]] = {mode: [] for mode in modes}
+        cpu: dict[str, list[float]] = {mode: [] for mode in modes}
+        for round_ in range(args.rounds if args.observe == "on" else 1):
+            for mode in modes:
+                runs[mode].append(asyncio.run(end_to_end(
+                    f"sqlite:///{tmp}/e2e-{mode}-{round_}.db", args.events, args.concurrency,
+                    mode=mode, cpu=cpu[mode])))
+        observed = {mode: max(rates) for mode, rates in runs.items()}
+        per_cpu = {mode: max(rates) for mode, rates in cpu.items()}
+        e2e = observed.pop("off")
         scaled = (
             asyncio.run(with_workers(f"{tmp}/workers.db", args.events, args.workers))
             if args.workers else None
@@ -425,6 +479,20 @@ def main() -> None:
     print(f"end-to-end two-hop flow:       {e2e:>10,.0f} events/s")
     print(f"end-to-end / raw:              {e2e / raw:>10.0%}")
     print(f"end-to-end / engine floor:     {e2e / floor:>10.0%}")
+    if "metrics" in observed:
+        print(f"observability (best of {args.rounds} interleaved rounds; off is the "
+              f"end-to-end figure above):")
+        m, t = observed["metrics"], observed["traces"]
+        print(f"with metrics:                  {m:>10,.0f} events/s   ({m / e2e:.0%} of off)")
+        print(f"with metrics + all traces:     {t:>10,.0f} events/s   ({t / e2e:.0%} of off; "
+              f"in-memory exporter)")
+        c_off, c_m, c_t = per_cpu["off"], per_cpu["metrics"], per_cpu["traces"]
+        print("per CPU second (this process's CPU time, less disturbed by other load):")
+        print(f"  off:                         {c_off:>10,.0f} events/cpu-s")
+        print(f"  with metrics:                {c_m:>10,.0f} events/cpu-s "
+              f"({c_m / c_off:.0%} of off)")
+        print(f"  with metrics + all traces:   {c_t:>10,.0f} events/cpu-s "
+              f"({c_t / c_off:.0%} of off)")
     if scaled is not None:
         print(f"end-to-end, {args.workers} worker processes: {scaled:>10,.0f} events/s "
               f"({scaled / e2e:.2f}x one process)")

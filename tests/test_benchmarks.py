@@ -17,6 +17,11 @@ def test_engine_floor_and_end_to_end_handle_every_event(run: Any) -> None:
     assert run(throughput.end_to_end("memory", 300)) > 0
 
 
+def test_end_to_end_with_metrics_and_with_traces_handles_every_event(run: Any) -> None:
+    assert run(throughput.end_to_end("memory", 300, mode="metrics")) > 0
+    assert run(throughput.end_to_end("memory", 300, mode="traces")) > 0
+
+
 def test_raw_engine_reads_back_what_it_appended(run: Any) -> None:
     assert run(throughput.raw_engine("memory", 300)) > 0
 

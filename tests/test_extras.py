@@ -14,7 +14,7 @@ import pytest
 
 # The top-level modules of every optional dependency in pyproject.toml.
 EXTRAS = ["jsonata", "httpx", "jwt", "uvicorn", "nats", "asyncpg", "typer", "rich", "watchfiles",
-          "starlette", "pydantic"]
+          "starlette", "pydantic", "opentelemetry", "prometheus_client", "selenium"]
 
 _BLOCK = """
 import sys
@@ -168,3 +168,20 @@ def test_setpiece_dev_without_watchfiles_says_what_to_install() -> None:
     """)
     assert result.returncode != 0
     assert "pip install 'setpiece[cli]'" in result.stdout + result.stderr
+
+
+def test_observability_without_the_otel_extra_says_what_to_install() -> None:
+    out = ok(without(["opentelemetry", "prometheus_client"], """
+        import asyncio
+        from setpiece import ConfigError, Observability, Stack
+
+        async def main():
+            try:
+                async with Stack("s", observe=Observability()).start("memory"):
+                    pass
+            except ConfigError as exc:
+                print(exc)
+
+        asyncio.run(main())
+    """))
+    assert "pip install 'setpiece[otel]'" in out and "prometheus_client" in out

@@ -13,8 +13,8 @@ from setpiece.signals import ControlSignal
 EXPECTED = {
     "Bus", "ConfigError", "Context", "DeadLetter", "DefinitionError", "DrainTimeout", "Drop",
     "EngineError", "Event", "EventError", "HandlerError", "HandlerTimeout", "HttpTarget",
-    "PatternError", "Retry", "SchemaError",
-    "RetryPolicy", "Rule", "Runtime", "RuntimeConfig", "Service", "SetpieceError", "Stack",
+    "Observability", "PatternError", "Retry", "SchemaError",
+    "RetryPolicy", "Rule", "Runtime", "RuntimeConfig", "SLO", "Service", "SetpieceError", "Stack",
     "Stream", "SyncContext", "TaskFailed", "WorkflowError", "__version__",
     # the HTTP gateway
     "BreakerPolicy", "CallPolicy", "HTTPError", "HttpError", "Identity", "JWTAuth",
@@ -83,8 +83,12 @@ SUBPACKAGES = {
         "Response", "VERSION_HEADER", "VersionRoutes", "bind", "mint_token", "serve", "serving",
     },
     "setpiece.runtime": {
-        "DeadLetter", "EndpointCall", "Extension", "HttpEndpoint", "Runtime", "RuntimeConfig",
-        "Scope", "StoreReader",
+        "DeadLetter", "EndpointCall", "Extension", "HttpEndpoint", "Instrumentation",
+        "RawBody", "RequestObservation", "Runtime", "RuntimeConfig", "Scope", "StoreReader",
+        "StreamBody",
+    },
+    "setpiece.observe": {
+        "EXTENSION", "OBSERVE_SCOPE", "Observe", "ObserveMethods", "serve_metrics",
     },
     "setpiece.sourcing": {"CONFLICT_RETRY", "Aggregate", "Snapshots", "Upcaster"},
     "setpiece.cli": {"main"},

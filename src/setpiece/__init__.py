@@ -43,6 +43,7 @@ from setpiece.gateway import (
     VersionRoutes,
     mint_token,
 )
+from setpiece.observability import SLO, Observability
 from setpiece.policy import RetryPolicy
 from setpiece.rollout import AbortPolicy, Rollout
 from setpiece.runtime import DeadLetter, RuntimeConfig
@@ -55,6 +56,7 @@ from setpiece.workflows.workflow import Workflow
 __version__ = "0.1.0"
 
 __all__ = [
+    "SLO",
     "AbortPolicy",
     "BreakerPolicy",
     "Bus",
@@ -78,6 +80,7 @@ __all__ = [
     "Identity",
     "InvalidToken",
     "JWTAuth",
+    "Observability",
     "PatternError",
     "RequestContext",
     "Response",

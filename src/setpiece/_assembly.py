@@ -14,6 +14,8 @@ from setpiece.engine import open_engine
 from setpiece.engine.contract import Engine
 from setpiece.gateway.app import Gateway
 from setpiece.gateway.handle import GatewayMethods
+from setpiece.observability import Observability
+from setpiece.observe import Observe, ObserveMethods
 from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.extension import Extension
 from setpiece.runtime.runtime import Runtime as CoreRuntime
@@ -30,23 +32,28 @@ __all__ = [
 ]
 
 
-class Runtime(GatewayMethods, WorkflowMethods, SourcingMethods, CoreRuntime):
+class Runtime(GatewayMethods, WorkflowMethods, SourcingMethods, ObserveMethods, CoreRuntime):
     """A running stack. Get one from ``stack.start(...)``.
 
     Besides publishing, draining, stores, dead letters and replay (the runtime's own), it serves
     the HTTP gateway (``asgi()``) and runs the stack's durable workflows (``start_execution``,
-    ``executions``, ``send_task_success``, ...) and commands on its event-sourced aggregates
-    (``aggregate(name, id)``, ``execute_many``, ``replay_aggregate``).
+    ``executions``, ``send_task_success``, ...), commands on its event-sourced aggregates
+    (``aggregate(name, id)``, ``execute_many``, ``replay_aggregate``), and, when the stack
+    observes, reports its metrics (``metrics()``).
     """
 
 
-def extensions_for(stack: Stack) -> list[Extension]:
-    """The extensions a runtime of ``stack`` runs."""
+def extensions_for(stack: Stack, *, observe: Observability | None = None) -> list[Extension]:
+    """The extensions a runtime of ``stack`` runs. ``observe`` replaces the stack's own
+    :class:`~setpiece.Observability` (``setpiece run --metrics-port``, ``--otlp``)."""
     extensions: list[Extension] = [DurableWorkflows()]
     if stack.schemas:
         extensions.append(SchemaChecks(stack))
     if stack.aggregates:
         extensions.append(EventSourcing())
+    observe = observe or stack.observe
+    if observe is not None:
+        extensions.append(Observe(observe))
     return extensions
 
 

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RESERVED", "RouteEntry", "RouteTable", "check_routes"]
 
-RESERVED = ("/openapi.json", "/asyncapi.json", "/healthz", "/events/", "/workflows/")
+RESERVED = ("/openapi.json", "/asyncapi.json", "/healthz", "/metrics", "/events/", "/workflows/",
+            "/_setpiece/")
 """Paths the gateway serves itself; no service route may take them."""
 
 
@@ -69,8 +70,8 @@ class RouteTable:
         for service in stack.services.values():
             for route in service.routes:
                 where = f"route {service.name}.{route.name}"
-                if route.path in ("/openapi.json", "/asyncapi.json", "/healthz") or (
-                    route.path.startswith(("/events/", "/workflows/"))
+                if route.path in ("/openapi.json", "/asyncapi.json", "/healthz", "/metrics") or (
+                    route.path.startswith(("/events/", "/workflows/", "/_setpiece/"))
                 ):
                     raise ConfigError(f"{where}: {route.path!r} is reserved by the gateway "
                                       f"({', '.join(RESERVED)})")

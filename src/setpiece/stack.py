@@ -22,6 +22,7 @@ from setpiece.bus import DEFAULT_BUS, Bus, WorkflowTarget
 from setpiece.clock import Clock
 from setpiece.errors import ConfigError
 from setpiece.http import Authenticator, CallPolicy, VersionRoutes
+from setpiece.observability import Observability
 from setpiece.rollout import Rollout, check_rollout
 from setpiece.route_table import check_routes
 from setpiece.schemas.schema import Schema, versions_by_type
@@ -54,6 +55,8 @@ class Stack:
 
     ``rollouts`` runs a second version of a service's event consumers beside the first, as a
     canary or a shadow (a :class:`~setpiece.Rollout` each; see :mod:`setpiece.rollout`).
+    ``observe`` turns on metrics and traces (an :class:`~setpiece.Observability`; see
+    ``docs/observe.md``).
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class Stack:
         rollouts: Sequence[Rollout] = (),
         schemas: Sequence[Schema] = (),
         aggregates: Sequence[Aggregate] = (),
+        observe: Observability | None = None,
     ) -> None:
         check_name("stack", name)
         self.name = name
@@ -108,6 +112,10 @@ class Stack:
                                   f"{rollout.service!r} (one candidate at a time)")
             check_rollout(rollout, self.services.get(rollout.service))
             self.rollouts[rollout.service] = rollout
+        if observe is not None and not isinstance(observe, Observability):
+            raise ConfigError(f"observe: expected setpiece.Observability, got "
+                              f"{type(observe).__name__}")
+        self.observe = observe
         self._check()
         if any(service.routes for service in self.services.values()):
             check_routes(self)

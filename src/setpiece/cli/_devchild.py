@@ -147,7 +147,9 @@ def main() -> int:
             feed.note(f"● running {stack.name}: {what}; watching for changes", style="bold green")
         _write_preload(order.get("roots") or [])
 
-    routes = any(service.routes for service in stack.services.values())
+    # the gateway serves the routes, and the live map (/_setpiece/) of a stack that observes
+    routes = any(service.routes for service in stack.services.values()) or \
+        stack.observe is not None
     sock = None
     if routes and order.get("http_fd") is not None:
         sock = socket.socket(fileno=int(order["http_fd"]))
@@ -227,6 +229,7 @@ async def _serve_http(
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    rt.asgi().end_streams()  # the live map's event stream would keep the shutdown waiting
     await server.shutdown(sockets=[sock])
 
 

@@ -21,6 +21,7 @@ from setpiece.cli.commands import (
     gateway,
     inspect,
     new,
+    observe,
     plan,
     run,
     schema,
@@ -67,8 +68,8 @@ def root(
 
 
 # dev, run | publish, replay, tail | inspect | plan, apply, rollback, history | gateway, token |
-# dlq | new | workflow, task | schema, asyncapi | version
-for group in (run, events, inspect, plan, gateway, dlq, new, workflow, schema, version):
+# dlq | new | workflow, task | schema, asyncapi | version | slo, top
+for group in (run, events, inspect, plan, gateway, dlq, new, workflow, schema, version, observe):
     group.register(app)
 
 

@@ -51,11 +51,13 @@ async def serve(
     report_assignments: bool = True,
     stats_interval: float | None = None,
     http: str | None = None,
+    metrics: tuple[str, int] | None = None,
 ) -> None:
     """Run the stack until SIGTERM / SIGINT (or ``stop`` is set), then stop it cleanly.
 
     ``report_assignments`` logs the start-up summary and every change of partitions;
-    ``stats_interval`` (seconds) adds the rate line; ``http`` is what the summary says of HTTP.
+    ``stats_interval`` (seconds) adds the rate line; ``http`` is what the summary says of HTTP;
+    ``metrics`` (host, port) serves Prometheus metrics there (the stack must observe).
     """
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -66,6 +68,12 @@ async def serve(
     try:
         async with stack.start(engine=engine, store=store, config=config) as rt:
             counts = _count_outcomes(rt) if stats_interval else None
+            exporter = None
+            if metrics is not None:
+                from setpiece.observe import serve_metrics
+
+                exporter = await serve_metrics(rt, *metrics)
+                log.info("metrics: http://%s:%d/metrics", *metrics)
             on_ready(rt)
             watcher = (
                 loop.create_task(_report(rt, stop, counts, stats_interval, http))
@@ -80,6 +88,8 @@ async def serve(
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+            if exporter is not None:
+                exporter.close()
     finally:
         for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -55,7 +55,8 @@ from setpiece.http import VERSION_HEADER, CallPolicy, VersionRoutes
 from setpiece.route_table import RouteEntry as _Route
 from setpiece.route_table import RouteTable
 from setpiece.runtime.discovery import Instance
-from setpiece.runtime.extension import EndpointCall, HttpEndpoint
+from setpiece.runtime.extension import EndpointCall, HttpEndpoint, RawBody, StreamBody
+from setpiece.runtime.instrument import RequestObservation
 from setpiece.schemas.asyncapi import asyncapi_document
 
 if TYPE_CHECKING:
@@ -82,6 +83,13 @@ _HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-leng
 
 
 # -- the gateway ------------------------------------------------------------------------------
+
+
+def _served_version(reply: Reply) -> str | None:
+    for name, value in reply.headers:
+        if name == b"x-setpiece-version":
+            return value.decode("latin-1")
+    return None
 
 
 class Gateway:
@@ -111,6 +119,7 @@ class Gateway:
         self._openapi: bytes | None = None
         self._asyncapi: bytes | None = None
         self._extension_routes: dict[tuple[str, str], HttpEndpoint] | None = None
+        self._ending: asyncio.Event | None = None  # set: streamed replies end (a shutdown)
         self._version_header = (
             self.routes.header if self.routes is not None else VERSION_HEADER
         ).encode("latin-1")
@@ -151,12 +160,52 @@ class Gateway:
         kind = scope["type"]
         if kind == "http":
             reply = await self._http(scope, receive)
+            if reply.stream is not None:
+                await self._stream(reply, receive, send)
+                return
             await send({"type": "http.response.start", "status": reply.status,
                         "headers": [(b"content-length", str(len(reply.body)).encode()),
                                     *reply.headers]})
             await send({"type": "http.response.body", "body": reply.body})
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    def end_streams(self) -> None:
+        """End the streamed replies in progress (server-sent events), and any started later:
+        a server that stops waits for its requests to finish, and a stream would not."""
+        if self._ending is None:
+            self._ending = asyncio.Event()
+        self._ending.set()
+
+    async def _stream(self, reply: Reply, receive: Receive, send: Send) -> None:
+        """Send a streamed reply chunk by chunk until it ends, the client disconnects, or
+        :meth:`end_streams` is called."""
+        assert reply.stream is not None
+        stream = reply.stream
+        if self._ending is None:
+            self._ending = asyncio.Event()
+        ending = self._ending
+        await send({"type": "http.response.start", "status": reply.status,
+                    "headers": reply.headers})
+
+        async def pump() -> None:
+            async for chunk in stream():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        async def gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(gone()),
+                 asyncio.ensure_future(ending.wait())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks[1] not in done:  # the client is still there: end the body
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -196,36 +245,59 @@ class Gateway:
                 request.direct = value == b"local"
             elif name == b"x-request-id":
                 request.request_id = value.decode("latin-1")[:128]
+        observation: RequestObservation | None = None
         try:
+            endpoint = self._extension_endpoint(method, request.path)
+            if endpoint is not None:  # /metrics, /_setpiece/..., served by an extension
+                request.body = await self._read_body(receive)
+                return await self._endpoint(method, request, authorization)
             route, params = self.table.match(method, request.path)
+            runtime = self.runtime
+            if (runtime is not None and runtime.instrumentation is not None
+                    and route.kind in ("service", "events")):
+                observation = runtime.instrumentation.request(
+                    method, route.template, route.service or None, traceparent)
             if route.kind == "service":
                 request.body = await self._read_body(receive)
                 request.identity = await self._identify(route, authorization)
-                request.set_trace(traceparent)
-                return await self._dispatch(route, params, request, None)
-            if route.kind == "openapi":
+                self._trace(request, traceparent, observation)
+                reply = await self._dispatch(route, params, request, None)
+            elif route.kind == "openapi":
                 return self._openapi_reply()
-            if route.kind == "asyncapi":
+            elif route.kind == "asyncapi":
                 return self._asyncapi_reply()
-            if route.kind == "health":
+            elif route.kind == "health":
                 return self._health()
-            request.body = await self._read_body(receive)
-            if route.kind == "tasks":
-                return await self._endpoint(method, request, authorization)
-            request.identity = await self._identify(route, authorization)
-            request.set_trace(traceparent)
-            return await self._ingest(params["bus"], request, scope["headers"])
+            else:
+                request.body = await self._read_body(receive)
+                if route.kind == "tasks":
+                    return await self._endpoint(method, request, authorization)
+                request.identity = await self._identify(route, authorization)
+                self._trace(request, traceparent, observation)
+                reply = await self._ingest(params["bus"], request, scope["headers"])
         except AuthError as exc:
-            return error_reply(exc.status, {"error": exc.error or reason(exc.status),
-                                       "detail": exc.description}, exc.headers(self._realm))
+            reply = error_reply(exc.status, {"error": exc.error or reason(exc.status),
+                                        "detail": exc.description}, exc.headers(self._realm))
         except HTTPError as exc:
-            return error_reply(exc.status, exc.payload(), exc.headers)
+            reply = error_reply(exc.status, exc.payload(), exc.headers)
         except Exception:
             error_id = os.urandom(8).hex()
             log.exception("%s %s failed in the gateway; error id %s", method, request.path,
                           error_id)
-            return error_reply(500, {"error": "internal", "id": error_id,
-                                "detail": f"the gateway failed; error id {error_id}"})
+            reply = error_reply(500, {"error": "internal", "id": error_id,
+                                 "detail": f"the gateway failed; error id {error_id}"})
+        if observation is not None:
+            observation.end(reply.status, _served_version(reply) or request.served_version)
+        return reply
+
+    @staticmethod
+    def _trace(request: Request, traceparent: str | None,
+               observation: RequestObservation | None) -> None:
+        """The request's trace: the caller's, continued by the span observing it if any."""
+        if observation is not None and observation.traceparent is not None:
+            request.trace_from(observation.traceparent)
+        else:
+            request.set_trace(traceparent)
 
     async def _read_body(self, receive: Receive) -> bytes:
         message = await receive()
@@ -339,13 +411,25 @@ class Gateway:
         if endpoint is None:
             return message_reply(404, f"no route for {request.path}")
         identity = ANONYMOUS
-        if self.auth is not None:
+        if self.auth is not None and not endpoint.public:
             identity = await self.auth.authenticate(authorization)
             self.auth.authorize(identity, (endpoint.scope,))
         status, payload = await endpoint.handle(
             EndpointCall(params={}, body=request.body, tenant=identity.tenant)
         )
+        if isinstance(payload, RawBody):
+            return Reply(status, payload.body,
+                         [(b"content-type", payload.content_type.encode("latin-1"))])
+        if isinstance(payload, StreamBody):
+            return Reply(status, b"", [(b"content-type", payload.content_type.encode("latin-1")),
+                                       (b"cache-control", b"no-cache")], payload.chunks)
         return Reply(status, encode_json(payload), [JSON_HEADER])
+
+    def _extension_endpoint(self, method: str, path: str) -> HttpEndpoint | None:
+        runtime = self.runtime
+        if runtime is None or not runtime.endpoints:
+            return None
+        return self._endpoints(runtime).get((method, path))
 
     def _endpoints(self, runtime: Runtime) -> dict[tuple[str, str], HttpEndpoint]:
         if self._extension_routes is None:
@@ -386,6 +470,8 @@ class Gateway:
                     reply = await self._remote(instance, request, timeout)
                 breaker.record(reply.status not in _RETRYABLE, panic=panic)
                 recorded = True
+                if runtime.instrumentation is not None:
+                    runtime.instrumentation.breaker(route.service, instance.key, breaker.state)
             finally:
                 if not recorded and not panic:  # cancelled: neither a success nor a failure
                     breaker.release()
@@ -417,6 +503,7 @@ class Gateway:
         if version is None:
             which = f"{service} version {request.version}" if request.version else service
             raise Unavailable(message_reply(503, f"no live instance of {which}"))
+        request.served_version = version
         pool = [i for i in instances if i.version == version]
         untried = [i for i in pool if i.key not in tried] or pool
         local = [i for i in untried if i.local]
@@ -509,10 +596,16 @@ class Gateway:
         if json is not None:
             request.body = encode_json(json)
             request.content_type = "application/json"
+        observation: RequestObservation | None = None
         try:
             route, params = self.table.match(verb, path)
             if route.kind != "service" or route.service != service:
                 raise HTTPError(404, f"{service} has no route {verb} {path}")
+            runtime = self.runtime
+            if runtime is not None and runtime.instrumentation is not None:
+                observation = runtime.instrumentation.request(verb, route.template, service,
+                                                              traceparent)
+                self._trace(request, traceparent, observation)
             if self.auth is not None and not route.public:
                 self.auth.authorize(identity, route.scopes)
             reply = await self._dispatch(route, params, request, timeout)
@@ -521,6 +614,8 @@ class Gateway:
                                         "detail": exc.description})
         except HTTPError as exc:
             reply = error_reply(exc.status, exc.payload(), exc.headers)
+        if observation is not None:
+            observation.end(reply.status, _served_version(reply) or request.served_version)
         return CallResult(
             reply.status,
             {k.decode("latin-1"): v.decode("latin-1") for k, v in reply.headers},

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -36,12 +36,14 @@ encode_json = msgspec.json.Encoder(enc_hook=_pydantic_hook).encode
 class Reply:
     """A status, a body and headers, ready to send."""
 
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("body", "headers", "status", "stream")
 
-    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]],
+                 stream: Callable[[], AsyncIterator[bytes]] | None = None) -> None:
         self.status = status
         self.body = body
         self.headers = headers
+        self.stream = stream  # a body sent as it comes (server-sent events), after ``body``
 
 
 def error_reply(status: int, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None
@@ -58,7 +60,8 @@ class Request:
     """What the routing and the handler need of one request (outside or ``ctx.call``)."""
 
     __slots__ = ("body", "content_type", "direct", "identity", "method", "path", "query_string",
-                 "raw_path", "request_id", "trace_flags", "trace_id", "version")
+                 "raw_path", "request_id", "served_version", "span_id", "trace_flags", "trace_id",
+                 "version")
 
     def __init__(self, method: str, path: str, raw_path: bytes, query_string: bytes) -> None:
         self.method = method
@@ -70,6 +73,8 @@ class Request:
         self.identity: Identity = ANONYMOUS
         self.trace_id = ""
         self.trace_flags = "01"
+        self.span_id: str | None = None  # the span serving it, when it is traced
+        self.served_version: str | None = None  # the service version routing chose
         self.request_id = ""
         self.version: str | None = None
         self.direct = False
@@ -82,8 +87,16 @@ class Request:
             self.trace_id = os.urandom(16).hex()
 
     def child_traceparent(self) -> str:
-        """A traceparent for the next hop: same trace, a new span."""
-        return f"00-{self.trace_id}-{os.urandom(8).hex()}-{self.trace_flags}"
+        """A traceparent for the next hop: same trace, a new span (the span serving this
+        request, when it is traced: the next hop's parent)."""
+        return f"00-{self.trace_id}-{self.span_id or os.urandom(8).hex()}-{self.trace_flags}"
+
+    def trace_from(self, traceparent: str) -> None:
+        """Continue the trace of ``traceparent``, whose span serves this request."""
+        m = _TRACEPARENT.match(traceparent)
+        if m is not None:
+            self.trace_id, self.trace_flags = m.group(1), m.group(2)
+            self.span_id = traceparent[36:52]
 
 
 class Unavailable(Exception):

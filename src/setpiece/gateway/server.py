@@ -102,6 +102,9 @@ async def serving(
                 await asyncio.sleep(0.01)
         yield url
     finally:
+        end_streams = getattr(app, "end_streams", None)
+        if end_streams is not None:  # server-sent events would keep the shutdown waiting
+            end_streams()
         server.should_exit = True
         try:
             await asyncio.wait_for(task, 10)

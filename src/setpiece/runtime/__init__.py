@@ -6,7 +6,14 @@ it with the gateway and durable workflows attached.
 """
 
 from setpiece.runtime.config import RuntimeConfig
-from setpiece.runtime.extension import EndpointCall, Extension, HttpEndpoint
+from setpiece.runtime.extension import (
+    EndpointCall,
+    Extension,
+    HttpEndpoint,
+    RawBody,
+    StreamBody,
+)
+from setpiece.runtime.instrument import Instrumentation, RequestObservation
 from setpiece.runtime.letters import DeadLetter
 from setpiece.runtime.runtime import Runtime
 from setpiece.runtime.scope import Scope
@@ -17,8 +24,12 @@ __all__ = [
     "EndpointCall",
     "Extension",
     "HttpEndpoint",
+    "Instrumentation",
+    "RawBody",
+    "RequestObservation",
     "Runtime",
     "RuntimeConfig",
     "Scope",
     "StoreReader",
+    "StreamBody",
 ]

@@ -35,6 +35,7 @@ from setpiece.event import Event
 from setpiece.patterns import Pattern
 from setpiece.policy import RetryPolicy
 from setpiece.runtime.config import RuntimeConfig
+from setpiece.runtime.instrument import Instrumentation
 from setpiece.runtime.reader import Entry, StreamReader
 from setpiece.runtime.rollouts import Router
 from setpiece.runtime.timeouts import Deadline
@@ -146,6 +147,7 @@ class Consumer:
         self._task: asyncio.Task[None] | None = None
         self._next_heartbeat = 0.0
         self._narrow: dict[int, int] = {}  # partition -> offset to read one record at a time to
+        self.instrumentation: Instrumentation | None = None  # set by Runtime.instrument
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -277,6 +279,8 @@ class Consumer:
             self._on_commit()
             if router is not None:
                 await router.committed(batch)
+            if self.instrumentation is not None:
+                self.instrumentation.committed(self, partition, len(deliveries))
             return True
         finally:
             self.busy = False
@@ -446,6 +450,8 @@ class Consumer:
                 event, exc, n, label=self.label, group=self.group, record=record
             )
         )
+        if self.instrumentation is not None:
+            self.instrumentation.dead_lettered(self, event, n)
 
     # -- observation ------------------------------------------------------------------------
 

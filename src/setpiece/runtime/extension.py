@@ -22,7 +22,7 @@ Which extensions a stack gets is decided above the edges (``setpiece._assembly``
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from setpiece.runtime.unit import Attempt
 
 __all__ = [
-    "Action", "EndpointCall", "EventCheck", "Extension", "HttpEndpoint", "TargetKind",
+    "Action", "EndpointCall", "EventCheck", "Extension", "HttpEndpoint", "RawBody", "StreamBody",
+    "TargetKind",
     "TimerHandler",
 ]
 
@@ -64,11 +65,32 @@ class EndpointCall:
 
 
 @dataclass(frozen=True, slots=True)
+class RawBody:
+    """An :class:`HttpEndpoint`'s answer that is not JSON (Prometheus text, a web page)."""
+
+    content_type: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamBody:
+    """An :class:`HttpEndpoint`'s answer sent as it comes (server-sent events): the gateway
+    sends each chunk ``chunks()`` yields until it ends or the client goes away."""
+
+    content_type: str
+    chunks: Callable[[], AsyncIterator[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
 class HttpEndpoint:
     """An HTTP route an extension adds to the gateway (``path`` may hold ``{name}`` segments).
 
     ``scope`` is the OAuth2 scope a caller's token needs when the stack has auth. ``handle``
-    answers with ``(status, JSON value)``.
+    answers with ``(status, JSON value)``, or ``(status, RawBody(...))`` for other content, or
+    ``(status, StreamBody(...))`` for a stream. ``public``: no token needed even with auth
+    (static pages; the data they load is not public).
+    ``path`` is matched exactly, unless the gateway routes a family of paths to extensions
+    (``/workflows/tasks/{action}``).
     """
 
     method: str
@@ -76,6 +98,7 @@ class HttpEndpoint:
     scope: str
     handle: Callable[[EndpointCall], Awaitable[tuple[int, Any]]]
     summary: str = ""
+    public: bool = False
 
 
 class Extension(Protocol):

@@ -1,7 +1,8 @@
 """Events on their way out: filled in, checked, encoded, and appended in groups.
 
 :func:`prepare` fills what a handler left unset from the event it handled (source, causation,
-correlation, trace, partition key, tenant) and refuses what is malformed or too large.
+correlation, trace context (``traceparent`` and the ``tracestate`` extension), partition key,
+tenant) and refuses what is malformed or too large.
 :class:`GroupCommitter` gathers the appends of many concurrent ``publish`` calls into one
 transaction (group commit): each caller awaits until its records are durable.
 """
@@ -36,6 +37,9 @@ def prepare(event: Event, *, cause: Event | None, service: str | None) -> Event:
             changes["correlationid"] = cause.correlationid or cause.id
         if event.traceparent is None and cause.traceparent is not None:
             changes["traceparent"] = cause.traceparent
+            state = cause.extensions.get("tracestate") if cause.extensions else None
+            if state is not None and not (event.extensions and "tracestate" in event.extensions):
+                changes["extensions"] = {**(event.extensions or {}), "tracestate": state}
         if event.partitionkey is None and cause.partitionkey is not None:
             changes["partitionkey"] = cause.partitionkey
         if event.tenant is None and cause.tenant is not None:

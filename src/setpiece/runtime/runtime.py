@@ -41,6 +41,7 @@ from setpiece.runtime.extension import (
     TimerHandler,
 )
 from setpiece.runtime.flow import Flow
+from setpiece.runtime.instrument import Instrumentation
 from setpiece.runtime.letters import DeadLetter
 from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
 from setpiece.runtime.reader import StreamReader
@@ -114,6 +115,7 @@ class Runtime:
         self._timer_handlers: dict[str, TimerHandler] = {}
         self.endpoints: list[HttpEndpoint] = []
         self._event_checks: list[EventCheck] = []
+        self.instrumentation: Instrumentation | None = None
         self._timers = TimerDispatcher(engine, self._timer_handlers, clock)
         self._schedules = Schedules(
             engine, {}, self._handler_action, self.deadline, DEFAULT_RETRY, self.notify_progress,
@@ -160,6 +162,13 @@ class Runtime:
     def add_timer_handler(self, namespace: str, fire: TimerHandler) -> None:
         """Fire the due timers of ``namespace`` through ``fire`` (the one timer dispatcher)."""
         self._timer_handlers[namespace] = fire
+
+    def instrument(self, instrumentation: Instrumentation) -> None:
+        """Tell ``instrumentation`` what this runtime and its gateway do (one per runtime;
+        see :mod:`setpiece.runtime.instrument`). Call it from an extension's ``attach``."""
+        if self.instrumentation is not None:
+            raise ConfigError("this runtime is instrumented already")
+        self.instrumentation = instrumentation
 
     def add_endpoint(self, endpoint: HttpEndpoint) -> None:
         """Serve ``endpoint`` on the gateway beside the services' routes."""
@@ -212,6 +221,11 @@ class Runtime:
         await self._flow.mark()  # rt.published / rt.expect see what flows from here on
         await self._attach()
         self._build_consumers()
+        instrumentation = self.instrumentation
+        if instrumentation is not None:
+            for consumer in self.consumers:
+                consumer.instrumentation = instrumentation
+                consumer.action = instrumentation.wrap_action(consumer, consumer.action)
         await self._prepare_consumers()
         await self._schedules.prepare()
         if self._schedules.handlers:
@@ -525,19 +539,25 @@ class Runtime:
         checks = self._event_checks
         bus = None if stream is not None else bus or self.stack.default_bus
         out: list[Event] = []
-        records: list[tuple[str, str | None, bytes]] = []
         for index, event in enumerate(events):
             try:
                 ready = prepare(event, cause=None, service=None)
                 for check in checks:
                     check(ready, bus, stream)
-                data = encode_checked(ready, self.config.max_event_bytes)
             except SchemaError as exc:
                 raise SchemaError(f"event #{index}: {exc}", event_type=exc.event_type,
                                   path=exc.path, rule=exc.rule) from None
             except EventError as exc:
                 raise EventError(f"event #{index}: {exc}", field=exc.field) from None
             out.append(ready)
+        if self.instrumentation is not None and out:
+            out = self.instrumentation.publishing(out, target)  # a trace per event, ...
+        records: list[tuple[str, str | None, bytes]] = []
+        for index, ready in enumerate(out):
+            try:
+                data = encode_checked(ready, self.config.max_event_bytes)
+            except EventError as exc:
+                raise EventError(f"event #{index}: {exc}", field=exc.field) from None
             records.append((target, ready.partitionkey, data))
         if records:
             await self._committer.append(records)

@@ -451,6 +451,8 @@ class Run:
             self.event("ExecutionFailed", {"error": error, "cause": cause})
         x.status, x.output, x.error, x.cause = status, output, error, cause
         x.stop, x.ready = self.tick(), []
+        if self.r.rt.instrumentation is not None:
+            self.r.rt.instrumentation.execution_ended(x.workflow, status)
         self.changed = True
         self.attempt.put((NS, status_key(RUNNING, self.id)), None)
         self.attempt.put((NS, status_key(status, self.id)), b"1")
@@ -488,7 +490,7 @@ class Run:
             record = TokenRecord(self.id, tid, th.n, heartbeat=action.heartbeat_seconds)
             self.attempt.put((NS, token_key(th.token)), encode(record))
         calls = TaskCalls(self.r, self.attempt, self.x.workflow, self.x.correlation or self.id,
-                          self.x.tenant)
+                          self.x.tenant, self.x.traceparent)
         try:
             if res.kind == "service":
                 call = calls.service(st.name, res, payload, th.retry_count + 1)

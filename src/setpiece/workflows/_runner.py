@@ -208,7 +208,8 @@ class WorkflowRunner:
                 input = event.to_dict()
             name = _name_for(event.id)
             plan = start_unit(workflow, name, input, now=self.rt.clock.time(),
-                              correlation=event.correlationid or event.id, tenant=event.tenant)
+                              correlation=event.correlationid or event.id, tenant=event.tenant,
+                              traceparent=event.traceparent)
             if await attempt.get((NS, exec_key(plan.id))) is not None:
                 return  # started already (a replay, or the same id again)
             for w in plan.writes:

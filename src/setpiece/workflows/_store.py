@@ -77,6 +77,7 @@ class ExecRecord(msgspec.Struct, omit_defaults=True):
     cause: str | None = None
     stop: float | None = None
     correlation: str | None = None  # carried by the events the execution emits
+    traceparent: str | None = None  # of the event that started it: its tasks continue its trace
     tenant: str | None = None  # of the event that started it: its tasks use this tenant's store
     next_event: int = 1  # the id the next history event gets
     next_thread: int = 1  # thread 0 is the root
@@ -217,6 +218,7 @@ def start_unit(
     correlation: str | None = None,
     tenant: str | None = None,
     with_definition: bool = True,
+    traceparent: str | None = None,
 ) -> StartPlan:
     """The records that start an execution of ``workflow`` named ``name`` (for ``tenant``:
     its service tasks then read and write that tenant's stores, as event handlers do)."""
@@ -225,6 +227,7 @@ def start_unit(
     record = ExecRecord(
         id=ex_id, workflow=workflow.name, version=workflow.version, name=name, start=now,
         input=input, correlation=correlation, tenant=tenant, next_event=2, ready=[0],
+        traceparent=traceparent,
     )
     root = ThreadRecord(path=[], state=workflow.machine.start_at, input=input)
     writes = [

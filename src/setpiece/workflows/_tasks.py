@@ -63,18 +63,21 @@ class TaskCalls:
         workflow: str,
         correlation: str,
         tenant: str | None = None,
+        traceparent: str | None = None,
     ) -> None:
         self.runner = runner
         self.attempt = attempt
         self.workflow = workflow
         self.correlation = correlation
         self.tenant = tenant
+        self.traceparent = traceparent
 
     def event(self, state: str, type_: str, data: Any, source: str | None = None) -> Event:
         """An event a task sends: from ``workflow.<name>``, about the state, correlated, for
-        the execution's tenant."""
+        the execution's tenant, in the trace of the event that started the execution."""
         return Event(type=type_, source=source or f"workflow.{self.workflow}", data=data,
-                     subject=state, correlationid=self.correlation, tenant=self.tenant)
+                     subject=state, correlationid=self.correlation, tenant=self.tenant,
+                     traceparent=self.traceparent)
 
     async def service(self, state: str, res: Resource, payload: Any, number: int) -> Any:
         """Call a handler of the stack; its effects join the step only if it succeeds."""
@@ -83,12 +86,26 @@ class TaskCalls:
         if handler is None:
             raise TaskFailed(TASK_FAILED, f"the stack has no handler {service}.{name}")
         event = self.event(state, "setpiece.workflow.task", payload)
+        instrumentation = self.runner.rt.instrumentation
+        observed = None if instrumentation is None else instrumentation.work(
+            f"task {self.workflow}.{state}", event,
+            {"setpiece.workflow": self.workflow, "setpiece.workflow.state": state,
+             "setpiece.handler": handler.qualname})
+        if observed is not None:
+            event = observed.event
         nested = _Nested(self.attempt)
         scope = self.runner.rt.scope(nested, service=service, cause=event, number=number)
         # past the handler's timeout: HandlerTimeout, a TimeoutError: the task's States.Timeout
-        value = await self.runner.rt.deadline(handler).run(
-            None, invoke_handler, handler, event, scope.context(name)
-        )
+        try:
+            value = await self.runner.rt.deadline(handler).run(
+                None, invoke_handler, handler, event, scope.context(name)
+            )
+        except BaseException as exc:
+            if observed is not None:
+                observed.end(exc)
+            raise
+        if observed is not None:
+            observed.end(None)
         nested.fold()
         return value.data if isinstance(value, Event) else value
 

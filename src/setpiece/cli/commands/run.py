@@ -110,6 +110,18 @@ def run(
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q",
         help="No start-up summary, rate or partition lines: warnings and errors only.")] = False,
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", metavar="PORT",
+        help="Serve Prometheus metrics at http://HOST:PORT/metrics (turns metrics on).",
+    )] = None,
+    metrics_host: Annotated[str, typer.Option(
+        "--metrics-host", metavar="HOST", help="Interface for --metrics-port.",
+    )] = "127.0.0.1",
+    otlp: Annotated[str | None, typer.Option(
+        "--otlp", metavar="URL", envvar="SETPIECE_OTLP", show_envvar=True,
+        help="Export traces over OTLP/HTTP to URL, e.g. http://collector:4318 (turns tracing "
+        "on).",
+    )] = None,
 ) -> None:
     """Run a production worker. Workers of one stack share partitions; SIGTERM drains and exits.
 
@@ -155,6 +167,9 @@ def run(
     config = RuntimeConfig(**options)
     url = engine_url(stack.name, engine)
     observer = Feed(sys.stdout) if feed else None
+    if metrics_port is not None or otlp is not None:
+        stack.observe = _observability(stack.observe, metrics=metrics_port is not None,
+                                       otlp=otlp)
 
     def ready(rt: Any) -> None:
         if observer is not None:
@@ -162,7 +177,26 @@ def run(
 
     run_async(serve(stack, engine=url, store=store_url(store), config=config, on_ready=ready,
                     report_assignments=not quiet,
-                    stats_interval=None if quiet or not stats_interval else stats_interval))
+                    stats_interval=None if quiet or not stats_interval else stats_interval,
+                    metrics=None if metrics_port is None else (metrics_host, metrics_port)))
+
+
+def _observability(declared: Any, *, metrics: bool, otlp: str | None) -> Any:
+    """The stack's Observability with what the command line turns on added to it."""
+    from setpiece.errors import ConfigError
+    from setpiece.observability import Observability
+
+    base = declared or Observability(metrics=False)
+    try:
+        return Observability(
+            metrics=base.metrics or metrics,
+            tracing=base.tracing or otlp is not None,
+            tracer_provider=None if otlp is not None else base.tracer_provider,
+            otlp=otlp or base.otlp,
+            service_name=base.service_name,
+        )
+    except ConfigError as exc:
+        raise CliError(f"--otlp: {exc}") from None
 
 
 def register(app: Typer) -> None:

@@ -20,14 +20,14 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from setpiece.bus import Bus, HttpTarget, Rule, bus_stream_name
+from setpiece.bus import Bus, HttpTarget, bus_stream_name
 from setpiece.clock import SYSTEM_CLOCK, Clock
 from setpiece.context import store_namespace
 from setpiece.engine.contract import Engine, StreamSpec
-from setpiece.errors import ConfigError, DrainTimeout, EventError, SchemaError
+from setpiece.errors import ConfigError, EventError, SchemaError
 from setpiece.event import Event
 from setpiece.policy import RetryPolicy
-from setpiece.runtime import letters
+from setpiece.runtime import letters, wiring
 from setpiece.runtime.actions import bus_target, handler_action, http_target, stream_target
 from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.consumer import DEAD_LETTERS, Consumer
@@ -44,11 +44,10 @@ from setpiece.runtime.flow import Flow
 from setpiece.runtime.instrument import Instrumentation
 from setpiece.runtime.letters import DeadLetter
 from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
+from setpiece.runtime.quiet import Quiet, pending_work
 from setpiece.runtime.reader import StreamReader
-from setpiece.runtime.rollouts import Router
 from setpiece.runtime.schedules import SCHEDULES
 from setpiece.runtime.scope import ContextService, Scope
-from setpiece.runtime.shadow import shadow_emit, shadow_store
 from setpiece.runtime.stores import StoreReader
 from setpiece.runtime.timeouts import Deadline, LoopWatch
 from setpiece.runtime.timers import Schedules, TimerDispatcher
@@ -63,7 +62,6 @@ if TYPE_CHECKING:
 __all__ = ["Runtime"]
 
 log = logging.getLogger("setpiece.runtime")
-DEFAULT_RETRY = RetryPolicy()
 _HOUSEKEEPING_INTERVAL = 60.0
 # Before a crashed consumer's restart: 0.1 s doubling to 30 s (only the delays: it restarts
 # for as long as the runtime runs).
@@ -118,8 +116,8 @@ class Runtime:
         self.instrumentation: Instrumentation | None = None
         self._timers = TimerDispatcher(engine, self._timer_handlers, clock)
         self._schedules = Schedules(
-            engine, {}, self._handler_action, self.deadline, DEFAULT_RETRY, self.notify_progress,
-            clock,
+            engine, {}, self._handler_action, self.deadline, wiring.DEFAULT_RETRY,
+            self.notify_progress, clock,
         )
         self._attached = False
         self.versions = Versions(engine, stack.rollouts)
@@ -359,71 +357,13 @@ class Runtime:
             "restarts": dict(self._restarts),
         }
 
-    # -- consumers --------------------------------------------------------------------------
+    # -- consumers (setpiece.runtime.wiring) ------------------------------------------------
 
     def _build_consumers(self) -> None:
-        schedules: dict[str, Handler] = {}
-        for service in self.stack.services.values():
-            if not self.wants(service.name):
-                continue
-            for handler in service.handlers:
-                if handler.kind == "schedule":
-                    schedules[handler.qualname] = handler
-                    continue
-                if handler.kind == "task":  # called by workflows, subscribed to nothing
-                    continue
-                self.consumers.append(self._handler_consumer(handler))
-        self._schedules.handlers = schedules
-        if self.config.services:
-            return  # rule targets (forwarders) run in workers that run every service
-        for bus in self.stack.buses.values():
-            for rule in bus.rules:
-                for index, target in enumerate(rule.targets):
-                    self.consumers.append(self._target_consumer(bus, rule, index, target))
+        self.consumers += wiring.build_consumers(self)
 
     def _handler_action(self, handler: Handler) -> Action:
         return handler_action(handler, self.emit, self._context_services)
-
-    def _handler_consumer(self, handler: Handler) -> Consumer:
-        if handler.kind == "event":
-            assert handler.bus is not None and handler.compiled is not None
-            stream = bus_stream_name(handler.bus)
-            accept = handler.compiled
-            start_at_end = True
-        else:
-            assert handler.stream is not None
-            stream, accept, start_at_end = handler.stream, None, False
-        action, router = self._handler_action(handler), None
-        rollout = self.stack.rollouts.get(handler.service)
-        candidate = None if rollout is None else rollout.handler(handler.name)
-        if rollout is not None and candidate is not None:
-            shadow = None
-            if rollout.mode == "shadow":  # no context services: nothing real may happen
-                emit = shadow_emit(handler.service, self._target_stream,
-                                   self.config.max_event_bytes)
-                shadow = handler_action(candidate, emit, {}, shadow_store(handler.service))
-            router = Router(self.engine, rollout, versions=self.versions, group=handler.qualname,
-                            primary=action, candidate=self._handler_action(candidate),
-                            shadow=shadow, on_change=self._progress.set)
-            action = router.action
-        return Consumer(
-            engine=self.engine,
-            clock=self.clock,
-            config=self.config,
-            group=handler.qualname,
-            stream=stream,
-            label=handler.qualname,
-            action=action,
-            retry=handler.retry or DEFAULT_RETRY,
-            concurrency=handler.concurrency or self.config.concurrency,
-            accept=accept,
-            reader=self.reader(stream),
-            rule=handler.qualname,
-            start_at_end=start_at_end,
-            on_commit=self._progress.set,
-            deadline=self.deadline(handler),
-            router=router,
-        )
 
     def deadline(self, handler: Handler) -> Deadline:
         """The time limit of one attempt of ``handler`` (its ``timeout=`` or the config's)."""
@@ -431,46 +371,7 @@ class Runtime:
 
     def _loop_watch(self) -> LoopWatch:
         """Names the async def handler or route that blocks the event loop, if one does."""
-        code: dict[Any, str] = {}
-        for rollout in self.stack.rollouts.values():  # candidates first: primaries win a tie
-            for handler in rollout.candidate.handlers:
-                if handler.is_async:
-                    code[getattr(handler.fn, "__code__", None)] = (
-                        f"handler {handler.qualname} (version {rollout.version})")
-        for service in self.stack.services.values():
-            for handler in service.handlers:
-                if handler.is_async:
-                    code[getattr(handler.fn, "__code__", None)] = f"handler {handler.qualname}"
-            for route in service.routes:
-                code[getattr(route.fn, "__code__", None)] = f"route {service.name}.{route.name}"
-        code.pop(None, None)
-        return LoopWatch(code)
-
-    def _target_consumer(self, bus: Bus, rule: Rule, index: int, target: Any) -> Consumer:
-        make = self._target_kinds.get(type(target))
-        if make is None:
-            raise ConfigError(
-                f"rule {bus.name}/{rule.name}: nothing in this runtime delivers to a "
-                f"{type(target).__name__} target"
-            )
-        name, action = make(bus, rule, index, target)
-        group = f"rule.{bus.name}.{rule.name}.{name}"
-        return Consumer(
-            engine=self.engine,
-            clock=self.clock,
-            config=self.config,
-            group=group,
-            stream=bus_stream_name(bus.name),
-            label=f"rule {bus.name}/{rule.name} -> {name}",
-            action=action,
-            retry=rule.retry or DEFAULT_RETRY,
-            concurrency=self.config.concurrency,
-            accept=rule.compiled,
-            reader=self.reader(bus_stream_name(bus.name)),
-            rule=rule.name,
-            start_at_end=True,
-            on_commit=self._progress.set,
-        )
+        return wiring.loop_watch(self.stack)
 
     def reader(self, stream: str) -> StreamReader:
         """The one reader of ``stream`` that this runtime's consumers of it share."""
@@ -589,25 +490,9 @@ class Runtime:
 
         Raises DrainTimeout (naming the consumers still behind) after ``timeout`` seconds.
         """
-        deadline = time.monotonic() + timeout
-        quiet_turns = 0
-        while True:
-            await self._committer.idle()
-            self._progress.clear()
-            behind = {label: n for label, n in (await self.lag()).items() if n}
-            busy = any(c.busy for c in self.consumers)
-            if not behind and not busy:
-                quiet_turns += 1
-                if quiet_turns >= 2:
-                    return
-            else:
-                quiet_turns = 0
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                detail = ", ".join(f"{k}: {v}" for k, v in behind.items()) or "deliveries in flight"
-                raise DrainTimeout(f"drain: still pending after {timeout}s ({detail})")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), min(remaining, 0.05))
+        quiet = Quiet("drain", lambda: pending_work(self.consumers, parked_ok=False),
+                      poll=0.05, yield_when_quiet=False)
+        await quiet.wait(self._committer.idle, self._progress, timeout)
 
     async def settle(self, timeout: float = 30.0) -> None:
         """Return once all that is due now is handled, and the rest waits on the clock.
@@ -616,33 +501,15 @@ class Runtime:
         consumer has caught up or waits on the clock for a retry's backoff, and no timer that
         is due now is left unfired. Raises DrainTimeout after ``timeout`` seconds of wall time.
         """
-        deadline = time.monotonic() + timeout
-        quiet_turns = 0
-        while not self._stopping:
-            await self._committer.idle()
-            self._progress.clear()
-            behind: dict[str, int] = {}
-            for consumer in self.consumers:
-                if consumer.parked:
-                    continue
-                lag = await consumer.lag()
-                if lag or consumer.busy:
-                    behind[consumer.label] = lag
-            timers = self._schedules.parked or await self._timers.settled()
-            if not behind and timers:
-                quiet_turns += 1
-                if quiet_turns >= 2:
-                    return
-                for _ in range(3):  # let what was just woken reach its next wait
-                    await asyncio.sleep(0)
-                continue
-            quiet_turns = 0
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                detail = ", ".join(f"{k}: {v}" for k, v in behind.items()) or "timers due"
-                raise DrainTimeout(f"settle: still busy after {timeout}s ({detail})")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), min(remaining, 0.005))
+
+        async def pending() -> dict[str, int] | None:
+            behind = await pending_work(self.consumers, parked_ok=True)
+            if not behind and not (self._schedules.parked or await self._timers.settled()):
+                return None  # a timer is due, or the dispatcher has not looked yet
+            return behind
+
+        quiet = Quiet("settle", pending, poll=0.005, yield_when_quiet=True)
+        await quiet.wait(self._committer.idle, self._progress, timeout, lambda: self._stopping)
 
     # -- stores -----------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from setpiece.sim.model import Cost, Model, zone_names
 __all__ = ["Simulation"]
 
 # event kinds (ints compare fast; ties are broken by seq before the kind is looked at)
-ARRIVE, DONE, REPLY, RETRY, GEN, MISC, END = range(7)
+DONE, REPLY, RETRY, GEN, MISC, END = range(6)
 # call record fields (a list per call; ``INST`` is the instance of the latest attempt)
 PARENT, EDGE, ATT, INST, SENT, FIN, T0, ZONE, TRACE = range(9)
 # job record fields (a list per request that an instance handles with calls of its own)
@@ -205,6 +205,7 @@ class Simulation:
         heap: list[tuple[Any, ...]] = []
         push = heapq.heappush
         pop = heapq.heappop
+        heapreplace = heapq.heapreplace
         seq = itertools.count().__next__
         tq: deque[tuple[float, list[Any], int]] = deque()
         tq_append = tq.append
@@ -267,6 +268,7 @@ class Simulation:
         self.roots = roots
         dead_zones: set[int] = set()
         self.dead_zones = dead_zones
+        live_zones = self.live_zones = list(range(nz))
         trace_every = config.trace_every
         span_ids = itertools.count(1).__next__
         spans = self.spans
@@ -355,23 +357,82 @@ class Simulation:
                     open_count[e] += 1
 
         def send(call: list[Any], now: float) -> None:
+            """Send an attempt of ``call``: pick an instance, and queue the request there.
+
+            The request joins its instance's queue when it is sent (the instance's state is read
+            then, not a network hop later); it starts at ``max(arrival, free)``, so the order of
+            the queue is the order of sending.
+            """
             nonlocal messages
             e = call[EDGE]
             zone = call[ZONE]
-            inst = pick(e, zone, now)
             att = call[ATT] + 1
             call[ATT] = att
             call[SENT] = now
-            if inst < 0:  # nobody to call
-                failed(call, att, now, False)
-                return
+            local = reg_local[zone][e_dst[e]]
+            if local and e_kind[e] != 2 and affinity >= 1.0 and not open_count[e]:
+                inst = local[int(rnd() * len(local))]
+            else:
+                inst = pick(e, zone, now)
+                if inst < 0:  # nobody to call
+                    failed(call, att, now, False)
+                    return
             call[INST] = inst
             iz = i_zone[inst]
             if blocked and ((zone, iz) in blocked):
                 tq_append((now + timeout, call, att))
+                return  # lost in the partition: the caller times out
+            messages += 1
+            s = i_svc[inst]
+            s_req[s] += 1
+            if not i_alive[inst]:
+                tq_append((now + timeout, call, att))
+                return  # lost: the caller times out
+            ci = i_cost[inst]
+            held = i_held[inst]
+            lat = latency[zone * nz + iz]
+            if held >= c_max[ci]:
+                s_refused[s] += 1
+                s_err[s] += 1
+                push(heap, (now + lat + lat, seq(), REPLY, call, att, REFUSED, inst, now))
                 return
-            push(heap, (now + latency[zone * nz + iz], seq(), ARRIVE, call, att, inst))
-            tq_append((now + timeout, call, att))
+            i_held[inst] = held + 1
+            s_held[s] += 1
+            s_adm[s] += 1
+            dist = c_dist[ci]
+            mean = c_mean[ci]
+            if dist == 0:
+                st = -mean * log(1.0 - rnd())
+            elif dist == 1:
+                st = mean
+            else:
+                st = 2.0 * mean * rnd()
+            if s_extra_any:
+                st += s_extra[s]
+            s_busy[s] += st
+            arrival = now + lat
+            if c_workers[ci] == 1:
+                free = i_free[inst]
+                done = (arrival if free < arrival else free) + st
+                i_free[inst] = done
+            else:
+                workers = i_free[inst]
+                free = workers[0]
+                done = (arrival if free < arrival else free) + st
+                heapreplace(workers, done)
+            # a deadline is only watched when the reply may come after it (the reply of a
+            # request answered at once is known now)
+            err = c_err[ci]
+            if err and rnd() < err:
+                push(heap, (done + lat, seq(), REPLY, call, att, ERROR, inst, now))
+            elif e_leaf[e] or not plans[s]:
+                push(heap, (done + lat, seq(), REPLY, call, att, OK, inst, now))
+            else:
+                push(heap, (done, seq(), DONE, call, att, 0, inst, now))
+                tq_append((now + timeout, call, att))
+                return
+            if done + lat > now + timeout:
+                tq_append((now + timeout, call, att))
 
         def failed(call: list[Any], att: int, now: float, timed_out: bool) -> None:
             """An attempt failed in a way worth retrying (refused, timed out, nobody to call)."""
@@ -380,7 +441,7 @@ class Simulation:
                 e_timeouts[e] += 1
             if att < max_att:
                 e_retries[e] += 1
-                push(heap, (now + backoff[att - 1], seq(), RETRY, call, att))
+                push(heap, (now + backoff[att - 1], seq(), RETRY, call, att, 0, 0, 0.0))
             else:
                 finish(call, False, now)
 
@@ -430,7 +491,7 @@ class Simulation:
         def root(now: float) -> None:
             nonlocal n_root
             plan = entry[int(rnd() * len(entry))] if len(entry) > 1 else entry[0]
-            live = [z for z in range(nz) if z not in dead_zones]
+            live = live_zones
             if not live:
                 return
             zone = live[int(rnd() * len(live))]
@@ -465,7 +526,7 @@ class Simulation:
         misc: list[Callable[[float], None]] = []
 
         def at(when: float, fn: Callable[[float], None]) -> None:
-            push(heap, (when, seq(), MISC, fn, 0))
+            push(heap, (when, seq(), MISC, fn, 0, 0, 0, 0.0))
 
         interval = config.sample_interval or duration / 100
         prev = {"req": [0] * ns, "err": [0] * ns}
@@ -493,8 +554,8 @@ class Simulation:
             if spec.autoscale is not None:
                 at(spec.autoscale.interval, self._autoscaler(n, spec.autoscale))
         at(interval, sample)
-        push(heap, (duration, seq(), END, None, 0))
-        push(heap, (rng.expovariate(rate), seq(), GEN, None, 0))
+        push(heap, (duration, seq(), END, None, 0, 0, 0, 0.0))
+        push(heap, (rng.expovariate(rate), seq(), GEN, None, 0, 0, 0, 0.0))
 
         while True:
             if tq and tq[0][0] <= heap[0][0]:
@@ -508,61 +569,9 @@ class Simulation:
                     s_err[i_svc[inst]] += 1  # lost at a dead instance
                 failed(call, att, now, True)
                 continue
-            ev = pop(heap)
-            now = ev[0]
-            kind = ev[2]
-            if kind == ARRIVE:
-                call = ev[3]
+            now, _, kind, call, att, code, inst, arr = pop(heap)
+            if kind == REPLY:
                 messages += 1
-                inst = ev[5]
-                s = i_svc[inst]
-                s_req[s] += 1
-                if not i_alive[inst]:
-                    continue  # lost: the caller times out
-                ci = i_cost[inst]
-                held = i_held[inst]
-                zone = call[ZONE]
-                back = latency[i_zone[inst] * nz + zone]
-                if held >= c_max[ci]:
-                    s_refused[s] += 1
-                    s_err[s] += 1
-                    push(heap, (now + back, seq(), REPLY, call, ev[4], REFUSED, inst, now))
-                    continue
-                i_held[inst] = held + 1
-                s_held[s] += 1
-                s_adm[s] += 1
-                dist = c_dist[ci]
-                mean = c_mean[ci]
-                if dist == 0:
-                    st = -mean * log(1.0 - rnd())
-                elif dist == 1:
-                    st = mean
-                else:
-                    st = 2.0 * mean * rnd()
-                if s_extra_any:
-                    st += s_extra[s]
-                s_busy[s] += st
-                if c_workers[ci] == 1:
-                    free = i_free[inst]
-                    done = (now if free < now else free) + st
-                    i_free[inst] = done
-                else:
-                    workers = i_free[inst]
-                    free = workers[0]
-                    done = (now if free < now else free) + st
-                    heapq.heapreplace(workers, done)
-                err = c_err[ci]
-                if err and rnd() < err:
-                    push(heap, (done + back, seq(), REPLY, call, ev[4], ERROR, inst, now))
-                elif e_leaf[call[EDGE]] or not plans[s]:
-                    push(heap, (done + back, seq(), REPLY, call, ev[4], OK, inst, now))
-                else:
-                    push(heap, (done, seq(), DONE, call, ev[4], inst, now))
-            elif kind == REPLY:
-                call = ev[3]
-                messages += 1
-                code = ev[5]
-                inst = ev[6]
                 s = i_svc[inst]
                 if code != REFUSED:
                     if not i_alive[inst]:
@@ -570,10 +579,9 @@ class Simulation:
                     i_held[inst] -= 1
                     s_held[s] -= 1
                     s_done[s] += 1
-                    s_soj[s] += now - ev[7]
+                    s_soj[s] += now - arr
                     if code != OK:
                         s_err[s] += 1
-                att = ev[4]
                 if call[ATT] != att or call[FIN]:
                     continue  # an attempt that timed out already
                 k = int((now - call[SENT]) * 1e5)
@@ -592,24 +600,21 @@ class Simulation:
                 else:
                     failed(call, att, now, False)
             elif kind == DONE:
-                call = ev[3]
-                inst = ev[5]
                 if not i_alive[inst]:
                     continue
-                if call[ATT] == ev[4] and not call[FIN]:
-                    spawn(call, ev[4], inst, ev[6], now)
+                if call[ATT] == att and not call[FIN]:
+                    spawn(call, att, inst, arr, now)
                 else:  # the caller gave up on this attempt: answer at once, unheard
                     push(heap, (now + latency[i_zone[inst] * nz + call[ZONE]], seq(), REPLY,
-                                call, ev[4], OK, inst, ev[6]))
+                                call, att, OK, inst, arr))
             elif kind == RETRY:
-                call = ev[3]
                 if not call[FIN]:
                     send(call, now)
             elif kind == GEN:
                 root(now)
-                push(heap, (now + rng.expovariate(rate), seq(), GEN, None, 0))
+                push(heap, (now + rng.expovariate(rate), seq(), GEN, None, 0, 0, 0, 0.0))
             elif kind == MISC:
-                ev[3](now)
+                call(now)
                 s_extra_any = any(s_extra)
             else:
                 break
@@ -673,11 +678,13 @@ class Simulation:
             elif event.action == "kill_zone":
                 zone = self.zones.index(event.zone)
                 self.dead_zones.add(zone)
+                self.live_zones[:] = [z for z in self.live_zones if z != zone]
                 self._kill([i for i, z in enumerate(self.i_zone) if z == zone], now)
             elif event.action == "kill_region":
                 region = self.regions.index(event.region)
                 zones = set(range(region * 3, region * 3 + 3))
                 self.dead_zones.update(zones)
+                self.live_zones[:] = [z for z in self.live_zones if z not in zones]
                 self._kill([i for i, z in enumerate(self.i_zone) if z in zones], now)
             elif event.action == "latency":
                 targets = ([self.svc_index[event.service]] if event.service

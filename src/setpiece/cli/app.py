@@ -15,7 +15,7 @@ import typer
 from setpiece.cli._common import USAGE_ERROR
 from setpiece.cli._console import out, state
 from setpiece.cli._help import Typer
-from setpiece.cli.commands import dlq, events, gateway, inspect, new, plan, run, workflow
+from setpiece.cli.commands import dlq, events, gateway, inspect, new, plan, run, sim, workflow
 
 __all__ = ["app", "cli"]
 
@@ -56,8 +56,8 @@ def root(
 
 
 # dev, run | publish, replay, tail | inspect | plan, apply | gateway, token | dlq | new |
-# workflow, task
-for group in (run, events, inspect, plan, gateway, dlq, new, workflow):
+# workflow, task | sim
+for group in (run, events, inspect, plan, gateway, dlq, new, workflow, sim):
     group.register(app)
 
 

@@ -21,7 +21,7 @@ from setpiece.sim.chaos import ChaosEvent, load_chaos, parse_chaos
 from setpiece.sim.config import Discovery, Network, SimConfig
 from setpiece.sim.engine import Simulation
 from setpiece.sim.model import Autoscale, Call, Cost, Model, ServiceSpec
-from setpiece.sim.report import graph, otlp, report, zipkin
+from setpiece.sim.output import graph, otlp, report, zipkin
 from setpiece.sim.spigo import from_spigo, load_spigo
 
 __all__ = [

@@ -87,6 +87,11 @@ class Simulation:
         # costs: one row per (service, version)
         self.costs: list[Cost] = []
         self.cost_version: list[str] = []
+        self.c_mean: list[float] = []
+        self.c_dist: list[int] = []
+        self.c_err: list[float] = []
+        self.c_workers: list[int] = []
+        self.c_max: list[int] = []
         # edges: (source service or -1 for outside clients, target, kind, leaf, partitions)
         self.edges: list[tuple[int, int, str, bool, int]] = []
         edge_ids: dict[tuple[int, int, str, bool, int], int] = {}
@@ -137,8 +142,14 @@ class Simulation:
     # -- building ------------------------------------------------------------------------------
 
     def _cost(self, cost: Cost, version: str) -> int:
+        """Add a row of costs (the run reads the columns, which grow with code pushes)."""
         self.costs.append(cost)
         self.cost_version.append(version)
+        self.c_mean.append(cost.latency)
+        self.c_dist.append(DISTS[cost.distribution])
+        self.c_err.append(cost.error_rate)
+        self.c_workers.append(cost.workers)
+        self.c_max.append(cost.max_inflight)
         return len(self.costs) - 1
 
     def _new_instance(self, svc: int, zone: int, cost: int, now: float) -> int:
@@ -233,12 +244,8 @@ class Simulation:
         open_count = [0] * ne
         plans = self.plans
         entry = self.entry
-        costs = self.costs
-        c_mean = [c.latency for c in costs]
-        c_dist = [DISTS[c.distribution] for c in costs]
-        c_err = [c.error_rate for c in costs]
-        c_workers = [c.workers for c in costs]
-        c_max = [c.max_inflight for c in costs]
+        c_mean, c_dist, c_err = self.c_mean, self.c_dist, self.c_err
+        c_workers, c_max = self.c_workers, self.c_max
         ns = len(self.svc_names)
         s_req = [0] * ns
         s_err = [0] * ns
@@ -707,7 +714,8 @@ class Simulation:
                 self._push(event, now)
         return act
 
-    def _launch(self, svc: int, cost: int, count: int, now: float) -> list[int]:
+    def _launch(self, svc: int, cost: int, count: int, now: float,
+                startup: float | None = None) -> list[int]:
         """Start ``count`` instances of ``svc``, each in the zone of its region with the fewest;
         they register once started."""
         spec = self.model.services[svc]
@@ -719,7 +727,8 @@ class Simulation:
             zone = min(zones, key=lambda z: (self.alive_zone[svc][z], z))
             new.append(self._new_instance(svc, zone, cost, now))
         if new:
-            self._propagate(now, svc, new, set(), self.config.startup)
+            self._propagate(now, svc, new, set(),
+                            self.config.startup if startup is None else startup)
         return new
 
     def _retire(self, insts: list[int], now: float) -> None:
@@ -780,7 +789,7 @@ class Simulation:
                                                                           - 1))))
                 self.log.append(f"{now:.3f} autoscale {self.svc_names[svc]} +{add} "
                                 f"(utilisation {util:.2f})")
-                self._launch(svc, self.svc_cost[svc], add, now)
+                self._launch(svc, self.svc_cost[svc], add, now, policy.startup)
             elif util < policy.target * 0.5 and live > policy.minimum:
                 remove = min(live - policy.minimum, max(1, int(live * (1 - util / policy.target)
                                                                / 2)))

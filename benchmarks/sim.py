@@ -3,8 +3,8 @@
 
 The floor is a bare ``heapq`` event loop in the same process, right after the simulation: it
 moves the same number of messages (pop an event, push the next one at a random later time)
-through a heap holding as many pending events as the simulation had requests in flight on
-average. It does nothing else, so no discrete-event simulator in Python can beat it.
+through a heap holding as many pending events as the simulation's heap held on average (at
+its timeline samples). It does nothing else, so no discrete-event simulator in Python can beat it.
 
     python benchmarks/sim.py [--sizes 1000,10000,100000] [--messages 1000000] [--arch FILE]
 
@@ -76,8 +76,7 @@ def one_size(arch: str, instances: int, messages: int, seed: int) -> dict[str, f
     sim.run()
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     rss = peak_rss()
-    in_flight = [sum(s["in_flight"] for s in row["services"].values()) for row in sim.timeline]
-    pending = round(sum(in_flight) / len(in_flight)) if in_flight else 1
+    pending = round(sum(sim.pending) / len(sim.pending)) if sim.pending else 1
     floor_wall, floor_cpu = floor(sim.messages, pending, seed)
     return {
         "instances": len(sim.i_svc), "messages": sim.messages, "simulated_seconds": duration,

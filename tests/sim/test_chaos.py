@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from setpiece.http import BreakerPolicy, CallPolicy
 from setpiece.sim import (
-    Autoscale, Call, Cost, Discovery, Model, ServiceSpec, SimConfig, Simulation, load_spigo,
-    parse_chaos, simulate,
+    Autoscale,
+    Call,
+    Cost,
+    Discovery,
+    Model,
+    ServiceSpec,
+    SimConfig,
+    Simulation,
+    load_spigo,
+    parse_chaos,
+    simulate,
 )
 from setpiece.sim.output import report
 from tests.sim.conftest import ARCHS

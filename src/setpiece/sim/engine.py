@@ -17,6 +17,7 @@ registry work per change batch and no instance holds a copy of the registry.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 import math
@@ -136,6 +137,7 @@ class Simulation:
         # results
         self.messages = 0
         self.timeline: list[dict[str, Any]] = []
+        self.pending: list[int] = []  # events in the heap at each sample
         self.spans: list[tuple[Any, ...]] = []
         self.log: list[str] = []
 
@@ -205,7 +207,20 @@ class Simulation:
 
     # -- the run -------------------------------------------------------------------------------
 
-    def run(self, progress: Callable[[float], None] | None = None) -> None:  # noqa: C901
+    def run(self, progress: Callable[[float], None] | None = None) -> None:
+        """Run the simulation to its end (``progress`` is told the simulated time at every
+        sample). The loop makes no reference cycles (a call points to its parent's job, never
+        back), so it runs with the cyclic garbage collector paused: with 100,000 instances
+        its passes cost a third of the time."""
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            self._run(progress)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _run(self, progress: Callable[[float], None] | None) -> None:
         config = self.config
         duration = config.duration
         rate = config.rate or self.default_rate()
@@ -505,7 +520,7 @@ class Simulation:
             n_root += 1
             traced = trace_every and n_root % trace_every == 1 % trace_every
             for e in plan:
-                call = [None, e, 0, -1, now, False, now, zone, None]
+                call: list[Any] = [None, e, 0, -1, now, False, now, zone, None]
                 if traced:
                     call[TRACE] = (n_root, span_ids(), 0)
                 send(call, now)
@@ -516,7 +531,7 @@ class Simulation:
             plan = options[int(rnd() * len(options))] if len(options) > 1 else options[0]
             zone = i_zone[inst]
             trace = call[TRACE]
-            job = [call, att, inst, arr, 0, False, None]
+            job: list[Any] = [call, att, inst, arr, 0, False, None]
             waits = 0
             for e in plan:
                 sync = e_kind[e] == 0
@@ -529,9 +544,6 @@ class Simulation:
             if not waits:
                 answer(job, now)
 
-        # the schedule of everything that is not a message
-        misc: list[Callable[[float], None]] = []
-
         def at(when: float, fn: Callable[[float], None]) -> None:
             push(heap, (when, seq(), MISC, fn, 0, 0, 0, 0.0))
 
@@ -539,14 +551,16 @@ class Simulation:
         prev = {"req": [0] * ns, "err": [0] * ns}
 
         def sample(now: float) -> None:
-            row = {"t": round(now, 6), "services": {}}
+            services: dict[str, Any] = {}
+            row = {"t": round(now, 6), "services": services}
             for s, name in enumerate(self.svc_names):
-                row["services"][name] = {
+                services[name] = {
                     "instances": self.alive_count[s], "in_flight": s_held[s],
                     "requests": s_req[s] - prev["req"][s], "errors": s_err[s] - prev["err"][s]}
             prev["req"] = list(s_req)
             prev["err"] = list(s_err)
             self.timeline.append(row)
+            self.pending.append(len(heap))
             if progress is not None:
                 progress(now)
             if now + interval <= duration:
@@ -595,7 +609,7 @@ class Simulation:
                 hist = s_hist[s]
                 hist[k] = hist.get(k, 0) + 1
                 if use_breakers:
-                    if code == OK or code == ERROR:
+                    if code in (OK, ERROR):
                         if open_count[call[EDGE]] or breakers[call[EDGE]]:
                             record(call[EDGE], inst, True, now)
                     else:

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field, replace
 
 from setpiece.errors import ConfigError
 
-__all__ = ["REGIONS", "Autoscale", "break_cycles", "Call", "Cost", "Model", "ServiceSpec", "zone_names"]
+__all__ = [
+    "REGIONS", "Autoscale", "Call", "Cost", "Model", "ServiceSpec", "break_cycles", "zone_names",
+]
 
 # Regions in the order Spigo uses them; each has three zones (a, b, c).
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-1",
@@ -32,7 +34,7 @@ class Cost:
     """The cost of one request at one instance.
 
     * ``latency`` — mean processing time in seconds, drawn from ``distribution``
-      (``exponential``, ``constant``, or ``uniform`` over [0, 2 × latency]);
+      (``exponential``, ``constant``, or ``uniform`` over [0, 2 x latency]);
     * ``error_rate`` — share of requests that fail in the handler (a 500: not retried);
     * ``workers`` — requests an instance processes at once (its capacity); more wait in its queue;
     * ``max_inflight`` — requests an instance holds at once, queued, processing or waiting for
@@ -60,7 +62,7 @@ class Cost:
 @dataclass(frozen=True, slots=True)
 class Autoscale:
     """Scale a service on utilisation (busy workers / all workers) measured every ``interval``
-    seconds: above ``target × 1.2`` instances are added, below ``target × 0.5`` removed, within
+    seconds: above ``target x 1.2`` instances are added, below ``target x 0.5`` removed, within
     ``[minimum, maximum]`` instances. New instances serve ``startup`` seconds after launch."""
 
     target: float = 0.6
@@ -187,7 +189,7 @@ def _cycle(services: tuple[ServiceSpec, ...]) -> list[str]:
                 state[path.pop()] = 2
                 todo.pop()
             elif state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return [*path[path.index(nxt):], nxt]
             elif nxt not in state:
                 state[nxt] = 1
                 path.append(nxt)

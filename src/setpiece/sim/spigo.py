@@ -80,24 +80,24 @@ def from_spigo(data: Any, *, scale: float = 1.0,
     if not isinstance(entries, list) or not entries:
         raise ConfigError("'services': must be a non-empty list")
     declared: dict[str, dict[str, Any]] = {}
-    for n, entry in enumerate(entries):
+    for n, item in enumerate(entries):
         where = f"services[{n}]"
-        if not isinstance(entry, dict):
+        if not isinstance(item, dict):
             raise ConfigError(f"{where}: must be an object")
-        sname = _field(entry, "name", str, where, "")
+        sname = _field(item, "name", str, where, "")
         if not sname:
             raise ConfigError(f"{where}: 'name' is missing")
         where = f"service {sname!r}"
         if sname in declared:
             raise ConfigError(f"{where}: declared twice")
-        count = _field(entry, "count", int, where, 0)
-        regions = _field(entry, "regions", int, where, 1)
+        count = _field(item, "count", int, where, 0)
+        regions = _field(item, "regions", int, where, 1)
         if count < 0 or not 0 <= regions <= len(REGIONS):
             raise ConfigError(f"{where}: count must be >= 0 and regions in 0..{len(REGIONS)}")
-        deps = _field(entry, "dependencies", list, where, [])
+        deps = _field(item, "dependencies", list, where, [])
         if not all(isinstance(d, str) for d in deps):
             raise ConfigError(f"{where}: 'dependencies' must be a list of names")
-        package = _field(entry, "package", str, where, "")
+        package = _field(item, "package", str, where, "")
         declared[sname] = {"count": count, "regions": regions, "package": package,
                            "deps": [d for d in deps if d != DISCOVERY]}
     for sname, info in declared.items():
@@ -122,7 +122,7 @@ def from_spigo(data: Any, *, scale: float = 1.0,
             return [(Call(sname, leaf=leaf),)]
         if sname in stack:  # a cycle through managed pieces: nothing further
             return [()]
-        return plans_of(sname, stack + (sname,), caller)
+        return plans_of(sname, (*stack, sname), caller)
 
     def plans_of(sname: str, stack: tuple[str, ...], caller: str | None) -> list[tuple[Call, ...]]:
         deps = declared[sname]["deps"]

@@ -178,7 +178,7 @@ def from_stack(stack: Stack, costs: Mapping[str, Any] | None = None) -> Model:
                               f"service.handler or service.route: {sorted(nodes)})")
     router = _Router(stack)
     services = []
-    for node, (svc_name, item) in nodes.items():
+    for node, (svc_name, _item) in nodes.items():
         svc_cfg = _check_keys(per_service.get(svc_name, {}), SERVICE_KEYS,
                               f"cost model services.{svc_name}")
         node_cfg = _check_keys(per_node.get(node, {}), NODE_KEYS, f"cost model nodes.{node}")
@@ -233,7 +233,7 @@ def _entry(spec: Any, stack: Stack, nodes: Mapping[str, Any],
         return [(Call(n),) for n in routes]
     if not isinstance(spec, list) or not spec:
         raise ConfigError("cost model entry: must be a non-empty list")
-    out = []
+    out: list[tuple[Call, ...]] = []
     for n, item in enumerate(spec):
         where = f"cost model entry[{n}]"
         if isinstance(item, str):

@@ -246,9 +246,12 @@ class Simulation:
         nz = self.nz
         edges = self.edges
         e_dst = [e[1] for e in edges]
-        e_leaf = [e[3] for e in edges]
         e_kind = [0 if e[2] == "sync" else 1 if e[2] == "async" else 2 for e in edges]
         e_parts = [e[4] for e in edges]
+        # the callee answers at once (a leaf call, or a service that calls nobody)
+        e_ends = [e[3] or not self.plans[e[1]] for e in edges]
+        # the instance is picked from the caller's zone, with no more to decide
+        e_local = [k != 2 and affinity >= 1.0 for k in e_kind]
         ne = len(edges)
         e_calls = [0] * ne
         e_errors = [0] * ne
@@ -265,14 +268,13 @@ class Simulation:
         s_req = [0] * ns
         s_err = [0] * ns
         s_refused = [0] * ns
-        s_adm = [0] * ns
         s_done = [0] * ns
         s_soj = [0.0] * ns
         s_held = [0] * ns
         s_busy = [0.0] * ns
         s_hist: list[dict[int, int]] = [{} for _ in range(ns)]
         s_extra = [0.0] * ns  # added processing latency (chaos)
-        self.s_req, self.s_err, self.s_refused, self.s_adm = s_req, s_err, s_refused, s_adm
+        self.s_req, self.s_err, self.s_refused = s_req, s_err, s_refused
         self.s_done, self.s_soj, self.s_hist, self.s_busy = s_done, s_soj, s_hist, s_busy
         self.e_calls, self.e_errors, self.e_retries = e_calls, e_errors, e_retries
         self.e_timeouts, self.e_lat = e_timeouts, e_lat
@@ -294,7 +296,7 @@ class Simulation:
         trace_every = config.trace_every
         span_ids = itertools.count(1).__next__
         spans = self.spans
-        messages = 0
+        replies = 0
         n_root = 0
         s_extra_any = False
 
@@ -385,14 +387,13 @@ class Simulation:
             then, not a network hop later); it starts at ``max(arrival, free)``, so the order of
             the queue is the order of sending.
             """
-            nonlocal messages
             e = call[EDGE]
             zone = call[ZONE]
             att = call[ATT] + 1
             call[ATT] = att
             call[SENT] = now
             local = reg_local[zone][e_dst[e]]
-            if local and e_kind[e] != 2 and affinity >= 1.0 and not open_count[e]:
+            if local and e_local[e] and not open_count[e]:
                 inst = local[int(rnd() * len(local))]
             else:
                 inst = pick(e, zone, now)
@@ -404,9 +405,8 @@ class Simulation:
             if blocked and ((zone, iz) in blocked):
                 tq_append((now + timeout, call, att))
                 return  # lost in the partition: the caller times out
-            messages += 1
             s = i_svc[inst]
-            s_req[s] += 1
+            s_req[s] += 1  # a request message delivered
             if not i_alive[inst]:
                 tq_append((now + timeout, call, att))
                 return  # lost: the caller times out
@@ -420,7 +420,6 @@ class Simulation:
                 return
             i_held[inst] = held + 1
             s_held[s] += 1
-            s_adm[s] += 1
             dist = c_dist[ci]
             mean = c_mean[ci]
             if dist == 0:
@@ -447,7 +446,7 @@ class Simulation:
             err = c_err[ci]
             if err and rnd() < err:
                 push(heap, (done + lat, seq(), REPLY, call, att, ERROR, inst, now))
-            elif e_leaf[e] or not plans[s]:
+            elif e_ends[e]:
                 push(heap, (done + lat, seq(), REPLY, call, att, OK, inst, now))
             else:
                 push(heap, (done, seq(), DONE, call, att, 0, inst, now))
@@ -525,25 +524,6 @@ class Simulation:
                     call[TRACE] = (n_root, span_ids(), 0)
                 send(call, now)
 
-        def spawn(call: list[Any], att: int, inst: int, arr: float, now: float) -> None:
-            """A request was processed: make the calls of one of its service's plans."""
-            options = plans[i_svc[inst]]
-            plan = options[int(rnd() * len(options))] if len(options) > 1 else options[0]
-            zone = i_zone[inst]
-            trace = call[TRACE]
-            job: list[Any] = [call, att, inst, arr, 0, False, None]
-            waits = 0
-            for e in plan:
-                sync = e_kind[e] == 0
-                child = [job if sync else None, e, 0, -1, now, False, now, zone,
-                         None if trace is None else (trace[0], span_ids(), trace[1])]
-                if sync:
-                    waits += 1
-                send(child, now)
-            job[J_PEND] += waits
-            if not waits:
-                answer(job, now)
-
         def at(when: float, fn: Callable[[float], None]) -> None:
             push(heap, (when, seq(), MISC, fn, 0, 0, 0, 0.0))
 
@@ -592,7 +572,7 @@ class Simulation:
                 continue
             now, _, kind, call, att, code, inst, arr = pop(heap)
             if kind == REPLY:
-                messages += 1
+                replies += 1
                 s = i_svc[inst]
                 if code != REFUSED:
                     if not i_alive[inst]:
@@ -615,7 +595,27 @@ class Simulation:
                     else:
                         record(call[EDGE], inst, False, now)
                 if code == OK:
-                    finish(call, True, now)
+                    job = call[PARENT]
+                    if job is None or call[TRACE] is not None:
+                        finish(call, True, now)
+                        continue
+                    # finish(call, True, now) and answer(job, now), inline: the common path
+                    call[FIN] = True
+                    e = call[EDGE]
+                    e_calls[e] += 1
+                    e_lat[e] += now - call[T0]
+                    pend = job[J_PEND] - 1
+                    job[J_PEND] = pend
+                    if pend == 0:
+                        inst = job[J_INST]
+                        if i_alive[inst]:
+                            call = job[J_CALL]
+                            zone = call[ZONE]
+                            iz = i_zone[inst]
+                            if not blocked or (iz, zone) not in blocked:
+                                push(heap, (now + latency[iz * nz + zone], seq(), REPLY, call,
+                                            job[J_ATT], BAD_GATEWAY if job[J_FAIL] else OK,
+                                            inst, job[J_ARR]))
                 elif code == ERROR:
                     finish(call, False, now)
                 else:
@@ -624,7 +624,23 @@ class Simulation:
                 if not i_alive[inst]:
                     continue
                 if call[ATT] == att and not call[FIN]:
-                    spawn(call, att, inst, arr, now)
+                    # spawn(call, att, inst, arr, now), inline
+                    options = plans[i_svc[inst]]
+                    plan = options[int(rnd() * len(options))] if len(options) > 1 else options[0]
+                    zone = i_zone[inst]
+                    trace = call[TRACE]
+                    job = [call, att, inst, arr, 0, False, None]
+                    waits = 0
+                    for e in plan:
+                        sync = e_kind[e] == 0
+                        child = [job if sync else None, e, 0, -1, now, False, now, zone,
+                                 None if trace is None else (trace[0], span_ids(), trace[1])]
+                        if sync:
+                            waits += 1
+                        send(child, now)
+                    job[J_PEND] += waits
+                    if not waits:
+                        answer(job, now)
                 else:  # the caller gave up on this attempt: answer at once, unheard
                     push(heap, (now + latency[i_zone[inst] * nz + call[ZONE]], seq(), REPLY,
                                 call, att, OK, inst, arr))
@@ -639,7 +655,7 @@ class Simulation:
                 s_extra_any = any(s_extra)
             else:
                 break
-        self.messages = messages
+        self.messages = sum(s_req) + replies
         self.root_count = n_root
 
     # -- discovery, chaos, autoscaling and pushes ----------------------------------------------

@@ -117,3 +117,14 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
         result = cli("sim", *args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, result.output
+
+
+def test_autoscale_option_grows_a_loaded_service(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    result = cli("sim", SHOP, "--duration", "40", "--rate", "700", "--autoscale", "0.1",
+                 "--report", str(report))
+    assert result.exit_code == 0, result.output
+    log = json.loads(report.read_text())["log"]
+    assert any("autoscale" in line and "+" in line for line in log), log
+    bad = cli("sim", SHOP, "--autoscale", "2")
+    assert bad.exit_code == 2 and "autoscale target" in bad.output

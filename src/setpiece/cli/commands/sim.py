@@ -6,6 +6,7 @@ import json
 import resource
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -67,6 +68,9 @@ def sim(
         help="Trace one outside request in N (with --zipkin or --otlp).")] = 1000,
     no_breakers: Annotated[bool, typer.Option(
         "--no-breakers", help="Turn circuit breakers off.")] = False,
+    autoscale: Annotated[float | None, typer.Option(
+        "--autoscale", metavar="TARGET",
+        help="Autoscale every service to this utilisation (0..1), measured every 10 s.")] = None,
 ) -> None:
     """Simulate an architecture at scale in simulated time: discovery, load balancing, queues,
     timeouts, retries, breakers, autoscaling, code pushes and chaos."""
@@ -94,6 +98,10 @@ def sim(
             raise CliError("--scale and --instances apply to Spigo files; a stack's instances "
                            "come from its cost model (--costs)")
         model = from_stack(load_stack(target), cost_data)
+    if autoscale is not None:
+        policy = simulator.Autoscale(target=autoscale)
+        model = replace(model, services=tuple(
+            replace(spec, autoscale=policy) for spec in model.services))
     config = simulator.SimConfig(
         duration=duration, rate=rate, seed=seed,
         chaos=simulator.load_chaos(chaos) if chaos else (),

@@ -131,3 +131,12 @@ def test_autoscaling_adds_instances_under_load() -> None:
     counts = [row["services"]["api"]["instances"] for row in sim.timeline]
     assert counts[0] == 3 and counts[-1] > 4
     assert any("autoscale api +" in line for line in sim.log)
+
+
+def test_a_simulation_runs_once() -> None:
+    import pytest
+
+    sim = Simulation(cascade_model(), SimConfig(duration=1, rate=10))
+    sim.run()
+    with pytest.raises(RuntimeError, match="runs once"):
+        sim.run()

@@ -133,7 +133,8 @@ class Simulation:
                     self.reg_all[base + 1][n].append(inst)
                     self.reg_all[base + 2][n].append(inst)
                     self.reg_local[base + k % 3][n].append(inst)
-        self.reachable = [bool(plans) for plans in self.plans]
+        self.initial_instances = len(self.i_svc)
+        self._ran = False
         # results
         self.messages = 0
         self.timeline: list[dict[str, Any]] = []
@@ -212,6 +213,9 @@ class Simulation:
         sample). The loop makes no reference cycles (a call points to its parent's job, never
         back), so it runs with the cyclic garbage collector paused: with 100,000 instances
         its passes cost a third of the time."""
+        if self._ran:
+            raise RuntimeError("Simulation.run: a simulation runs once; make a new one")
+        self._ran = True
         paused = gc.isenabled()
         gc.disable()
         try:

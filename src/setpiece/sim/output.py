@@ -78,7 +78,8 @@ def report(sim: Simulation) -> dict[str, Any]:
     return {
         "arch": sim.model.name,
         "seed": sim.config.seed,
-        "instances": len(sim.i_svc),
+        "instances": sim.initial_instances,
+        "instances_at_end": sum(sim.alive_count),
         "messages": sim.messages,
         "simulated_seconds": duration,
         "rate": round(sim.rate, 6),

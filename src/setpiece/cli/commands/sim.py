@@ -39,16 +39,18 @@ def sim(
     target: Annotated[str, typer.Argument(
         metavar="ARCH.json|MODULE:STACK", show_default=False,
         help="A Spigo architecture file, or a stack ('package.module:stack').")],
-    scale: Annotated[float, typer.Option("--scale", help="Multiply every instance count.")] = 1.0,
+    scale: Annotated[float, typer.Option(
+        "--scale", metavar="N", help="Multiply every instance count.")] = 1.0,
     instances: Annotated[int | None, typer.Option(
-        "--instances", help="Scale to about this many instances (instead of --scale).")] = None,
+        "--instances", metavar="N",
+        help="Scale to about this many instances (instead of --scale).")] = None,
     duration: Annotated[float, typer.Option(
         "--duration", metavar="SECONDS", help="Simulated seconds.")] = 60.0,
     rate: Annotated[float | None, typer.Option(
         "--rate", metavar="REQ_PER_S",
         help="Outside requests per simulated second (default: half of what the busiest "
         "service can take).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Random seed.")] = 0,
     chaos: Annotated[Path | None, typer.Option(
         "--chaos", metavar="SPEC.json", help="Chaos and code pushes at simulated times.")] = None,
     costs: Annotated[Path | None, typer.Option(

@@ -10,8 +10,8 @@ its timeline samples). It does nothing else, so no discrete-event simulator in P
 
 Each size runs in its own process, so each peak RSS is that size's alone (the process's peak,
 interpreter and imports included). The load is half of what the busiest service can take (the
-default ``--rate`` of ``setpiece sim``); the simulated duration is chosen to move about
-``--messages`` messages.
+default ``--rate`` of ``setpiece sim``; ``--load`` changes that share); the simulated duration
+is chosen to move about ``--messages`` messages.
 """
 
 from __future__ import annotations
@@ -60,13 +60,15 @@ def peak_rss() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def one_size(arch: str, instances: int, messages: int, seed: int) -> dict[str, float]:
-    """Run the simulation at one size, then the floor; in the calling process."""
+def one_size(arch: str, instances: int, messages: int, seed: int,
+             load: float = 0.5) -> dict[str, float]:
+    """Run the simulation at one size, then the floor; in the calling process. ``load``: the
+    rate as a share of what the busiest service can take."""
     from setpiece.sim import SimConfig, Simulation, load_spigo
 
     base = load_spigo(arch)
     model = load_spigo(arch, scale=instances / base.instances)
-    rate = Simulation(model, SimConfig(duration=1.0)).default_rate()
+    rate = Simulation(model, SimConfig(duration=1.0)).default_rate() * load / 0.5
     duration = messages / (MESSAGES_PER_REQUEST * rate)
     started = time.perf_counter()
     sim = Simulation(model, SimConfig(duration=duration, rate=rate, seed=seed,
@@ -92,14 +94,17 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--arch", default=str(DEFAULT_ARCH))
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--load", type=float, default=0.5,
+                        help="the rate, as a share of what the busiest service can take")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child: one size
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_size(args.arch, args.one, args.messages, args.seed)))
+        print(json.dumps(one_size(args.arch, args.one, args.messages, args.seed, args.load)))
         return
     if not Path(args.arch).is_file():
         raise SystemExit(f"no architecture file at {args.arch} (pass --arch)")
-    print(f"setpiece sim on {Path(args.arch).name}, about {args.messages:,} messages per size")
+    print(f"setpiece sim on {Path(args.arch).name}, about {args.messages:,} messages per size, "
+          f"load {args.load:g} of the busiest service's capacity")
     print("msg/s and floor/s per wall-clock second; in brackets, per CPU second of this process "
           "(the machine may be shared)")
     print(f"{'instances':>10} {'messages':>10} {'sim s':>8} {'wall s':>7} {'msg/s':>19} "
@@ -108,7 +113,7 @@ def main() -> None:
     for size in [int(s) for s in args.sizes.split(",")]:
         out = subprocess.run(
             [sys.executable, __file__, "--one", str(size), "--messages", str(args.messages),
-             "--arch", args.arch, "--seed", str(args.seed)],
+             "--arch", args.arch, "--seed", str(args.seed), "--load", str(args.load)],
             check=True, capture_output=True, text=True, env=env).stdout
         r = json.loads(out)
         rates = (f"{r['messages_per_second']:>8,.0f} ({r['messages_per_cpu_second']:>8,.0f}) "

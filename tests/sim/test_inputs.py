@@ -157,3 +157,28 @@ def test_a_call_loop_is_refused_unless_a_call_closes_it() -> None:
         Model("loop", services=(a, b), entry=((Call("a"),),))
     b_leaf = ServiceSpec("b", count=1, plans=((Call("a", leaf=True),),))
     Model("loop", services=(a, b_leaf), entry=((Call("a"),),))
+
+
+def test_a_stacks_call_policy_and_delivery_retries_are_used() -> None:
+    from setpiece import CallPolicy, RetryPolicy, Stack
+    from setpiece.sim import Call, Cost, Model, ServiceSpec
+
+    policy = CallPolicy(timeout=0.5, retries=0)
+    stack = Stack("shop", services=list(shop_stack.stack.services.values()),
+                  buses=[shop_stack.bus], streams=[shop_stack.ledger], calls=policy)
+    model = from_stack(stack, shop_stack.COSTS)
+    assert model.calls is policy
+    plan = model.service("orders.place").plans[0]
+    retries = {c.target: c.retry for c in plan}
+    assert retries["billing.charge"] is None  # ctx.call: the call policy's retries
+    assert retries["shipping.ship_express"] == RetryPolicy()  # the handler's (default)
+
+    # an event delivery's RetryPolicy drives its retries: one attempt and no retry at all
+    sink = ServiceSpec("sink", count=1, cost=Cost(latency=0.01, max_inflight=1))
+    for attempts, retried in ((1, False), (3, True)):
+        model = Model("retries", services=(sink,), entry=((Call(
+            "sink", kind="async", retry=RetryPolicy(max_attempts=attempts, jitter=0)),),))
+        result = simulate(model, SimConfig(duration=5, rate=300, seed=1))
+        (edge,) = result["edges"]
+        assert edge["errors"] > 0
+        assert (edge["retries"] > 0) is retried

@@ -29,6 +29,7 @@ from typing import Any
 
 from setpiece.errors import ConfigError
 from setpiece.http import BreakerPolicy
+from setpiece.policy import RetryPolicy
 from setpiece.sim.chaos import ChaosEvent
 from setpiece.sim.config import SimConfig
 from setpiece.sim.model import Cost, Model, zone_names
@@ -97,11 +98,14 @@ class Simulation:
         self.edges: list[tuple[int, int, str, bool, int]] = []
         edge_ids: dict[tuple[int, int, str, bool, int], int] = {}
 
+        self.edge_retry: list[RetryPolicy | None] = []
+
         def edge(src: int, call: Any) -> int:
             key = (src, self.svc_index[call.target], call.kind, call.leaf, call.partitions)
             if key not in edge_ids:
                 edge_ids[key] = len(self.edges)
                 self.edges.append(key)
+                self.edge_retry.append(call.retry)
             return edge_ids[key]
 
         self.plans: list[list[tuple[int, ...]]] = [
@@ -252,6 +256,7 @@ class Simulation:
         e_dst = [e[1] for e in edges]
         e_kind = [0 if e[2] == "sync" else 1 if e[2] == "async" else 2 for e in edges]
         e_parts = [e[4] for e in edges]
+        e_retry = self.edge_retry
         # the callee answers at once (a leaf call, or a service that calls nobody)
         e_ends = [e[3] or not self.plans[e[1]] for e in edges]
         # the instance is picked from the caller's zone, with no more to decide
@@ -464,9 +469,13 @@ class Simulation:
             e = call[EDGE]
             if timed_out:
                 e_timeouts[e] += 1
-            if att < max_att:
+            retry = e_retry[e]
+            if retry is None and att < max_att:
                 e_retries[e] += 1
                 push(heap, (now + backoff[att - 1], seq(), RETRY, call, att, 0, 0, 0.0))
+            elif retry is not None and att < retry.max_attempts:
+                e_retries[e] += 1
+                push(heap, (now + retry.delay(att, rng), seq(), RETRY, call, att, 0, 0, 0.0))
             else:
                 finish(call, False, now)
 

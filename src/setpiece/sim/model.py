@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from setpiece.errors import ConfigError
+from setpiece.http import CallPolicy
+from setpiece.policy import RetryPolicy
 
 __all__ = [
     "REGIONS", "Autoscale", "Call", "Cost", "Model", "ServiceSpec", "break_cycles", "zone_names",
@@ -85,13 +87,16 @@ class Call:
     """One call in a plan. ``kind``: ``sync`` (the caller waits for the reply), ``async`` (an
     event: the caller does not wait) or ``stream`` (an event to a partitioned stream: the
     partition's owner in the consumer group takes it). ``leaf``: the callee answers without
-    making its own calls (a replica write, or a call that closes a cycle)."""
+    making its own calls (a replica write, or a call that closes a cycle). ``retry``: the
+    retries of this call (an event delivery's :class:`~setpiece.RetryPolicy`); None: those of
+    the run's :class:`~setpiece.CallPolicy`."""
 
     target: str
     kind: str = "sync"
     leaf: bool = False
     partitions: int = 0
     label: str = ""
+    retry: RetryPolicy | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("sync", "async", "stream"):
@@ -131,6 +136,7 @@ class Model:
     entry: tuple[tuple[Call, ...], ...]
     description: str = ""
     managed: tuple[str, ...] = ()  # services folded into their callers (no instances)
+    calls: CallPolicy | None = None  # the architecture's own call policy (a stack's ``calls``)
     edges: tuple[tuple[str, str], ...] = ()  # the declared dependencies, for the graph
 
     def __post_init__(self) -> None:

@@ -5,7 +5,9 @@ instances. Where a request goes is decided by the stack itself: an event that a 
 matched by the real patterns (:mod:`setpiece.patterns`) of the bus's rules and event handlers;
 a rule that targets a stream reaches every consumer group of that stream (its handlers), each
 event landing on the instance that owns its partition; ``calls`` are ``ctx.call`` dependencies
-(synchronous). The cost model (a JSON file or a dict) says what the code cannot::
+(synchronous), with the stack's ``calls`` (:class:`~setpiece.CallPolicy`) when it has one;
+an event delivery is retried by its handler's (or rule's) :class:`~setpiece.RetryPolicy`.
+The cost model (a JSON file or a dict) says what the code cannot::
 
     {"defaults": {"instances": 3, "latency_ms": 2, "error_rate": 0, "workers": 1,
                   "max_inflight": 100, "distribution": "exponential"},
@@ -29,6 +31,7 @@ from setpiece import patterns
 from setpiece.bus import Bus
 from setpiece.errors import ConfigError, EventError, PatternError
 from setpiece.event import Event
+from setpiece.policy import RetryPolicy
 from setpiece.sim.model import REGIONS, Call, Cost, Model, ServiceSpec, break_cycles
 from setpiece.stream import Stream
 
@@ -40,6 +43,8 @@ __all__ = ["from_stack", "load_costs", "parse_cost"]
 COST_KEYS = {"latency_ms", "distribution", "error_rate", "workers", "max_inflight"}
 NODE_KEYS = COST_KEYS | {"calls", "emits", "bus"}
 SERVICE_KEYS = COST_KEYS | {"instances", "regions"}
+# an event delivery's retries when neither its handler nor its rule says (RetryPolicy's default)
+DELIVERY_RETRY = RetryPolicy()
 
 
 def load_costs(path: str | Path) -> dict[str, Any]:
@@ -136,7 +141,8 @@ class _Router:
         calls = []
         for handler in self.event_handlers:
             if handler.bus == bus and self._pattern(handler).matches(view):
-                calls.append(Call(handler.qualname, kind="async", label=f"bus {bus}"))
+                calls.append(Call(handler.qualname, kind="async", label=f"bus {bus}",
+                                  retry=handler.retry or DELIVERY_RETRY))
         for rule in self.stack.buses[bus].rules:
             if not rule.compiled.matches(view):
                 continue
@@ -146,7 +152,9 @@ class _Router:
                         if handler.stream == target.name:
                             calls.append(Call(handler.qualname, kind="stream",
                                               partitions=target.partitions,
-                                              label=f"stream {target.name}"))
+                                              label=f"stream {target.name}",
+                                              retry=handler.retry or rule.retry
+                                              or DELIVERY_RETRY))
                 elif isinstance(target, Bus) and depth < 8:
                     calls.extend(self.route(event, target.name, where, depth + 1))
         return calls
@@ -219,7 +227,7 @@ def from_stack(stack: Stack, costs: Mapping[str, Any] | None = None) -> Model:
     except PatternError as exc:  # pragma: no cover - patterns are compiled already
         raise ConfigError(str(exc)) from None
     return Model(name=stack.name, services=tuple(services), entry=tuple(entry),
-                 description=f"setpiece stack {stack.name}",
+                 description=f"setpiece stack {stack.name}", calls=stack.calls,
                  edges=tuple((s.name, c.target) for s in services for p in s.plans for c in p))
 
 

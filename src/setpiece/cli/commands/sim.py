@@ -110,6 +110,8 @@ def sim(
         breakers=not no_breakers,
         trace_every=trace_every if (zipkin or otlp) else 0,
     )
+    if model.calls is not None:  # the stack's own timeouts, retries and breakers
+        config = replace(config, calls=model.calls)
     run = simulator.Simulation(model, config)
     if err.is_terminal and not json_out:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn

@@ -13,7 +13,7 @@ from setpiece.signals import ControlSignal
 EXPECTED = {
     "Bus", "ConfigError", "Context", "DeadLetter", "DefinitionError", "DrainTimeout", "Drop",
     "EngineError", "Event", "EventError", "HandlerError", "HandlerTimeout", "HttpTarget",
-    "PatternError", "Retry",
+    "PatternError", "Retry", "SchemaError",
     "RetryPolicy", "Rule", "Runtime", "RuntimeConfig", "Service", "SetpieceError", "Stack",
     "Stream", "SyncContext", "TaskFailed", "WorkflowError", "__version__",
     # the HTTP gateway
@@ -41,12 +41,14 @@ def test_every_public_name_has_a_docstring() -> None:
 # Each subpackage with a public face: exactly these names. A change here is an API change.
 SUBPACKAGES = {
     "setpiece.errors": {
-        "AuthError", "ConfigError", "ConflictError", "DefinitionError", "DrainTimeout",
+        "AuthError", "ConfigError", "ConflictError", "DefinitionError", "DeployError",
+        "DrainTimeout",
         "EngineError", "EventError", "ExecutionAlreadyExists", "ExecutionDoesNotExist",
         "HTTPError", "HandlerError", "HandlerTimeout", "HttpError", "InputDecodeError",
-        "InvalidToken", "PatternError", "RefusedError", "SetpieceError", "TaskDoesNotExist",
-        "TaskFailed", "TaskTimedOut", "TaskTokenError", "WorkflowError",
+        "InvalidToken", "PatternError", "RefusedError", "SchemaError", "SetpieceError",
+        "TaskDoesNotExist", "TaskFailed", "TaskTimedOut", "TaskTokenError", "WorkflowError",
     },
+    "setpiece.schemas": {"Schema", "is_compatible"},
     "setpiece.signals": {"ControlSignal", "Drop", "Retry"},
     "setpiece.patterns": {"InputTransformer", "Pattern", "PatternError", "RuleSet", "compile"},
     "setpiece.workflows": {
@@ -62,6 +64,11 @@ SUBPACKAGES = {
         "Assignment", "Engine", "GroupLog", "KVRead", "KVWrite", "Log", "OffsetCommit", "Record",
         "Store", "StreamSpec", "Timer", "UnitOfWork", "open_engine", "partition_for",
     },
+    "setpiece.deploy": {
+        "NAMESPACE", "Change", "ChangeSet", "Deployment", "GroupSpec", "History", "Resources",
+        "Step", "additions", "check", "deploy", "describe", "diff", "digest", "run_steps",
+        "steps_for",
+    },
     "setpiece.engine.conformance": {
         "EngineConformance", "EngineSuite", "EngineTestCase", "GroupLogConformance",
         "LogConformance", "PeerConformance", "StoreConformance", "engine_test", "peer_test",
@@ -76,6 +83,9 @@ SUBPACKAGES = {
         "Scope", "StoreReader",
     },
     "setpiece.cli": {"main"},
+    "setpiece.testing": {
+        "Call", "EngineUrls", "FakeHttp", "Servers", "StackStarter", "VirtualClock",
+    },
 }
 
 

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from setpiece.bus import DEFAULT_BUS, Bus, WorkflowTarget
+from setpiece.clock import Clock
 from setpiece.errors import ConfigError
 from setpiece.http import Authenticator, CallPolicy, VersionRoutes
 from setpiece.route_table import check_routes
+from setpiece.schemas.schema import Schema, versions_by_type
 from setpiece.service import Service
 from setpiece.stream import Stream, check_name
 from setpiece.workflows.workflow import Workflow
@@ -36,7 +38,10 @@ N = TypeVar("N", Service, Bus, Stream)
 
 
 class Stack:
-    """Services, buses, streams and workflows, checked together.
+    """Services, buses, streams, workflows and event schemas, checked together.
+
+    ``schemas``: a :class:`~setpiece.schemas.Schema` per event type and version; every publish
+    is validated against them (see :mod:`setpiece.schemas`).
 
     The HTTP face (declared with :mod:`setpiece.http`, served by :mod:`setpiece.gateway`):
     ``auth`` checks bearer tokens (a :class:`~setpiece.JWTAuth`, or any
@@ -57,6 +62,7 @@ class Stack:
         routes: VersionRoutes | None = None,
         calls: CallPolicy | None = None,
         workflows: Sequence[Workflow] = (),
+        schemas: Sequence[Schema] = (),
     ) -> None:
         check_name("stack", name)
         self.name = name
@@ -71,6 +77,8 @@ class Stack:
             self.workflows[workflow.name] = workflow
         if default_bus not in self.buses:
             self.buses[default_bus] = Bus(default_bus)
+        #: event type -> its declared schemas, oldest version first (setpiece.schemas)
+        self.schemas: dict[str, tuple[Schema, ...]] = versions_by_type(schemas)
         self.auth = auth
         self.routes = routes
         self.calls = calls
@@ -109,17 +117,25 @@ class Stack:
         *,
         store: str | None = None,
         config: RuntimeConfig | None = None,
+        clock: Clock | None = None,
     ) -> _Started:
         """Start the stack on an engine URL (``memory``, ``sqlite:///file.db``, ``nats://…``).
 
         Use it as ``async with stack.start(...) as rt``. A ``pathlib.Path`` names an SQLite
         file. Without a URL, ``SETPIECE_ENGINE`` (and
-        ``SETPIECE_STORE``) are read, then ``sqlite:///.setpiece/<stack>.db``.
+        ``SETPIECE_STORE``) are read, then ``sqlite:///.setpiece/<stack>.db``. ``clock`` is
+        the clock under the runtime's timers, schedules and retries (the system's by default;
+        a :class:`~setpiece.testing.VirtualClock` in tests).
         """
+        if clock is not None and not isinstance(clock, Clock):
+            raise ConfigError(
+                f"Stack.start(clock=...): a setpiece Clock (e.g. VirtualClock), "
+                f"not {type(clock).__name__}"
+            )
         if isinstance(engine, os.PathLike):  # a path names an SQLite file
             engine = f"sqlite:///{Path(engine).resolve()}"
         url = engine or os.environ.get("SETPIECE_ENGINE") or f"sqlite:///.setpiece/{self.name}.db"
-        return _Started(self, url, store or os.environ.get("SETPIECE_STORE"), config)
+        return _Started(self, url, store or os.environ.get("SETPIECE_STORE"), config, clock)
 
     def asgi(
         self,
@@ -148,16 +164,18 @@ class _Started:
     """``async with stack.start(...) as rt``: the runtime runs inside the block."""
 
     def __init__(
-        self, stack: Stack, url: str, store: str | None, config: RuntimeConfig | None
+        self, stack: Stack, url: str, store: str | None, config: RuntimeConfig | None,
+        clock: Clock | None = None,
     ) -> None:
         self._stack, self._url, self._store, self._config = stack, url, store, config
+        self._clock = clock
         self._runtime: Runtime | None = None
 
     async def __aenter__(self) -> Runtime:
         from setpiece._assembly import open_runtime  # the one door down to the runtime
 
         self._runtime = await open_runtime(
-            self._stack, self._url, store=self._store, config=self._config
+            self._stack, self._url, store=self._store, config=self._config, clock=self._clock
         )
         return self._runtime
 

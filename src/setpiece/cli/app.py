@@ -15,7 +15,18 @@ import typer
 from setpiece.cli._common import USAGE_ERROR
 from setpiece.cli._console import out, state
 from setpiece.cli._help import Typer
-from setpiece.cli.commands import dlq, events, gateway, inspect, new, plan, run, sim, workflow
+from setpiece.cli.commands import (
+    dlq,
+    events,
+    gateway,
+    inspect,
+    new,
+    plan,
+    run,
+    schema,
+    sim,
+    workflow,
+)
 
 __all__ = ["app", "cli"]
 
@@ -55,9 +66,9 @@ def root(
     state.debug = debug
 
 
-# dev, run | publish, replay, tail | inspect | plan, apply | gateway, token | dlq | new |
-# workflow, task | sim
-for group in (run, events, inspect, plan, gateway, dlq, new, workflow, sim):
+# dev, run | publish, replay, tail | inspect | plan, apply, rollback, history | gateway, token |
+# dlq | new | workflow, task | schema, asyncapi | sim
+for group in (run, events, inspect, plan, gateway, dlq, new, workflow, schema, sim):
     group.register(app)
 
 

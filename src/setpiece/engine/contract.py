@@ -175,6 +175,15 @@ class Log(abc.ABC):
         """Every stream the engine holds."""
 
     @abc.abstractmethod
+    async def drop_stream(self, name: str) -> None:
+        """Delete a stream with its records, its groups' committed offsets and members.
+
+        A stream that does not exist (or exists only in part, after a creation that failed
+        midway) is removed as far as it exists; deleting a missing stream is harmless. For
+        ``setpiece apply`` (deletions and the undoing of a failed apply).
+        """
+
+    @abc.abstractmethod
     async def append(
         self, stream: str, records: Sequence[tuple[str | None, bytes]]
     ) -> list[tuple[int, int]]:
@@ -241,6 +250,10 @@ class GroupLog(Log):
     @abc.abstractmethod
     async def groups(self) -> list[tuple[str, str]]:
         """Every (group, stream) pair that has committed offsets or members."""
+
+    @abc.abstractmethod
+    async def drop_group(self, group: str, stream: str) -> None:
+        """Forget a group's committed offsets and members on a stream (missing: harmless)."""
 
 
 class Store(GroupLog):

@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 from benchmarks import patterns as pattern_bench
+from benchmarks import sim as sim_bench
 from benchmarks import throughput
 from setpiece.patterns import RuleSet, compile
 
@@ -56,3 +57,12 @@ def test_the_testing_benchmark_starts_and_stops_its_stack(run: Any) -> None:
 
     found = run(testing_bench.measure("sqlite", rounds=1))
     assert set(found) == {"stack", "cleanup", "engine"} and found["stack"] > 0
+
+
+def test_the_simulator_benchmark_and_its_floor_move_messages() -> None:
+    from tests.sim.conftest import ARCHS
+
+    assert min(sim_bench.floor(2000, 50)) > 0
+    figures = sim_bench.one_size(str(ARCHS / "shop_arch.json"), 48, 20_000, seed=1)
+    assert figures["instances"] == 48 and figures["messages"] > 10_000
+    assert figures["pending"] > 0 and figures["peak_rss_bytes"] > 0

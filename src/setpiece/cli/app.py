@@ -25,6 +25,7 @@ from setpiece.cli.commands import (
     plan,
     run,
     schema,
+    sim,
     version,
     workflow,
 )
@@ -68,8 +69,9 @@ def root(
 
 
 # dev, run | publish, replay, tail | inspect | plan, apply, rollback, history | gateway, token |
-# dlq | new | workflow, task | schema, asyncapi | version | slo, top
-for group in (run, events, inspect, plan, gateway, dlq, new, workflow, schema, version, observe):
+# dlq | new | workflow, task | schema, asyncapi | version | slo, top | sim
+for group in (run, events, inspect, plan, gateway, dlq, new, workflow, schema, version, observe,
+              sim):
     group.register(app)
 
 

@@ -17,6 +17,8 @@ from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.extension import Extension
 from setpiece.runtime.runtime import Runtime as CoreRuntime
 from setpiece.stack import Stack
+from setpiece.views._api import ViewMethods
+from setpiece.views._extension import Views
 from setpiece.workflows._api import WorkflowMethods
 from setpiece.workflows._extension import DurableWorkflows
 
@@ -26,18 +28,21 @@ __all__ = [
 ]
 
 
-class Runtime(GatewayMethods, WorkflowMethods, CoreRuntime):
+class Runtime(GatewayMethods, WorkflowMethods, ViewMethods, CoreRuntime):
     """A running stack. Get one from ``stack.start(...)``.
 
     Besides publishing, draining, stores, dead letters and replay (the runtime's own), it serves
     the HTTP gateway (``asgi()``) and runs the stack's durable workflows (``start_execution``,
-    ``executions``, ``send_task_success``, ...).
+    ``executions``, ``send_task_success``, ...) and keeps its views (``view``).
     """
 
 
 def extensions_for(stack: Stack) -> list[Extension]:
     """The extensions a runtime of ``stack`` runs."""
-    return [DurableWorkflows()]
+    extensions: list[Extension] = [DurableWorkflows()]
+    if stack.views:
+        extensions.append(Views(dict(stack.views)))
+    return extensions
 
 
 def new_runtime(stack: Stack, engine: Engine, config: RuntimeConfig | None = None) -> Runtime:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import msgspec
 
-from setpiece.errors import TaskDoesNotExist
+from setpiece.errors import ConfigError, TaskDoesNotExist
 from setpiece.event import Event
 
 if TYPE_CHECKING:
@@ -25,6 +25,8 @@ __all__ = [
 
 #: The context service that answers workflow task tokens (provided by durable workflows).
 TASK_TOKENS = "task_tokens"
+#: The context service that reads the stack's views (provided by setpiece.views).
+VIEWS = "views"
 
 
 class TaskAnswers(Protocol):
@@ -141,6 +143,14 @@ class Context:
     async def send_task_heartbeat(self, token: str) -> None:
         """Tell a task with ``HeartbeatSeconds`` that the work for ``token`` is still going on."""
         await self._token_api().heartbeat(token)
+
+    def view(self, name: str) -> Any:
+        """Read the stack's view ``name`` (its committed state: ``get``, ``items``, ``range``,
+        ``windows``); ConfigError when the stack declares no view of that name."""
+        views = self._scope.service_named(VIEWS)
+        if views is None:
+            raise ConfigError(f"the stack has no view {name!r} (it declares no views)")
+        return views.reader(name)
 
     async def publish(
         self, event: Event, *, bus: str | None = None, stream: str | None = None

@@ -58,6 +58,7 @@ __all__ = [
     "TaskFailed",
     "TaskTimedOut",
     "TaskTokenError",
+    "ViewError",
     "WorkflowError",
 ]
 
@@ -80,6 +81,12 @@ class PatternError(SetpieceError, ValueError):
 
 class ConfigError(SetpieceError, ValueError):
     """A stack, service, bus or rule is declared wrongly."""
+
+
+class ViewError(SetpieceError, ValueError):
+    """A view cannot take an event (its key function raised or returned no string, the event
+    has no usable time, it came after its window closed, a fold raised): the event is
+    dead-lettered with this reason. Also raised for a view the stack does not declare."""
 
 
 class EngineError(SetpieceError):

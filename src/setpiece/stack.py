@@ -24,6 +24,7 @@ from setpiece.http import Authenticator, CallPolicy, VersionRoutes
 from setpiece.route_table import check_routes
 from setpiece.service import Service
 from setpiece.stream import Stream, check_name
+from setpiece.views.declarations import Aggregate, Join, Table, View
 from setpiece.workflows.workflow import Workflow
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class Stack:
         routes: VersionRoutes | None = None,
         calls: CallPolicy | None = None,
         workflows: Sequence[Workflow] = (),
+        views: Sequence[View] = (),
     ) -> None:
         check_name("stack", name)
         self.name = name
@@ -71,6 +73,14 @@ class Stack:
             self.workflows[workflow.name] = workflow
         if default_bus not in self.buses:
             self.buses[default_bus] = Bus(default_bus)
+        self.views: dict[str, View] = {}
+        for view in views:
+            if not isinstance(view, Table | Aggregate | Join):
+                raise ConfigError(f"views: expected Table, Aggregate or Join, got "
+                                  f"{type(view).__name__}")
+            if view.name in self.views:
+                raise ConfigError(f"the stack declares two of view {view.name!r}")
+            self.views[view.name] = view
         self.auth = auth
         self.routes = routes
         self.calls = calls
@@ -102,6 +112,32 @@ class Stack:
                                           f"{target.name!r} is not declared in the stack")
         for workflow in self.workflows.values():
             workflow.check(self)
+        for view in self.views.values():
+            self._check_view(view)
+
+    def _check_view(self, view: View) -> None:
+        where = f"view {view.name!r}"
+        places: list[tuple[str, Stream | Bus | None]] = [("source", view.source)]
+        if isinstance(view, Aggregate | Join):
+            places.append(("emit_to", view.emit_to))
+        for what, place in places:
+            if isinstance(place, Stream) and self.streams.get(place.name) != place:
+                raise ConfigError(f"{where}: {what} stream {place.name!r} is not declared in "
+                                  f"the stack (streams: {sorted(self.streams)})")
+            if isinstance(place, Bus) and self.buses.get(place.name) is not place:
+                raise ConfigError(f"{where}: {what} bus {place.name!r} is not declared in the "
+                                  f"stack (buses: {sorted(self.buses)})")
+        if isinstance(view, Join):
+            table = self.views.get(view.table.name)
+            if table is not view.table:
+                raise ConfigError(f"{where}: joins table {view.table.name!r}, which the stack "
+                                  "does not declare in views=")
+            left, right = view.source, view.table.source
+            if isinstance(left, Stream) and isinstance(right, Stream) \
+                    and left.partitions != right.partitions:
+                raise ConfigError(
+                    f"{where}: not co-partitioned: stream {left.name!r} has {left.partitions} "
+                    f"partitions, the table's source {right.name!r} has {right.partitions}")
 
     def start(
         self,

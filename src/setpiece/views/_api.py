@@ -1,0 +1,29 @@
+"""What a running stack offers for views: ``rt.view(name)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from setpiece.errors import ConfigError
+from setpiece.views._extension import EXTENSION, Views
+from setpiece.views._state import ViewReader
+
+__all__ = ["ViewMethods"]
+
+
+class ViewMethods:
+    """Mixed into the runtime a stack starts (``setpiece._assembly.Runtime``)."""
+
+    # the runtime's, which these methods are mixed into
+    has_extension: Callable[[str], bool]
+    extension: Callable[[str], Any]
+
+    def view(self, name: str) -> ViewReader:
+        """Read view ``name``'s committed state: ``get``, ``items``, ``range``, ``windows``.
+
+        Raises ConfigError when the stack declares no view of that name."""
+        if not self.has_extension(EXTENSION):
+            raise ConfigError(f"the stack has no view {name!r} (it declares no views)")
+        views: Views = self.extension(EXTENSION)
+        return views.reader(name)

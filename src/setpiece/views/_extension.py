@@ -1,0 +1,141 @@
+"""Views as an extension of the runtime (:mod:`setpiece.runtime.extension`).
+
+Attached to runtimes of stacks that declare views, it contributes one consumer per view (the
+batch path of :mod:`setpiece.views._processor`), the ``views`` context service behind
+``ctx.view(name)``, a background sweep of expired table rows, and one read-only HTTP route per
+view on the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from setpiece.context import VIEWS
+from setpiece.engine.contract import KVRead, KVWrite, OffsetCommit, UnitOfWork
+from setpiece.errors import ConfigError, ConflictError
+from setpiece.views._processor import ViewConsumer, source_stream
+from setpiece.views._state import Layout, ViewReader
+from setpiece.views.declarations import Join, Table, View
+
+if TYPE_CHECKING:
+    from setpiece.engine.contract import Engine
+    from setpiece.runtime.runtime import Runtime
+
+__all__ = ["EXTENSION", "Views"]
+
+EXTENSION = "views"
+REGISTRY = "setpiece.views"  # view name -> the fingerprint of the generation in use
+_SWEEP_MAX = 60.0
+
+
+class Views:
+    """The extension. ``reader(name)`` reads a view's committed state."""
+
+    name = EXTENSION
+
+    def __init__(self, views: dict[str, View]) -> None:
+        self.views = views
+        self._engine: Engine | None = None
+        self._now: Any = time.time
+        self._stopped = asyncio.Event()
+
+    def reader(self, name: str) -> ViewReader:
+        view = self.views.get(name)
+        if view is None:
+            raise ConfigError(f"the stack has no view {name!r} (views: {sorted(self.views)})")
+        assert self._engine is not None
+        return ViewReader(self._engine, view, self._now)
+
+    async def attach(self, runtime: Runtime) -> None:
+        self._engine = engine = runtime.engine
+        clock = getattr(runtime, "clock", None)
+        if clock is not None:
+            self._now = clock.time
+        runtime.add_context_service(VIEWS, lambda attempt: self)
+        if runtime.config.services:
+            return  # workers limited to some services keep no views
+        for view in self.views.values():
+            await self._generation(engine, view)
+            consumer = ViewConsumer(view, engine, runtime.config,
+                                    runtime.reader(source_stream(view.source)), self._now,
+                                    runtime.notify_progress)
+            runtime.add_consumer(consumer)
+            if isinstance(view, Table) and view.ttl is not None:
+                runtime.add_task(f"view {view.name} expiry", self._sweeper(view))
+
+    async def stop(self) -> None:
+        self._stopped.set()
+
+    async def _generation(self, engine: Engine, view: View) -> None:
+        """Start a view's generation: rebuilt from the log when its state is missing (its
+        offsets moved but its marker is gone) or its definition changed (a new generation,
+        whose group starts at the log's start); the old generation's state is removed."""
+        if isinstance(view, Join):
+            return
+        layout = Layout(view)
+        stream = source_stream(view.source)
+        groups = set(await engine.groups())
+        marker = await engine.kv_get(layout.meta, ["definition"])
+        work = UnitOfWork(writes=[KVWrite(layout.meta, "definition", layout.fp.encode())],
+                          reads=[KVRead(layout.meta, "definition", 0)])
+        if "definition" in marker:
+            work = UnitOfWork()
+        elif (layout.group, stream) in groups:  # offsets without state: rebuild from the log
+            committed = await engine.committed(layout.group, stream)
+            starts = await engine.start_offsets(stream)
+            work.offsets = [OffsetCommit(layout.group, stream, p, committed[p], starts[p])
+                            for p in committed if committed[p] != starts[p]]
+        previous = (await engine.kv_get(REGISTRY, [view.name])).get(view.name)
+        if previous is None or previous[0].decode() != layout.fp:
+            work.writes.append(KVWrite(REGISTRY, view.name, layout.fp.encode()))
+        if not work.empty():
+            with contextlib.suppress(ConflictError):  # another process started it first
+                await engine.commit(work)
+        if previous is not None and previous[0].decode() != layout.fp:
+            await _remove_generation(engine, view.name, previous[0].decode())
+
+    def _sweeper(self, table: Table) -> Any:
+        assert table.ttl is not None
+        interval = min(table.ttl, _SWEEP_MAX)
+        layout = Layout(table)
+
+        async def sweep() -> None:
+            engine = self._engine
+            assert engine is not None
+            while not self._stopped.is_set():
+                now = self._now() * 1000
+                rows = await engine.kv_scan(layout.state, "", 10_000_000)
+                expired = [k for k, v in rows if _expired(v, now)]
+                for start in range(0, len(expired), 1000):
+                    chunk = expired[start:start + 1000]
+                    found = await engine.kv_get(layout.state, chunk)
+                    gone = [k for k, (v, _) in found.items() if _expired(v, now)]
+                    work = UnitOfWork(
+                        reads=[KVRead(layout.state, k, found[k][1]) for k in gone],
+                        writes=[KVWrite(layout.state, k, None) for k in gone])
+                    with contextlib.suppress(ConflictError):  # updated meanwhile: kept
+                        await engine.commit(work)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), interval)
+
+        return sweep
+
+
+def _expired(raw: bytes, now_ms: float) -> bool:
+    expires = msgspec.json.decode(raw)[1]
+    return expires is not None and expires <= now_ms
+
+
+async def _remove_generation(engine: Engine, name: str, fp: str) -> None:
+    base = f"view:{name}#{fp}"
+    for ns in (base, f"{base}:open", f"{base}:meta", f"{base}:buf"):
+        while True:
+            rows = await engine.kv_scan(ns, "", 1000)
+            if not rows:
+                break
+            await engine.commit(UnitOfWork(writes=[KVWrite(ns, k, None) for k, _ in rows]))

@@ -1,0 +1,629 @@
+"""The batch path that keeps a view up to date: read a big batch of one partition, decode it,
+fold it in memory, and commit the state it changed, the events it emits, its dead letters and
+the offset in one unit of work.
+
+A :class:`ViewConsumer` is a :class:`~setpiece.runtime.consumer.Consumer` (group membership,
+assignment, restarts and draining are the runtime's) whose turn is this batch path instead of a
+handler call per event. Keys are read with their versions, so two members folding one key from
+two partitions conflict and one of them reads its batch again: effects stay exactly once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from setpiece.bus import Bus, bus_stream_name
+from setpiece.context import check_key
+from setpiece.engine.contract import Engine, KVRead, KVWrite, OffsetCommit, Record, UnitOfWork
+from setpiece.errors import ConflictError, ViewError
+from setpiece.event import Event, encode_event
+from setpiece.runtime.config import RuntimeConfig
+from setpiece.runtime.consumer import Consumer, dead_letter_record
+from setpiece.runtime.reader import StreamReader
+from setpiece.runtime.unit import Attempt
+from setpiece.views._state import SEP, Layout, event_ms, iso, table_row
+from setpiece.views.declarations import (
+    Aggregate, Hopping, Join, Session, Sliding, Table, Tumbling, View,
+)
+
+__all__ = ["BATCH", "ViewConsumer", "source_stream"]
+
+log = logging.getLogger("setpiece.views")
+BATCH = 4096  # records folded per partition per commit
+_decode_event = msgspec.json.Decoder(Event).decode
+_decode = msgspec.json.decode
+_encode = msgspec.json.encode
+_new = tuple.__new__
+
+
+def source_stream(source: Any) -> str:
+    return bus_stream_name(source.name) if isinstance(source, Bus) else source.name
+
+
+async def _no_action(event: Event, attempt: Attempt, number: int) -> None:  # pragma: no cover
+    raise AssertionError("a view consumer folds batches; it runs no action")
+
+
+class ViewConsumer(Consumer):
+    """One view's consumer group on its source; see the module docstring."""
+
+    def __init__(self, view: View, engine: Engine, config: RuntimeConfig, reader: StreamReader,
+                 now: Callable[[], float], on_commit: Callable[[], None]) -> None:
+        self.view = view
+        self.layout = Layout(view)
+        stream = source_stream(view.source)
+        super().__init__(
+            engine=engine, config=config, group=self.layout.group, stream=stream,
+            label=f"view {view.name}", action=_no_action, retry=_RETRY, concurrency=1,
+            reader=reader, accept=view.compiled, rule=None,
+            start_at_end=False, on_commit=on_commit,
+        )
+        self._now = now
+        self._owned_seen: tuple[int, ...] = ()
+        self._parts: dict[int, _Partition] = {}
+        self._last_records: dict[int, float] = {}  # partition -> clock time of its last record
+
+    # -- the turn ---------------------------------------------------------------------------
+
+    async def _maybe_heartbeat(self) -> None:
+        await super()._maybe_heartbeat()
+        if self.owned != self._owned_seen:  # assignment moved: state is read afresh
+            self._owned_seen = self.owned
+            self._parts.clear()
+            now = self._now()
+            self._last_records = {p: now for p in self.owned}
+
+    async def _step(self) -> None:
+        await self._maybe_heartbeat()
+        progressed = False
+        for partition in self.owned:
+            if self._stopping:
+                break
+            progressed |= await self._turn(partition)
+        if not progressed and not self._stopping:
+            progressed = await self._idle()
+        if not progressed and not self._stopping:
+            timeout = max(0.0, self._next_heartbeat - time.monotonic())
+            await self.engine.wait([self.stream], timeout)
+
+    async def _turn(self, partition: int) -> bool:
+        start = self.positions[partition]
+        if self.accept is None:
+            records = await self.engine.read(self.stream, partition, start, BATCH)
+            events = [(r, None) for r in records]
+        else:
+            entries = await self.reader.read(partition, start, BATCH)
+            records = [e.record for e in entries]
+            events = [(e.record, e) for e in entries]
+        if not records:
+            return False
+        self._last_records[partition] = self._now()
+        self.busy = True
+        try:
+            work = UnitOfWork()
+            await self._fold(partition, events, work)
+            end = records[-1].offset + 1
+            work.offsets.append(OffsetCommit(self.group, self.stream, partition, start, end))
+            return await self._commit(partition, work, end)
+        finally:
+            self.busy = False
+
+    async def _commit(self, partition: int, work: UnitOfWork, end: int | None) -> bool:
+        try:
+            await self.engine.commit(work)
+        except ConflictError as exc:
+            log.debug("%s: %s; reading again from the committed offset", self.label, exc)
+            committed = await self.engine.committed(self.group, self.stream)
+            self.positions[partition] = committed[partition]
+            self._parts.pop(partition, None)
+            self._next_heartbeat = 0.0
+            return True
+        if end is not None:
+            self.positions[partition] = end
+        part = self._parts.get(partition)
+        if part is not None:
+            part.committed()
+        self._on_commit()
+        return True
+
+    async def _idle(self) -> bool:
+        """Close windows of partitions idle past the aggregate's ``idle_timeout``."""
+        view = self.view
+        if not isinstance(view, Aggregate) or view.idle_timeout is None:
+            return False
+        now = self._now()
+        progressed = False
+        for partition in self.owned:
+            if now - self._last_records.get(partition, now) < view.idle_timeout:
+                continue
+            part = await self._part(partition)
+            if not part.heap or part.next_close() > now * 1000:
+                continue
+            work = UnitOfWork()
+            part.advance(round(now * 1000))
+            await self._close(part, work)
+            part.write_meta(work)
+            progressed |= await self._commit(partition, work, None)
+        return progressed
+
+    # -- decoding ---------------------------------------------------------------------------
+
+    def _events(self, events: list[tuple[Record, Any]], work: UnitOfWork
+                ) -> list[tuple[Record, Event]]:
+        out: list[tuple[Record, Event]] = []
+        group = self.group
+        for record, entry in events:
+            try:
+                if entry is None:
+                    event = _decode_event(record.value)
+                else:
+                    if entry.error is not None:
+                        raise entry.error
+                    if entry.match_error is not None:
+                        raise entry.match_error
+                    if group not in entry.matched:
+                        continue
+                    event = entry.event()
+            except Exception as exc:
+                self._dead(work, record, None, exc)
+                continue
+            out.append((record, event))
+        return out
+
+    def _dead(self, work: UnitOfWork, record: Record, event: Event | None,
+              exc: BaseException) -> None:
+        work.appends.append(dead_letter_record(event, exc, 1, label=self.label,
+                                               group=self.group, record=record))
+
+    def _key(self, fn: Callable[[Event], Any], event: Event) -> str:
+        try:
+            key = fn(event)
+        except Exception as exc:
+            raise ViewError(f"view {self.view.name!r}: the key function raised "
+                            f"{type(exc).__name__}: {exc}") from exc
+        if type(key) is not str:
+            raise ViewError(f"view {self.view.name!r}: the key function returned "
+                            f"{type(key).__name__}, not a string")
+        try:
+            check_key(key)
+        except ValueError as exc:
+            raise ViewError(f"view {self.view.name!r}: {exc}") from None
+        if SEP in key and not isinstance(self.view, Table):
+            raise ViewError(f"view {self.view.name!r}: key {key!r} holds U+001F")
+        return key
+
+    # -- folding ----------------------------------------------------------------------------
+
+    async def _fold(self, partition: int, events: list[tuple[Record, Any]],
+                    work: UnitOfWork) -> None:
+        decoded = self._events(events, work)
+        view = self.view
+        if isinstance(view, Table):
+            self._fold_table(view, decoded, work)
+        elif isinstance(view, Join):
+            await self._fold_join(view, decoded, work)
+        else:
+            part = await self._part(partition)
+            await part.fold(decoded, work)
+            await self._close(part, work)
+            part.write_meta(work)
+
+    def _fold_table(self, view: Table, decoded: list[tuple[Record, Event]],
+                    work: UnitOfWork) -> None:
+        rows: dict[str, bytes | None] = {}
+        key_fn, value_fn, ttl = view.key, view.value, view.ttl
+        for record, event in decoded:
+            try:
+                key = self._key(key_fn, event)
+                if value_fn is None:
+                    value = event.data
+                else:
+                    try:
+                        value = value_fn(event)
+                    except Exception as exc:
+                        raise ViewError(f"view {view.name!r}: the value function raised "
+                                        f"{type(exc).__name__}: {exc}") from exc
+                expires = None if ttl is None else event_ms(event) + round(ttl * 1000)
+                rows[key] = None if value is None else _encode([value, expires])
+            except Exception as exc:
+                self._dead(work, record, event, exc)
+        ns = self.layout.state
+        work.writes.extend(_new(KVWrite, (ns, k, v)) for k, v in rows.items())
+
+    async def _fold_join(self, view: Join, decoded: list[tuple[Record, Event]],
+                         work: UnitOfWork) -> None:
+        keyed: list[tuple[Record, Event, str]] = []
+        for record, event in decoded:
+            try:
+                if view.key is None:
+                    if event.partitionkey is None:
+                        raise ViewError(f"view {view.name!r}: the event has no partitionkey "
+                                        "to join on (or give key=)")
+                    key = event.partitionkey
+                else:
+                    key = self._key(view.key, event)
+            except Exception as exc:
+                self._dead(work, record, event, exc)
+                continue
+            keyed.append((record, event, key))
+        if not keyed:
+            return
+        table = Layout(view.table).state
+        found = await self.engine.kv_get(table, list({k for _, _, k in keyed}))
+        now = self._now() * 1000
+        rows: dict[str, Any] = {}
+        for key, (raw, _) in found.items():
+            present, value = table_row(raw, now)
+            if present:
+                rows[key] = value
+        target = source_stream(view.emit_to)
+        name, combine, left = view.table.name, view.combine, view.how == "left"
+        appends = work.appends
+        for record, event, key in keyed:
+            row = rows.get(key)
+            if row is None and not left:
+                continue
+            try:
+                data = ({"event": event.data, name: row} if combine is None
+                        else combine(event, row))
+                out = msgspec.structs.replace(
+                    event, data=data, id=f"{event.id}:{view.name}", causationid=event.id,
+                    correlationid=event.correlationid or event.id)
+                appends.append((target, out.partitionkey, encode_event(out)))
+            except Exception as exc:
+                self._dead(work, record, event, ViewError(
+                    f"view {view.name!r}: combine raised {type(exc).__name__}: {exc}"))
+
+    # -- windows ----------------------------------------------------------------------------
+
+    async def _part(self, partition: int) -> _Partition:
+        part = self._parts.get(partition)
+        if part is None:
+            assert isinstance(self.view, Aggregate)
+            part = self._parts[partition] = _Partition(self, self.view, partition)
+            await part.load()
+        return part
+
+    async def _close(self, part: _Partition, work: UnitOfWork) -> None:
+        closing = part.due()
+        if closing:
+            await part.emit_closed(closing, work)
+        part.committed()  # the batch's reads are spent: the next batch reads afresh
+
+
+class _Partition:
+    """An aggregate's windows on one partition: stream time, the open-window index, and the
+    state of the keys a batch touches (read with versions)."""
+
+    def __init__(self, consumer: ViewConsumer, view: Aggregate, partition: int) -> None:
+        self.c = consumer
+        self.view = view
+        self.p = partition
+        self.layout = consumer.layout
+        self.engine = consumer.engine
+        w = view.window
+        self.size = round((w.gap if isinstance(w, Session) else w.size) * 1000)
+        self.grace = round(w.grace * 1000)
+        self.advance_ms = round(w.advance * 1000) if isinstance(w, Hopping) else 0
+        self.stream_time = -(2**62)
+        self.late = 0
+        self.open: dict[tuple[str, int], int] = {}  # (key, start) -> close ms
+        self.heap: list[tuple[int, str, int]] = []
+        self._windows_cache: dict[str, list[Any]] = {}  # what this batch read and folded
+        self._buffers: dict[str, list[Any]] = {}
+
+    async def load(self) -> None:
+        meta = await self.engine.kv_get(self.layout.meta, [f"t:{self.p}", f"late:{self.p}"])
+        if f"t:{self.p}" in meta:
+            self.stream_time = _decode(meta[f"t:{self.p}"][0])
+        if f"late:{self.p}" in meta:
+            self.late = _decode(meta[f"late:{self.p}"][0])
+        prefix = f"{self.p}{SEP}"
+        for k, v in await self.engine.kv_scan(self.layout.open, prefix, 10_000_000):
+            _, key, start = k.split(SEP)
+            self.open[(key, int(start))] = close = _decode(v)
+            self.heap.append((close, key, int(start)))
+        heapq.heapify(self.heap)
+
+    def committed(self) -> None:
+        self._windows_cache = {}
+        self._buffers = {}
+
+    def next_close(self) -> int:
+        while self.heap:
+            close, key, start = self.heap[0]
+            if self.open.get((key, start)) == close:
+                return close
+            heapq.heappop(self.heap)
+        return 2**62
+
+    def advance(self, ms: int) -> None:
+        if ms > self.stream_time:
+            self.stream_time = ms
+
+    def due(self) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        while self.heap and self.heap[0][0] <= self.stream_time:
+            close, key, start = heapq.heappop(self.heap)
+            if self.open.get((key, start)) == close:
+                out.append((key, start))
+        return out
+
+    def write_meta(self, work: UnitOfWork) -> None:
+        ns = self.layout.meta
+        work.writes.append(KVWrite(ns, f"t:{self.p}", _encode(self.stream_time)))
+        work.writes.append(KVWrite(ns, f"late:{self.p}", _encode(self.late)))
+
+    # the index -------------------------------------------------------------------------------
+
+    def _index(self, work: UnitOfWork, key: str, start: int, close: int | None) -> None:
+        ikey = f"{self.p}{SEP}{key}{SEP}{start}"
+        if close is None:
+            self.open.pop((key, start), None)
+            work.writes.append(KVWrite(self.layout.open, ikey, None))
+        else:
+            self.open[(key, start)] = close
+            heapq.heappush(self.heap, (close, key, start))
+            work.writes.append(KVWrite(self.layout.open, ikey, _encode(close)))
+
+    # folding ---------------------------------------------------------------------------------
+
+    def _windows(self, t: int) -> list[tuple[int, int]]:
+        w = self.view.window
+        if isinstance(w, Tumbling):
+            start = t - t % self.size
+            return [(start, start + self.size)]
+        assert isinstance(w, Hopping)
+        adv = self.advance_ms
+        start = t - t % adv
+        out = []
+        while start > t - self.size:
+            out.append((start, start + self.size))
+            start -= adv
+        out.reverse()
+        return out
+
+    async def fold(self, decoded: list[tuple[Record, Event]], work: UnitOfWork) -> None:
+        if not decoded:
+            return
+        # Undo on a failed commit: the partition is dropped and loaded afresh (see _commit).
+        w = self.view.window
+        c = self.c
+        keyed: list[tuple[Record, Event, str, int]] = []
+        for record, event in decoded:
+            try:
+                key = c._key(self.view.key, event)
+                t = event_ms(event)
+            except Exception as exc:
+                c._dead(work, record, event, exc)
+                continue
+            keyed.append((record, event, key, t))
+        if isinstance(w, Session):
+            await self._fold_sessions(keyed, work)
+        elif isinstance(w, Sliding):
+            await self._fold_sliding(keyed, work)
+        else:
+            await self._fold_fixed(keyed, work)
+
+    def _late(self, work: UnitOfWork, record: Record, event: Event, t: int, why: str) -> None:
+        self.late += 1
+        self.c._dead(work, record, event, ViewError(
+            f"view {self.view.name!r}: late event (time {iso(t)}, stream time "
+            f"{iso(self.stream_time)}, grace {self.grace / 1000:g}s): {why}"))
+
+    async def _read(self, work: UnitOfWork, ns: str, keys: list[str]
+                    ) -> dict[str, Any]:
+        """Read keys with their versions into ``work.reads``; decoded values of those present."""
+        found = await self.engine.kv_get(ns, keys)
+        reads = work.reads
+        out: dict[str, Any] = {}
+        for key in keys:
+            hit = found.get(key)
+            reads.append(_new(KVRead, (ns, key, hit[1] if hit else 0)))
+            if hit:
+                out[key] = _decode(hit[0])
+        return out
+
+    async def _fold_fixed(self, keyed: list[tuple[Record, Event, str, int]],
+                          work: UnitOfWork) -> None:
+        ns = self.layout.state
+        plans: list[tuple[Record, Event, str, int, list[tuple[int, int]]]] = []
+        wanted: set[str] = set()
+        for record, event, key, t in keyed:
+            spans = self._windows(t)
+            plans.append((record, event, key, t, spans))
+            for start, _ in spans:
+                wanted.add(f"{key}{SEP}{start:015d}")
+        windows: dict[str, list[Any]] = await self._read(work, ns, list(wanted))
+        changed: set[str] = set()
+        add, initial, grace = self.view.add, self.view.initial, self.grace
+        for record, event, key, t, spans in plans:
+            hit = False
+            failed: Exception | None = None
+            stream_time = self.stream_time
+            for start, end in spans:
+                skey = f"{key}{SEP}{start:015d}"
+                state = windows.get(skey)
+                if end + grace <= stream_time or (state is not None and state[3]):
+                    continue
+                acc = initial() if state is None else state[2]
+                try:
+                    acc = add(acc, event)
+                except Exception as exc:
+                    failed = exc
+                    break
+                hit = True
+                if state is None:
+                    windows[skey] = [start, end, acc, 0]
+                    self._index(work, key, start, end + grace)
+                else:
+                    state[2] = acc
+                changed.add(skey)
+            if failed is not None:
+                self.c._dead(work, record, event, ViewError(
+                    f"view {self.view.name!r}: the fold raised {type(failed).__name__}: "
+                    f"{failed}"))
+                continue
+            if not hit:
+                self._late(work, record, event, t, "its window closed")
+                continue
+            if t > self.stream_time:
+                self.stream_time = t
+        self._windows_cache = windows
+        for skey in changed:
+            work.writes.append(_new(KVWrite, (ns, skey, _encode(windows[skey]))))
+
+    async def _fold_sessions(self, keyed: list[tuple[Record, Event, str, int]],
+                             work: UnitOfWork) -> None:
+        ns = self.layout.state
+        view, gap, grace = self.view, self.size, self.grace
+        sessions: dict[str, dict[str, list[Any]]] = {}
+        for key in {k for _, _, k, _ in keyed}:
+            rows = await self.engine.kv_scan(ns, key + SEP, 10_000_000)
+            skeys = [k for k, _ in rows]
+            sessions[key] = await self._read(work, ns, skeys)
+        changed: set[str] = set()
+        deleted: set[str] = set()
+        for record, event, key, t in keyed:
+            mine = sessions[key]
+            touching = [sk for sk, s in mine.items()
+                        if not s[3] and s[0] - gap <= t <= s[1] + gap]
+            if not touching and t + gap + grace <= self.stream_time:
+                self._late(work, record, event, t, "its session closed")
+                continue
+            if len(touching) > 1 and view.merge is None:
+                self.c._dead(work, record, event, ViewError(
+                    f"view {view.name!r}: the event joins two sessions; Session windows need "
+                    "merge= to fold them together"))
+                continue
+            try:
+                if touching:
+                    parts = sorted((mine[sk] for sk in touching), key=lambda s: s[0])
+                    acc = parts[0][2]
+                    for other in parts[1:]:
+                        assert view.merge is not None
+                        acc = view.merge(acc, other[2])
+                    start = min(parts[0][0], t)
+                    end = max(max(s[1] for s in parts), t)
+                else:
+                    acc, start, end = view.initial(), t, t
+                acc = view.add(acc, event)
+            except Exception as exc:
+                self.c._dead(work, record, event, ViewError(
+                    f"view {view.name!r}: the fold raised {type(exc).__name__}: {exc}"))
+                continue
+            for sk in touching:
+                old = mine.pop(sk)
+                self._index(work, key, old[0], None)
+                deleted.add(sk)
+                changed.discard(sk)
+            skey = f"{key}{SEP}{start:015d}"
+            mine[skey] = [start, end, acc, 0]
+            deleted.discard(skey)
+            changed.add(skey)
+            self._index(work, key, start, end + gap + grace)
+            if t > self.stream_time:
+                self.stream_time = t
+        self._windows_cache = {sk: s for m in sessions.values() for sk, s in m.items()}
+        for skey in deleted:
+            work.writes.append(_new(KVWrite, (ns, skey, None)))
+        for skey in changed:
+            work.writes.append(
+                _new(KVWrite, (ns, skey, _encode(self._windows_cache[skey]))))
+
+    async def _fold_sliding(self, keyed: list[tuple[Record, Event, str, int]],
+                            work: UnitOfWork) -> None:
+        grace = self.grace
+        keys = list({k for _, _, k, _ in keyed})
+        buffers = await self._read(work, self.layout.buf, keys)
+        bufs: dict[str, list[Any]] = {k: buffers.get(k, []) for k in keys}
+        touched: set[str] = set()
+        for record, event, key, t in keyed:
+            if t + grace <= self.stream_time:
+                self._late(work, record, event, t, "its window closed")
+                continue
+            bufs[key].append([t, event.to_dict()])
+            touched.add(key)
+            if (key, t - self.size) not in self.open:
+                self._index(work, key, t - self.size, t + grace)
+            if t > self.stream_time:
+                self.stream_time = t
+        self._buffers = bufs
+        horizon = self.stream_time - grace - self.size
+        for key in touched:
+            kept = sorted((e for e in bufs[key] if e[0] >= horizon), key=lambda e: e[0])
+            bufs[key] = kept
+            work.writes.append(_new(KVWrite, (self.layout.buf, key, _encode(kept))))
+
+    # closing ---------------------------------------------------------------------------------
+
+    async def emit_closed(self, closing: list[tuple[str, int]], work: UnitOfWork) -> None:
+        view, ns = self.view, self.layout.state
+        if isinstance(view.window, Sliding):
+            await self._close_sliding(closing, work)
+            return
+        cache = self._windows_cache
+        missing = [f"{k}{SEP}{s:015d}" for k, s in closing
+                   if f"{k}{SEP}{s:015d}" not in cache]
+        if missing:
+            cache.update(await self._read(work, ns, missing))
+        for key, start in closing:
+            skey = f"{key}{SEP}{start:015d}"
+            self._index(work, key, start, None)
+            state = cache.get(skey)
+            if state is None or state[3]:
+                continue  # merged away, or closed from another partition
+            state[3] = 1
+            work.writes.append(_new(KVWrite, (ns, skey, _encode(state))))
+            self._emit(work, key, state[0], state[1], state[2])
+
+    async def _close_sliding(self, closing: list[tuple[str, int]], work: UnitOfWork) -> None:
+        view, ns = self.view, self.layout.state
+        bufs = self._buffers
+        missing = list({k for k, _ in closing if k not in bufs})
+        if missing:
+            got = await self._read(work, self.layout.buf, missing)
+            for k in missing:
+                bufs[k] = got.get(k, [])
+        done = await self._read(work, ns, [f"{k}{SEP}{s:015d}" for k, s in closing])
+        for key, start in closing:
+            self._index(work, key, start, None)
+            skey = f"{key}{SEP}{start:015d}"
+            if skey in done:
+                continue
+            end = start + self.size
+            acc = view.initial()
+            for t, raw in bufs[key]:
+                if start <= t <= end:
+                    try:
+                        acc = view.add(acc, msgspec.convert(raw, Event))
+                    except Exception as exc:
+                        log.warning("view %s: the fold raised %s on a buffered event; "
+                                    "left out of the window", view.name, exc)
+            work.writes.append(_new(KVWrite, (ns, skey, _encode([start, end, acc, 1]))))
+            self._emit(work, key, start, end, acc)
+
+    def _emit(self, work: UnitOfWork, key: str, start: int, end: int, value: Any) -> None:
+        target = self.view.emit_to
+        if target is None:
+            return
+        event = Event(type=f"view.{self.view.name}", source=f"setpiece/views/{self.view.name}",
+                      id=f"{self.view.name}:{self.layout.fp}:{key}:{start}", time=iso(end),
+                      partitionkey=key,
+                      data={"key": key, "start": iso(start), "end": iso(end), "value": value})
+        work.appends.append((source_stream(target), key, encode_event(event)))
+
+
+def _retry() -> Any:
+    from setpiece.policy import RetryPolicy
+
+    return RetryPolicy()
+
+
+_RETRY = _retry()

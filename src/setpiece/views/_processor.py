@@ -35,7 +35,7 @@ from setpiece.views.declarations import (
 __all__ = ["BATCH", "ViewConsumer", "source_stream"]
 
 log = logging.getLogger("setpiece.views")
-BATCH = 4096  # records folded per partition per commit
+BATCH = 16384  # records folded per partition per commit (at most)
 _decode_event = msgspec.json.Decoder(Event).decode
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
@@ -181,12 +181,17 @@ class ViewConsumer(Consumer):
         work.appends.append(dead_letter_record(event, exc, 1, label=self.label,
                                                group=self.group, record=record))
 
+    def _key_error(self, exc: Exception) -> ViewError:
+        error = ViewError(f"view {self.view.name!r}: the key function raised "
+                          f"{type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        return error
+
     def _key(self, fn: Callable[[Event], Any], event: Event) -> str:
         try:
             key = fn(event)
         except Exception as exc:
-            raise ViewError(f"view {self.view.name!r}: the key function raised "
-                            f"{type(exc).__name__}: {exc}") from exc
+            raise self._key_error(exc) from exc
         if type(key) is not str:
             raise ViewError(f"view {self.view.name!r}: the key function returned "
                             f"{type(key).__name__}, not a string")
@@ -314,8 +319,11 @@ class _Partition:
         self.stream_time = -(2**62)
         self.late = 0
         self.open: dict[tuple[str, int], int] = {}  # (key, start) -> close ms
-        self.heap: list[tuple[int, str, int]] = []
-        self._windows_cache: dict[str, list[Any]] = {}  # what this batch read and folded
+        self.groups: dict[int, set[tuple[str, int]]] = {}  # close ms -> open windows
+        self.heap: list[int] = []  # close times (a time may be stale: its group is gone)
+        self.dirty: set[int] = set()  # groups to write with this batch
+        # what this batch read and folded: (key, start) -> [start, end, value, closed]
+        self._windows_cache: dict[tuple[str, int], list[Any]] = {}
         self._buffers: dict[str, list[Any]] = {}
 
     async def load(self) -> None:
@@ -326,9 +334,11 @@ class _Partition:
             self.late = _decode(meta[f"late:{self.p}"][0])
         prefix = f"{self.p}{SEP}"
         for k, v in await self.engine.kv_scan(self.layout.open, prefix, 10_000_000):
-            _, key, start = k.split(SEP)
-            self.open[(key, int(start))] = close = _decode(v)
-            self.heap.append((close, key, int(start)))
+            close = int(k[len(prefix):])
+            members = self.groups[close] = {(key, start) for key, start in _decode(v)}
+            for member in members:
+                self.open[member] = close
+            self.heap.append(close)
         heapq.heapify(self.heap)
 
     def committed(self) -> None:
@@ -337,9 +347,8 @@ class _Partition:
 
     def next_close(self) -> int:
         while self.heap:
-            close, key, start = self.heap[0]
-            if self.open.get((key, start)) == close:
-                return close
+            if self.heap[0] in self.groups:
+                return self.heap[0]
             heapq.heappop(self.heap)
         return 2**62
 
@@ -349,28 +358,45 @@ class _Partition:
 
     def due(self) -> list[tuple[str, int]]:
         out: list[tuple[str, int]] = []
-        while self.heap and self.heap[0][0] <= self.stream_time:
-            close, key, start = heapq.heappop(self.heap)
-            if self.open.get((key, start)) == close:
-                out.append((key, start))
+        heap, groups = self.heap, self.groups
+        while heap and heap[0] <= self.stream_time:
+            close = heapq.heappop(heap)
+            members = groups.pop(close, None)
+            if members:
+                out.extend(sorted(members))
+                self.dirty.add(close)
+        for member in out:
+            del self.open[member]
         return out
 
     def write_meta(self, work: UnitOfWork) -> None:
         ns = self.layout.meta
         work.writes.append(KVWrite(ns, f"t:{self.p}", _encode(self.stream_time)))
         work.writes.append(KVWrite(ns, f"late:{self.p}", _encode(self.late)))
+        open_ns, prefix = self.layout.open, f"{self.p}{SEP}"
+        for close in self.dirty:
+            members = self.groups.get(close)
+            work.writes.append(KVWrite(open_ns, f"{prefix}{close:015d}",
+                                       _encode(sorted(members)) if members else None))
+        self.dirty = set()
 
     # the index -------------------------------------------------------------------------------
 
-    def _index(self, work: UnitOfWork, key: str, start: int, close: int | None) -> None:
-        ikey = f"{self.p}{SEP}{key}{SEP}{start}"
-        if close is None:
-            self.open.pop((key, start), None)
-            work.writes.append(KVWrite(self.layout.open, ikey, None))
-        else:
-            self.open[(key, start)] = close
-            heapq.heappush(self.heap, (close, key, start))
-            work.writes.append(KVWrite(self.layout.open, ikey, _encode(close)))
+    def _index(self, key: str, start: int, close: int | None) -> None:
+        """Open window ``(key, start)`` until ``close`` (None: it is gone)."""
+        member = (key, start)
+        old = self.open.pop(member, None)
+        if old is not None:
+            self.groups[old].discard(member)
+            self.dirty.add(old)
+        if close is not None:
+            self.open[member] = close
+            group = self.groups.get(close)
+            if group is None:
+                group = self.groups[close] = set()
+                heapq.heappush(self.heap, close)
+            group.add(member)
+            self.dirty.add(close)
 
     # folding ---------------------------------------------------------------------------------
 
@@ -393,17 +419,21 @@ class _Partition:
         if not decoded:
             return
         # Undo on a failed commit: the partition is dropped and loaded afresh (see _commit).
-        w = self.view.window
         c = self.c
+        key_fn = self.view.key
         keyed: list[tuple[Record, Event, str, int]] = []
+        append = keyed.append
         for record, event in decoded:
             try:
-                key = c._key(self.view.key, event)
-                t = event_ms(event)
+                key = key_fn(event)
+                if type(key) is not str or not key.isascii() or "\0" in key or SEP in key:
+                    key = c._key(key_fn, event)  # the checks, and their errors
+                append((record, event, key, event_ms(event)))
             except Exception as exc:
+                if not isinstance(exc, ViewError):
+                    exc = c._key_error(exc)
                 c._dead(work, record, event, exc)
-                continue
-            keyed.append((record, event, key, t))
+        w = self.view.window
         if isinstance(w, Session):
             await self._fold_sessions(keyed, work)
         elif isinstance(w, Sliding):
@@ -433,51 +463,64 @@ class _Partition:
     async def _fold_fixed(self, keyed: list[tuple[Record, Event, str, int]],
                           work: UnitOfWork) -> None:
         ns = self.layout.state
-        plans: list[tuple[Record, Event, str, int, list[tuple[int, int]]]] = []
-        wanted: set[str] = set()
+        size, grace = self.size, self.grace
+        tumbling = isinstance(self.view.window, Tumbling)
+        plans: list[tuple[Record, Event, int, list[tuple[str, int]]]] = []
+        wanted: set[tuple[str, int]] = set()
         for record, event, key, t in keyed:
-            spans = self._windows(t)
-            plans.append((record, event, key, t, spans))
-            for start, _ in spans:
-                wanted.add(f"{key}{SEP}{start:015d}")
-        windows: dict[str, list[Any]] = await self._read(work, ns, list(wanted))
-        changed: set[str] = set()
-        add, initial, grace = self.view.add, self.view.initial, self.grace
-        for record, event, key, t, spans in plans:
+            if tumbling:
+                spans = [(key, t - t % size)]
+            else:
+                spans = [(key, start) for start, _ in self._windows(t)]
+            plans.append((record, event, t, spans))
+            wanted.update(spans)
+        names = {w: f"{w[0]}{SEP}{w[1]:015d}" for w in wanted}
+        found = await self._read(work, ns, list(names.values()))
+        windows: dict[tuple[str, int], list[Any]] = {
+            w: found[name] for w, name in names.items() if name in found}
+        changed: set[tuple[str, int]] = set()
+        add, initial, view = self.view.add, self.view.initial, self.view
+        index = self._index
+        for record, event, t, spans in plans:
             hit = False
             failed: Exception | None = None
             stream_time = self.stream_time
-            for start, end in spans:
-                skey = f"{key}{SEP}{start:015d}"
-                state = windows.get(skey)
-                if end + grace <= stream_time or (state is not None and state[3]):
+            for span in spans:
+                start = span[1]
+                if start + size + grace <= stream_time:
                     continue
-                acc = initial() if state is None else state[2]
-                try:
-                    acc = add(acc, event)
-                except Exception as exc:
-                    failed = exc
-                    break
-                hit = True
+                state = windows.get(span)
                 if state is None:
-                    windows[skey] = [start, end, acc, 0]
-                    self._index(work, key, start, end + grace)
+                    try:
+                        acc = add(initial(), event)
+                    except Exception as exc:
+                        failed = exc
+                        break
+                    windows[span] = [start, start + size, acc, 0]
+                    index(span[0], start, start + size + grace)
+                elif state[3]:
+                    continue  # closed from another partition
                 else:
-                    state[2] = acc
-                changed.add(skey)
+                    try:
+                        state[2] = add(state[2], event)
+                    except Exception as exc:
+                        failed = exc
+                        break
+                hit = True
+                changed.add(span)
             if failed is not None:
                 self.c._dead(work, record, event, ViewError(
-                    f"view {self.view.name!r}: the fold raised {type(failed).__name__}: "
-                    f"{failed}"))
+                    f"view {view.name!r}: the fold raised {type(failed).__name__}: {failed}"))
                 continue
             if not hit:
                 self._late(work, record, event, t, "its window closed")
                 continue
-            if t > self.stream_time:
+            if t > stream_time:
                 self.stream_time = t
         self._windows_cache = windows
-        for skey in changed:
-            work.writes.append(_new(KVWrite, (ns, skey, _encode(windows[skey]))))
+        writes = work.writes
+        for span in changed:
+            writes.append(_new(KVWrite, (ns, names[span], _encode(windows[span]))))
 
     async def _fold_sessions(self, keyed: list[tuple[Record, Event, str, int]],
                              work: UnitOfWork) -> None:
@@ -520,22 +563,23 @@ class _Partition:
                 continue
             for sk in touching:
                 old = mine.pop(sk)
-                self._index(work, key, old[0], None)
+                self._index(key, old[0], None)
                 deleted.add(sk)
                 changed.discard(sk)
             skey = f"{key}{SEP}{start:015d}"
             mine[skey] = [start, end, acc, 0]
             deleted.discard(skey)
             changed.add(skey)
-            self._index(work, key, start, end + gap + grace)
+            self._index(key, start, end + gap + grace)
             if t > self.stream_time:
                 self.stream_time = t
-        self._windows_cache = {sk: s for m in sessions.values() for sk, s in m.items()}
+        self._windows_cache = {(k, s[0]): s for k, m in sessions.items() for s in m.values()}
         for skey in deleted:
             work.writes.append(_new(KVWrite, (ns, skey, None)))
-        for skey in changed:
-            work.writes.append(
-                _new(KVWrite, (ns, skey, _encode(self._windows_cache[skey]))))
+        for key, mine in sessions.items():
+            for skey, state in mine.items():
+                if skey in changed:
+                    work.writes.append(_new(KVWrite, (ns, skey, _encode(state))))
 
     async def _fold_sliding(self, keyed: list[tuple[Record, Event, str, int]],
                             work: UnitOfWork) -> None:
@@ -551,7 +595,7 @@ class _Partition:
             bufs[key].append([t, event.to_dict()])
             touched.add(key)
             if (key, t - self.size) not in self.open:
-                self._index(work, key, t - self.size, t + grace)
+                self._index(key, t - self.size, t + grace)
             if t > self.stream_time:
                 self.stream_time = t
         self._buffers = bufs
@@ -569,18 +613,17 @@ class _Partition:
             await self._close_sliding(closing, work)
             return
         cache = self._windows_cache
-        missing = [f"{k}{SEP}{s:015d}" for k, s in closing
-                   if f"{k}{SEP}{s:015d}" not in cache]
+        missing = [w for w in closing if w not in cache]
         if missing:
-            cache.update(await self._read(work, ns, missing))
+            names = {f"{k}{SEP}{start:015d}": (k, start) for k, start in missing}
+            for name, state in (await self._read(work, ns, list(names))).items():
+                cache[names[name]] = state
         for key, start in closing:
-            skey = f"{key}{SEP}{start:015d}"
-            self._index(work, key, start, None)
-            state = cache.get(skey)
+            state = cache.get((key, start))
             if state is None or state[3]:
                 continue  # merged away, or closed from another partition
             state[3] = 1
-            work.writes.append(_new(KVWrite, (ns, skey, _encode(state))))
+            work.writes.append(_new(KVWrite, (ns, f"{key}{SEP}{start:015d}", _encode(state))))
             self._emit(work, key, state[0], state[1], state[2])
 
     async def _close_sliding(self, closing: list[tuple[str, int]], work: UnitOfWork) -> None:
@@ -593,7 +636,6 @@ class _Partition:
                 bufs[k] = got.get(k, [])
         done = await self._read(work, ns, [f"{k}{SEP}{s:015d}" for k, s in closing])
         for key, start in closing:
-            self._index(work, key, start, None)
             skey = f"{key}{SEP}{start:015d}"
             if skey in done:
                 continue
@@ -613,11 +655,15 @@ class _Partition:
         target = self.view.emit_to
         if target is None:
             return
-        event = Event(type=f"view.{self.view.name}", source=f"setpiece/views/{self.view.name}",
-                      id=f"{self.view.name}:{self.layout.fp}:{key}:{start}", time=iso(end),
-                      partitionkey=key,
-                      data={"key": key, "start": iso(start), "end": iso(end), "value": value})
-        work.appends.append((source_stream(target), key, encode_event(event)))
+        name = self.view.name
+        ended = iso(end)
+        event = {  # the wire form of an Event, built directly (one per closed window)
+            "type": f"view.{name}", "source": f"setpiece/views/{name}",
+            "data": {"key": key, "start": iso(start), "end": ended, "value": value},
+            "id": f"{name}:{self.layout.fp}:{key}:{start}", "time": ended, "specversion": "1.0",
+            "partitionkey": key,
+        }
+        work.appends.append((source_stream(target), key, _encode(event)))
 
 
 def _retry() -> Any:

@@ -50,10 +50,19 @@ class Layout:
         self.group = f"view.{view.name}" if isinstance(view, Join) else f"view.{view.name}#{self.fp}"
 
 
+_iso_cache: dict[int, str] = {}
+
+
 def iso(ms: int) -> str:
     """Milliseconds since the epoch as ISO-8601 UTC (``2026-01-01T00:00:00.000Z``)."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
+    found = _iso_cache.get(ms)
+    if found is None:
+        found = datetime.fromtimestamp(ms / 1000, UTC).isoformat(
+            timespec="milliseconds").replace("+00:00", "Z")
+        if len(_iso_cache) > 10_000:
+            _iso_cache.clear()
+        _iso_cache[ms] = found
+    return found
 
 
 _seconds_cache: dict[str, int] = {}

@@ -299,6 +299,7 @@ class ViewConsumer(Consumer):
         closing = part.due()
         if closing:
             await part.emit_closed(closing, work)
+        part.flush_buffers(work)
         part.committed()  # the batch's reads are spent: the next batch reads afresh
 
 
@@ -325,6 +326,7 @@ class _Partition:
         # what this batch read and folded: (key, start) -> [start, end, value, closed]
         self._windows_cache: dict[tuple[str, int], list[Any]] = {}
         self._buffers: dict[str, list[Any]] = {}
+        self._buf_dirty: set[str] = set()
 
     async def load(self) -> None:
         meta = await self.engine.kv_get(self.layout.meta, [f"t:{self.p}", f"late:{self.p}"])
@@ -535,8 +537,9 @@ class _Partition:
         deleted: set[str] = set()
         for record, event, key, t in keyed:
             mine = sessions[key]
+            open_after = self.stream_time - gap - grace  # sessions ending later are open
             touching = [sk for sk, s in mine.items()
-                        if not s[3] and s[0] - gap <= t <= s[1] + gap]
+                        if not s[3] and s[1] > open_after and s[0] - gap <= t <= s[1] + gap]
             if not touching and t + gap + grace <= self.stream_time:
                 self._late(work, record, event, t, "its session closed")
                 continue
@@ -599,11 +602,17 @@ class _Partition:
             if t > self.stream_time:
                 self.stream_time = t
         self._buffers = bufs
-        horizon = self.stream_time - grace - self.size
-        for key in touched:
-            kept = sorted((e for e in bufs[key] if e[0] >= horizon), key=lambda e: e[0])
-            bufs[key] = kept
-            work.writes.append(_new(KVWrite, (self.layout.buf, key, _encode(kept))))
+        self._buf_dirty.update(touched)
+
+    def flush_buffers(self, work: UnitOfWork) -> None:
+        """Write the sliding buffers this batch changed, without the events no open or future
+        window can hold (after the close pass)."""
+        horizon = self.stream_time - self.grace - self.size
+        for key in self._buf_dirty:
+            kept = sorted((e for e in self._buffers[key] if e[0] >= horizon), key=lambda e: e[0])
+            work.writes.append(_new(KVWrite, (self.layout.buf, key,
+                                              _encode(kept) if kept else None)))
+        self._buf_dirty = set()
 
     # closing ---------------------------------------------------------------------------------
 
@@ -634,6 +643,7 @@ class _Partition:
             got = await self._read(work, self.layout.buf, missing)
             for k in missing:
                 bufs[k] = got.get(k, [])
+            self._buf_dirty.update(missing)
         done = await self._read(work, ns, [f"{k}{SEP}{s:015d}" for k, s in closing])
         for key, start in closing:
             skey = f"{key}{SEP}{start:015d}"

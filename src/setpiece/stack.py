@@ -24,7 +24,7 @@ from setpiece.http import Authenticator, CallPolicy, VersionRoutes
 from setpiece.route_table import check_routes
 from setpiece.service import Service
 from setpiece.stream import Stream, check_name
-from setpiece.views.declarations import Aggregate, Join, Table, View
+from setpiece.views.declarations import Aggregate, Join, StreamJoin, Table, TableJoin, View
 from setpiece.workflows.workflow import Workflow
 
 if TYPE_CHECKING:
@@ -75,8 +75,9 @@ class Stack:
             self.buses[default_bus] = Bus(default_bus)
         self.views: dict[str, View] = {}
         for view in views:
-            if not isinstance(view, Table | Aggregate | Join):
-                raise ConfigError(f"views: expected Table, Aggregate or Join, got "
+            if not isinstance(view, Table | Aggregate | Join | TableJoin | StreamJoin):
+                raise ConfigError(f"views: expected Table, Aggregate, Join, TableJoin or "
+                                  f"StreamJoin, got "
                                   f"{type(view).__name__}")
             if view.name in self.views:
                 raise ConfigError(f"the stack declares two of view {view.name!r}")
@@ -117,7 +118,17 @@ class Stack:
 
     def _check_view(self, view: View) -> None:
         where = f"view {view.name!r}"
-        places: list[tuple[str, Stream | Bus | None]] = [("source", view.source)]
+        if isinstance(view, TableJoin):
+            for side in (view.left, view.right):
+                if self.views.get(side.name) is not side:
+                    raise ConfigError(f"{where}: joins table {side.name!r}, which the stack "
+                                      "does not declare in views=")
+            return
+        places: list[tuple[str, Stream | Bus | None]]
+        if isinstance(view, StreamJoin):
+            places = [("left", view.left), ("right", view.right), ("emit_to", view.emit_to)]
+        else:
+            places = [("source", view.source)]
         if isinstance(view, Aggregate | Join):
             places.append(("emit_to", view.emit_to))
         for what, place in places:
@@ -127,6 +138,13 @@ class Stack:
             if isinstance(place, Bus) and self.buses.get(place.name) is not place:
                 raise ConfigError(f"{where}: {what} bus {place.name!r} is not declared in the "
                                   f"stack (buses: {sorted(self.buses)})")
+        if isinstance(view, StreamJoin):
+            left, right = view.left, view.right
+            if isinstance(left, Stream) and isinstance(right, Stream) \
+                    and left.partitions != right.partitions:
+                raise ConfigError(
+                    f"{where}: not co-partitioned: stream {left.name!r} has {left.partitions} "
+                    f"partitions, stream {right.name!r} has {right.partitions}")
         if isinstance(view, Join):
             table = self.views.get(view.table.name)
             if table is not view.table:

@@ -15,8 +15,13 @@ from setpiece.views.declarations import (
     Join,
     Session,
     Sliding,
+    StreamJoin,
     Table,
+    TableJoin,
     Tumbling,
 )
 
-__all__ = ["Aggregate", "Hopping", "Join", "Session", "Sliding", "Table", "Tumbling"]
+__all__ = [
+    "Aggregate", "Hopping", "Join", "Session", "Sliding", "StreamJoin", "Table", "TableJoin",
+    "Tumbling",
+]

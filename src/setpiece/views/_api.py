@@ -7,7 +7,7 @@ from typing import Any
 
 from setpiece.errors import ConfigError
 from setpiece.views._extension import EXTENSION, Views
-from setpiece.views._state import ViewReader
+from setpiece.views._state import JoinedReader, ViewReader
 
 __all__ = ["ViewMethods"]
 
@@ -19,7 +19,7 @@ class ViewMethods:
     has_extension: Callable[[str], bool]
     extension: Callable[[str], Any]
 
-    def view(self, name: str) -> ViewReader:
+    def view(self, name: str) -> ViewReader | JoinedReader:
         """Read view ``name``'s committed state: ``get``, ``items``, ``range``, ``windows``.
 
         Raises ConfigError when the stack declares no view of that name."""

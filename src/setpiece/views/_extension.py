@@ -19,8 +19,10 @@ from setpiece.context import VIEWS
 from setpiece.engine.contract import KVRead, KVWrite, OffsetCommit, UnitOfWork
 from setpiece.errors import ConfigError, ConflictError
 from setpiece.views._processor import ViewConsumer, source_stream
-from setpiece.views._state import Layout, ViewReader
-from setpiece.views.declarations import Join, Table, View
+from setpiece.views._state import JoinedReader, Layout, ViewReader
+from setpiece.views.declarations import (
+    Join, SourcedView, StreamJoin, Table, TableJoin, View,
+)
 
 if TYPE_CHECKING:
     from setpiece.engine.contract import Engine
@@ -44,11 +46,16 @@ class Views:
         self._now: Any = time.time
         self._stopped = asyncio.Event()
 
-    def reader(self, name: str) -> ViewReader:
+    def reader(self, name: str) -> ViewReader | JoinedReader:
         view = self.views.get(name)
         if view is None:
             raise ConfigError(f"the stack has no view {name!r} (views: {sorted(self.views)})")
         assert self._engine is not None
+        if isinstance(view, TableJoin):
+            return JoinedReader(self._engine, view, self._now)
+        if isinstance(view, StreamJoin):
+            raise ConfigError(f"view {name!r} is a stream-stream join: it keeps no table to "
+                              f"read (read its output stream {view.emit_to.name!r})")
         return ViewReader(self._engine, view, self._now)
 
     async def attach(self, runtime: Runtime) -> None:
@@ -60,6 +67,14 @@ class Views:
         if runtime.config.services:
             return  # workers limited to some services keep no views
         for view in self.views.values():
+            if isinstance(view, TableJoin):
+                continue  # computed when read
+            if isinstance(view, StreamJoin):
+                for side, source in (("left", view.left), ("right", view.right)):
+                    runtime.add_consumer(ViewConsumer(
+                        view, engine, runtime.config, runtime.reader(source_stream(source)),
+                        self._now, runtime.notify_progress, side=side))
+                continue
             await self._generation(engine, view)
             consumer = ViewConsumer(view, engine, runtime.config,
                                     runtime.reader(source_stream(view.source)), self._now,
@@ -71,7 +86,7 @@ class Views:
     async def stop(self) -> None:
         self._stopped.set()
 
-    async def _generation(self, engine: Engine, view: View) -> None:
+    async def _generation(self, engine: Engine, view: SourcedView) -> None:
         """Start a view's generation: rebuilt from the log when its state is missing (its
         offsets moved but its marker is gone) or its definition changed (a new generation,
         whose group starts at the log's start); the old generation's state is removed."""

@@ -27,9 +27,9 @@ from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.consumer import Consumer, dead_letter_record
 from setpiece.runtime.reader import StreamReader
 from setpiece.runtime.unit import Attempt
-from setpiece.views._state import SEP, Layout, event_ms, iso, table_row
+from setpiece.views._state import SEP, Layout, _seconds_cache, event_ms, iso, table_row
 from setpiece.views.declarations import (
-    Aggregate, Hopping, Join, Session, Sliding, Table, Tumbling, View,
+    Aggregate, Hopping, Join, Session, Sliding, SourcedView, StreamJoin, Table, Tumbling,
 )
 
 __all__ = ["BATCH", "ViewConsumer", "source_stream"]
@@ -53,17 +53,27 @@ async def _no_action(event: Event, attempt: Attempt, number: int) -> None:  # pr
 class ViewConsumer(Consumer):
     """One view's consumer group on its source; see the module docstring."""
 
-    def __init__(self, view: View, engine: Engine, config: RuntimeConfig, reader: StreamReader,
-                 now: Callable[[], float], on_commit: Callable[[], None]) -> None:
+    def __init__(self, view: SourcedView | StreamJoin, engine: Engine, config: RuntimeConfig,
+                 reader: StreamReader, now: Callable[[], float], on_commit: Callable[[], None],
+                 side: str = "") -> None:
         self.view = view
         self.layout = Layout(view)
-        stream = source_stream(view.source)
+        self.side = side  # a stream-stream join's "left" or "right"
+        if isinstance(view, StreamJoin):
+            source, accept = ((view.left, view.compiled[0]) if side == "left"
+                              else (view.right, view.compiled[1]))
+            group, label = f"{self.layout.group}.{side}", f"view {view.name} ({side})"
+        else:
+            source, accept = view.source, view.compiled
+            group, label = self.layout.group, f"view {view.name}"
         super().__init__(
-            engine=engine, config=config, group=self.layout.group, stream=stream,
-            label=f"view {view.name}", action=_no_action, retry=_RETRY, concurrency=1,
-            reader=reader, accept=view.compiled, rule=None,
+            engine=engine, config=config, group=group, stream=source_stream(source),
+            label=label, action=_no_action, retry=_RETRY, concurrency=1,
+            reader=reader, accept=accept, rule=None,
             start_at_end=False, on_commit=on_commit,
         )
+        self._times: dict[int, int] = {}  # a stream-stream join side's stream time
+        self.good_keys: set[str] = set()  # keys that passed the checks of _key
         self._now = now
         self._owned_seen: tuple[int, ...] = ()
         self._parts: dict[int, _Partition] = {}
@@ -76,6 +86,7 @@ class ViewConsumer(Consumer):
         if self.owned != self._owned_seen:  # assignment moved: state is read afresh
             self._owned_seen = self.owned
             self._parts.clear()
+            self._times.clear()
             now = self._now()
             self._last_records = {p: now for p in self.owned}
 
@@ -122,6 +133,7 @@ class ViewConsumer(Consumer):
             committed = await self.engine.committed(self.group, self.stream)
             self.positions[partition] = committed[partition]
             self._parts.pop(partition, None)
+            self._times.pop(partition, None)
             self._next_heartbeat = 0.0
             return True
         if end is not None:
@@ -213,6 +225,8 @@ class ViewConsumer(Consumer):
             self._fold_table(view, decoded, work)
         elif isinstance(view, Join):
             await self._fold_join(view, decoded, work)
+        elif isinstance(view, StreamJoin):
+            await self._fold_stream_join(view, partition, decoded, work)
         else:
             part = await self._part(partition)
             await part.fold(decoded, work)
@@ -285,6 +299,77 @@ class ViewConsumer(Consumer):
                 self._dead(work, record, event, ViewError(
                     f"view {view.name!r}: combine raised {type(exc).__name__}: {exc}"))
 
+    async def _fold_stream_join(self, view: StreamJoin, partition: int,
+                                decoded: list[tuple[Record, Event]], work: UnitOfWork) -> None:
+        """Pair each event with the other side's buffered events of its key within
+        ``within``; keep it in this side's buffer. Both buffers are read with their versions,
+        so of two sides committing at once the second reads again and finds the pair."""
+        layout, side = self.layout, self.side
+        other = "right" if side == "left" else "left"
+        meta_key = f"t:{side}:{partition}"
+        stream_time = self._times.get(partition)
+        if stream_time is None:
+            found = await self.engine.kv_get(layout.meta, [meta_key])
+            stream_time = _decode(found[meta_key][0]) if meta_key in found else -(2**62)
+        within, grace = round(view.within * 1000), round(view.grace * 1000)
+        keyed: list[tuple[Record, Event, str, int]] = []
+        for record, event in decoded:
+            try:
+                if view.key is None:
+                    if event.partitionkey is None:
+                        raise ViewError(f"view {view.name!r}: the event has no partitionkey "
+                                        "to join on (or give key=)")
+                    key = event.partitionkey
+                else:
+                    key = self._key(view.key, event)
+                keyed.append((record, event, key, event_ms(event)))
+            except Exception as exc:
+                self._dead(work, record, event, exc)
+        keys = sorted({k for _, _, k, _ in keyed})
+        mine = await _read_versions(self.engine, work, layout.buf,
+                                    [f"{side}{SEP}{k}" for k in keys])
+        theirs = await _read_versions(self.engine, work, layout.buf,
+                                      [f"{other}{SEP}{k}" for k in keys])
+        own = {k: mine.get(f"{side}{SEP}{k}", []) for k in keys}
+        target = source_stream(view.emit_to)
+        late = 0
+        for record, event, key, t in keyed:
+            if t + within + grace < stream_time:
+                late += 1
+                self._dead(work, record, event, ViewError(
+                    f"view {view.name!r}: late event (time {iso(t)}, stream time "
+                    f"{iso(stream_time)}, within {view.within:g}s, grace {view.grace:g}s)"))
+                continue
+            for t2, raw in theirs.get(f"{other}{SEP}{key}", []):
+                if abs(t - t2) <= within:
+                    match = msgspec.convert(raw, Event)
+                    left, right = (event, match) if side == "left" else (match, event)
+                    try:
+                        data = ({"left": left.data, "right": right.data} if view.combine is None
+                                else view.combine(left, right))
+                    except Exception as exc:
+                        self._dead(work, record, event, ViewError(
+                            f"view {view.name!r}: combine raised {type(exc).__name__}: {exc}"))
+                        continue
+                    out = {"type": f"view.{view.name}", "source": f"setpiece/views/{view.name}",
+                           "data": data, "id": f"{view.name}:{left.id}:{right.id}",
+                           "time": iso(max(t, t2)), "specversion": "1.0", "partitionkey": key}
+                    work.appends.append((target, key, _encode(out)))
+            own[key].append([t, event.to_dict()])
+            stream_time = max(stream_time, t)
+        horizon = stream_time - within - grace
+        for key, events in own.items():
+            kept = [e for e in events if e[0] >= horizon]
+            work.writes.append(_new(KVWrite, (layout.buf, f"{side}{SEP}{key}",
+                                              _encode(kept) if kept else None)))
+        self._times[partition] = stream_time
+        work.writes.append(KVWrite(layout.meta, meta_key, _encode(stream_time)))
+        if late:
+            late_key = f"late:{side}:{partition}"
+            found = await self.engine.kv_get(layout.meta, [late_key])
+            before = _decode(found[late_key][0]) if late_key in found else 0
+            work.writes.append(KVWrite(layout.meta, late_key, _encode(before + late)))
+
     # -- windows ----------------------------------------------------------------------------
 
     async def _part(self, partition: int) -> _Partition:
@@ -301,6 +386,20 @@ class ViewConsumer(Consumer):
             await part.emit_closed(closing, work)
         part.flush_buffers(work)
         part.committed()  # the batch's reads are spent: the next batch reads afresh
+
+
+async def _read_versions(engine: Engine, work: UnitOfWork, ns: str, keys: list[str]
+                         ) -> dict[str, Any]:
+    """Read keys with their versions into ``work.reads``; decoded values of those present."""
+    found = await engine.kv_get(ns, keys)
+    reads = work.reads
+    out: dict[str, Any] = {}
+    for key in keys:
+        hit = found.get(key)
+        reads.append(_new(KVRead, (ns, key, hit[1] if hit else 0)))
+        if hit:
+            out[key] = _decode(hit[0])
+    return out
 
 
 class _Partition:
@@ -423,17 +522,30 @@ class _Partition:
         # Undo on a failed commit: the partition is dropped and loaded afresh (see _commit).
         c = self.c
         key_fn = self.view.key
+        good = c.good_keys
+        seconds_of = _seconds_cache
         keyed: list[tuple[Record, Event, str, int]] = []
         append = keyed.append
         for record, event in decoded:
             try:
-                key = key_fn(event)
-                if type(key) is not str or not key.isascii() or "\0" in key or SEP in key:
-                    key = c._key(key_fn, event)  # the checks, and their errors
-                append((record, event, key, event_ms(event)))
+                try:
+                    key = key_fn(event)
+                except Exception as exc:
+                    raise c._key_error(exc) from exc
+                if type(key) is not str or key not in good:
+                    c._key(lambda _: key, event)  # the checks, and their errors
+                    if len(good) >= 100_000:
+                        good.clear()
+                    good.add(key)
+                t = event.time
+                # the form events are stored in (``...T12:34:56.123456Z``) inline; else parsed
+                seconds = seconds_of.get(t[:19]) if len(t) == 27 and t[19] == "." else None
+                if seconds is not None and t[26] == "Z" and t[20:26].isdecimal():
+                    ms = seconds * 1000 + int(t[20:26]) // 1000
+                else:
+                    ms = event_ms(event)
+                append((record, event, key, ms))
             except Exception as exc:
-                if not isinstance(exc, ViewError):
-                    exc = c._key_error(exc)
                 c._dead(work, record, event, exc)
         w = self.view.window
         if isinstance(w, Session):
@@ -449,33 +561,26 @@ class _Partition:
             f"view {self.view.name!r}: late event (time {iso(t)}, stream time "
             f"{iso(self.stream_time)}, grace {self.grace / 1000:g}s): {why}"))
 
-    async def _read(self, work: UnitOfWork, ns: str, keys: list[str]
-                    ) -> dict[str, Any]:
-        """Read keys with their versions into ``work.reads``; decoded values of those present."""
-        found = await self.engine.kv_get(ns, keys)
-        reads = work.reads
-        out: dict[str, Any] = {}
-        for key in keys:
-            hit = found.get(key)
-            reads.append(_new(KVRead, (ns, key, hit[1] if hit else 0)))
-            if hit:
-                out[key] = _decode(hit[0])
-        return out
+    async def _read(self, work: UnitOfWork, ns: str, keys: list[str]) -> dict[str, Any]:
+        return await _read_versions(self.engine, work, ns, keys)
 
     async def _fold_fixed(self, keyed: list[tuple[Record, Event, str, int]],
                           work: UnitOfWork) -> None:
         ns = self.layout.state
         size, grace = self.size, self.grace
         tumbling = isinstance(self.view.window, Tumbling)
-        plans: list[tuple[Record, Event, int, list[tuple[str, int]]]] = []
+        plans: list[tuple[Record, Event, int, Any]] = []
         wanted: set[tuple[str, int]] = set()
-        for record, event, key, t in keyed:
-            if tumbling:
-                spans = [(key, t - t % size)]
-            else:
+        if tumbling:  # one window per event
+            for record, event, key, t in keyed:
+                span = (key, t - t % size)
+                plans.append((record, event, t, span))
+                wanted.add(span)
+        else:
+            for record, event, key, t in keyed:
                 spans = [(key, start) for start, _ in self._windows(t)]
-            plans.append((record, event, t, spans))
-            wanted.update(spans)
+                plans.append((record, event, t, spans))
+                wanted.update(spans)
         names = {w: f"{w[0]}{SEP}{w[1]:015d}" for w in wanted}
         found = await self._read(work, ns, list(names.values()))
         windows: dict[tuple[str, int], list[Any]] = {
@@ -487,7 +592,7 @@ class _Partition:
             hit = False
             failed: Exception | None = None
             stream_time = self.stream_time
-            for span in spans:
+            for span in (spans,) if tumbling else spans:
                 start = span[1]
                 if start + size + grace <= stream_time:
                     continue

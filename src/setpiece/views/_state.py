@@ -25,9 +25,11 @@ import msgspec
 from setpiece.engine.contract import Engine
 from setpiece.errors import ConfigError, ViewError
 from setpiece.event import Event
-from setpiece.views.declarations import Aggregate, Join, Sliding, Table, View, fingerprint
+from setpiece.views.declarations import (
+    Aggregate, Join, Sliding, SourcedView, StreamJoin, Table, TableJoin, fingerprint,
+)
 
-__all__ = ["Layout", "ViewReader", "event_ms", "iso"]
+__all__ = ["JoinedReader", "Layout", "ViewReader", "event_ms", "iso"]
 
 SEP = "\x1f"
 _encode = msgspec.json.encode
@@ -40,7 +42,7 @@ class Layout:
 
     __slots__ = ("buf", "fp", "group", "meta", "name", "open", "state")
 
-    def __init__(self, view: View) -> None:
+    def __init__(self, view: SourcedView | StreamJoin) -> None:
         self.name = view.name
         self.fp = fingerprint(view)
         base = f"view:{view.name}#{self.fp}"
@@ -65,7 +67,7 @@ def iso(ms: int) -> str:
     return found
 
 
-_seconds_cache: dict[str, int] = {}
+_seconds_cache: dict[str, int] = {}  # "2026-01-01T00:00:00" -> epoch seconds (bounded)
 
 
 def event_ms(event: Event) -> int:
@@ -121,7 +123,7 @@ class ViewReader:
     is a ConfigError.
     """
 
-    def __init__(self, engine: Engine, view: View, now: Callable[[], float]) -> None:
+    def __init__(self, engine: Engine, view: SourcedView, now: Callable[[], float]) -> None:
         if isinstance(view, Join):
             raise ConfigError(f"view {view.name!r} is a join: it keeps no state to read "
                               f"(read its output stream {view.emit_to.name!r})")
@@ -243,3 +245,54 @@ class ViewReader:
 def _check(key: Any) -> None:
     if not isinstance(key, str):
         raise ConfigError(f"view key: must be a string, got {type(key).__name__}")
+
+
+class JoinedReader:
+    """A :class:`~setpiece.views.TableJoin`, read: both tables' committed rows, joined."""
+
+    def __init__(self, engine: Engine, view: TableJoin, now: Callable[[], float]) -> None:
+        self.view = view
+        self._left = ViewReader(engine, view.left, now)
+        self._right = ViewReader(engine, view.right, now)
+
+    @property
+    def name(self) -> str:
+        return self.view.name
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        """The joined row of left key ``key``, or ``default``."""
+        rows = await self._join([(key, v) for v in [await self._left.get(key, _ABSENT)]
+                                 if v is not _ABSENT])
+        return rows[0][1] if rows else default
+
+    async def items(self, prefix: str = "", *, limit: int = 1000) -> list[tuple[Any, Any]]:
+        """Joined rows whose left key starts with ``prefix``, in key order."""
+        return await self._join(await self._left.items(prefix, limit=limit))
+
+    async def range(self, start: str, end: str | None = None, *,
+                    limit: int = 1000) -> list[tuple[Any, Any]]:
+        """Joined rows with ``start <= left key < end``, in key order."""
+        return await self._join(await self._left.range(start, end, limit=limit))
+
+    async def _join(self, lefts: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+        view = self.view
+        fk = view.foreign_key
+        wanted: list[tuple[Any, Any, str | None]] = []
+        for key, value in lefts:
+            right_key = key if fk is None else fk(value)
+            if right_key is not None and not isinstance(right_key, str):
+                raise ViewError(f"view {view.name!r}: foreign_key returned "
+                                f"{type(right_key).__name__}, not a string")
+            wanted.append((key, value, right_key))
+        rights = await self._right.get_many(sorted({r for _, _, r in wanted if r is not None}))
+        out: list[tuple[Any, Any]] = []
+        for key, value, right_key in wanted:
+            right = rights.get(right_key) if right_key is not None else None
+            if right is None and view.how == "inner":
+                continue
+            out.append((key, {view.left.name: value, view.right.name: right}
+                        if view.combine is None else view.combine(value, right)))
+        return out
+
+
+_ABSENT: Any = object()

@@ -28,8 +28,8 @@ from setpiece.patterns import Pattern
 from setpiece.stream import Stream, check_name
 
 __all__ = [
-    "Aggregate", "Hopping", "Join", "Session", "Sliding", "Source", "Table", "Tumbling",
-    "View", "Window", "fingerprint",
+    "Aggregate", "Hopping", "Join", "Session", "Sliding", "Source", "SourcedView", "StreamJoin",
+    "Table", "TableJoin", "Tumbling", "View", "Window", "fingerprint",
 ]
 
 #: Where a view reads from: a stream, or a bus (with ``pattern=`` choosing its events).
@@ -249,7 +249,77 @@ class Join:
                               f"got {self.how!r}")
 
 
-View = Table | Aggregate | Join
+@dataclass(frozen=True, slots=True, eq=False)
+class TableJoin:
+    """A table-table join: for each row of ``left``, the row of ``right`` with the same key, or
+    with the key ``foreign_key(left_value)`` computes (a foreign-key join).
+
+    It is computed when read, from both tables' committed state, so it is always up to date
+    with both sides and keeps no state of its own. ``how="inner"`` leaves out left rows without
+    a right row; ``"left"`` keeps them (right None). ``combine(left_value, right_value)`` makes
+    a row's value; by default ``{"<left name>": ..., "<right name>": ...}``.
+    """
+
+    name: str
+    left: Table
+    right: Table
+    foreign_key: Callable[[Any], str] | None = None
+    how: Literal["inner", "left"] = "inner"
+    combine: Callable[[Any, Any], Any] | None = None
+
+    def __post_init__(self) -> None:
+        _view_name("TableJoin", self.name)
+        for side in ("left", "right"):
+            if not isinstance(getattr(self, side), Table):
+                raise ConfigError(f"TableJoin {self.name!r}: {side}= must be a Table")
+        _callable("TableJoin", self.name, "foreign_key", self.foreign_key, optional=True)
+        _callable("TableJoin", self.name, "combine", self.combine, optional=True)
+        if self.how not in ("inner", "left"):
+            raise ConfigError(f"TableJoin {self.name!r}: how= must be 'inner' or 'left', "
+                              f"got {self.how!r}")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class StreamJoin:
+    """A windowed stream-stream join: each pair of a ``left`` and a ``right`` event with the
+    same key whose times are at most ``within`` seconds apart, emitted once onto ``emit_to``.
+
+    ``key(event)`` is the join key on both sides (the partition key by default).
+    ``combine(left, right)`` makes the output's data; by default ``{"left": left.data,
+    "right": right.data}``. Each side keeps its events for ``within + grace`` seconds of its
+    stream time; an event older than that is late (counted and dead-lettered).
+    """
+
+    name: str
+    left: Stream | Bus
+    right: Stream | Bus
+    within: float
+    emit_to: Stream | Bus
+    key: KeyFn | None = None
+    grace: float = 0.0
+    combine: Callable[[Event, Event], Any] | None = None
+    left_pattern: Mapping[str, Any] | str | None = None
+    right_pattern: Mapping[str, Any] | str | None = None
+    version: int = 0
+    compiled: tuple[Pattern | None, Pattern | None] = field(default=(None, None), init=False)
+
+    def __post_init__(self) -> None:
+        _view_name("StreamJoin", self.name)
+        object.__setattr__(self, "compiled", (
+            _source("StreamJoin", self.name, self.left, self.left_pattern),
+            _source("StreamJoin", self.name, self.right, self.right_pattern)))
+        _seconds(f"StreamJoin {self.name!r}", "within", self.within, zero=True)
+        _seconds(f"StreamJoin {self.name!r}", "grace", self.grace, zero=True)
+        if self.emit_to is None:
+            raise ConfigError(f"StreamJoin {self.name!r}: emit_to= is required")
+        _target("StreamJoin", self.name, self.emit_to)
+        _callable("StreamJoin", self.name, "key", self.key, optional=True)
+        _callable("StreamJoin", self.name, "combine", self.combine, optional=True)
+
+
+View = Table | Aggregate | Join | TableJoin | StreamJoin
+#: Views that a consumer keeps up to date from a source.
+SourcedView = Table | Aggregate | Join
 
 
 def _code(fn: Any) -> str:
@@ -263,8 +333,13 @@ def _code(fn: Any) -> str:
     return repr((code.co_code, consts, code.co_names, code.co_varnames))
 
 
-def fingerprint(view: View) -> str:
+def fingerprint(view: SourcedView | StreamJoin) -> str:
     """A digest of a view's definition: a change rebuilds the view from the log."""
+    if isinstance(view, StreamJoin):
+        fields = [view.name, str(view.version), view.left.name, view.right.name,
+                  repr(view.within), repr(view.grace), _code(view.key), _code(view.combine),
+                  repr(view.left_pattern), repr(view.right_pattern), view.emit_to.name]
+        return hashlib.blake2b("\x1f".join(fields).encode(), digest_size=8).hexdigest()
     parts: list[str] = [type(view).__name__, view.name, str(view.version),
                         type(view.source).__name__, view.source.name,
                         repr(view.pattern), _code(view.key)]

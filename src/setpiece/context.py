@@ -146,11 +146,12 @@ class Context:
 
     def view(self, name: str) -> Any:
         """Read the stack's view ``name`` (its committed state: ``get``, ``items``, ``range``,
-        ``windows``); ConfigError when the stack declares no view of that name."""
+        ``windows``), the rows of this event's tenant; ConfigError when the stack declares no
+        view of that name."""
         views = self._scope.service_named(VIEWS)
         if views is None:
             raise ConfigError(f"the stack has no view {name!r} (it declares no views)")
-        return views.reader(name)
+        return views.reader(name, self.event.tenant)
 
     async def publish(
         self, event: Event, *, bus: str | None = None, stream: str | None = None

@@ -19,11 +19,13 @@ class ViewMethods:
     has_extension: Callable[[str], bool]
     extension: Callable[[str], Any]
 
-    def view(self, name: str) -> ViewReader | JoinedReader:
-        """Read view ``name``'s committed state: ``get``, ``items``, ``range``, ``windows``.
+    def view(self, name: str, *, tenant: str | None = None) -> ViewReader | JoinedReader:
+        """Read view ``name``'s committed state: ``get``, ``items``, ``range``, ``windows``
+        (the rows of ``tenant``: those of events with that tenant; without one, of events
+        without a tenant).
 
         Raises ConfigError when the stack declares no view of that name."""
         if not self.has_extension(EXTENSION):
             raise ConfigError(f"the stack has no view {name!r} (it declares no views)")
         views: Views = self.extension(EXTENSION)
-        return views.reader(name)
+        return views.reader(name, tenant)

@@ -19,9 +19,10 @@ from setpiece.context import VIEWS
 from setpiece.engine.contract import KVRead, KVWrite, OffsetCommit, UnitOfWork
 from setpiece.errors import ConfigError, ConflictError
 from setpiece.views._processor import ViewConsumer, source_stream
+from setpiece.runtime.extension import EndpointCall, HttpEndpoint
 from setpiece.views._state import JoinedReader, Layout, ViewReader
 from setpiece.views.declarations import (
-    Join, SourcedView, StreamJoin, Table, TableJoin, View,
+    Aggregate, Join, SourcedView, StreamJoin, Table, TableJoin, View,
 )
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ __all__ = ["EXTENSION", "Views"]
 EXTENSION = "views"
 REGISTRY = "setpiece.views"  # view name -> the fingerprint of the generation in use
 _SWEEP_MAX = 60.0
+_MISSING: Any = object()
 
 
 class Views:
@@ -46,17 +48,17 @@ class Views:
         self._now: Any = time.time
         self._stopped = asyncio.Event()
 
-    def reader(self, name: str) -> ViewReader | JoinedReader:
+    def reader(self, name: str, tenant: str | None = None) -> ViewReader | JoinedReader:
         view = self.views.get(name)
         if view is None:
             raise ConfigError(f"the stack has no view {name!r} (views: {sorted(self.views)})")
         assert self._engine is not None
         if isinstance(view, TableJoin):
-            return JoinedReader(self._engine, view, self._now)
+            return JoinedReader(self._engine, view, self._now, tenant)
         if isinstance(view, StreamJoin):
             raise ConfigError(f"view {name!r} is a stream-stream join: it keeps no table to "
                               f"read (read its output stream {view.emit_to.name!r})")
-        return ViewReader(self._engine, view, self._now)
+        return ViewReader(self._engine, view, self._now, tenant)
 
     async def attach(self, runtime: Runtime) -> None:
         self._engine = engine = runtime.engine
@@ -64,6 +66,16 @@ class Views:
         if clock is not None:
             self._now = clock.time
         runtime.add_context_service(VIEWS, lambda attempt: self)
+        for name, view in self.views.items():
+            if isinstance(view, Join | StreamJoin):
+                continue  # no state to serve: their output is a stream
+            scope = f"views:{name}"
+            runtime.add_endpoint(HttpEndpoint(
+                "GET", f"/views/{name}", scope, self._list(name),
+                summary=f"Rows of view {name!r} (query: prefix, start, end, limit)"))
+            runtime.add_endpoint(HttpEndpoint(
+                "GET", f"/views/{name}/{{key}}", scope, self._one(name),
+                summary=f"One key of view {name!r}"))
         if runtime.config.services:
             return  # workers limited to some services keep no views
         for view in self.views.values():
@@ -85,6 +97,50 @@ class Views:
 
     async def stop(self) -> None:
         self._stopped.set()
+
+    # -- serving: read-only HTTP routes on the gateway -------------------------------------
+
+    def _one(self, name: str) -> Any:
+        async def handle(call: EndpointCall) -> tuple[int, Any]:
+            key = call.params["key"]
+            reader = self.reader(name, call.tenant)
+            if isinstance(reader, ViewReader) and isinstance(reader.view, Aggregate):
+                windows = await reader.windows(key)
+                if not windows:
+                    return 404, {"error": "not_found", "detail": f"no windows for {key!r}"}
+                return 200, {"key": key, "windows": [
+                    {"start": s, "end": e, "value": v} for s, e, v in windows]}
+            value = await reader.get(key, _MISSING)
+            if value is _MISSING:
+                return 404, {"error": "not_found", "detail": f"no row {key!r}"}
+            return 200, {"key": key, "value": value}
+
+        return handle
+
+    def _list(self, name: str) -> Any:
+        async def handle(call: EndpointCall) -> tuple[int, Any]:
+            params = call.params
+            try:
+                limit = int(params.get("limit", "100"))
+            except ValueError:
+                limit = 0
+            if not 1 <= limit <= 1000:
+                return 400, {"error": "bad_request", "field": "limit",
+                             "detail": "limit must be an integer from 1 to 1000"}
+            reader = self.reader(name, call.tenant)
+            if "start" in params:
+                if isinstance(reader, ViewReader) and isinstance(reader.view, Aggregate):
+                    return 400, {"error": "bad_request", "field": "start",
+                                 "detail": "a range is read from a table"}
+                rows = await reader.range(params["start"], params.get("end"), limit=limit)
+            else:
+                rows = await reader.items(params.get("prefix", ""), limit=limit)
+            if rows and isinstance(rows[0][0], tuple):  # an aggregate's windows
+                return 200, {"items": [{"key": k, "start": s, "end": e, "value": v}
+                                       for (k, s, e), v in rows]}
+            return 200, {"items": [{"key": k, "value": v} for k, v in rows]}
+
+        return handle
 
     async def _generation(self, engine: Engine, view: SourcedView) -> None:
         """Start a view's generation: rebuilt from the log when its state is missing (its

@@ -27,7 +27,9 @@ from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.consumer import Consumer, dead_letter_record
 from setpiece.runtime.reader import StreamReader
 from setpiece.runtime.unit import Attempt
-from setpiece.views._state import SEP, Layout, _seconds_cache, event_ms, iso, table_row
+from setpiece.views._state import (
+    SEP, TENANT, Layout, _seconds_cache, event_ms, iso, scoped, table_row,
+)
 from setpiece.views.declarations import (
     Aggregate, Hopping, Join, Session, Sliding, SourcedView, StreamJoin, Table, Tumbling,
 )
@@ -211,8 +213,9 @@ class ViewConsumer(Consumer):
             check_key(key)
         except ValueError as exc:
             raise ViewError(f"view {self.view.name!r}: {exc}") from None
-        if SEP in key and not isinstance(self.view, Table):
-            raise ViewError(f"view {self.view.name!r}: key {key!r} holds U+001F")
+        if TENANT in key or (SEP in key and not isinstance(self.view, Table)):
+            raise ViewError(f"view {self.view.name!r}: key {key!r} holds U+001E or U+001F "
+                            "(reserved by views)")
         return key
 
     # -- folding ----------------------------------------------------------------------------
@@ -239,7 +242,7 @@ class ViewConsumer(Consumer):
         key_fn, value_fn, ttl = view.key, view.value, view.ttl
         for record, event in decoded:
             try:
-                key = self._key(key_fn, event)
+                key = scoped(self._key(key_fn, event), event.tenant)
                 if value_fn is None:
                     value = event.data
                 else:
@@ -270,7 +273,7 @@ class ViewConsumer(Consumer):
             except Exception as exc:
                 self._dead(work, record, event, exc)
                 continue
-            keyed.append((record, event, key))
+            keyed.append((record, event, scoped(key, event.tenant)))
         if not keyed:
             return
         table = Layout(view.table).state
@@ -322,7 +325,7 @@ class ViewConsumer(Consumer):
                     key = event.partitionkey
                 else:
                     key = self._key(view.key, event)
-                keyed.append((record, event, key, event_ms(event)))
+                keyed.append((record, event, scoped(key, event.tenant), event_ms(event)))
             except Exception as exc:
                 self._dead(work, record, event, exc)
         keys = sorted({k for _, _, k, _ in keyed})
@@ -353,7 +356,10 @@ class ViewConsumer(Consumer):
                         continue
                     out = {"type": f"view.{view.name}", "source": f"setpiece/views/{view.name}",
                            "data": data, "id": f"{view.name}:{left.id}:{right.id}",
-                           "time": iso(max(t, t2)), "specversion": "1.0", "partitionkey": key}
+                           "time": iso(max(t, t2)), "specversion": "1.0",
+                           "partitionkey": event.partitionkey or key}
+                    if event.tenant is not None:
+                        out["tenant"] = event.tenant
                     work.appends.append((target, key, _encode(out)))
             own[key].append([t, event.to_dict()])
             stream_time = max(stream_time, t)
@@ -537,6 +543,8 @@ class _Partition:
                     if len(good) >= 100_000:
                         good.clear()
                     good.add(key)
+                if event.tenant is not None:
+                    key = scoped(key, event.tenant)
                 t = event.time
                 # the form events are stored in (``...T12:34:56.123456Z``) inline; else parsed
                 seconds = seconds_of.get(t[:19]) if len(t) == 27 and t[19] == "." else None
@@ -772,13 +780,16 @@ class _Partition:
             return
         name = self.view.name
         ended = iso(end)
+        tenant, _, plain = key.rpartition(TENANT)
         event = {  # the wire form of an Event, built directly (one per closed window)
             "type": f"view.{name}", "source": f"setpiece/views/{name}",
-            "data": {"key": key, "start": iso(start), "end": ended, "value": value},
+            "data": {"key": plain, "start": iso(start), "end": ended, "value": value},
             "id": f"{name}:{self.layout.fp}:{key}:{start}", "time": ended, "specversion": "1.0",
-            "partitionkey": key,
+            "partitionkey": plain,
         }
-        work.appends.append((source_stream(target), key, _encode(event)))
+        if tenant:
+            event["tenant"] = tenant
+        work.appends.append((source_stream(target), plain, _encode(event)))
 
 
 def _retry() -> Any:

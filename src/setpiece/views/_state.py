@@ -29,9 +29,15 @@ from setpiece.views.declarations import (
     Aggregate, Join, Sliding, SourcedView, StreamJoin, Table, TableJoin, fingerprint,
 )
 
-__all__ = ["JoinedReader", "Layout", "ViewReader", "event_ms", "iso"]
+__all__ = ["TENANT", "JoinedReader", "Layout", "ViewReader", "event_ms", "iso", "scoped"]
 
 SEP = "\x1f"
+TENANT = "\x1e"  # between a tenant and a key: rows of events with a tenant are that tenant's
+
+
+def scoped(key: str, tenant: str | None) -> str:
+    """The stored key of ``key`` for ``tenant`` (the key itself without a tenant)."""
+    return key if tenant is None else f"{tenant}{TENANT}{key}"
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 _SCAN_ALL = 10_000_000
@@ -121,9 +127,14 @@ class ViewReader:
     Tables: :meth:`get`, :meth:`items`, :meth:`range`. Aggregates: :meth:`windows` (open and
     closed windows of a key), :meth:`items`, :meth:`late`. Reading a join (it has no state)
     is a ConfigError.
+
+    Rows made from events with a tenant belong to that tenant: a reader sees the rows of its
+    ``tenant`` only (a handler's ``ctx.view`` those of its event's tenant; the gateway those of
+    the token's), and a reader without a tenant sees the rows of events without one.
     """
 
-    def __init__(self, engine: Engine, view: SourcedView, now: Callable[[], float]) -> None:
+    def __init__(self, engine: Engine, view: SourcedView, now: Callable[[], float],
+                 tenant: str | None = None) -> None:
         if isinstance(view, Join):
             raise ConfigError(f"view {view.name!r} is a join: it keeps no state to read "
                               f"(read its output stream {view.emit_to.name!r})")
@@ -131,6 +142,8 @@ class ViewReader:
         self.view = view
         self.layout = Layout(view)
         self._now = now
+        self.tenant = tenant
+        self._prefix = "" if tenant is None else f"{tenant}{TENANT}"
 
     @property
     def name(self) -> str:
@@ -146,10 +159,11 @@ class ViewReader:
         """The row of ``key``, or ``default`` when absent (deleted or expired)."""
         self._table("get")
         _check(key)
-        found = await self._engine.kv_get(self.layout.state, [key])
-        if key not in found:
+        stored = self._prefix + key
+        found = await self._engine.kv_get(self.layout.state, [stored])
+        if stored not in found:
             return default
-        present, value = table_row(found[key][0], self._now() * 1000)
+        present, value = table_row(found[stored][0], self._now() * 1000)
         return value if present else default
 
     async def get_many(self, keys: list[str]) -> dict[str, Any]:
@@ -159,10 +173,12 @@ class ViewReader:
             _check(key)
         now = self._now() * 1000
         out: dict[str, Any] = {}
-        for key, (raw, _) in (await self._engine.kv_get(self.layout.state, keys)).items():
+        cut = len(self._prefix)
+        stored = [self._prefix + k for k in keys]
+        for key, (raw, _) in (await self._engine.kv_get(self.layout.state, stored)).items():
             present, value = table_row(raw, now)
             if present:
-                out[key] = value
+                out[key[cut:]] = value
         return out
 
     async def items(self, prefix: str = "", *, limit: int = 1000) -> list[tuple[Any, Any]]:
@@ -170,7 +186,7 @@ class ViewReader:
         starts with ``prefix``, in key order, at most ``limit``: one consistent read."""
         if not isinstance(prefix, str):
             raise ConfigError("items: prefix must be a string")
-        rows = await self._engine.kv_scan(self.layout.state, prefix, _SCAN_ALL)
+        rows = await self._engine.kv_scan(self.layout.state, self._prefix + prefix, _SCAN_ALL)
         return self._rows(rows, limit)
 
     async def range(self, start: str, end: str | None = None, *,
@@ -180,25 +196,29 @@ class ViewReader:
         if not isinstance(start, str) or (end is not None and not isinstance(end, str)):
             raise ConfigError("range: start and end must be strings")
         prefix = os.path.commonprefix([start, end]) if end is not None else ""
-        rows = await self._engine.kv_scan(self.layout.state, prefix, _SCAN_ALL)
+        rows = await self._engine.kv_scan(self.layout.state, self._prefix + prefix, _SCAN_ALL)
+        cut = len(self._prefix)
         chosen = [(k, v) for k, v in rows
-                  if k >= start and (end is None or k < end)]
+                  if k[cut:] >= start and (end is None or k[cut:] < end)]
         return self._rows(chosen, limit)
 
     def _rows(self, rows: list[tuple[str, bytes]], limit: int) -> list[tuple[Any, Any]]:
         out: list[tuple[Any, Any]] = []
+        cut = len(self._prefix)
+        if not cut:  # no tenant: the rows of events without one
+            rows = [(k, v) for k, v in rows if TENANT not in k]
         if isinstance(self.view, Table):
             now = self._now() * 1000
             for key, raw in rows:
                 present, value = table_row(raw, now)
                 if present:
-                    out.append((key, value))
+                    out.append((key[cut:], value))
                     if len(out) >= limit:
                         break
             return out
         for key, raw in rows:
             start, end, value, _ = _decode(raw)
-            out.append(((key.rpartition(SEP)[0], iso(start), iso(end)), value))
+            out.append(((key[cut:].rpartition(SEP)[0], iso(start), iso(end)), value))
             if len(out) >= limit:
                 break
         return out
@@ -211,6 +231,7 @@ class ViewReader:
             raise ConfigError(f"view {view.name!r} is a table: windows() reads an aggregate "
                               "(use get(key))")
         _check(key)
+        key = self._prefix + key
         rows = await self._engine.kv_scan(self.layout.state, key + SEP, _SCAN_ALL)
         found: dict[int, tuple[int, Any]] = {}
         for _, raw in rows:
@@ -250,10 +271,12 @@ def _check(key: Any) -> None:
 class JoinedReader:
     """A :class:`~setpiece.views.TableJoin`, read: both tables' committed rows, joined."""
 
-    def __init__(self, engine: Engine, view: TableJoin, now: Callable[[], float]) -> None:
+    def __init__(self, engine: Engine, view: TableJoin, now: Callable[[], float],
+                 tenant: str | None = None) -> None:
         self.view = view
-        self._left = ViewReader(engine, view.left, now)
-        self._right = ViewReader(engine, view.right, now)
+        self.tenant = tenant
+        self._left = ViewReader(engine, view.left, now, tenant)
+        self._right = ViewReader(engine, view.right, now, tenant)
 
     @property
     def name(self) -> str:

@@ -91,7 +91,8 @@ def events_b(n: int) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]],
 # -- setpiece --------------------------------------------------------------------------------
 
 def stack_a() -> Stack:
-    ticks, results = Stream("ticks", partitions=PARTITIONS), Stream("results", partitions=PARTITIONS)
+    ticks = Stream("ticks", partitions=PARTITIONS)
+    results = Stream("results", partitions=PARTITIONS)
     agg = Aggregate("per_key", ticks, key=lambda e: e.partitionkey, window=Tumbling(10),
                     initial=lambda: [0, 0],
                     add=lambda acc, e: [acc[0] + 1, acc[1] + e.data["amount"]],
@@ -404,7 +405,8 @@ def _child(case: str, n: int) -> None:
         runners = {
             "setpiece-a": lambda: setpiece_a(n, path), "setpiece-b": lambda: setpiece_b(n, path),
             "dict-a": lambda: dict_loop_a(n), "dict-b": lambda: dict_loop_b(n),
-            "sqlite-a": lambda: sqlite_floor_a(n, path), "sqlite-b": lambda: sqlite_floor_b(n, path),
+            "sqlite-a": lambda: sqlite_floor_a(n, path),
+            "sqlite-b": lambda: sqlite_floor_b(n, path),
             "bytewax-a": lambda: bytewax_a(n), "bytewax-b": lambda: bytewax_b(n),
         }
         result = runners[case]()

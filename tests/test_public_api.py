@@ -45,7 +45,11 @@ SUBPACKAGES = {
         "EngineError", "EventError", "ExecutionAlreadyExists", "ExecutionDoesNotExist",
         "HTTPError", "HandlerError", "HandlerTimeout", "HttpError", "InputDecodeError",
         "InvalidToken", "PatternError", "RefusedError", "SetpieceError", "TaskDoesNotExist",
-        "TaskFailed", "TaskTimedOut", "TaskTokenError", "WorkflowError",
+        "TaskFailed", "TaskTimedOut", "TaskTokenError", "ViewError", "WorkflowError",
+    },
+    "setpiece.views": {
+        "Aggregate", "Hopping", "Join", "Session", "Sliding", "StreamJoin", "Table", "TableJoin",
+        "Tumbling", "ViewError",
     },
     "setpiece.signals": {"ControlSignal", "Drop", "Retry"},
     "setpiece.patterns": {"InputTransformer", "Pattern", "PatternError", "RuleSet", "compile"},

@@ -47,7 +47,8 @@ class Target:
     def worker(self, mode: str) -> subprocess.Popen[bytes]:
         env = {**os.environ, "PYTHONFAULTHANDLER": "1",
                "PYTHONPATH": os.pathsep.join([str(Path("src").resolve()), *sys.path])}
-        args = [sys.executable, str(self.app), self.url, mode, *([self.store] if self.store else [])]
+        args = [sys.executable, str(self.app), self.url, mode,
+                *([self.store] if self.store else [])]
         self.started += 1
         with self.log(mode).open("wb") as err:
             return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=err)

@@ -10,6 +10,7 @@ import msgspec
 from setpiece import Event
 from setpiece.engine import Engine
 
+
 def at(seconds: float) -> str:
     """ISO-8601 UTC (milliseconds) for ``seconds`` after 2026-01-01T00:00:00Z."""
     moment = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)

@@ -78,9 +78,8 @@ def _unfinished(target: Target) -> bool:
 
 def _check(target: Target, orders: int) -> None:
     async def check(engine: Engine) -> None:
-        from tests.views.crash_app import build
-
         from setpiece.views._state import Layout
+        from tests.views.crash_app import build
 
         stack = build()
         # The table equals a fold of its log (last value per key, partition by partition).

@@ -199,9 +199,9 @@ def test_reading_a_view_of_the_wrong_kind_is_a_clear_error(run: Any) -> None:
 def test_window_declarations_are_checked() -> None:
     with pytest.raises(ConfigError, match=r"Tumbling.size: must be > 0"):
         Tumbling(0)
-    with pytest.raises(ConfigError, match="Hopping.advance: must not exceed size"):
+    with pytest.raises(ConfigError, match=r"Hopping\.advance: must not exceed size"):
         Hopping(5, 10)
-    with pytest.raises(ConfigError, match="Session.grace: must be >= 0"):
+    with pytest.raises(ConfigError, match=r"Session\.grace: must be >= 0"):
         Session(5, grace=-1)
     with pytest.raises(ConfigError, match="window= must be Tumbling"):
         Aggregate("x", ticks, key=lambda e: "k", window=10,  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ See ``docs/views.md``.
 
 from __future__ import annotations
 
+from setpiece.errors import ViewError
 from setpiece.views.declarations import (
     Aggregate,
     Hopping,
@@ -23,5 +24,5 @@ from setpiece.views.declarations import (
 
 __all__ = [
     "Aggregate", "Hopping", "Join", "Session", "Sliding", "StreamJoin", "Table", "TableJoin",
-    "Tumbling",
+    "Tumbling", "ViewError",
 ]

@@ -18,11 +18,17 @@ import msgspec
 from setpiece.context import VIEWS
 from setpiece.engine.contract import KVRead, KVWrite, OffsetCommit, UnitOfWork
 from setpiece.errors import ConfigError, ConflictError
-from setpiece.views._processor import ViewConsumer, source_stream
 from setpiece.runtime.extension import EndpointCall, HttpEndpoint
+from setpiece.views._processor import ViewConsumer, source_stream
 from setpiece.views._state import JoinedReader, Layout, ViewReader
 from setpiece.views.declarations import (
-    Aggregate, Join, SourcedView, StreamJoin, Table, TableJoin, View,
+    Aggregate,
+    Join,
+    SourcedView,
+    StreamJoin,
+    Table,
+    TableJoin,
+    View,
 )
 
 if TYPE_CHECKING:

@@ -25,13 +25,28 @@ from setpiece.errors import ConflictError, ViewError
 from setpiece.event import Event, encode_event
 from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.consumer import Consumer, dead_letter_record
-from setpiece.runtime.reader import StreamReader
+from setpiece.runtime.reader import Entry, StreamReader
 from setpiece.runtime.unit import Attempt
 from setpiece.views._state import (
-    SEP, TENANT, Layout, _seconds_cache, event_ms, iso, scoped, table_row,
+    SEP,
+    TENANT,
+    Layout,
+    _seconds_cache,
+    event_ms,
+    iso,
+    scoped,
+    table_row,
 )
 from setpiece.views.declarations import (
-    Aggregate, Hopping, Join, Session, Sliding, SourcedView, StreamJoin, Table, Tumbling,
+    Aggregate,
+    Hopping,
+    Join,
+    Session,
+    Sliding,
+    SourcedView,
+    StreamJoin,
+    Table,
+    Tumbling,
 )
 
 __all__ = ["BATCH", "ViewConsumer", "source_stream"]
@@ -107,6 +122,7 @@ class ViewConsumer(Consumer):
 
     async def _turn(self, partition: int) -> bool:
         start = self.positions[partition]
+        events: list[tuple[Record, Entry | None]]
         if self.accept is None:
             records = await self.engine.read(self.stream, partition, start, BATCH)
             events = [(r, None) for r in records]
@@ -168,7 +184,7 @@ class ViewConsumer(Consumer):
 
     # -- decoding ---------------------------------------------------------------------------
 
-    def _events(self, events: list[tuple[Record, Any]], work: UnitOfWork
+    def _events(self, events: list[tuple[Record, Entry | None]], work: UnitOfWork
                 ) -> list[tuple[Record, Event]]:
         out: list[tuple[Record, Event]] = []
         group = self.group
@@ -206,6 +222,10 @@ class ViewConsumer(Consumer):
             key = fn(event)
         except Exception as exc:
             raise self._key_error(exc) from exc
+        return self.checked_key(key)
+
+    def checked_key(self, key: Any) -> str:
+        """``key`` if a view can keep it; ViewError naming what is wrong otherwise."""
         if type(key) is not str:
             raise ViewError(f"view {self.view.name!r}: the key function returned "
                             f"{type(key).__name__}, not a string")
@@ -220,7 +240,7 @@ class ViewConsumer(Consumer):
 
     # -- folding ----------------------------------------------------------------------------
 
-    async def _fold(self, partition: int, events: list[tuple[Record, Any]],
+    async def _fold(self, partition: int, events: list[tuple[Record, Entry | None]],
                     work: UnitOfWork) -> None:
         decoded = self._events(events, work)
         view = self.view
@@ -539,7 +559,7 @@ class _Partition:
                 except Exception as exc:
                     raise c._key_error(exc) from exc
                 if type(key) is not str or key not in good:
-                    c._key(lambda _: key, event)  # the checks, and their errors
+                    c.checked_key(key)  # the checks, and their errors
                     if len(good) >= 100_000:
                         good.clear()
                     good.add(key)
@@ -692,7 +712,7 @@ class _Partition:
         self._windows_cache = {(k, s[0]): s for k, m in sessions.items() for s in m.values()}
         for skey in deleted:
             work.writes.append(_new(KVWrite, (ns, skey, None)))
-        for key, mine in sessions.items():
+        for mine in sessions.values():
             for skey, state in mine.items():
                 if skey in changed:
                     work.writes.append(_new(KVWrite, (ns, skey, _encode(state))))

@@ -15,7 +15,6 @@ consumer group of the same generation:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +25,14 @@ from setpiece.engine.contract import Engine
 from setpiece.errors import ConfigError, ViewError
 from setpiece.event import Event
 from setpiece.views.declarations import (
-    Aggregate, Join, Sliding, SourcedView, StreamJoin, Table, TableJoin, fingerprint,
+    Aggregate,
+    Join,
+    Sliding,
+    SourcedView,
+    StreamJoin,
+    Table,
+    TableJoin,
+    fingerprint,
 )
 
 __all__ = ["TENANT", "JoinedReader", "Layout", "ViewReader", "event_ms", "iso", "scoped"]
@@ -55,7 +61,8 @@ class Layout:
         self.state, self.open, self.meta, self.buf = base, f"{base}:open", f"{base}:meta", \
             f"{base}:buf"
         # A join keeps no state: its group outlives definition changes (no output twice).
-        self.group = f"view.{view.name}" if isinstance(view, Join) else f"view.{view.name}#{self.fp}"
+        self.group = (f"view.{view.name}" if isinstance(view, Join)
+                      else f"view.{view.name}#{self.fp}")
 
 
 _iso_cache: dict[int, str] = {}
@@ -195,7 +202,7 @@ class ViewReader:
         most ``limit``, from one consistent read of the store."""
         if not isinstance(start, str) or (end is not None and not isinstance(end, str)):
             raise ConfigError("range: start and end must be strings")
-        prefix = os.path.commonprefix([start, end]) if end is not None else ""
+        prefix = _common_prefix(start, end) if end is not None else ""
         rows = await self._engine.kv_scan(self.layout.state, self._prefix + prefix, _SCAN_ALL)
         cut = len(self._prefix)
         chosen = [(k, v) for k, v in rows
@@ -261,6 +268,15 @@ class ViewReader:
         """Events that came after their window closed (each also dead-lettered)."""
         rows = await self._engine.kv_scan(self.layout.meta, "late:", _SCAN_ALL)
         return sum(int(_decode(v)) for _, v in rows)
+
+
+def _common_prefix(a: str, b: str) -> str:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return a[:n]
 
 
 def _check(key: Any) -> None:

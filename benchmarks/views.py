@@ -7,8 +7,9 @@
     updates in between (appended among the orders), each enriched order written to an output
     stream.
 
-Each starts from a backlog already in the streams and stops when the last result is committed
-(the view's offsets at the end of its input). Beside them, in the same run and on the same
+Each starts from a backlog already in the streams (loaded by another process beforehand) and
+stops when the last result is committed (the views' offsets at the end of their input, and the
+output holding every result): the time includes starting the stack. Beside them, in the same run and on the same
 events: a plain-Python dict loop doing the same work from the encoded records (the floor), SQLite
 by hand with a commit per 1,000 events (the durable floor: msgspec decoding, a dict fold, the
 touched rows upserted and the outputs inserted per commit), and Bytewax where it is installed
@@ -138,10 +139,14 @@ async def _run_views(url: str, stack: Stack, inputs: list[str], outputs: dict[st
         return time.perf_counter() - started
 
 
-def setpiece_a(n: int, path: str) -> dict[str, Any]:
-    url = f"sqlite:///{path}"
-    asyncio.run(_load(url, stack_a(), {"ticks": list(events_a(n))}))
-    seconds = asyncio.run(_run_views(url, stack_a(), ["ticks"], {"results": closed_a(n)}))
+def load_a(n: int, path: str) -> dict[str, Any]:
+    asyncio.run(_load(f"sqlite:///{path}", stack_a(), {"ticks": list(events_a(n))}))
+    return {"results": closed_a(n)}
+
+
+def setpiece_a(n: int, path: str, results: int) -> dict[str, Any]:
+    seconds = asyncio.run(_run_views(f"sqlite:///{path}", stack_a(), ["ticks"],
+                                     {"results": results}))
     return {"events": n, "seconds": seconds}
 
 
@@ -156,7 +161,7 @@ def closed_a(n: int) -> int:
     return sum(len(ws - {last}) for ws in windows.values())
 
 
-def setpiece_b(n: int, path: str) -> dict[str, Any]:
+def load_b(n: int, path: str) -> dict[str, Any]:
     url = f"sqlite:///{path}"
     initial, orders, updates = events_b(n)
     asyncio.run(_load(url, stack_b(), {"customers": list(initial), "orders": []}))
@@ -177,7 +182,12 @@ def setpiece_b(n: int, path: str) -> dict[str, Any]:
             await engine.close()
 
     asyncio.run(interleave())
-    seconds = asyncio.run(_run_views(url, stack_b(), ["orders", "customers"], {"enriched": n}))
+    return {}
+
+
+def setpiece_b(n: int, path: str) -> dict[str, Any]:
+    seconds = asyncio.run(_run_views(f"sqlite:///{path}", stack_b(), ["orders", "customers"],
+                                     {"enriched": n}))
     return {"events": n, "seconds": seconds}
 
 
@@ -399,11 +409,13 @@ def bytewax_b(n: int) -> dict[str, Any]:
 
 # -- the run ---------------------------------------------------------------------------------
 
-def _child(case: str, n: int) -> None:
+def _child(case: str, n: int, shared: str, extra: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "bench.db")
         runners = {
-            "setpiece-a": lambda: setpiece_a(n, path), "setpiece-b": lambda: setpiece_b(n, path),
+            "load-a": lambda: load_a(n, shared), "load-b": lambda: load_b(n, shared),
+            "setpiece-a": lambda: setpiece_a(n, shared, extra),
+            "setpiece-b": lambda: setpiece_b(n, shared),
             "dict-a": lambda: dict_loop_a(n), "dict-b": lambda: dict_loop_b(n),
             "sqlite-a": lambda: sqlite_floor_a(n, path),
             "sqlite-b": lambda: sqlite_floor_b(n, path),
@@ -414,8 +426,10 @@ def _child(case: str, n: int) -> None:
     print(json.dumps(result))
 
 
-def measure(case: str, n: int) -> dict[str, Any] | str:
-    done = subprocess.run([sys.executable, __file__, "--child", case, "--events", str(n)],
+def measure(case: str, n: int, shared: str = "", extra: int = 0) -> dict[str, Any] | str:
+    """Run ``case`` in a child process (its own peak memory); its result, or why it failed."""
+    done = subprocess.run([sys.executable, __file__, "--child", case, "--events", str(n),
+                           "--shared", shared, "--extra", str(extra)],
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
         if case.startswith("bytewax") and "No module named 'bytewax'" in done.stderr:
@@ -430,24 +444,36 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--case", default="all", choices=["all", "a", "b"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--shared", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--extra", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.events)
+        _child(args.child, args.events, args.shared, args.extra)
         return
     titles = {"a": "(a) tumbling 10 s count-and-sum, 10,000 keys",
               "b": "(b) stream-table join, 10,000 customers, 50,000 updates"}
     for case in ("a", "b") if args.case == "all" else (args.case,):
         print(f"{titles[case]}, {args.events:,} events")
-        for who, label in (("setpiece", "setpiece (SQLite file, durable)"),
-                           ("sqlite", "SQLite by hand, commit per 1,000 (durable floor)"),
+        with tempfile.TemporaryDirectory() as tmp:  # the backlog, loaded by its own process
+            shared = os.path.join(tmp, "backlog.db")
+            loaded = measure(f"load-{case}", args.events, shared)
+            if isinstance(loaded, str):
+                print(f"  loading the backlog {loaded}")
+                continue
+            result = measure(f"setpiece-{case}", args.events, shared, loaded.get("results", 0))
+            _show("setpiece (SQLite file, durable)", result)
+        for who, label in (("sqlite", "SQLite by hand, commit per 1,000 (durable floor)"),
                            ("dict", "plain-Python dict loop (floor)"),
                            ("bytewax", "Bytewax (in memory)")):
-            result = measure(f"{who}-{case}", args.events)
-            if isinstance(result, str):
-                print(f"  {label:52s} {result}")
-            else:
-                rate = result["events"] / result["seconds"]
-                print(f"  {label:52s} {rate:>10,.0f} events/s   peak {result['peak_mb']:,.0f} MB")
+            _show(label, measure(f"{who}-{case}", args.events))
+
+
+def _show(label: str, result: dict[str, Any] | str) -> None:
+    if isinstance(result, str):
+        print(f"  {label:52s} {result}")
+    else:
+        rate = result["events"] / result["seconds"]
+        print(f"  {label:52s} {rate:>10,.0f} events/s   peak {result['peak_mb']:,.0f} MB")
 
 
 if __name__ == "__main__":

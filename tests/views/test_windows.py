@@ -210,3 +210,31 @@ def test_window_declarations_are_checked() -> None:
         Stack("s", streams=[ticks], views=[Aggregate(
             "x", ticks, key=lambda e: "k", window=Tumbling(1), initial=lambda: 0,
             add=lambda a, e: a, emit_to=Stream("nowhere"))])
+
+
+def test_redrives_aimed_at_other_consumers_and_replays_are_not_folded_again(run: Any) -> None:
+    from setpiece import Bus, RetryPolicy, Service
+
+    bus = Bus("events")
+    count = Aggregate("count", bus, pattern={"type": ["tick"]}, key=lambda e: e.partitionkey,
+                      window=Tumbling(60), initial=lambda: 0, add=lambda n, e: n + 1)
+    svc = Service("picky")
+
+    @svc.on({"type": ["tick"]}, bus="events", retry=RetryPolicy(max_attempts=1))
+    async def picky(event: Event) -> None:
+        raise RuntimeError("no")
+
+    stack = Stack("r", services=[svc], buses=[bus], views=[count])
+
+    async def main() -> None:
+        async with stack.start(engine="memory") as rt:
+            await rt.publish(ev("a", 1), bus="events")
+            await rt.drain()
+            assert len(await rt.dead_letters()) == 1
+            assert await rt.redrive() == 1  # back onto the bus, aimed at the handler alone
+            await rt.drain()
+            await rt.replay(bus="events", start=0)  # every archived event, once more
+            await rt.drain()
+            assert await rt.view("count").windows("a") == [w(0, 60, 1)]
+
+    run(main())

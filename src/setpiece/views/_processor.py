@@ -24,7 +24,9 @@ from setpiece.engine.contract import Engine, KVRead, KVWrite, OffsetCommit, Reco
 from setpiece.errors import ConflictError, ViewError
 from setpiece.event import Event, encode_event
 from setpiece.runtime.config import RuntimeConfig
-from setpiece.runtime.consumer import Consumer, dead_letter_record
+from setpiece.runtime.consumer import (
+    REPLAY_MARK, RULE_MARK, TARGET_MARK, Consumer, dead_letter_record,
+)
 from setpiece.runtime.reader import Entry, StreamReader
 from setpiece.runtime.unit import Attempt
 from setpiece.views._state import (
@@ -203,8 +205,19 @@ class ViewConsumer(Consumer):
             except Exception as exc:
                 self._dead(work, record, None, exc)
                 continue
+            marks = event.extensions
+            if marks and not self._ours(marks):
+                continue
             out.append((record, event))
         return out
+
+    def _ours(self, marks: dict[str, Any]) -> bool:
+        """Whether a record with these extensions is for this view: a redrive aimed at another
+        consumer, or a replay (views fold each record of the log once), is not."""
+        if REPLAY_MARK in marks or RULE_MARK in marks:
+            return False
+        target = marks.get(TARGET_MARK)
+        return target is None or target == self.group
 
     def _dead(self, work: UnitOfWork, record: Record, event: Event | None,
               exc: BaseException) -> None:

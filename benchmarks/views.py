@@ -9,12 +9,12 @@
 
 Each starts from a backlog already in the streams (loaded by another process beforehand) and
 stops when the last result is committed (the views' offsets at the end of their input, and the
-output holding every result): the time includes starting the stack. Beside them, in the same run and on the same
-events: a plain-Python dict loop doing the same work from the encoded records (the floor), SQLite
-by hand with a commit per 1,000 events (the durable floor: msgspec decoding, a dict fold, the
-touched rows upserted and the outputs inserted per commit), and Bytewax where it is installed
-(in memory). Each case runs in its own process, so each peak memory (RSS high-water mark) is its
-own.
+output holding every result): the time includes starting the stack. Beside them, in the same
+run and on the same events: a plain-Python dict loop doing the same work from the encoded
+records (the floor), SQLite by hand with a commit per 1,000 events (the durable floor: msgspec
+decoding, a dict fold, the touched rows upserted and the outputs inserted per commit), and
+Bytewax where it is installed (in memory). Each case runs in its own process, so each peak
+memory (RSS high-water mark) is its own.
 
     python benchmarks/views.py [--events 1000000] [--case all|a|b]
 """

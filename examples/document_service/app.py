@@ -5,9 +5,9 @@ the profile service.
 
 ::
 
-    profile service --ProfileUpdated--> [profiles] --table--> profile_table
-    document service --DocumentCreated--> [documents] --join profile_table--> [documents_enriched]
-                                                       --table--> document_view <-- GET /documents/{id}
+    profile service  --ProfileUpdated-->  [profiles]  --table--> profile_table
+    document service --DocumentCreated--> [documents] --join profile_table-->
+        [documents_enriched] --table--> document_view <-- GET /documents/{id}
 
 Try it: ``setpiece dev examples.document_service.app:stack``, then
 ``curl -X PUT localhost:8000/profiles/ann -d '{"name": "Ann", "team": "ops"}'``,

@@ -140,22 +140,22 @@ class Stack:
                                   f"stack (buses: {sorted(self.buses)})")
         if isinstance(view, StreamJoin):
             left, right = view.left, view.right
-            if isinstance(left, Stream) and isinstance(right, Stream) \
-                    and left.partitions != right.partitions:
+            if left.partitions != right.partitions:
                 raise ConfigError(
-                    f"{where}: not co-partitioned: stream {left.name!r} has {left.partitions} "
-                    f"partitions, stream {right.name!r} has {right.partitions}")
+                    f"{where}: not co-partitioned: {_kind(left)} {left.name!r} has "
+                    f"{left.partitions} partitions, {_kind(right)} {right.name!r} has "
+                    f"{right.partitions}")
         if isinstance(view, Join):
             table = self.views.get(view.table.name)
             if table is not view.table:
                 raise ConfigError(f"{where}: joins table {view.table.name!r}, which the stack "
                                   "does not declare in views=")
             left, right = view.source, view.table.source
-            if isinstance(left, Stream) and isinstance(right, Stream) \
-                    and left.partitions != right.partitions:
+            if left.partitions != right.partitions:
                 raise ConfigError(
-                    f"{where}: not co-partitioned: stream {left.name!r} has {left.partitions} "
-                    f"partitions, the table's source {right.name!r} has {right.partitions}")
+                    f"{where}: not co-partitioned: {_kind(left)} {left.name!r} has "
+                    f"{left.partitions} partitions, the table's source {right.name!r} has "
+                    f"{right.partitions}")
 
     def start(
         self,
@@ -232,3 +232,7 @@ def _by_name(kind: str, items: Sequence[N]) -> dict[str, N]:
             raise ConfigError(f"the stack declares two of {kind} {item.name!r}")
         out[item.name] = item
     return out
+
+
+def _kind(place: Stream | Bus) -> str:
+    return "stream" if isinstance(place, Stream) else "bus"

@@ -93,8 +93,7 @@ async def inspect_stack(stack: Stack, engine: Engine) -> dict[str, Any]:
 
 def _views(stack: Stack, lag_of: dict[tuple[str, str], int]) -> list[dict[str, Any]]:
     """The stack's views: kind, what they read and write, and their consumers' lag."""
-    from setpiece.views._processor import source_stream
-    from setpiece.views._state import Layout
+    from setpiece.views._state import Layout, source_stream
     from setpiece.views.declarations import Aggregate, Join, StreamJoin, Table, TableJoin
 
     out: list[dict[str, Any]] = []

@@ -21,9 +21,11 @@ from typing import Any
 
 import msgspec
 
+from setpiece.bus import Bus, bus_stream_name
 from setpiece.engine.contract import Engine
 from setpiece.errors import ConfigError, ViewError
 from setpiece.event import Event
+from setpiece.stream import Stream
 from setpiece.views.declarations import (
     Aggregate,
     Join,
@@ -35,10 +37,18 @@ from setpiece.views.declarations import (
     fingerprint,
 )
 
-__all__ = ["TENANT", "JoinedReader", "Layout", "ViewReader", "event_ms", "iso", "scoped"]
+__all__ = [
+    "TENANT", "JoinedReader", "Layout", "ViewReader", "event_ms", "iso", "scoped",
+    "source_stream",
+]
 
 SEP = "\x1f"
 TENANT = "\x1e"  # between a tenant and a key: rows of events with a tenant are that tenant's
+
+
+def source_stream(source: Stream | Bus) -> str:
+    """The stream a view reads or writes: a stream's own, or a bus's backing stream."""
+    return bus_stream_name(source.name) if isinstance(source, Bus) else source.name
 
 
 def scoped(key: str, tenant: str | None) -> str:

@@ -171,42 +171,44 @@ class Partition:
         if not decoded:
             return
         # Undo on a failed commit: the partition is dropped and loaded afresh (see _commit).
-        c = self.c
-        key_fn = self.view.key
-        good = c.good_keys
-        seconds_of = _seconds_cache
+        w = self.view.window
+        if isinstance(w, Tumbling | Hopping):
+            await self._fold_fixed(decoded, work)
+            return
         keyed: list[tuple[Record, Event, str, int]] = []
-        append = keyed.append
         for record, event in decoded:
             try:
-                try:
-                    key = key_fn(event)
-                except Exception as exc:
-                    raise c._key_error(exc) from exc
-                if type(key) is not str or key not in good:
-                    c.checked_key(key)  # the checks, and their errors
-                    if len(good) >= 100_000:
-                        good.clear()
-                    good.add(key)
-                if event.tenant is not None:
-                    key = scoped(key, event.tenant)
-                t = event.time
-                # the form events are stored in (``...T12:34:56.123456Z``) inline; else parsed
-                seconds = seconds_of.get(t[:19]) if len(t) == 27 and t[19] == "." else None
-                if seconds is not None and t[26] == "Z" and t[20:26].isdecimal():
-                    ms = seconds * 1000 + int(t[20:26]) // 1000
-                else:
-                    ms = event_ms(event)
-                append((record, event, key, ms))
+                key, t = self._key_time(event)
             except Exception as exc:
-                c._dead(work, record, event, exc)
-        w = self.view.window
+                self.c._dead(work, record, event, exc)
+                continue
+            keyed.append((record, event, key, t))
         if isinstance(w, Session):
             await self._fold_sessions(keyed, work)
-        elif isinstance(w, Sliding):
-            await self._fold_sliding(keyed, work)
         else:
-            await self._fold_fixed(keyed, work)
+            await self._fold_sliding(keyed, work)
+
+    def _key_time(self, event: Event) -> tuple[str, int]:
+        """An event's (stored key, time in ms); ViewError naming what is wrong."""
+        c = self.c
+        try:
+            key = self.view.key(event)
+        except Exception as exc:
+            raise c._key_error(exc) from exc
+        good = c.good_keys
+        if type(key) is not str or key not in good:
+            c.checked_key(key)  # the checks, and their errors
+            if len(good) >= 100_000:
+                good.clear()
+            good.add(key)
+        if event.tenant is not None:
+            key = scoped(key, event.tenant)
+        t = event.time
+        # the form events are stored in (``...T12:34:56.123456Z``) inline; else parsed
+        seconds = _seconds_cache.get(t[:19]) if len(t) == 27 and t[19] == "." else None
+        if seconds is not None and t[26] == "Z" and t[20:26].isdecimal():
+            return key, seconds * 1000 + int(t[20:26]) // 1000
+        return key, event_ms(event)
 
     def _late(self, work: UnitOfWork, record: Record, event: Event, t: int, why: str) -> None:
         self.late += 1
@@ -217,70 +219,92 @@ class Partition:
     async def _read(self, work: UnitOfWork, ns: str, keys: list[str]) -> dict[str, Any]:
         return await read_versions(self.engine, work, ns, keys)
 
-    async def _fold_fixed(self, keyed: list[tuple[Record, Event, str, int]],
+    async def _fold_fixed(self, decoded: list[tuple[Record, Event]],
                           work: UnitOfWork) -> None:
-        ns = self.layout.state
+        """Tumbling and hopping windows. One pass groups the events by window (stream time
+        moving event by event, late events set aside), one read fetches the windows, and each
+        window folds its events in order."""
+        ns, c, view = self.layout.state, self.c, self.view
         size, grace = self.size, self.grace
-        tumbling = isinstance(self.view.window, Tumbling)
-        plans: list[tuple[Record, Event, int, Any]] = []
-        wanted: set[tuple[str, int]] = set()
-        if tumbling:  # one window per event
-            for record, event, key, t in keyed:
-                span = (key, t - t % size)
-                plans.append((record, event, t, span))
-                wanted.add(span)
-        else:
-            for record, event, key, t in keyed:
-                spans = [(key, start) for start, _ in self._windows(t)]
-                plans.append((record, event, t, spans))
-                wanted.update(spans)
-        names = {w: f"{w[0]}{SEP}{w[1]:015d}" for w in wanted}
-        found = await self._read(work, ns, list(names.values()))
-        windows: dict[tuple[str, int], list[Any]] = {
-            w: found[name] for w, name in names.items() if name in found}
-        changed: set[tuple[str, int]] = set()
-        add, initial, view = self.view.add, self.view.initial, self.view
-        index = self._index
-        for record, event, t, spans in plans:
-            hit = False
-            failed: Exception | None = None
+        tumbling = isinstance(view.window, Tumbling)
+        key_time = self._key_time
+        groups: dict[tuple[str, int], list[tuple[Record, Event]]] = {}
+        for record, event in decoded:
+            try:
+                key, t = key_time(event)
+            except Exception as exc:
+                c._dead(work, record, event, exc)
+                continue
             stream_time = self.stream_time
-            for span in (spans,) if tumbling else spans:
-                start = span[1]
+            if tumbling:
+                start = t - t % size
                 if start + size + grace <= stream_time:
+                    self._late(work, record, event, t, "its window closed")
                     continue
-                state = windows.get(span)
-                if state is None:
-                    try:
-                        acc = add(initial(), event)
-                    except Exception as exc:
-                        failed = exc
-                        break
-                    windows[span] = [start, start + size, acc, 0]
-                    index(span[0], start, start + size + grace)
-                elif state[3]:
-                    continue  # closed from another partition
+                span = (key, start)
+                group = groups.get(span)
+                if group is None:
+                    groups[span] = [(record, event)]
                 else:
-                    try:
-                        state[2] = add(state[2], event)
-                    except Exception as exc:
-                        failed = exc
-                        break
-                hit = True
-                changed.add(span)
-            if failed is not None:
-                self.c._dead(work, record, event, ViewError(
-                    f"view {view.name!r}: the fold raised {type(failed).__name__}: {failed}"))
-                continue
-            if not hit:
-                self._late(work, record, event, t, "its window closed")
-                continue
+                    group.append((record, event))
+            else:
+                spans = [(key, s) for s, _ in self._windows(t) if s + size + grace > stream_time]
+                if not spans:
+                    self._late(work, record, event, t, "its windows closed")
+                    continue
+                for span in spans:
+                    groups.setdefault(span, []).append((record, event))
             if t > stream_time:
                 self.stream_time = t
-        self._windows_cache = windows
-        writes = work.writes
-        for span in changed:
-            writes.append(_new(KVWrite, (ns, names[span], _encode(windows[span]))))
+        if not groups:
+            return
+        names = {span: f"{span[0]}{SEP}{span[1]:015d}" for span in groups}
+        found = await self._read(work, ns, list(names.values()))
+        windows = self._windows_cache
+        add, initial, index, writes = view.add, view.initial, self._index, work.writes
+        folded: set[int] = set()  # offsets folded into (or failed in) some window
+        blocked: list[tuple[Record, Event]] = []
+        failed: set[int] = set()
+        for span, events in groups.items():
+            state = found.get(names[span])
+            if state is not None and state[3]:
+                blocked += events  # closed from another partition
+                continue
+            try:
+                acc = initial() if state is None else state[2]
+            except Exception as exc:
+                for record, event in events:
+                    if record.offset not in failed:
+                        failed.add(record.offset)
+                        c._dead(work, record, event, ViewError(
+                            f"view {view.name!r}: initial raised {type(exc).__name__}: {exc}"))
+                continue
+            hit = False
+            for record, event in events:
+                try:
+                    acc = add(acc, event)
+                    hit = True
+                except Exception as exc:
+                    if record.offset not in failed:
+                        failed.add(record.offset)
+                        c._dead(work, record, event, ViewError(
+                            f"view {view.name!r}: the fold raised {type(exc).__name__}: {exc}"))
+            if not tumbling:
+                folded.update(record.offset for record, _ in events)
+            if state is None:
+                if not hit:
+                    continue
+                start = span[1]
+                state = [start, start + size, acc, 0]
+                index(span[0], start, start + size + grace)
+            else:
+                state[2] = acc
+            windows[span] = state
+            writes.append(_new(KVWrite, (ns, names[span], _encode(state))))
+        for record, event in blocked:  # every window of the event closed elsewhere: late
+            if record.offset not in folded and record.offset not in failed:
+                folded.add(record.offset)
+                self._late(work, record, event, event_ms(event), "its window closed")
 
     async def _fold_sessions(self, keyed: list[tuple[Record, Event, str, int]],
                              work: UnitOfWork) -> None:

@@ -7,6 +7,12 @@ Baseline: the raw engine appending the same number of records in batches and rea
 
     python benchmarks/throughput.py [--events 50000] [--workers 2]
     python benchmarks/throughput.py --engine nats [--events 20000]
+    python benchmarks/throughput.py --schemas [--events 20000]
+
+``--schemas`` runs the end-to-end flow with schemas declared for both event types (every
+publish and every emitted event validated: msgspec Structs, then the same schemas as JSON Schema
+documents checked by jsonschema-rs) beside the same flow without schemas, in the same run,
+alternating, best of three rounds each; it prints each rate and its ratio to the flow without.
 
 Prints events/s end-to-end (input events fully handled by both hops), the raw baseline, the ratio,
 and the peak memory (RSS high-water mark) of the process.
@@ -39,6 +45,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "..", "src")
 sys.path.insert(0, SRC)
@@ -55,7 +63,30 @@ from setpiece.engine import (  # noqa: E402
 from setpiece.event import encode_event  # noqa: E402
 
 
-def build_stack() -> Stack:
+class OrderPlaced(msgspec.Struct):
+    order: str
+    customer: str
+    amount: int
+
+
+class OrderPriced(msgspec.Struct):
+    order: str
+    total: int
+
+
+def bench_schemas(kind: str | None) -> list[Any]:
+    """The flow's two event types' schemas: ``struct`` (msgspec), ``json`` (JSON Schema)."""
+    from setpiece.schemas import Schema
+
+    if kind is None:
+        return []
+    if kind == "struct":
+        return [Schema("order_placed", OrderPlaced), Schema("order_priced", OrderPriced)]
+    return [Schema("order_placed", Schema("x", OrderPlaced).document),
+            Schema("order_priced", Schema("x", OrderPriced).document)]
+
+
+def build_stack(schemas: str | None = None) -> Stack:
     first = Service("first")
     second = Service("second")
 
@@ -70,7 +101,7 @@ def build_stack() -> Stack:
     async def record(event: Event, ctx) -> None:  # type: ignore[no-untyped-def]
         await ctx.store.put(event.data["order"], event.data["total"])
 
-    return Stack("bench", services=[first, second])
+    return Stack("bench", services=[first, second], schemas=bench_schemas(schemas))
 
 
 def events(n: int) -> list[Event]:
@@ -85,8 +116,9 @@ def events(n: int) -> list[Event]:
     ]
 
 
-async def end_to_end(url: str, n: int, concurrency: int = 16, store: str | None = None) -> float:
-    stack = build_stack()
+async def end_to_end(url: str, n: int, concurrency: int = 16, store: str | None = None,
+                     schemas: str | None = None) -> float:
+    stack = build_stack(schemas)
     batch = events(n)
     config = RuntimeConfig(batch_size=512, concurrency=concurrency)
     async with stack.start(engine=url, store=store, config=config) as rt:
@@ -330,6 +362,37 @@ def main_nats(n: int, concurrency: int) -> None:
     print(f"peak memory (max RSS):         {peak_mb:>10,.0f} MiB")
 
 
+def validation_cost(kind: str, n: int = 100_000) -> float:
+    """Microseconds to validate one ``order_placed`` event's data, alone."""
+    from setpiece.schemas._validate import compile_validator
+
+    validate = compile_validator(bench_schemas(kind)[0])
+    data = events(1)[0].data
+    started = time.perf_counter()
+    for _ in range(n):
+        validate(data)
+    return (time.perf_counter() - started) / n * 1e6
+
+
+def main_schemas(n: int, concurrency: int, rounds: int = 3) -> None:
+    best: dict[str | None, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(rounds):
+            for kind in (None, "struct", "json"):
+                rate = asyncio.run(end_to_end(f"sqlite:///{tmp}/{kind}{round_}.db", n,
+                                              concurrency, schemas=kind))
+                best[kind] = max(best.get(kind, 0.0), rate)
+    off = best[None]
+    print(f"events: {n} (SQLite file; every input and emitted event validated when on)")
+    print(f"end-to-end, schemas off:               {off:>10,.0f} events/s  (baseline)")
+    print(f"end-to-end, Struct schemas (msgspec):  {best['struct']:>10,.0f} events/s  "
+          f"({best['struct'] / off:.0%} of off)")
+    print(f"end-to-end, JSON Schema (jsonschema-rs): {best['json']:>8,.0f} events/s  "
+          f"({best['json'] / off:.0%} of off)")
+    print(f"one validation alone: Struct {validation_cost('struct'):.2f} us, "
+          f"JSON Schema {validation_cost('json'):.2f} us (two per input event: in and emitted)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=50_000)
@@ -337,7 +400,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0,
                         help="also run the flow on N `setpiece run` processes sharing the file")
     parser.add_argument("--engine", choices=["sqlite", "nats"], default="sqlite")
+    parser.add_argument("--schemas", action="store_true",
+                        help="the flow with event schemas validated, beside it without")
     args = parser.parse_args()
+    if args.schemas:
+        main_schemas(args.events, args.concurrency)
+        return
     if args.engine == "nats":
         main_nats(args.events, args.concurrency)
         return

@@ -8,18 +8,25 @@ without seeing each other's streams or state.
 
 ``engine_urls`` yields ``(engine URL, store URL or None)``: SQLite in memory by default; tests
 that take it through ``indirect`` parametrization with ``ENGINES`` run on NATS + PostgreSQL too.
+
+The ``setpiece.testing`` plugin is loaded here (its fixtures: ``setpiece_stack``, ...): tests
+parametrized with ``on_setpiece_engines`` start their stacks on memory and on NATS + PostgreSQL
+(a namespace per test, removed after it), on the same session servers as ``nats``/``postgres``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
 
-from setpiece.engine.servers import NatsServer, PostgresServer, nats_server, postgres_server
+from setpiece.engine.servers import NatsServer, PostgresServer
+from setpiece.testing import Servers
+
+pytest_plugins = ["pytester", "setpiece.testing"]
 
 # Parametrize a test's ``engine_urls`` with these (``indirect=True``): SQLite in memory, and
 # NATS JetStream + PostgreSQL under the ``servers`` marker.
@@ -27,6 +34,13 @@ ENGINES = [
     pytest.param("memory", id="sqlite"),
     pytest.param("nats", id="nats-pg", marks=pytest.mark.servers),
 ]
+
+
+# ``setpiece_stack`` on memory, and on NATS + PostgreSQL under the ``servers`` marker.
+on_setpiece_engines = pytest.mark.parametrize("setpiece_engine", [
+    pytest.param("memory", id="memory"),
+    pytest.param("nats", id="nats-pg", marks=pytest.mark.servers),
+])
 
 
 @pytest.fixture
@@ -40,15 +54,19 @@ def run() -> Callable[[Coroutine[Any, Any, Any]], Any]:
 
 
 @pytest.fixture(scope="session")
-def nats() -> Iterator[NatsServer]:
-    with nats_server() as server:
-        yield server
+def nats(setpiece_servers: Servers) -> NatsServer:
+    """The session's nats-server (the plugin's ``setpiece_servers``, started from the wheel)."""
+    if setpiece_servers.nats is None:
+        pytest.skip("this test restarts or kills nats-server: not with servers given by URL")
+    return setpiece_servers.nats
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    with postgres_server() as server:
-        yield server
+def postgres(setpiece_servers: Servers) -> PostgresServer:
+    """The session's PostgreSQL (the plugin's ``setpiece_servers``, started from the wheel)."""
+    if setpiece_servers.postgres is None:
+        pytest.skip("this test restarts or kills PostgreSQL: not with servers given by URL")
+    return setpiece_servers.postgres
 
 
 def fresh_urls(nats: NatsServer, postgres: PostgresServer) -> tuple[str, str]:

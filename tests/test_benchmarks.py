@@ -37,3 +37,17 @@ def test_the_pattern_workload_matches_as_the_naive_loop_does() -> None:
         assert index.match(event) == expected
         matched += len(expected)
     assert matched > 0, "the workload must produce matches"
+
+
+def test_the_flow_with_schemas_validates_every_event(run: Any) -> None:
+    for kind in ("struct", "json"):
+        assert run(throughput.end_to_end("memory", 300, schemas=kind)) > 0
+    stack = throughput.build_stack("json")
+    assert sorted(stack.schemas) == ["order_placed", "order_priced"]
+
+
+def test_the_testing_benchmark_starts_and_stops_its_stack(run: Any) -> None:
+    from benchmarks import testing as testing_bench
+
+    found = run(testing_bench.measure("sqlite", rounds=1))
+    assert set(found) == {"stack", "cleanup", "engine"} and found["stack"] > 0

@@ -11,11 +11,17 @@ The convention, for whoever writes docs:
 * ``<!-- continue -->`` anywhere else (before the first block, before a non-python fence, not
   right before a fence) is a mistake and fails the test.
 * ```text blocks are excerpts (commands, output) and are not run.
+* A ```python block whose first line is ``# test_<name>.py`` is a pytest module (docs/testing.md):
+  it is written to that file in a fresh directory and run with pytest, and every test in it must
+  pass. It is self-contained (nothing continues it, it continues nothing).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 CONTINUE = "<!-- continue -->"
 FENCE = re.compile(r"^```(\S*)\s*$")
+PYTEST_MODULE = re.compile(r"^# (test_\w+\.py)\n")
 
 
 @dataclass
@@ -81,6 +88,13 @@ CHAINS = [chain for page in PAGES for chain in chains(page)]
 
 @pytest.mark.parametrize("chain", CHAINS, ids=[chain.id for chain in CHAINS])
 def test_python_blocks_run(chain: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = PYTEST_MODULE.match(chain.blocks[0].code)
+    continued = [b.line for b in chain.blocks[1:] if PYTEST_MODULE.match(b.code)]
+    assert not continued, f"{chain.id}: a pytest module block (line {continued}) stands alone"
+    if module is not None:
+        assert len(chain.blocks) == 1, f"{chain.id}: a pytest module block stands alone"
+        run_pytest_module(tmp_path / module.group(1), chain.blocks[0].code, chain.id)
+        return
     monkeypatch.chdir(tmp_path)  # blocks that write files write them here
     namespace: dict[str, object] = {"__name__": f"docs_{chain.page.stem}"}
     for block in chain.blocks:
@@ -89,6 +103,18 @@ def test_python_blocks_run(chain: Chain, tmp_path: Path, monkeypatch: pytest.Mon
             exec(compile(block.code, where, "exec"), namespace)
         except Exception as exc:
             raise AssertionError(f"{where} failed: {exc!r}") from exc
+
+
+def run_pytest_module(path: Path, code: str, where: str) -> None:
+    path.write_text(code)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "--rootdir", str(path.parent), str(path)],
+        cwd=path.parent, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    assert done.returncode == 0 and " passed" in done.stdout, (
+        f"{where}: pytest failed\n{done.stdout}\n{done.stderr}")
 
 
 def test_every_page_has_its_blocks_found() -> None:
@@ -112,3 +138,8 @@ def test_a_stray_continue_marker_is_refused(tmp_path: Path) -> None:
                        "```text\nnot run\n```\n```python\ny = 2\n```\n")
     assert [len(c.blocks) for c in chains(chained)] == [2, 1]
 
+
+
+def test_a_pytest_module_block_must_pass(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="pytest failed"):
+        run_pytest_module(tmp_path / "test_fails.py", "def test_no():\n    assert 1 == 2\n", "x")

@@ -13,7 +13,7 @@ from setpiece.signals import ControlSignal
 EXPECTED = {
     "Bus", "ConfigError", "Context", "DeadLetter", "DefinitionError", "DrainTimeout", "Drop",
     "EngineError", "Event", "EventError", "HandlerError", "HandlerTimeout", "HttpTarget",
-    "PatternError", "Retry",
+    "PatternError", "Retry", "SchemaError",
     "RetryPolicy", "Rule", "Runtime", "RuntimeConfig", "Service", "SetpieceError", "Stack",
     "Stream", "SyncContext", "TaskFailed", "WorkflowError", "__version__",
     # the HTTP gateway
@@ -41,16 +41,19 @@ def test_every_public_name_has_a_docstring() -> None:
 # Each subpackage with a public face: exactly these names. A change here is an API change.
 SUBPACKAGES = {
     "setpiece.errors": {
-        "AuthError", "ConfigError", "ConflictError", "DefinitionError", "DrainTimeout",
+        "AuthError", "ConfigError", "ConflictError", "DefinitionError", "DeployError",
+        "DrainTimeout",
         "EngineError", "EventError", "ExecutionAlreadyExists", "ExecutionDoesNotExist",
         "HTTPError", "HandlerError", "HandlerTimeout", "HttpError", "InputDecodeError",
-        "InvalidToken", "PatternError", "RefusedError", "SetpieceError", "TaskDoesNotExist",
-        "TaskFailed", "TaskTimedOut", "TaskTokenError", "ViewError", "WorkflowError",
+        "InvalidToken", "PatternError", "RefusedError", "SchemaError", "SetpieceError",
+        "TaskDoesNotExist", "TaskFailed", "TaskTimedOut", "TaskTokenError", "ViewError",
+        "WorkflowError",
     },
     "setpiece.views": {
         "Aggregate", "Hopping", "Join", "Session", "Sliding", "StreamJoin", "Table", "TableJoin",
         "Tumbling", "ViewError",
     },
+    "setpiece.schemas": {"Schema", "is_compatible"},
     "setpiece.signals": {"ControlSignal", "Drop", "Retry"},
     "setpiece.patterns": {"InputTransformer", "Pattern", "PatternError", "RuleSet", "compile"},
     "setpiece.workflows": {
@@ -63,11 +66,18 @@ SUBPACKAGES = {
         "stop_execution", "validate",
     },
     "setpiece.engine": {
-        "Assignment", "Engine", "GroupLog", "KVRead", "KVWrite", "Log", "OffsetCommit", "Record",
+        "Assignment", "Engine", "EventAppend", "GroupLog", "KVRead", "KVWrite", "Log",
+        "OffsetCommit", "Record",
         "Store", "StreamSpec", "Timer", "UnitOfWork", "open_engine", "partition_for",
     },
+    "setpiece.deploy": {
+        "NAMESPACE", "Change", "ChangeSet", "Deployment", "GroupSpec", "History", "Resources",
+        "Step", "additions", "check", "deploy", "describe", "diff", "digest", "run_steps",
+        "steps_for",
+    },
     "setpiece.engine.conformance": {
-        "EngineConformance", "EngineSuite", "EngineTestCase", "GroupLogConformance",
+        "EngineConformance", "EngineSuite", "EngineTestCase", "EventStoreConformance",
+        "GroupLogConformance",
         "LogConformance", "PeerConformance", "StoreConformance", "engine_test", "peer_test",
     },
     "setpiece.gateway": {
@@ -79,7 +89,11 @@ SUBPACKAGES = {
         "DeadLetter", "EndpointCall", "Extension", "HttpEndpoint", "Runtime", "RuntimeConfig",
         "Scope", "StoreReader",
     },
+    "setpiece.sourcing": {"CONFLICT_RETRY", "Aggregate", "Snapshots", "Upcaster"},
     "setpiece.cli": {"main"},
+    "setpiece.testing": {
+        "Call", "EngineUrls", "FakeHttp", "Servers", "StackStarter", "VirtualClock",
+    },
 }
 
 

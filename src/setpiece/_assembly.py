@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from setpiece.clock import SYSTEM_CLOCK, Clock
 from setpiece.engine import open_engine
 from setpiece.engine.contract import Engine
 from setpiece.gateway.app import Gateway
@@ -16,6 +17,9 @@ from setpiece.gateway.handle import GatewayMethods
 from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.extension import Extension
 from setpiece.runtime.runtime import Runtime as CoreRuntime
+from setpiece.schemas._extension import SchemaChecks
+from setpiece.sourcing._api import SourcingMethods
+from setpiece.sourcing._extension import EventSourcing
 from setpiece.stack import Stack
 from setpiece.views._api import ViewMethods
 from setpiece.views._extension import Views
@@ -28,26 +32,36 @@ __all__ = [
 ]
 
 
-class Runtime(GatewayMethods, WorkflowMethods, ViewMethods, CoreRuntime):
+class Runtime(GatewayMethods, WorkflowMethods, SourcingMethods, ViewMethods, CoreRuntime):
     """A running stack. Get one from ``stack.start(...)``.
 
     Besides publishing, draining, stores, dead letters and replay (the runtime's own), it serves
     the HTTP gateway (``asgi()``) and runs the stack's durable workflows (``start_execution``,
-    ``executions``, ``send_task_success``, ...) and keeps its views (``view``).
+    ``executions``, ``send_task_success``, ...) and commands on its event-sourced aggregates
+    (``aggregate(name, id)``, ``execute_many``, ``replay_aggregate``), and keeps its
+    views (``view``).
     """
 
 
 def extensions_for(stack: Stack) -> list[Extension]:
     """The extensions a runtime of ``stack`` runs."""
     extensions: list[Extension] = [DurableWorkflows()]
+    if stack.schemas:
+        extensions.append(SchemaChecks(stack))
+    if stack.aggregates:
+        extensions.append(EventSourcing())
     if stack.views:
         extensions.append(Views(dict(stack.views)))
     return extensions
 
 
-def new_runtime(stack: Stack, engine: Engine, config: RuntimeConfig | None = None) -> Runtime:
+def new_runtime(
+    stack: Stack, engine: Engine, config: RuntimeConfig | None = None,
+    clock: Clock | None = None,
+) -> Runtime:
     """A runtime of ``stack`` on an open engine, with its extensions, not started."""
-    return Runtime(stack, engine, config or RuntimeConfig(), extensions_for(stack))
+    return Runtime(stack, engine, config or RuntimeConfig(), extensions_for(stack),
+                   clock or SYSTEM_CLOCK)
 
 
 async def open_runtime(
@@ -57,11 +71,13 @@ async def open_runtime(
     store: str | None = None,
     config: RuntimeConfig | None = None,
     extensions: Sequence[Extension] | None = None,
+    clock: Clock | None = None,
 ) -> Runtime:
     """Open the engine at ``url`` and start a runtime of ``stack`` on it (closed on failure)."""
     engine = await open_engine(url, store=store)
     runtime = Runtime(stack, engine, config or RuntimeConfig(),
-                      extensions_for(stack) if extensions is None else extensions)
+                      extensions_for(stack) if extensions is None else extensions,
+                      clock or SYSTEM_CLOCK)
     try:
         await runtime.start()
     except BaseException:

@@ -98,8 +98,15 @@ class Rule:
                 )
 
 
+VALIDATION_MODES = ("enforce", "warn", "off")
+
+
 class Bus:
     """A named event bus. ``archive_retention`` (seconds) is how long events stay replayable.
+
+    ``validation``: what happens to an event whose data does not fit the schema declared for
+    its type (``Stack(schemas=[...])``): ``enforce`` refuses it (SchemaError, nothing stored),
+    ``warn`` publishes it and counts and logs it, ``off`` does not check.
 
     Its backing stream (the archive) is named :func:`bus_stream_name` and has ``partitions``
     partitions; the runtime creates it.
@@ -112,10 +119,15 @@ class Bus:
         partitions: int = 4,
         archive_retention: float | None = WEEK,
         rules: tuple[Rule, ...] | list[Rule] = (),
+        validation: str = "enforce",
     ) -> None:
         check_name("bus", name)
         if not 1 <= partitions <= 1024:
             raise ConfigError(f"bus {name!r}: partitions must be 1..1024")
+        if validation not in VALIDATION_MODES:
+            raise ConfigError(f"bus {name!r}: validation must be one of "
+                              f"{', '.join(VALIDATION_MODES)}, got {validation!r}")
+        self.validation = validation
         self.name = name
         self.partitions = partitions
         self.archive_retention = archive_retention

@@ -20,13 +20,23 @@ if TYPE_CHECKING:
     from setpiece.runtime.unit import Attempt
 
 __all__ = [
-    "TASK_TOKENS", "Context", "ServiceStore", "SyncContext", "SyncServiceStore", "TaskAnswers",
+    "AGGREGATES", "TASK_TOKENS", "AggregateCommands", "Context", "ServiceStore",
+    "SyncAggregateCommands", "SyncContext", "SyncServiceStore", "TaskAnswers",
 ]
 
 #: The context service that answers workflow task tokens (provided by durable workflows).
 TASK_TOKENS = "task_tokens"
 #: The context service that reads the stack's views (provided by setpiece.views).
 VIEWS = "views"
+#: The context service behind ``ctx.aggregate`` (provided by event sourcing).
+AGGREGATES = "aggregates"
+
+
+class AggregateCommands(Protocol):
+    """One event-sourced aggregate seen from a delivery: its commands commit with it."""
+
+    async def execute(self, command: Any) -> int: ...
+    async def load(self) -> tuple[Any, int]: ...
 
 
 class TaskAnswers(Protocol):
@@ -125,6 +135,26 @@ class Context:
             raise TaskDoesNotExist("this runtime runs no workflows, so no task waits for a token")
         return answers
 
+    def aggregate(self, name: str, id: str) -> AggregateCommands:
+        """The event-sourced aggregate ``name`` with id ``id``, as this delivery sees it.
+
+        ``await ctx.aggregate("account", "a-1").execute(command)`` decides the command on the
+        current state and returns the new version; the events are stored, and published, with
+        this delivery (its store writes, events and offset), or not at all. When another writer
+        got there first, the delivery runs again on fresh state. ``await .load()`` returns
+        ``(state, version)``. Raises ConfigError for an aggregate the stack does not declare.
+        """
+        found = self._scope.service_named(AGGREGATES)
+        if found is None:
+            raise ConfigError(
+                f"aggregate {name!r}: this stack declares no aggregates "
+                "(Stack(..., aggregates=[...]))"
+            )
+        commands: AggregateCommands = found.handle(
+            name, id, cause=self.event, service=self.service
+        )
+        return commands
+
     async def send_task_success(self, token: str, output: Any = None) -> None:
         """Answer a workflow task waiting for ``token`` with ``output`` (a JSON value).
 
@@ -189,6 +219,23 @@ class SyncServiceStore:
         self._run(self._store.delete(key))
 
 
+class SyncAggregateCommands:
+    """An aggregate for plain ``def`` handlers: ``execute`` and ``load`` block."""
+
+    __slots__ = ("_commands", "_loop")
+
+    def __init__(self, commands: AggregateCommands, loop: asyncio.AbstractEventLoop) -> None:
+        self._commands = commands
+        self._loop = loop
+
+    def execute(self, command: Any) -> int:
+        return asyncio.run_coroutine_threadsafe(
+            self._commands.execute(command), self._loop).result()
+
+    def load(self) -> tuple[Any, int]:
+        return asyncio.run_coroutine_threadsafe(self._commands.load(), self._loop).result()
+
+
 class SyncContext:
     """The context for plain ``def`` handlers: the same, with blocking methods."""
 
@@ -209,6 +256,10 @@ class SyncContext:
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def aggregate(self, name: str, id: str) -> SyncAggregateCommands:
+        """See :meth:`Context.aggregate` (blocking methods)."""
+        return SyncAggregateCommands(self._ctx.aggregate(name, id), self._loop)
 
     def send_task_success(self, token: str, output: Any = None) -> None:
         """See :meth:`Context.send_task_success`."""

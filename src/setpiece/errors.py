@@ -4,6 +4,7 @@
 
     SetpieceError
     ├── EventError          (ValueError)  an event envelope is malformed or too large; names the field
+    │   └── SchemaError                   an event's data does not fit its type's schema; names type, JSON path, rule
     ├── PatternError        (ValueError)  an event pattern or input transformer is invalid; names the path
     ├── ConfigError         (ValueError)  a stack is declared wrongly: unknown target, duplicate name, ...
     ├── EngineError                       the engine cannot be used: unreachable, not a setpiece database
@@ -41,6 +42,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DefinitionError",
+    "DeployError",
     "DrainTimeout",
     "EngineError",
     "EventError",
@@ -54,6 +56,7 @@ __all__ = [
     "InvalidToken",
     "PatternError",
     "RefusedError",
+    "SchemaError",
     "SetpieceError",
     "TaskDoesNotExist",
     "TaskFailed",
@@ -74,6 +77,18 @@ class EventError(SetpieceError, ValueError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class SchemaError(EventError):
+    """An event's data does not fit the schema declared for its type, or a schema may not follow
+    the one before it. Names the event type, the JSON path and the rule that failed; when it
+    comes from a publish, nothing was stored."""
+
+    def __init__(self, message: str, *, event_type: str, path: str, rule: str) -> None:
+        super().__init__(message, field=path)
+        self.event_type = event_type
+        self.path = path
+        self.rule = rule
 
 
 class PatternError(SetpieceError, ValueError):
@@ -102,6 +117,11 @@ class RefusedError(EngineError):
     """The engine cannot store a value a unit of work holds (PostgreSQL: U+0000 in text, a key
     over an index's size limit). Committing the same unit again fails again: the runtime
     dead-letters the record that made it, with this reason, and goes on."""
+
+
+class DeployError(EngineError):
+    """``setpiece apply`` or ``rollback`` failed at a step and was undone: the message names the
+    step, the engine's refusal, and any step that could not be undone."""
 
 
 class HandlerError(SetpieceError):

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["RESERVED", "RouteEntry", "RouteTable", "check_routes"]
 
-RESERVED = ("/openapi.json", "/healthz", "/events/", "/workflows/", "/views/")
+RESERVED = (
+    "/openapi.json", "/asyncapi.json", "/healthz", "/events/", "/workflows/", "/views/",
+)
 """Paths the gateway serves itself; no service route may take them."""
 
 
@@ -36,7 +38,8 @@ class RouteEntry:
     __slots__ = ("kind", "public", "route", "scopes", "service", "template")
 
     def __init__(self, kind: str, template: str, route: HttpRoute | None = None) -> None:
-        self.kind = kind  # "service" | "events" | "tasks" | "views" | "openapi" | "health"
+        # "service" | "events" | "tasks" | "views" | "openapi" | "asyncapi" | "health"
+        self.kind = kind
         self.template = template
         self.route = route
         self.service = route.service if route is not None else ""
@@ -61,6 +64,8 @@ class RouteTable:
         self.dynamic: dict[str, list[tuple[re.Pattern[str], RouteEntry]]] = {}
         self._shapes: dict[tuple[str, str], str] = {}
         self._add("GET", "/openapi.json", RouteEntry("openapi", "/openapi.json"), "the gateway")
+        self._add("GET", "/asyncapi.json", RouteEntry("asyncapi", "/asyncapi.json"),
+                  "the gateway")
         self._add("GET", "/healthz", RouteEntry("health", "/healthz"), "the gateway")
         self._add("POST", "/events/{bus}", RouteEntry("events", "/events/{bus}"), "the gateway")
         self._add("POST", "/workflows/tasks/{action}",
@@ -70,8 +75,8 @@ class RouteTable:
         for service in stack.services.values():
             for route in service.routes:
                 where = f"route {service.name}.{route.name}"
-                if route.path in ("/openapi.json", "/healthz") or route.path.startswith(
-                    ("/events/", "/workflows/", "/views/")
+                if route.path in ("/openapi.json", "/asyncapi.json", "/healthz") or (
+                    route.path.startswith(("/events/", "/workflows/", "/views/"))
                 ):
                     raise ConfigError(f"{where}: {route.path!r} is reserved by the gateway "
                                       f"({', '.join(RESERVED)})")

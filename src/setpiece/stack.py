@@ -19,12 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from setpiece.bus import DEFAULT_BUS, Bus, WorkflowTarget
+from setpiece.clock import Clock
 from setpiece.errors import ConfigError
 from setpiece.http import Authenticator, CallPolicy, VersionRoutes
 from setpiece.route_table import check_routes
+from setpiece.schemas.schema import Schema, versions_by_type
 from setpiece.service import Service
+from setpiece.sourcing.aggregate import Aggregate
 from setpiece.stream import Stream, check_name
-from setpiece.views.declarations import Aggregate, Join, StreamJoin, Table, TableJoin, View
+from setpiece.views import declarations as views
+from setpiece.views.declarations import Join, StreamJoin, Table, TableJoin, View
 from setpiece.workflows.workflow import Workflow
 
 if TYPE_CHECKING:
@@ -37,7 +41,11 @@ N = TypeVar("N", Service, Bus, Stream)
 
 
 class Stack:
-    """Services, buses, streams and workflows, checked together.
+    """Services, buses, streams, workflows, event schemas and event-sourced aggregates, checked
+    together.
+
+    ``schemas``: a :class:`~setpiece.schemas.Schema` per event type and version; every publish
+    is validated against them (see :mod:`setpiece.schemas`).
 
     The HTTP face (declared with :mod:`setpiece.http`, served by :mod:`setpiece.gateway`):
     ``auth`` checks bearer tokens (a :class:`~setpiece.JWTAuth`, or any
@@ -59,6 +67,8 @@ class Stack:
         calls: CallPolicy | None = None,
         workflows: Sequence[Workflow] = (),
         views: Sequence[View] = (),
+        schemas: Sequence[Schema] = (),
+        aggregates: Sequence[Aggregate] = (),
     ) -> None:
         check_name("stack", name)
         self.name = name
@@ -71,11 +81,22 @@ class Stack:
             if workflow.name in self.workflows:
                 raise ConfigError(f"the stack declares two of workflow {workflow.name!r}")
             self.workflows[workflow.name] = workflow
+        self.aggregates: dict[str, Aggregate] = {}
+        for aggregate in aggregates:
+            if not isinstance(aggregate, Aggregate):
+                raise ConfigError(
+                    f"aggregates: expected setpiece.sourcing.Aggregate, got {aggregate!r}"
+                )
+            if aggregate.name in self.aggregates:
+                raise ConfigError(f"the stack declares two of aggregate {aggregate.name!r}")
+            self.aggregates[aggregate.name] = aggregate
         if default_bus not in self.buses:
             self.buses[default_bus] = Bus(default_bus)
+        #: event type -> its declared schemas, oldest version first (setpiece.schemas)
+        self.schemas: dict[str, tuple[Schema, ...]] = versions_by_type(schemas)
         self.views: dict[str, View] = {}
         for view in views:
-            if not isinstance(view, Table | Aggregate | Join | TableJoin | StreamJoin):
+            if not isinstance(view, Table | views.Aggregate | Join | TableJoin | StreamJoin):
                 raise ConfigError(f"views: expected Table, Aggregate, Join, TableJoin or "
                                   f"StreamJoin, got "
                                   f"{type(view).__name__}")
@@ -113,6 +134,11 @@ class Stack:
                                           f"{target.name!r} is not declared in the stack")
         for workflow in self.workflows.values():
             workflow.check(self)
+        for aggregate in self.aggregates.values():
+            if aggregate.bus is not None and aggregate.bus not in self.buses:
+                raise ConfigError(f"aggregate {aggregate.name!r}: publishes on bus "
+                                  f"{aggregate.bus!r}, which the stack does not declare "
+                                  f"(buses: {sorted(self.buses)})")
         for view in self.views.values():
             self._check_view(view)
 
@@ -129,7 +155,7 @@ class Stack:
             places = [("left", view.left), ("right", view.right), ("emit_to", view.emit_to)]
         else:
             places = [("source", view.source)]
-        if isinstance(view, Aggregate | Join):
+        if isinstance(view, views.Aggregate | Join):
             places.append(("emit_to", view.emit_to))
         for what, place in places:
             if isinstance(place, Stream) and self.streams.get(place.name) != place:
@@ -163,17 +189,25 @@ class Stack:
         *,
         store: str | None = None,
         config: RuntimeConfig | None = None,
+        clock: Clock | None = None,
     ) -> _Started:
         """Start the stack on an engine URL (``memory``, ``sqlite:///file.db``, ``nats://…``).
 
         Use it as ``async with stack.start(...) as rt``. A ``pathlib.Path`` names an SQLite
         file. Without a URL, ``SETPIECE_ENGINE`` (and
-        ``SETPIECE_STORE``) are read, then ``sqlite:///.setpiece/<stack>.db``.
+        ``SETPIECE_STORE``) are read, then ``sqlite:///.setpiece/<stack>.db``. ``clock`` is
+        the clock under the runtime's timers, schedules and retries (the system's by default;
+        a :class:`~setpiece.testing.VirtualClock` in tests).
         """
+        if clock is not None and not isinstance(clock, Clock):
+            raise ConfigError(
+                f"Stack.start(clock=...): a setpiece Clock (e.g. VirtualClock), "
+                f"not {type(clock).__name__}"
+            )
         if isinstance(engine, os.PathLike):  # a path names an SQLite file
             engine = f"sqlite:///{Path(engine).resolve()}"
         url = engine or os.environ.get("SETPIECE_ENGINE") or f"sqlite:///.setpiece/{self.name}.db"
-        return _Started(self, url, store or os.environ.get("SETPIECE_STORE"), config)
+        return _Started(self, url, store or os.environ.get("SETPIECE_STORE"), config, clock)
 
     def asgi(
         self,
@@ -202,16 +236,18 @@ class _Started:
     """``async with stack.start(...) as rt``: the runtime runs inside the block."""
 
     def __init__(
-        self, stack: Stack, url: str, store: str | None, config: RuntimeConfig | None
+        self, stack: Stack, url: str, store: str | None, config: RuntimeConfig | None,
+        clock: Clock | None = None,
     ) -> None:
         self._stack, self._url, self._store, self._config = stack, url, store, config
+        self._clock = clock
         self._runtime: Runtime | None = None
 
     async def __aenter__(self) -> Runtime:
         from setpiece._assembly import open_runtime  # the one door down to the runtime
 
         self._runtime = await open_runtime(
-            self._stack, self._url, store=self._store, config=self._config
+            self._stack, self._url, store=self._store, config=self._config, clock=self._clock
         )
         return self._runtime
 

@@ -261,6 +261,9 @@ def test_new_service_scaffold_passes_its_own_test(tmp_path: Path) -> None:
     made = cli("new", "service", "billing-api", "--dir", str(tmp_path / "svc"))
     assert made.exit_code == 0, made.output
     assert (tmp_path / "svc" / "billing_api.py").exists()
+    test = (tmp_path / "svc" / "test_billing_api.py").read_text()
+    assert "async def test_counts_requests_per_customer(setpiece_stack" in test  # the plugin
+    assert 'await rt.expect({"type": ["billing-api.done"]' in test
     again = cli("new", "service", "billing-api", "--dir", str(tmp_path / "svc"))
     assert again.exit_code == 2 and "exist already" in again.stderr
     assert cli("new", "service", "Bad Name!", "--dir", str(tmp_path)).exit_code == 2
@@ -272,6 +275,14 @@ def test_new_service_scaffold_passes_its_own_test(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
+    on_sqlite = subprocess.run(  # the same test on another engine, by the plugin's option
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
+         str(tmp_path / "svc"), "--setpiece-engine=sqlite",
+         str(tmp_path / "svc" / "test_billing_api.py")],
+        cwd=tmp_path / "svc", capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    assert on_sqlite.returncode == 0 and "1 passed" in on_sqlite.stdout, on_sqlite.stdout
 
 
 # -- subprocesses: workers and dev ----------------------------------------------------------------

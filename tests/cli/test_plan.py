@@ -51,6 +51,17 @@ def engine_state(urls: list[str]) -> tuple[dict[str, Any], list[tuple[str, str]]
     return asyncio.run(main())
 
 
+def append(urls: list[str], stream: str) -> None:
+    async def main() -> None:
+        engine: Engine = await open_engine(urls[1], store=urls[3] if len(urls) > 2 else None)
+        try:
+            await engine.append(stream, [("k", b"record")])
+        finally:
+            await engine.close()
+
+    asyncio.run(main())
+
+
 V1_GROUPS = {"counter.count@orders", "audit.note@bus.default",
              "rule.default.big_orders.stream:big@bus.default"}
 
@@ -86,18 +97,17 @@ def test_plan_apply_modify_delete_and_blocked(urls: list[str], tmp_path: Path) -
     text = cli("plan", f"{APP}:v2", *urls).output
     assert "retention forever -> 3600s" in text and "- delete" in text
 
-    # Without --allow-delete: adds and modifies only.
+    # big holds a record: without --allow-delete, apply refuses, names it, and changes nothing.
+    append(urls, "big")
+    text = cli("plan", f"{APP}:v2", *urls).output
+    assert "holds 1 record(s): needs --allow-delete" in text
     result = cli("apply", f"{APP}:v2", *urls)
-    assert result.exit_code == 0, result.output
-    assert "3 deletion(s) skipped" in result.output
+    assert result.exit_code == 2, result.output
+    assert "refusing to delete what holds data: stream big (1 record(s))" in result.output
+    assert "Nothing was changed" in result.output
     streams, groups = engine_state(urls)
-    assert streams["orders"] == (2, 3600.0) and streams["refunds"] == (3, None)
-    assert "big" in streams and ("audit.note", "bus.default") in groups
-    after = plan("v2", urls)
-    assert after[("stream", "orders")] == "unchanged"  # JetStream's max_age followed too
-    assert {k for k, a in after.items() if a != "unchanged"} == {
-        ("stream", "big"), ("group", "audit.note@bus.default"),
-        ("group", "rule.default.big_orders.stream:big@bus.default")}
+    assert streams["orders"] == (2, None) and "refunds" not in streams
+    assert {f"{g}@{s}" for g, s in groups} == V1_GROUPS
 
     # --allow-delete asks first; "no" deletes nothing.
     result = cli("apply", f"{APP}:v2", *urls, "--allow-delete", input="n\n")
@@ -107,6 +117,7 @@ def test_plan_apply_modify_delete_and_blocked(urls: list[str], tmp_path: Path) -
     assert result.exit_code == 0, result.output
     streams, groups = engine_state(urls)
     assert "big" not in streams
+    assert streams["orders"] == (2, 3600.0) and streams["refunds"] == (3, None)
     assert {f"{g}@{s}" for g, s in groups} == {"counter.count@orders"}
     assert set(plan("v2", urls).values()) == {"unchanged"}
 

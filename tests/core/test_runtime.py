@@ -29,7 +29,8 @@ from setpiece import (
     Stack,
     Stream,
 )
-from tests.conftest import ENGINES
+from setpiece.testing import StackStarter
+from tests.conftest import ENGINES, on_setpiece_engines
 
 Run = Callable[[Any], Any]
 Urls = tuple[str, str | None]
@@ -63,30 +64,26 @@ def registered(customer: str, serial: str, **kw: Any) -> Event:
                  data={"customer": customer, "serial": serial}, partitionkey=customer, **kw)
 
 
-@on_engines
-def test_publish_handle_store_and_emit(run: Run, engine_urls: Urls) -> None:
-    url, store = engine_urls
+@on_setpiece_engines
+async def test_publish_handle_store_and_emit(setpiece_stack: StackStarter) -> None:
     stack, seen = loyalty_stack()
-
-    async def main() -> None:
-        async with stack.start(url, store=store) as rt:
-            first = await rt.publish(registered("cu-1", "s1"))
-            await rt.publish_many([registered("cu-1", f"s{i}") for i in range(2, 6)])
-            await rt.drain(timeout=10)
-            assert await rt.store("loyalty").get("cu-1") == 500
-            notes = dict(await rt.store("audit").items())
-            assert len(notes) == 5
-            causes = {n["cause"] for n in notes.values()}
-            assert first.id in causes
-            assert all(n["corr"] == n["cause"] for n in notes.values())
-
-    run(main())
+    rt = await setpiece_stack(stack)
+    first = await rt.publish(registered("cu-1", "s1"))
+    await rt.publish_many([registered("cu-1", f"s{i}") for i in range(2, 6)])
+    awarded = await rt.expect({"type": ["points_awarded"], "data": {"points": [500]}})
+    assert awarded.causationid == awarded.correlationid != first.id  # caused by the fifth
+    await rt.drain(timeout=10)
+    assert await rt.store("loyalty").get("cu-1") == 500
+    notes = dict(await rt.store("audit").items())
+    assert len(notes) == 5
+    causes = {n["cause"] for n in notes.values()}
+    assert first.id in causes
+    assert all(n["corr"] == n["cause"] for n in notes.values())
     assert seen == ["s1", "s2", "s3", "s4", "s5"]  # one key, in order
 
 
-@on_engines
-def test_order_is_kept_per_key_under_concurrency(run: Run, engine_urls: Urls) -> None:
-    url, store = engine_urls
+@on_setpiece_engines
+async def test_order_is_kept_per_key_under_concurrency(setpiece_stack: StackStarter) -> None:
     order: dict[str, list[int]] = {}
     svc = Service("orders")
 
@@ -95,18 +92,12 @@ def test_order_is_kept_per_key_under_concurrency(run: Run, engine_urls: Urls) ->
         await asyncio.sleep(0.0005 * (event.data["n"] % 3))  # uneven work
         order.setdefault(event.partitionkey or "", []).append(event.data["n"])
 
-    stack = Stack("s", services=[svc])
-
-    async def main() -> None:
-        config = RuntimeConfig(concurrency=8)
-        async with stack.start(url, store=store, config=config) as rt:
-            await rt.publish_many(
-                [Event(type="step", source="t", data={"n": i}, partitionkey=f"k{i % 7}")
-                 for i in range(300)]
-            )
-            await rt.drain(timeout=20)
-
-    run(main())
+    rt = await setpiece_stack(Stack("s", services=[svc]), config=RuntimeConfig(concurrency=8))
+    await rt.publish_many(
+        [Event(type="step", source="t", data={"n": i}, partitionkey=f"k{i % 7}")
+         for i in range(300)]
+    )
+    await rt.drain(timeout=20)
     assert sum(len(v) for v in order.values()) == 300
     for numbers in order.values():
         assert numbers == sorted(numbers)

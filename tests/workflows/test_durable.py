@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
-import json
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from setpiece import (
@@ -32,9 +30,10 @@ from setpiece import (
     WorkflowTarget,
 )
 from setpiece.engine.contract import UnitOfWork
+from setpiece.testing import FakeHttp, StackStarter
 from setpiece.workflows import execute
 from setpiece.workflows._store import NS
-from tests.conftest import ENGINES
+from tests.conftest import ENGINES, on_setpiece_engines
 from tests.workflows.helpers import machine
 
 Run = Callable[[Any], Any]
@@ -579,50 +578,25 @@ def test_running_executions_keep_their_definition_version(run: Run, tmp_path: Pa
 # ------------------------------------------------------------------------------ http
 
 
-@pytest.fixture
-def server() -> Iterator[str]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-            status = 200 if body.get("ok") else 503
-            out = json.dumps({"got": body}).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
-
-
-@on_every_engine
-def test_http_task(run: Run, server: str, engine_urls: Urls) -> None:
+@on_setpiece_engines
+async def test_http_task(setpiece_stack: StackStarter, setpiece_http: FakeHttp) -> None:
+    quote = "https://pricing.example/quote"
+    setpiece_http.answer(quote, method="POST", status=503, times=1)
+    setpiece_http.answer(quote, method="POST", respond=lambda call: httpx.Response(
+        200, json={"got": call.json()}))
     definition = machine(
-        ("Call", {"Type": "Task", "Resource": f"http:POST {server}/quote",
-                  "ResultPath": "$.quote",
+        ("Call", {"Type": "Task", "Resource": f"http:POST {quote}", "ResultPath": "$.quote",
                   "Catch": [{"ErrorEquals": ["States.Http.StatusCode.503"], "Next": "Down",
                              "ResultPath": "$.error"}]}),
         ("Up", {"Type": "Succeed"}),
         ("Down", {"Type": "Pass", "End": True}),
     )
-    stack = Stack("s", workflows=[Workflow("w", definition)])
-
-    async def main() -> None:
-        async with stack.start(engine_urls[0], store=engine_urls[1]) as rt:
-            done = await rt.wait_execution(await rt.start_execution("w", {"ok": True}), 10)
-            assert done.output == {"ok": True, "quote": {"got": {"ok": True}}}
-            done = await rt.wait_execution(await rt.start_execution("w", {"ok": False}), 10)
-            assert done.output["error"]["Error"] == "States.Http.StatusCode.503"
-
-    run(main())
+    rt = await setpiece_stack(Stack("s", workflows=[Workflow("w", definition)]))
+    done = await rt.wait_execution(await rt.start_execution("w", {"ok": False}), 10)
+    assert done.output["error"]["Error"] == "States.Http.StatusCode.503"
+    done = await rt.wait_execution(await rt.start_execution("w", {"ok": True}), 10)
+    assert done.output == {"ok": True, "quote": {"got": {"ok": True}}}
+    assert [call.json() for call in setpiece_http.calls_to(quote)] == [{"ok": False}, {"ok": True}]
 
 
 def test_timers_fire_once_across_two_runtimes(run: Run, tmp_path: Path) -> None:

@@ -15,7 +15,17 @@ import typer
 from setpiece.cli._common import USAGE_ERROR
 from setpiece.cli._console import out, state
 from setpiece.cli._help import Typer
-from setpiece.cli.commands import dlq, events, gateway, inspect, new, plan, run, workflow
+from setpiece.cli.commands import (
+    dlq,
+    events,
+    gateway,
+    inspect,
+    new,
+    plan,
+    run,
+    schema,
+    workflow,
+)
 
 __all__ = ["app", "cli"]
 
@@ -55,9 +65,9 @@ def root(
     state.debug = debug
 
 
-# dev, run | publish, replay, tail | inspect | plan, apply | gateway, token | dlq | new |
-# workflow, task
-for group in (run, events, inspect, plan, gateway, dlq, new, workflow):
+# dev, run | publish, replay, tail | inspect | plan, apply, rollback, history | gateway, token |
+# dlq | new | workflow, task | schema, asyncapi
+for group in (run, events, inspect, plan, gateway, dlq, new, workflow, schema):
     group.register(app)
 
 

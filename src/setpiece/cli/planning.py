@@ -1,17 +1,16 @@
-"""``setpiece plan`` and ``setpiece apply``: the change set between a stack and an engine.
+"""``setpiece plan``, ``apply``, ``rollback`` and ``history``: the change set between a stack (or
+a recorded deployment) and an engine, applied with undo and recorded.
 
-Like a CloudFormation change set: what the stack declares (its streams with their partitions
-and retention, the dead-letter stream, one consumer group per handler and rule target) against
-what the engine holds, each item one of
+Event schemas (``Stack(schemas=[...])``) are items too, one per declared version: ``add`` (not
+in the engine's schema registry yet), ``unchanged``, or ``blocked`` when the registry would
+refuse it (it breaks its type's compatibility rule: the detail names the path and the rule).
+``apply`` registers new versions before its other steps; the registry keeps every version it was
+given (nothing of it is deleted, undone or rolled back).
 
-* ``add`` — declared, not in the engine yet (``apply`` creates it);
-* ``modify`` — declared differently (retention; on NATS, a JetStream stream missing or with
-  another ``max_age``); ``apply`` changes it in place;
-* ``blocked`` — a change ``apply`` cannot make in place (a stream's partition count: records
-  are placed by key hash, so changing it needs a new stream and a migration);
-* ``unchanged``;
-* ``delete`` — in the engine, no longer declared (a stream, or a consumer group's offsets).
-  Shown always, applied only with ``--allow-delete``, after confirmation (or ``--yes``).
+The change set, its steps and the history live in :mod:`setpiece.deploy`; this module turns a
+stack into the resources it needs (a runtime, never started, on a scratch in-memory engine,
+knows which streams and consumer groups its handlers, rules and extensions use) and finds
+whether the engine's storage exists yet.
 
 ``plan`` changes nothing: it does not even create the database file or the PostgreSQL schema
 (it reports them as ``add``). ``apply`` creates what is missing exactly as a starting worker
@@ -22,185 +21,155 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+import getpass
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, cast
 
 from setpiece._assembly import new_runtime
-from setpiece.engine.contract import Engine, StreamSpec
-from setpiece.errors import ConfigError
+from setpiece.deploy import (
+    Change,
+    ChangeSet,
+    Deployment,
+    GroupSpec,
+    History,
+    Resources,
+    additions,
+    check,
+    deploy,
+    describe,
+    diff,
+)
+from setpiece.deploy.plan import Action
+from setpiece.engine.contract import Engine
+from setpiece.schemas._registry import SchemaRegistry, plan_schemas
+from setpiece.schemas.schema import Schema
 from setpiece.stack import Stack
 
-__all__ = ["Change", "ChangeSet", "apply_changes", "make_plan"]
+__all__ = [
+    "Change", "ChangeSet", "apply_changes", "deployer", "make_plan", "resources_of",
+    "rollback_to", "stack_plan",
+]
 
-Action = Literal["add", "modify", "blocked", "unchanged", "delete"]
-Kind = Literal["storage", "stream", "group"]
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One item of the change set. ``name`` is a stream, or ``group@stream`` for a group."""
-
-    action: Action
-    kind: Kind
-    name: str
-    detail: str = ""
-    stream: StreamSpec | None = None  # the declared stream (add / modify)
-    group: tuple[str, str] | None = None  # (group, stream) of a group item
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "kind": self.kind, "name": self.name,
-                "detail": self.detail}
+Opener = Callable[[], Awaitable[Engine]]
 
 
-@dataclass(frozen=True, slots=True)
-class ChangeSet:
-    """Every item, in a stable order: storage, streams, groups."""
+async def resources_of(stack: Stack) -> Resources:
+    """The streams and groups ``stack`` needs, found on a scratch in-memory engine."""
+    from setpiece.engine import open_engine
 
-    engine: str
-    changes: tuple[Change, ...]
-
-    def of(self, *actions: Action) -> list[Change]:
-        return [c for c in self.changes if c.action in actions]
-
-    @property
-    def pending(self) -> bool:
-        """Anything for ``apply`` to do (deletions included)."""
-        return any(c.action != "unchanged" for c in self.changes)
-
-    def summary(self) -> str:
-        counts = {a: len(self.of(a)) for a in ("add", "modify", "blocked", "unchanged", "delete")}
-        return ", ".join(f"{n} {a}" for a, n in counts.items() if n) or "nothing declared"
-
-
-def _retention(value: float | None) -> str:
-    return "forever" if value is None else f"{value:g}s"
-
-
-def declared(stack: Stack, engine: Engine) -> tuple[list[StreamSpec], list[tuple[str, str, bool]]]:
-    """The stack's streams, and its groups as (group, stream, starts at the end)."""
-    runtime = new_runtime(stack, engine)
-    specs = runtime._stream_specs()
-    runtime._build_consumers()
-    groups = [(c.group, c.stream, c.start_at_end) for c in runtime.consumers]
-    return specs, groups
+    scratch = await open_engine("memory")  # declarations need an engine, not its data
+    try:
+        runtime = new_runtime(stack, scratch)
+        await runtime._attach()  # extensions add their streams and consumers (workflows)
+        runtime._build_consumers()
+        streams = runtime._stream_specs() + await scratch.streams()
+        groups = [GroupSpec(c.group, c.stream, c.start_at_end) for c in runtime.consumers]
+        return Resources.of(streams, groups)
+    finally:
+        await scratch.close()
 
 
 async def make_plan(
-    stack: Stack, url: str, store: str | None, opener: Callable[[], Awaitable[Engine]]
+    resources: Resources, url: str, store: str | None, opener: Opener,
+    schemas: Mapping[str, Sequence[Schema]] | None = None,
 ) -> ChangeSet:
-    """The change set for ``stack`` on the engine at ``url`` (``opener`` opens it)."""
+    """The change set from the engine at ``url`` (``opener`` opens it) to ``resources`` (and
+    the schema versions ``schemas`` declares)."""
     storage = await _storage(url, store)
-    changes: list[Change] = []
     if storage is not None:  # nothing there yet: everything is an add, and nothing is opened
-        changes.append(Change("add", "storage", storage[0], storage[1]))
         from setpiece.engine import open_engine
 
-        scratch = await open_engine("memory")  # declarations need an engine, not its data
+        scratch = await open_engine("memory")
         try:
-            specs, groups = declared(stack, scratch)
+            planned = await _schemas(schemas or {}, scratch)
         finally:
             await scratch.close()
-        changes += [Change("add", "stream", s.name, _describe(s), stream=s) for s in specs]
-        changes += [Change("add", "group", f"{g}@{s}", _start(at_end), group=(g, s))
-                    for g, s, at_end in groups]
-        return ChangeSet(url, tuple(changes))
+        return ChangeSet(url, (Change("add", "storage", storage[0], storage[1]),
+                               *additions(resources), *planned))
     engine = await opener()
     try:
-        return ChangeSet(url, tuple(await _diff(stack, engine)))
+        changes = [Change("unchanged", "storage", engine.url, "exists")]
+        changes += await diff(resources, engine)
+        return ChangeSet(url, tuple(changes + await _schemas(schemas or {}, engine)))
     finally:
         await engine.close()
 
 
-def _describe(spec: StreamSpec) -> str:
-    return f"partitions {spec.partitions}, retention {_retention(spec.retention)}"
+async def _schemas(schemas: Mapping[str, Sequence[Schema]], engine: Engine) -> list[Change]:
+    """The declared schema versions against the engine's registry."""
+    planned = await plan_schemas(schemas, SchemaRegistry(engine))
+    return [Change(cast(Action, c.action), "schema", f"{c.type} v{c.version}", c.detail)
+            for c in planned]
 
 
-def _start(at_end: bool) -> str:
-    return "starts at the end of the stream" if at_end else "starts at the beginning"
+async def stack_plan(
+    stack: Stack, url: str, store: str | None, opener: Opener
+) -> tuple[ChangeSet, dict[str, Any]]:
+    """The change set for ``stack``, and the definition ``apply`` would record."""
+    resources = await resources_of(stack)
+    plan = await make_plan(resources, url, store, opener, stack.schemas)
+    return plan, describe(stack, resources)
 
 
-async def _diff(stack: Stack, engine: Engine) -> list[Change]:
-    specs, groups = declared(stack, engine)
-    changes: list[Change] = [Change("unchanged", "storage", engine.url, "exists")]
-    have = {s.name: s for s in await engine.streams()}
-    drift: Callable[[StreamSpec], Awaitable[list[str]]] | None = getattr(engine, "drift", None)
-    for spec in specs:
-        old = have.get(spec.name)
-        if old is None:
-            changes.append(Change("add", "stream", spec.name, _describe(spec), stream=spec))
-            continue
-        if old.partitions != spec.partitions:
-            changes.append(Change(
-                "blocked", "stream", spec.name,
-                f"partitions {old.partitions} -> {spec.partitions}: cannot change in place "
-                "(keys would move partitions); declare a new stream and migrate",
-                stream=spec,
-            ))
-            continue
-        notes = []
-        if old.retention != spec.retention:
-            notes.append(f"retention {_retention(old.retention)} -> {_retention(spec.retention)}")
-        if drift is not None:
-            notes += await drift(spec)
-        if notes:
-            changes.append(Change("modify", "stream", spec.name, "; ".join(notes), stream=spec))
-        else:
-            changes.append(Change("unchanged", "stream", spec.name, _describe(spec)))
-    wanted = {s.name for s in specs}
-    for name, old in sorted(have.items()):
-        if name not in wanted:
-            changes.append(Change(
-                "delete", "stream", name,
-                f"no longer declared: drops its records ({_describe(old)}) and its groups",
-            ))
-    have_groups = set(await engine.groups())
-    declared_groups = {(g, s) for g, s, _ in groups}
-    for group, stream, at_end in groups:
-        action: Action = "unchanged" if (group, stream) in have_groups else "add"
-        changes.append(Change(action, "group", f"{group}@{stream}",
-                              "" if action == "unchanged" else _start(at_end),
-                              group=(group, stream)))
-    for group, stream in sorted(have_groups - declared_groups):
-        if stream in wanted:  # groups of deleted streams go with their stream
-            changes.append(Change("delete", "group", f"{group}@{stream}",
-                                  "no longer declared: forgets its committed offsets",
-                                  group=(group, stream)))
-    return changes
+def deployer() -> str:
+    """Who deploys: ``SETPIECE_DEPLOYER``, else ``user@host``."""
+    named = os.environ.get("SETPIECE_DEPLOYER")
+    if named:
+        return named
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in this environment (some containers)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
 
 
 async def apply_changes(
-    stack: Stack, engine: Engine, plan: ChangeSet, *, allow_delete: bool
-) -> list[Change]:
-    """Make the engine match the stack; returns the changes made.
+    engine: Engine, plan: ChangeSet, definition: Mapping[str, Any], *, allow_delete: bool,
+    schemas: Mapping[str, Sequence[Schema]] | None = None,
+) -> Deployment | None:
+    """Apply the change set and record the deployment (None: nothing to do).
 
-    Refuses (ConfigError) when the plan has ``blocked`` items, before changing anything.
-    Deletions happen only with ``allow_delete``.
+    Refuses (ConfigError) blocked items, and deletions of what holds data without
+    ``allow_delete``, before changing anything; registers the new schema versions of
+    ``schemas``; a refused step is undone (DeployError).
     """
-    blocked = plan.of("blocked")
-    if blocked:
-        names = ", ".join(c.name for c in blocked)
-        raise ConfigError(f"apply: cannot change in place: {names} (see plan)")
-    done: list[Change] = []
-    # Deletions first: a group declared again after its deletion then starts afresh.
-    for change in plan.of("delete") if allow_delete else []:
-        if change.kind == "stream":
-            drop_stream: Callable[[str], Awaitable[None]] | None = getattr(
-                engine, "drop_stream", None)
-            if drop_stream is None:
-                raise ConfigError(f"apply: engine {engine.url} cannot delete streams")
-            await drop_stream(change.name)
-        elif change.group is not None:
-            drop_group: Callable[[str, str], Awaitable[None]] | None = getattr(
-                engine, "drop_group", None)
-            if drop_group is None:
-                raise ConfigError(f"apply: engine {engine.url} cannot delete groups")
-            await drop_group(*change.group)
-        done.append(change)
-    runtime = new_runtime(stack, engine)
-    await runtime.provision()  # creates and reconfigures streams, creates missing groups
-    done += [c for c in plan.changes if c.action in ("add", "modify")]
-    return done
+    changes = [c for c in plan.changes if c.kind != "storage"]
+    check(changes, allow_delete=allow_delete)
+    registry = SchemaRegistry(engine)
+    for event_type, versions in (schemas or {}).items():
+        for schema in versions:
+            await registry.register(event_type, schema.version, schema.document,
+                                    schema.compatibility)
+    return await deploy(engine, [c for c in changes if c.kind != "schema"], definition,
+                        allow_delete=allow_delete, by=deployer(), at=time.time())
+
+
+async def rollback_to(
+    url: str, opener: Opener, to: int | None
+) -> tuple[Deployment, Deployment, ChangeSet]:
+    """(current deployment, deployment to return to, change set to it); ``to`` defaults to
+    the one before the current."""
+    from setpiece.errors import ConfigError
+
+    engine = await opener()
+    try:
+        history = History(engine)
+        current = await history.current()
+        if current is None:
+            raise ConfigError(f"no deployment recorded on {url}: nothing to roll back")
+        number = current.number - 1 if to is None else to
+        if number < 1:
+            raise ConfigError(f"deployment {current.number} is the first: nothing before it")
+        if number == current.number:
+            raise ConfigError(f"deployment {number} is the current one")
+        target = await history.get(number)
+        changes = await diff(target.resources, engine)
+        return current, target, ChangeSet(url, tuple(changes))
+    finally:
+        await engine.close()
 
 
 async def _storage(url: str, store: str | None) -> tuple[str, str] | None:

@@ -33,27 +33,27 @@ stack = Stack("{name}", services=[service])
 '''
 
 _TEST = '''\
-"""Tests for the {name} service: a fresh in-memory stack per test."""
+"""Tests for the {name} service: a fresh stack per test, from setpiece's pytest plugin
+(``setpiece_stack``: ``--setpiece-engine=sqlite`` or ``nats`` runs them on another engine)."""
 
 from __future__ import annotations
 
-import asyncio
-
 from setpiece import Event
+from setpiece.testing import StackStarter
 
 from {module} import stack
 
+pytest_plugins = ["setpiece.testing"]  # loaded anyway where setpiece is installed
 
-def test_counts_requests_per_customer() -> None:
-    async def scenario() -> None:
-        async with stack.start(engine="memory") as rt:
-            for _ in range(3):
-                await rt.publish(Event(type="{name}.requested", source="test",
-                                       data={{"customer": "c-1"}}, partitionkey="c-1"))
-            await rt.drain(timeout=10)
-            assert await rt.store("{name}").get("c-1") == 3
 
-    asyncio.run(scenario())
+async def test_counts_requests_per_customer(setpiece_stack: StackStarter) -> None:
+    rt = await setpiece_stack(stack)
+    for _ in range(3):
+        await rt.publish(Event(type="{name}.requested", source="test",
+                               data={{"customer": "c-1"}}, partitionkey="c-1"))
+    done = await rt.expect({{"type": ["{name}.done"], "data": {{"count": [3]}}}}, timeout=10)
+    assert done.data == {{"customer": "c-1", "count": 3}}
+    assert await rt.store("{name}").get("c-1") == 3
 '''
 
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,60}")  # fullmatch: '$' would allow a trailing newline

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 from setpiece.engine.contract import (
     Assignment,
     Engine,
+    EventAppend,
     GroupLog,
     KVRead,
     KVWrite,
@@ -34,6 +35,7 @@ from setpiece.errors import ConfigError
 __all__ = [
     "Assignment",
     "Engine",
+    "EventAppend",
     "GroupLog",
     "KVRead",
     "KVWrite",

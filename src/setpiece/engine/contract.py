@@ -5,7 +5,8 @@
     Log                  append-only partitioned streams: append in batches, read from an offset
      └── GroupLog        consumer groups: live members, partition assignment, committed offsets
           └── Store      a transactional key-value store; one UnitOfWork commits state, inbox,
-               │         outbox appends, offsets and timers together, or nothing
+               │         outbox appends, offsets, timers and event-sequence appends
+               │         (event sourcing: append with an expected version) together, or nothing
                └── Engine   durable timers, and the lifecycle (open / close)
 
 Every engine (embedded SQLite, NATS JetStream + PostgreSQL) implements :class:`Engine` and passes
@@ -33,6 +34,7 @@ from typing import NamedTuple
 __all__ = [
     "Assignment",
     "Engine",
+    "EventAppend",
     "GroupLog",
     "KVRead",
     "KVWrite",
@@ -113,6 +115,21 @@ class KVWrite(NamedTuple):
     value: bytes | None
 
 
+class EventAppend(NamedTuple):
+    """Append ``events`` to the event sequence ``(namespace, id)`` if its version is still
+    ``expected`` (event sourcing: optimistic concurrency).
+
+    A sequence's version is the number of events it holds (0: none yet); the first event
+    appended gets version ``expected + 1``. If another writer appended first (the version is no
+    longer ``expected``), the whole unit of work raises ConflictError and commits nothing.
+    """
+
+    namespace: str
+    id: str
+    expected: int
+    events: tuple[bytes, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Timer:
     """A durable timer: due at ``due`` (seconds since the epoch), carrying ``payload``."""
@@ -130,7 +147,8 @@ class UnitOfWork:
     ``appends`` are the outbox: (stream, key, value) records that appear in the log if and only
     if the unit commits. ``inbox`` holds (consumer, event id) pairs that must not have been
     recorded before. ``fired`` are timers that must still exist with the same due time, and are
-    removed.
+    removed. ``events`` append to event sequences with an expected version (see
+    :class:`EventAppend`); several appends to one sequence in a unit apply in list order.
 
     ``writes`` apply in list order, so the last write of a key wins. Every write of a key gives
     it a new version (never 0, never one the key had before, even after a delete). ``timers``
@@ -147,10 +165,12 @@ class UnitOfWork:
     timers: list[Timer] = field(default_factory=list)
     cancel_timers: list[tuple[str, str]] = field(default_factory=list)
     fired: list[Timer] = field(default_factory=list)
+    events: list[EventAppend] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not (
-            self.writes
+            self.events
+            or self.writes
             or self.appends
             or self.offsets
             or self.inbox
@@ -173,6 +193,15 @@ class Log(abc.ABC):
     @abc.abstractmethod
     async def streams(self) -> list[StreamSpec]:
         """Every stream the engine holds."""
+
+    @abc.abstractmethod
+    async def drop_stream(self, name: str) -> None:
+        """Delete a stream with its records, its groups' committed offsets and members.
+
+        A stream that does not exist (or exists only in part, after a creation that failed
+        midway) is removed as far as it exists; deleting a missing stream is harmless. For
+        ``setpiece apply`` (deletions and the undoing of a failed apply).
+        """
 
     @abc.abstractmethod
     async def append(
@@ -242,6 +271,10 @@ class GroupLog(Log):
     async def groups(self) -> list[tuple[str, str]]:
         """Every (group, stream) pair that has committed offsets or members."""
 
+    @abc.abstractmethod
+    async def drop_group(self, group: str, stream: str) -> None:
+        """Forget a group's committed offsets and members on a stream (missing: harmless)."""
+
 
 class Store(GroupLog):
     """Rung 3: the transactional store. One :class:`UnitOfWork` commits all or nothing."""
@@ -275,6 +308,23 @@ class Store(GroupLog):
     @abc.abstractmethod
     async def prune_inbox(self, before: float) -> int:
         """Forget inbox entries recorded before ``before``; returns how many."""
+
+    @abc.abstractmethod
+    async def read_events(
+        self, namespace: str, id: str, after: int = 0, limit: int | None = None
+    ) -> list[tuple[int, bytes]]:
+        """The events of sequence ``(namespace, id)`` with a version above ``after``, as
+        (version, value) in version order, at most ``limit`` of them (all without one).
+
+        Versions are dense from 1 (:class:`EventAppend`); an unknown sequence has none.
+        """
+
+    @abc.abstractmethod
+    async def event_sequences(
+        self, namespace: str, after: str = "", limit: int = 1000
+    ) -> list[tuple[str, int]]:
+        """The sequences of ``namespace`` whose id sorts after ``after`` (Python ``str``
+        order), as (id, version), at most ``limit``: page through them to replay every one."""
 
 
 class Engine(Store):

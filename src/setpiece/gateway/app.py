@@ -3,6 +3,7 @@
 For each request it
 
 1. matches the route (a service's ``@svc.get(...)``, ``/events/{bus}``, ``/openapi.json``,
+   ``/asyncapi.json``,
    ``/healthz``): 404 / 405 otherwise;
 2. authenticates the bearer JWT and checks the route's scopes (401 / 403);
 3. picks a live instance of the service from discovery: a version (header, weights, sticky
@@ -56,6 +57,7 @@ from setpiece.route_table import RouteEntry as _Route
 from setpiece.route_table import RouteTable
 from setpiece.runtime.discovery import Instance
 from setpiece.runtime.extension import EndpointCall, HttpEndpoint
+from setpiece.schemas.asyncapi import asyncapi_document
 
 if TYPE_CHECKING:
     from setpiece.gateway.auth import JWTAuth
@@ -108,6 +110,7 @@ class Gateway:
         self._live: dict[str, tuple[float, list[Instance]]] = {}
         self._rr = 0
         self._openapi: bytes | None = None
+        self._asyncapi: bytes | None = None
         self._extension_routes: _Endpoints | None = None
         self._version_header = (
             self.routes.header if self.routes is not None else VERSION_HEADER
@@ -203,6 +206,8 @@ class Gateway:
                 return await self._dispatch(route, params, request, None)
             if route.kind == "openapi":
                 return self._openapi_reply()
+            if route.kind == "asyncapi":
+                return self._asyncapi_reply()
             if route.kind == "health":
                 return self._health()
             request.body = await self._read_body(receive)
@@ -257,6 +262,15 @@ class Gateway:
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document served at ``/openapi.json``."""
         return build_openapi(self.stack, events_scope=EVENTS_SCOPE)
+
+    def asyncapi(self) -> dict[str, Any]:
+        """The AsyncAPI 3.0 document served at ``/asyncapi.json`` (setpiece.schemas)."""
+        return asyncapi_document(self.stack)
+
+    def _asyncapi_reply(self) -> Reply:
+        if self._asyncapi is None:
+            self._asyncapi = encode_json(self.asyncapi())
+        return Reply(200, self._asyncapi, [JSON_HEADER])
 
     def _openapi_reply(self) -> Reply:
         if self._openapi is None:

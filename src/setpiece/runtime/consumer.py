@@ -28,8 +28,9 @@ from typing import Any
 
 import msgspec
 
+from setpiece.clock import SYSTEM_CLOCK, Clock
 from setpiece.engine.contract import Engine, OffsetCommit, Record, UnitOfWork
-from setpiece.errors import ConflictError, EngineError, EventError, RefusedError
+from setpiece.errors import ConflictError, EngineError, EventError, RefusedError, SchemaError
 from setpiece.event import Event
 from setpiece.patterns import Pattern
 from setpiece.policy import RetryPolicy
@@ -112,8 +113,10 @@ class Consumer:
         start_at_end: bool = False,
         on_commit: Callable[[], None] = lambda: None,
         deadline: Deadline | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.engine = engine
+        self.clock = clock  # retries' backoff waits on it (a VirtualClock in tests)
         self.config = config
         self.group = group
         self.stream = stream
@@ -131,6 +134,8 @@ class Consumer:
         self.positions: dict[int, int] = {}
         self.owned: tuple[int, ...] = ()
         self.busy = False
+        #: waiting on the clock for a retry's backoff (settled, for a VirtualClock's advance)
+        self.parked = False
         self._stopping = False
         self._stopped = asyncio.Event()  # wakes a retry's backoff when the consumer stops
         self._task: asyncio.Task[None] | None = None
@@ -410,8 +415,11 @@ class Consumer:
         partition next reads it again from the committed offset.
         """
         if not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), delay)
+            self.parked = True
+            try:
+                await self.clock.wait(self._stopped, delay)
+            finally:
+                self.parked = False
         if self._stopping and self._task is not None:
             self._task.cancel()
             await asyncio.sleep(delay)  # the cancellation arrives here
@@ -475,7 +483,8 @@ async def deliver(
                 if inbox is not None:
                     batch.inbox.append(inbox)
                 return
-            if isinstance(error, InputDecodeError):  # retrying will not make the data fit
+            # retrying will not make the data fit (in, or out: an emitted event off its schema)
+            if isinstance(error, InputDecodeError | SchemaError):
                 dead(error, number)
                 return
             if number >= retry.max_attempts:

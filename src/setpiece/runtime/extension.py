@@ -12,7 +12,10 @@ contributes, through the runtime's ``add_*`` methods,
   per attempt so that what they do commits with the delivery (task tokens);
 - timer namespaces (``add_timer_handler``): the runtime's one timer dispatcher fires due timers
   of that namespace through the extension;
-- HTTP endpoints (``add_endpoint``): routes the gateway serves beside the services' own.
+- HTTP endpoints (``add_endpoint``): routes the gateway serves beside the services' own;
+- event checks (``add_event_check``): called on every event before it is stored, from
+  ``publish``/``publish_many`` (and so HTTP ingress) and from handlers' emitted events; one that
+  raises (an :class:`~setpiece.errors.EventError`) stops the publish and nothing is stored.
 
 Which extensions a stack gets is decided above the edges (``setpiece._assembly``), never here.
 """
@@ -31,7 +34,10 @@ if TYPE_CHECKING:
     from setpiece.runtime.runtime import Runtime
     from setpiece.runtime.unit import Attempt
 
-__all__ = ["Action", "EndpointCall", "Extension", "HttpEndpoint", "TargetKind", "TimerHandler"]
+__all__ = [
+    "Action", "EndpointCall", "EventCheck", "Extension", "HttpEndpoint", "TargetKind",
+    "TimerHandler",
+]
 
 #: What a consumer does with one accepted event: its effects go into the attempt.
 Action = Callable[["Event", "Attempt", int], Awaitable[None]]
@@ -39,6 +45,10 @@ Action = Callable[["Event", "Attempt", int], Awaitable[None]]
 #: Builds the delivery of one rule target: ``(bus, rule, index, target) -> (name, action)``;
 #: ``name`` names the target in its consumer group (``rule.<bus>.<rule>.<name>``).
 TargetKind = Callable[["Bus", "Rule", int, Any], tuple[str, Action]]
+
+#: Checks one event on its way out: ``(event, bus, stream)``, exactly one of bus and stream
+#: named; raises (an EventError) to refuse it.
+EventCheck = Callable[["Event", "str | None", "str | None"], None]
 
 #: Fires due timers of one namespace (each commits its own unit of work).
 TimerHandler = Callable[[list[Timer]], Awaitable[None]]

@@ -21,9 +21,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from setpiece.bus import Bus, HttpTarget, Rule, bus_stream_name
+from setpiece.clock import SYSTEM_CLOCK, Clock
 from setpiece.context import store_namespace
 from setpiece.engine.contract import Engine, StreamSpec
-from setpiece.errors import ConfigError, DrainTimeout, EventError
+from setpiece.errors import ConfigError, DrainTimeout, EventError, SchemaError
 from setpiece.event import Event
 from setpiece.policy import RetryPolicy
 from setpiece.runtime import letters
@@ -31,7 +32,15 @@ from setpiece.runtime.actions import bus_target, handler_action, http_target, st
 from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.consumer import DEAD_LETTERS, Consumer
 from setpiece.runtime.discovery import Instance, Registry
-from setpiece.runtime.extension import Action, Extension, HttpEndpoint, TargetKind, TimerHandler
+from setpiece.runtime.extension import (
+    Action,
+    EventCheck,
+    Extension,
+    HttpEndpoint,
+    TargetKind,
+    TimerHandler,
+)
+from setpiece.runtime.flow import Flow
 from setpiece.runtime.letters import DeadLetter
 from setpiece.runtime.outgoing import GroupCommitter, encode_checked, prepare
 from setpiece.runtime.reader import StreamReader
@@ -67,10 +76,14 @@ class Runtime:
         engine: Engine,
         config: RuntimeConfig,
         extensions: Sequence[Extension] = (),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.stack = stack
         self.engine = engine
         self.config = config
+        #: the clock under every timer, schedule and retry backoff (a VirtualClock in tests)
+        self.clock = clock
+        self._detach_clock: Callable[[], None] | None = None
         self.consumers: list[Consumer] = []
         self._extensions: dict[str, Extension] = {}
         for extension in extensions:
@@ -97,11 +110,17 @@ class Runtime:
         self._context_services: dict[str, ContextService] = {}
         self._timer_handlers: dict[str, TimerHandler] = {}
         self.endpoints: list[HttpEndpoint] = []
-        self._timers = TimerDispatcher(engine, self._timer_handlers)
+        self._event_checks: list[EventCheck] = []
+        self._timers = TimerDispatcher(engine, self._timer_handlers, clock)
         self._schedules = Schedules(
-            engine, {}, self._handler_action, self.deadline, DEFAULT_RETRY, self.notify_progress
+            engine, {}, self._handler_action, self.deadline, DEFAULT_RETRY, self.notify_progress,
+            clock,
         )
         self._attached = False
+        self._flow = Flow(engine, {
+            **{bus_stream_name(b): f"bus {b}" for b in stack.buses},
+            **{s: f"stream {s}" for s in stack.streams},
+        })
 
     # -- the extension point (setpiece.runtime.extension) -----------------------------------
 
@@ -141,6 +160,10 @@ class Runtime:
         """Serve ``endpoint`` on the gateway beside the services' routes."""
         self.endpoints.append(endpoint)
 
+    def add_event_check(self, check: EventCheck) -> None:
+        """Call ``check(event, bus, stream)`` on every event before it is stored."""
+        self._event_checks.append(check)
+
     @property
     def context_services(self) -> Mapping[str, ContextService]:
         return self._context_services
@@ -171,14 +194,19 @@ class Runtime:
             self._http = httpx.AsyncClient()
         return self._http
 
+    def use_http_client(self, client: Any) -> None:
+        """Make HTTP targets and tasks call through ``client`` (an ``httpx.AsyncClient``; tests
+        give one on a fake transport). The runtime closes it when it stops."""
+        self._http = client
+
     # -- starting and stopping --------------------------------------------------------------
 
     async def start(self) -> None:
         await self._create_streams()
+        await self._flow.mark()  # rt.published / rt.expect see what flows from here on
         await self._attach()
         self._build_consumers()
-        for consumer in self.consumers:
-            await consumer.prepare()
+        await self._prepare_consumers()
         await self._schedules.prepare()
         if self._schedules.handlers:
             self.add_timer_handler(SCHEDULES, self._schedules.fire)
@@ -196,6 +224,7 @@ class Runtime:
         self._watch = self._loop_watch()
         self._watch.start()
         await self._start_registry()
+        self._detach_clock = self.clock.attach(self.settle)
 
     async def provision(self) -> None:
         """Create the stack's streams and consumer groups, and consume nothing.
@@ -208,13 +237,17 @@ class Runtime:
         if not self.consumers:
             await self._attach()
             self._build_consumers()
-        for consumer in self.consumers:
-            await consumer.prepare()
+        await self._prepare_consumers()
 
     async def _create_streams(self) -> None:
-        for spec in self._stream_specs():
-            await self.engine.create_stream(spec)
-            self._streams.add(spec.name)
+        # Concurrently: on the production engine each is a few round trips to both servers.
+        specs = self._stream_specs()
+        await asyncio.gather(*(self.engine.create_stream(spec) for spec in specs))
+        self._streams.update(spec.name for spec in specs)
+
+    async def _prepare_consumers(self) -> None:
+        """Create every consumer's group offsets (concurrently: each group is its own)."""
+        await asyncio.gather(*(consumer.prepare() for consumer in self.consumers))
 
     async def _attach(self) -> None:
         if not self._attached:
@@ -239,6 +272,8 @@ class Runtime:
         if self._stopping:
             return
         self._stopping = True
+        if self._detach_clock is not None:
+            self._detach_clock()
         if self._registry is not None:  # leave the registry first: gateways stop routing here
             await self._registry.stop()
         for consumer in self.consumers:
@@ -340,6 +375,7 @@ class Runtime:
             stream, accept, start_at_end = handler.stream, None, False
         return Consumer(
             engine=self.engine,
+            clock=self.clock,
             config=self.config,
             group=handler.qualname,
             stream=stream,
@@ -382,6 +418,7 @@ class Runtime:
         group = f"rule.{bus.name}.{rule.name}.{name}"
         return Consumer(
             engine=self.engine,
+            clock=self.clock,
             config=self.config,
             group=group,
             stream=bus_stream_name(bus.name),
@@ -437,6 +474,9 @@ class Runtime:
         """Emit ``event`` into ``attempt`` (commits with it) as caused by ``cause`` in a handler
         of ``service``: it inherits the cause's trace, tenant, correlation and partition key."""
         out = prepare(event, cause=cause, service=service)
+        if self._event_checks:
+            for check in self._event_checks:
+                check(out, None if stream is not None else bus or self.stack.default_bus, stream)
         attempt.emit(
             self._target_stream(bus, stream),
             out.partitionkey,
@@ -457,12 +497,19 @@ class Runtime:
     ) -> list[Event]:
         """Publish many events in one transaction (all are checked before any is stored)."""
         target = self._target_stream(bus, stream)
+        checks = self._event_checks
+        bus = None if stream is not None else bus or self.stack.default_bus
         out: list[Event] = []
         records: list[tuple[str, str | None, bytes]] = []
         for index, event in enumerate(events):
             try:
                 ready = prepare(event, cause=None, service=None)
+                for check in checks:
+                    check(ready, bus, stream)
                 data = encode_checked(ready, self.config.max_event_bytes)
+            except SchemaError as exc:
+                raise SchemaError(f"event #{index}: {exc}", event_type=exc.event_type,
+                                  path=exc.path, rule=exc.rule) from None
             except EventError as exc:
                 raise EventError(f"event #{index}: {exc}", field=exc.field) from None
             out.append(ready)
@@ -470,6 +517,21 @@ class Runtime:
         if records:
             await self._committer.append(records)
         return out
+
+    # -- what flowed (setpiece.runtime.flow) --------------------------------------------------
+
+    async def published(self, pattern: object | None = None) -> list[Event]:
+        """The events published on the stack's buses and streams since it started (by anyone:
+        ``publish``, handlers, rules), oldest first; with an EventBridge ``pattern``, those
+        that match it."""
+        return await self._flow.published(pattern)
+
+    async def expect(self, pattern: object, *, timeout: float = 5.0) -> Event:
+        """The first event matching ``pattern`` published since the stack started, waiting up
+        to ``timeout`` seconds for one. Raises AssertionError listing the events that flowed
+        nearest to the pattern."""
+        __tracebackhide__ = True  # pytest: a failure points at the test, not here
+        return await self._flow.expect(pattern, timeout)
 
     # -- waiting for quiet ------------------------------------------------------------------
 
@@ -501,6 +563,41 @@ class Runtime:
                 raise DrainTimeout(f"drain: still pending after {timeout}s ({detail})")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._progress.wait(), min(remaining, 0.05))
+
+    async def settle(self, timeout: float = 30.0) -> None:
+        """Return once all that is due now is handled, and the rest waits on the clock.
+
+        What a :class:`~setpiece.clock.VirtualClock` awaits before it moves time on: every
+        consumer has caught up or waits on the clock for a retry's backoff, and no timer that
+        is due now is left unfired. Raises DrainTimeout after ``timeout`` seconds of wall time.
+        """
+        deadline = time.monotonic() + timeout
+        quiet_turns = 0
+        while not self._stopping:
+            await self._committer.idle()
+            self._progress.clear()
+            behind: dict[str, int] = {}
+            for consumer in self.consumers:
+                if consumer.parked:
+                    continue
+                lag = await consumer.lag()
+                if lag or consumer.busy:
+                    behind[consumer.label] = lag
+            timers = self._schedules.parked or await self._timers.settled()
+            if not behind and timers:
+                quiet_turns += 1
+                if quiet_turns >= 2:
+                    return
+                for _ in range(3):  # let what was just woken reach its next wait
+                    await asyncio.sleep(0)
+                continue
+            quiet_turns = 0
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                detail = ", ".join(f"{k}: {v}" for k, v in behind.items()) or "timers due"
+                raise DrainTimeout(f"settle: still busy after {timeout}s ({detail})")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), min(remaining, 0.005))
 
     # -- stores -----------------------------------------------------------------------------
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import math
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
+from setpiece.clock import SYSTEM_CLOCK, Clock
 from setpiece.engine.contract import Engine, Timer, UnitOfWork
 from setpiece.errors import ConflictError, EngineError, RefusedError
 from setpiece.event import Event
@@ -38,11 +39,16 @@ _BATCH = 500
 class TimerDispatcher:
     """Fires due timers through the handler of their namespace."""
 
-    def __init__(self, engine: Engine, handlers: Mapping[str, TimerHandler]) -> None:
+    def __init__(
+        self, engine: Engine, handlers: Mapping[str, TimerHandler], clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.engine = engine
         self.handlers = handlers
+        self.clock = clock
         self._wake = asyncio.Event()
         self._stopping = False
+        #: waiting on the clock with nothing due that it has not seen (see settled)
+        self.parked = False
 
     def wake(self) -> None:
         """Look again now: timers may have been set."""
@@ -64,17 +70,34 @@ class TimerDispatcher:
                     return
                 log.exception("firing timers failed; trying again")
                 following = None
-            wait = _POLL
-            if following is not None and following > time.time():
-                wait = min(max(following - time.time(), 0.005), _POLL)
             # A due timer of a namespace nobody here handles waits for a process that does.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+            # A virtual clock moves only in this process: no polling for other processes then.
+            wait = math.inf if self.clock.virtual else _POLL
+            now = self.clock.time()
+            if following is not None and following > now:
+                wait = min(max(following - now, 0.005), wait)
+            if self._wake.is_set():
+                continue
+            self.parked = True
+            try:
+                await self.clock.wait(self._wake, wait)
+            finally:
+                self.parked = False
+
+    async def settled(self) -> bool:
+        """Nothing due now is left for this dispatcher, and it waits for what comes next."""
+        if not self.handlers or self._stopping:
+            return True
+        if not self.parked or self._wake.is_set():
+            return False
+        now = self.clock.time()
+        return not any(t.namespace in self.handlers
+                       for t in await self.engine.due_timers(now, _BATCH))
 
     async def _fire_due(self) -> bool:
         """Fire what is due now; True if anything of ours was."""
         due: dict[str, list[Timer]] = {}
-        for timer in await self.engine.due_timers(time.time(), _BATCH):
+        for timer in await self.engine.due_timers(self.clock.time(), _BATCH):
             if timer.namespace in self.handlers:
                 due.setdefault(timer.namespace, []).append(timer)
         for namespace, timers in due.items():
@@ -95,20 +118,30 @@ class Schedules:
         deadline: Callable[[Handler], Deadline],
         retry: RetryPolicy,
         on_commit: Callable[[], None],
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.engine = engine
+        self.clock = clock
         self.handlers = handlers
+        self.parked = False  # a handler's retry waits on the clock
         self._action = action
         self._deadline = deadline
         self._retry = retry
         self._on_commit = on_commit
+
+    async def _backoff(self, delay: float) -> None:
+        self.parked = True
+        try:
+            await self.clock.sleep(delay)
+        finally:
+            self.parked = False
 
     async def prepare(self) -> None:
         """Set the first timer of every schedule that has none yet."""
         if not self.handlers:
             return
         existing = {t.id for t in await self.engine.timers(SCHEDULES)}
-        now = time.time()
+        now = self.clock.time()
         fresh = [
             Timer(SCHEDULES, name, next_due(handler, now))
             for name, handler in self.handlers.items()
@@ -129,6 +162,8 @@ class Schedules:
             type="setpiece.schedule",
             source=f"setpiece/{handler.service}",
             id=f"{timer.id}@{timer.due:.3f}",
+            time=datetime.fromtimestamp(self.clock.time(), UTC)
+            .isoformat(timespec="microseconds").replace("+00:00", "Z"),
             data={"handler": handler.qualname, "scheduled": scheduled},
         )
         batch = Batch(self.engine)
@@ -139,8 +174,9 @@ class Schedules:
                 dead_letter_record(event, exc, n, label=handler.qualname, group=None, record=None)
             ),
             deadline=self._deadline(handler),
+            backoff=self._backoff,
         )
-        following = Timer(SCHEDULES, timer.id, next_due(handler, max(timer.due, time.time())))
+        following = Timer(SCHEDULES, timer.id, next_due(handler, max(timer.due, self.clock.time())))
         batch.fired.append(timer)
         batch.timers.append(following)
         with contextlib.suppress(ConflictError):  # another worker fired this tick

@@ -6,11 +6,23 @@ Attempts run concurrently (different partition keys), so each attempt buffers it
 merges them into the batch only if nothing it read was changed by another attempt meanwhile
 (optimistic concurrency in memory); the engine then checks the same against other processes.
 A failed attempt is simply dropped: nothing it did survives.
+
+Event-sequence appends (event sourcing) merge the same way: an attempt's append must follow the
+batch's pending appends to that sequence (:meth:`Attempt.pending_events` shows them to a reader
+inside the batch), else the attempt lost an in-batch race and runs again.
 """
 
 from __future__ import annotations
 
-from setpiece.engine.contract import Engine, KVRead, KVWrite, OffsetCommit, Timer, UnitOfWork
+from setpiece.engine.contract import (
+    Engine,
+    EventAppend,
+    KVRead,
+    KVWrite,
+    OffsetCommit,
+    Timer,
+    UnitOfWork,
+)
 
 __all__ = ["Attempt", "Batch"]
 
@@ -33,6 +45,8 @@ class Batch:
         self.timers: list[Timer] = []
         self.cancel_timers: list[tuple[str, str]] = []
         self.fired: list[Timer] = []
+        # Event sequences appended to in this batch: (ns, id) -> (expected, events), merged.
+        self.events: dict[Key, tuple[int, list[bytes]]] = {}
 
     async def read(self, key: Key) -> tuple[bytes | None, int]:
         """The value a new read sees, and the key's in-batch generation."""
@@ -59,13 +73,15 @@ class Batch:
             timers=self.timers,
             cancel_timers=self.cancel_timers,
             fired=self.fired,
+            events=[EventAppend(ns, id_, expected, tuple(values))
+                    for (ns, id_), (expected, values) in self.events.items()],
         )
 
 
 class Attempt:
     """One attempt of one delivery: its reads, writes and emitted records."""
 
-    __slots__ = ("_batch", "appends", "cancel_timers", "reads", "timers", "writes")
+    __slots__ = ("_batch", "appends", "cancel_timers", "events", "reads", "timers", "writes")
 
     def __init__(self, batch: Batch) -> None:
         self._batch = batch
@@ -74,6 +90,7 @@ class Attempt:
         self.appends: list[tuple[str, str | None, bytes]] = []
         self.timers: list[Timer] = []  # durable timers to set (workflows)
         self.cancel_timers: list[tuple[str, str]] = []
+        self.events: list[EventAppend] = []  # event-sequence appends (event sourcing)
 
     async def get(self, key: Key) -> bytes | None:
         if key in self.writes:
@@ -95,6 +112,24 @@ class Attempt:
     def emit(self, stream: str, key: str | None, value: bytes) -> None:
         self.appends.append((stream, key, value))
 
+    def append_events(self, append: EventAppend) -> None:
+        """Append to an event sequence if its version is still ``append.expected`` (checked
+        against the batch when the attempt merges, and by the engine when the batch commits)."""
+        self.events.append(append)
+
+    def pending_events(self, namespace: str, id: str) -> tuple[int, list[bytes]] | None:
+        """Events appended to ``(namespace, id)`` in this batch and this attempt, not yet
+        committed: (the version they follow, the events), or None."""
+        key = (namespace, id)
+        found = self._batch.events.get(key)
+        expected, values = (found[0], list(found[1])) if found is not None else (-1, [])
+        for append in self.events:
+            if (append.namespace, append.id) == key:
+                if expected < 0:
+                    expected = append.expected
+                values.extend(append.events)
+        return None if expected < 0 else (expected, values)
+
     def merge(self, inbox: tuple[str, str] | None) -> bool:
         """Fold this attempt into the batch; False if another attempt changed what it read."""
         batch = self._batch
@@ -102,6 +137,8 @@ class Attempt:
         for key, seen in self.reads.items():
             if generation.get(key, 0) != seen:
                 return False
+        if self.events and not self._merge_events():
+            return False
         for key, value in self.writes.items():
             batch.pending[key] = value
             generation[key] = generation.get(key, 0) + 1
@@ -114,4 +151,23 @@ class Attempt:
             batch.timers.extend(self.timers)
         if inbox is not None:
             batch.inbox.append(inbox)
+        return True
+
+    def _merge_events(self) -> bool:
+        """Fold the event appends into the batch's, if each follows what the batch holds."""
+        pending = self._batch.events
+        heads = {key: expected + len(values) for key, (expected, values) in pending.items()}
+        for append in self.events:
+            key = (append.namespace, append.id)
+            head = heads.get(key)
+            if head is not None and head != append.expected:
+                return False
+            heads[key] = append.expected + len(append.events)
+        for append in self.events:
+            key = (append.namespace, append.id)
+            found = pending.get(key)
+            if found is None:
+                pending[key] = (append.expected, list(append.events))
+            else:
+                found[1].extend(append.events)
         return True

@@ -19,6 +19,7 @@ from setpiece.workflows import _store, _tokens
 from setpiece.workflows._extension import EXTENSION
 
 if TYPE_CHECKING:
+    from setpiece.clock import Clock
     from setpiece.engine.contract import Engine
     from setpiece.stack import Stack
     from setpiece.workflows._interpreter import HistoryEvent
@@ -36,6 +37,7 @@ class WorkflowMethods:
     """Durable workflow executions on a runtime (mixed into :class:`~setpiece.Runtime`)."""
 
     engine: Engine
+    clock: Clock
     stack: Stack
 
     # the runtime's, which these methods are mixed into
@@ -76,7 +78,8 @@ class WorkflowMethods:
         (an execution started by a rule gets the event's tenant).
         """
         return await _store.start_execution(
-            self.engine, self._workflow(workflow), input, name=name, tenant=tenant
+            self.engine, self._workflow(workflow), input, name=name, tenant=tenant,
+            now=self.clock.time(),
         )
 
     async def describe_execution(self, execution_id: str) -> _store.ExecutionDescription:
@@ -146,4 +149,4 @@ class WorkflowMethods:
 
     async def send_task_heartbeat(self, token: str) -> None:
         """Restart the ``HeartbeatSeconds`` clock of the task waiting for ``token``."""
-        await _tokens.send_task_heartbeat(self.engine, token)
+        await _tokens.send_task_heartbeat(self.engine, token, now=self.clock.time())

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import logging
-import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -99,7 +98,7 @@ class Run:
         self.events: list[tuple[str, float, dict[str, Any]]] = []
         self.first_event = 0
         self.ready: deque[int] = deque()
-        self.now = time.time()  # the clock, read once per state entry (see tick)
+        self.now = runner.rt.clock.time()  # the clock, read once per state entry (see tick)
         self._ms = -1
         self._now_dt = _dt_of(self.now)
         self.limits = DEFAULT_LIMITS
@@ -269,7 +268,7 @@ class Run:
 
     def tick(self) -> float:
         """Read the clock (history times, entered times, the step budget)."""
-        self.now = time.time()
+        self.now = self.r.rt.clock.time()
         return self.now
 
     def now_dt(self) -> _dt.datetime:

@@ -25,6 +25,7 @@ from setpiece.workflows import _tokens
 from setpiece.workflows._store import NS
 
 if TYPE_CHECKING:
+    from setpiece.clock import Clock
     from setpiece.engine.contract import Engine
     from setpiece.runtime.runtime import Runtime
     from setpiece.workflows._runner import WorkflowRunner
@@ -47,11 +48,12 @@ class DurableWorkflows:
     async def attach(self, runtime: Runtime) -> None:
         engine = runtime.engine
         runtime.add_context_service(
-            TASK_TOKENS, lambda attempt: _tokens.DeliveryTokens(attempt, engine)
+            TASK_TOKENS, lambda attempt: _tokens.DeliveryTokens(attempt, engine, runtime.clock)
         )
         for action in ("success", "failure", "heartbeat"):
             runtime.add_endpoint(HttpEndpoint(
-                "POST", f"/workflows/tasks/{action}", TASKS_SCOPE, _answer(engine, action),
+                "POST", f"/workflows/tasks/{action}", TASKS_SCOPE,
+                _answer(engine, action, runtime.clock),
                 summary=f"Send a task {action} for a task token (Step Functions' SendTask"
                         f"{action.capitalize()})",
             ))
@@ -74,7 +76,7 @@ class DurableWorkflows:
             self.runner.stop()
 
 
-def _answer(engine: Engine, action: str) -> Any:
+def _answer(engine: Engine, action: str, clock: Clock) -> Any:
     """``{"token": ..., "output"|"error"|"cause": ...}``: answer a task waiting for its token."""
 
     async def handle(call: EndpointCall) -> tuple[int, Any]:
@@ -95,7 +97,7 @@ def _answer(engine: Engine, action: str) -> Any:
                 await _tokens.send_task_failure(engine, token, body.get("error"),
                                                 body.get("cause"))
             else:
-                await _tokens.send_task_heartbeat(engine, token)
+                await _tokens.send_task_heartbeat(engine, token, now=clock.time())
         except TaskTokenError as exc:
             return 400, {"error": type(exc).__name__, "detail": str(exc)}
         return 200, {"ok": True}

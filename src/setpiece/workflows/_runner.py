@@ -88,6 +88,7 @@ class WorkflowRunner:
         await self.engine.create_stream(SIGNAL_SPEC)
         return Consumer(
             engine=self.engine,
+            clock=self.rt.clock,
             config=self.rt.config,
             group=GROUP,
             stream=SIGNALS,
@@ -206,7 +207,7 @@ class WorkflowRunner:
             else:
                 input = event.to_dict()
             name = _name_for(event.id)
-            plan = start_unit(workflow, name, input,
+            plan = start_unit(workflow, name, input, now=self.rt.clock.time(),
                               correlation=event.correlationid or event.id, tenant=event.tenant)
             if await attempt.get((NS, exec_key(plan.id))) is not None:
                 return  # started already (a replay, or the same id again)
@@ -219,7 +220,7 @@ class WorkflowRunner:
         return action
 
     def tokens(self, attempt: Attempt) -> DeliveryTokens:
-        return DeliveryTokens(attempt, self.engine)
+        return DeliveryTokens(attempt, self.engine, self.rt.clock)
 
 
 def _name_for(event_id: str) -> str:

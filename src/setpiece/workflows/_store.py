@@ -267,6 +267,7 @@ async def start_execution(
     *,
     name: str | None = None,
     tenant: str | None = None,
+    now: float | None = None,
 ) -> str:
     """Start an execution of ``workflow`` on ``engine``; returns its id (``<workflow>:<name>``).
 
@@ -301,7 +302,7 @@ async def start_execution(
                     f"execution {ex_id!r} exists already, started with another input"
                 )
             return ex_id
-        plan = start_unit(workflow, name, input, tenant=tenant,
+        plan = start_unit(workflow, name, input, tenant=tenant, now=now,
                           with_definition=dkey not in found)
         unit = UnitOfWork(reads=[KVRead(NS, exec_key(ex_id), 0)], writes=plan.writes,
                           appends=plan.appends, timers=plan.timers)

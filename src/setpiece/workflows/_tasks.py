@@ -48,6 +48,7 @@ class _Nested(Attempt):
         parent = self._parent
         parent.writes.update(self.writes)
         parent.appends.extend(self.appends)
+        parent.events.extend(self.events)  # event-sourced aggregates' commands (ctx.aggregate)
         parent.timers.extend(self.timers)
         parent.cancel_timers.extend(self.cancel_timers)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from setpiece.clock import Clock
 from setpiece.engine.contract import Engine, KVRead, KVWrite, Timer, UnitOfWork
 from setpiece.errors import (
     ConflictError,
@@ -87,7 +88,7 @@ class _Plan:
 
 
 def _plan(token: str, raw_token: bytes | None, raw_exec: bytes | None,
-          answer: dict[str, Any] | None) -> _Plan:
+          answer: dict[str, Any] | None, now: float | None = None) -> _Plan:
     """Decide an answer (``None``: a heartbeat) given the token's and execution's records."""
     if raw_token is None:
         raise TaskDoesNotExist(f"task token {token!r}: no task waits for it (or ever did)")
@@ -99,7 +100,7 @@ def _plan(token: str, raw_token: bytes | None, raw_exec: bytes | None,
     plan = _Plan()
     if answer is None:
         if rec.heartbeat is not None:
-            due = time.time() + rec.heartbeat
+            due = (time.time() if now is None else now) + rec.heartbeat
             rec.heartbeat_due = due
             plan.timers.append(Timer(NS, timer_id(rec.execution, rec.thread, "heartbeat"), due,
                                      timer_payload(rec.execution, rec.thread, rec.n,
@@ -124,7 +125,9 @@ def _failure(error: str | None, cause: str | None) -> dict[str, Any]:
     return {"ok": False, "error": error, "cause": cause}
 
 
-async def _answer(engine: Engine, token: str, answer: dict[str, Any] | None) -> None:
+async def _answer(
+    engine: Engine, token: str, answer: dict[str, Any] | None, now: float | None = None
+) -> None:
     tkey = token_key(_check(token))
     while True:
         found = await engine.kv_get(NS, [tkey])
@@ -133,7 +136,7 @@ async def _answer(engine: Engine, token: str, answer: dict[str, Any] | None) -> 
         if raw_token is not None:
             ex = exec_key(decode_token(raw_token).execution)
             raw_exec = (await engine.kv_get(NS, [ex])).get(ex, (None, 0))[0]
-        plan = _plan(token, raw_token, raw_exec, answer)
+        plan = _plan(token, raw_token, raw_exec, answer, now)
         unit = UnitOfWork(reads=[KVRead(NS, tkey, version)],
                           writes=[KVWrite(NS, tkey, plan.token_value)],
                           appends=plan.appends, timers=plan.timers)
@@ -162,10 +165,11 @@ async def send_task_failure(
     await _answer(engine, token, _failure(error, cause))
 
 
-async def send_task_heartbeat(engine: Engine, token: str) -> None:
+async def send_task_heartbeat(engine: Engine, token: str, *, now: float | None = None) -> None:
     """Report progress on the task waiting for ``token``: its ``HeartbeatSeconds`` starts
-    again. Raises as :func:`send_task_success`."""
-    await _answer(engine, token, None)
+    again (from ``now``, epoch seconds; the system's time by default). Raises as
+    :func:`send_task_success`."""
+    await _answer(engine, token, None, now)
 
 
 class DeliveryTokens:
@@ -176,11 +180,12 @@ class DeliveryTokens:
     delivery conflict. An answer to an execution that ended meanwhile is ignored by it.
     """
 
-    __slots__ = ("_attempt", "_engine")
+    __slots__ = ("_attempt", "_clock", "_engine")
 
-    def __init__(self, attempt: Attempt, engine: Engine) -> None:
+    def __init__(self, attempt: Attempt, engine: Engine, clock: Clock) -> None:
         self._attempt = attempt
         self._engine = engine
+        self._clock = clock
 
     async def _answer(self, token: str, answer: dict[str, Any] | None) -> None:
         tkey = (NS, token_key(_check(token)))
@@ -189,7 +194,7 @@ class DeliveryTokens:
         if raw_token is not None:
             ex = exec_key(decode_token(raw_token).execution)
             raw_exec = (await self._engine.kv_get(NS, [ex])).get(ex, (None, 0))[0]
-        plan = _plan(token, raw_token, raw_exec, answer)
+        plan = _plan(token, raw_token, raw_exec, answer, self._clock.time())
         self._attempt.put(tkey, plan.token_value)
         for stream, key, value in plan.appends:
             self._attempt.emit(stream, key, value)

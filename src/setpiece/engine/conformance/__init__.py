@@ -5,6 +5,7 @@ for engines that several processes share, and :class:`EngineSuite`, which inheri
 One module per rung: :mod:`~setpiece.engine.conformance.log` (``Log``),
 :mod:`~setpiece.engine.conformance.groups` (``GroupLog``),
 :mod:`~setpiece.engine.conformance.store` (``Store``: the unit of work),
+:mod:`~setpiece.engine.conformance.events` (``Store``: event sequences, for event sourcing),
 :mod:`~setpiece.engine.conformance.timers` (``Engine``: durable timers, lifecycle) and
 :mod:`~setpiece.engine.conformance.peers` (two instances on one storage)::
 
@@ -30,6 +31,7 @@ runtime imports it.
 from __future__ import annotations
 
 from setpiece.engine.conformance._case import EngineTestCase, engine_test, peer_test
+from setpiece.engine.conformance.events import EventStoreConformance
 from setpiece.engine.conformance.groups import GroupLogConformance
 from setpiece.engine.conformance.log import LogConformance
 from setpiece.engine.conformance.peers import PeerConformance
@@ -40,6 +42,7 @@ __all__ = [
     "EngineConformance",
     "EngineSuite",
     "EngineTestCase",
+    "EventStoreConformance",
     "GroupLogConformance",
     "LogConformance",
     "PeerConformance",
@@ -53,6 +56,7 @@ class EngineSuite(
     LogConformance,
     GroupLogConformance,
     StoreConformance,
+    EventStoreConformance,
     EngineConformance,
     PeerConformance,
 ):

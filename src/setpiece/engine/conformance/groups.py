@@ -137,3 +137,20 @@ class GroupLogConformance(EngineTestCase):
             ("billing", "orders"),
             ("billing", "refunds"),
         ]
+
+    @engine_test
+    async def test_drop_group(self, engine: Engine) -> None:
+        await engine.create_stream(StreamSpec("orders", 2))
+        await engine.commit(UnitOfWork(offsets=[
+            OffsetCommit("billing", "orders", 0, 0, 3), OffsetCommit("audit", "orders", 1, 0, 2),
+        ]))
+        await engine.heartbeat("billing", "orders", "m1", session_timeout=30)
+        await engine.drop_group("billing", "orders")
+        assert await engine.groups() == [("audit", "orders")]
+        assert await engine.committed("billing", "orders") == {0: 0, 1: 0}
+        assert await engine.committed("audit", "orders") == {0: 0, 1: 2}
+        await engine.drop_group("billing", "orders")  # gone already: harmless
+        await engine.drop_group("billing", "never-was")
+        # Forgotten offsets start again from 0 (compare-and-set from 0 succeeds).
+        await engine.commit(UnitOfWork(offsets=[OffsetCommit("billing", "orders", 0, 0, 1)]))
+        assert await engine.committed("billing", "orders") == {0: 1, 1: 0}

@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 
 from setpiece.engine.conformance._case import EngineTestCase, _promptly, _read_all, engine_test
-from setpiece.engine.contract import Engine, StreamSpec, UnitOfWork, partition_for
+from setpiece.engine.contract import (
+    Engine,
+    OffsetCommit,
+    StreamSpec,
+    UnitOfWork,
+    partition_for,
+)
 from setpiece.errors import ConfigError
 
 __all__ = ["LogConformance"]
@@ -42,6 +48,39 @@ class LogConformance(EngineTestCase):
             await engine.create_stream(spec)
         got = await engine.streams()
         assert sorted(got, key=lambda s: s.name) == sorted(specs, key=lambda s: s.name)
+
+    @engine_test
+    async def test_create_stream_changes_retention(self, engine: Engine) -> None:
+        await engine.create_stream(StreamSpec("orders", 2, retention=3600.0))
+        await engine.append("orders", [("k", b"v")])
+        await engine.create_stream(StreamSpec("orders", 2, retention=None))
+        assert await engine.streams() == [StreamSpec("orders", 2, None)]
+        await engine.create_stream(StreamSpec("orders", 2, retention=60.0))
+        assert await engine.streams() == [StreamSpec("orders", 2, 60.0)]
+        assert sum(await engine.end_offsets("orders")) == 1, "a new retention keeps records"
+
+    @engine_test
+    async def test_drop_stream(self, engine: Engine) -> None:
+        await engine.create_stream(StreamSpec("orders", 2))
+        await engine.create_stream(StreamSpec("refunds", 1))
+        await engine.append("orders", [("a", b"1"), ("b", b"2")])
+        await engine.append("refunds", [("a", b"1")])
+        await engine.commit(UnitOfWork(offsets=[OffsetCommit("billing", "orders", 0, 0, 1)]))
+        await engine.drop_stream("orders")
+        assert await engine.streams() == [StreamSpec("refunds", 1)]
+        assert ("billing", "orders") not in await engine.groups()
+        with pytest.raises(ConfigError):
+            await engine.append("orders", [("a", b"3")])
+        await engine.drop_stream("orders")  # gone already: harmless
+        await engine.drop_stream("never-was")
+        # The name is free again, with any partition count, and starts empty.
+        await engine.create_stream(StreamSpec("orders", 3))
+        assert await engine.end_offsets("orders") == [0, 0, 0]
+        assert await engine.committed("billing", "orders") == {0: 0, 1: 0, 2: 0}
+        await engine.append("orders", [("a", b"4")])
+        part = partition_for("a", 3)
+        assert [r.value for r in await _read_all(engine, "orders", part)] == [b"4"]
+        assert sum(await engine.end_offsets("refunds")) == 1, "other streams are untouched"
 
     @engine_test
     async def test_create_stream_partition_mismatch(self, engine: Engine) -> None:

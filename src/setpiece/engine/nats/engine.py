@@ -151,8 +151,15 @@ class NatsEngine(Engine):
                 f"declared with {spec.partitions}"
             )
         # JetStream first: a stream PostgreSQL knows always has its JetStream streams.
-        await self._nats(lambda: self._log.ensure(spec.name, spec.partitions, spec.retention))
-        await self._store.declare_stream(spec)
+        try:
+            await self._nats(lambda: self._log.ensure(spec.name, spec.partitions, spec.retention))
+            await self._store.declare_stream(spec)
+        except BaseException:
+            if existing is None:  # refused part way: remove the JetStream streams made
+                with contextlib.suppress(Exception):  # (unless another process made it meanwhile)
+                    if await self._store.stream(spec.name) is None:
+                        await self._nats(lambda: self._log.delete(spec.name, spec.partitions))
+            raise
         self._streams[spec.name] = spec
 
     async def streams(self) -> list[StreamSpec]:
@@ -160,8 +167,8 @@ class NatsEngine(Engine):
 
     async def drop_stream(self, name: str) -> None:
         """Delete a stream: its JetStream streams, then what PostgreSQL knows of it (offsets,
-        members, pending outbox rows). For ``setpiece apply --allow-delete``; not part of the
-        contract. A stream that does not exist is ignored."""
+        members, pending outbox rows). A stream PostgreSQL does not know has no JetStream
+        streams either (:meth:`create_stream` removes them when it fails)."""
         spec = await self._store.stream(name)
         if spec is None:
             return
@@ -319,6 +326,16 @@ class NatsEngine(Engine):
 
     async def prune_inbox(self, before: float) -> int:
         return await self._store.prune_inbox(before)
+
+    async def read_events(
+        self, namespace: str, id: str, after: int = 0, limit: int | None = None
+    ) -> list[tuple[int, bytes]]:
+        return await self._store.read_events(namespace, id, after, limit)
+
+    async def event_sequences(
+        self, namespace: str, after: str = "", limit: int = 1000
+    ) -> list[tuple[str, int]]:
+        return await self._store.event_sequences(namespace, after, limit)
 
     async def commit(self, work: UnitOfWork) -> list[tuple[str, int, int]]:
         if work.empty():

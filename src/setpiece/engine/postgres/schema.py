@@ -8,7 +8,17 @@ rows densely in commit order; the relay publishes row ``n`` as JetStream sequenc
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Event sequences (event sourcing), added in version 2.
+EVENTS = (
+    "CREATE TABLE sp_events ("
+    ' ns text COLLATE "C" NOT NULL, id text COLLATE "C" NOT NULL, version bigint NOT NULL,'
+    " value bytea NOT NULL, PRIMARY KEY (ns, id, version))",
+)
+
+# What turns a schema of the version in the key into the next version.
+MIGRATIONS: dict[str, tuple[str, ...]] = {"1": EVENTS}
 
 # Statements run once, in order, under an advisory lock, when the schema is new.
 SCHEMA = (
@@ -46,6 +56,7 @@ SCHEMA = (
     ' ns text COLLATE "C" NOT NULL, id text COLLATE "C" NOT NULL,'
     " due double precision NOT NULL, payload bytea NOT NULL, PRIMARY KEY (ns, id))",
     "CREATE INDEX sp_timers_due ON sp_timers (due)",
+    *EVENTS,
 )
 
 # A unit of work in one statement (one round trip, one implicit transaction): see
@@ -53,7 +64,7 @@ SCHEMA = (
 # gets the current body; the tables above are unchanged by it. Conflicts raise SQLSTATE SPC01,
 # a partition that does not exist SPC02.
 COMMIT_FUNCTION = """
-CREATE OR REPLACE FUNCTION sp_commit_v1(
+CREATE OR REPLACE FUNCTION sp_commit_v2(
     p_id uuid, p_now double precision, p_locks bigint[],
     r_ns text[], r_key text[], r_ver bigint[],
     o_grp text[], o_stream text[], o_part integer[], o_from bigint[],
@@ -64,7 +75,9 @@ CREATE OR REPLACE FUNCTION sp_commit_v1(
     c_ns text[], c_id text[],
     t_ns text[], t_id text[], t_due double precision[], t_payload bytea[],
     u_grp text[], u_stream text[], u_part integer[], u_off bigint[],
-    a_stream text[], a_part integer[], a_key text[], a_value bytea[]
+    a_stream text[], a_part integer[], a_key text[], a_value bytea[],
+    x_ns text[], x_id text[], x_want bigint[],
+    e_ns text[], e_id text[], e_ver bigint[], e_value bytea[]
 ) RETURNS bytea LANGUAGE plpgsql AS $body$
 DECLARE
     v_bad record;
@@ -120,6 +133,20 @@ BEGIN
                 'timer %s: already fired or moved',
                 (SELECT string_agg(n || '/' || i, ', ') FROM unnest(f_ns, f_id) AS t(n, i)));
         END IF;
+    END IF;
+    IF cardinality(x_ns) > 0 THEN
+        SELECT x.ns, x.id, x.want, coalesce(m.v, 0) AS cur INTO v_bad
+        FROM unnest(x_ns, x_id, x_want) AS x(ns, id, want)
+        LEFT JOIN LATERAL (SELECT max(e.version) AS v FROM sp_events AS e
+                           WHERE e.ns = x.ns AND e.id = x.id) AS m ON true
+        WHERE coalesce(m.v, 0) <> x.want LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'SPC01',
+                MESSAGE = format('events %L/%L: version is %s, expected %s',
+                                 v_bad.ns, v_bad.id, v_bad.cur, v_bad.want);
+        END IF;
+        INSERT INTO sp_events(ns, id, version, value)
+        SELECT * FROM unnest(e_ns, e_id, e_ver, e_value);
     END IF;
     IF cardinality(s_ns) > 0 THEN
         INSERT INTO sp_kv(ns, key, value, version)

@@ -33,10 +33,11 @@ import msgspec
 
 from setpiece.engine.contract import UnitOfWork
 from setpiece.engine.postgres.connection import CONNECTION_ERRORS, split_store_url
+from setpiece.engine.postgres.events import PgEvents, event_args
 from setpiece.engine.postgres.groups import PgGroups
 from setpiece.engine.postgres.log import PgLog
 from setpiece.engine.postgres.outbox import PgOutbox
-from setpiece.engine.postgres.schema import COMMIT_FUNCTION, SCHEMA, SCHEMA_VERSION
+from setpiece.engine.postgres.schema import COMMIT_FUNCTION, MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from setpiece.engine.postgres.timers import PgTimers
 from setpiece.engine.retry import UNREACHABLE
 from setpiece.errors import ConfigError, ConflictError, EngineError, RefusedError
@@ -49,9 +50,10 @@ _CONFLICTS = (asyncpg.exceptions.TransactionRollbackError,)  # serialization, de
 _REFUSED_CLASSES = ("22", "54")
 
 _SCHEMA_LOCK = 0x5350_5343  # advisory lock id serialising schema creation
-_CONFLICT_STATE = "SPC01"  # raised by sp_commit_v1: a check failed
-_NO_PARTITION_STATE = "SPC02"  # raised by sp_commit_v1: an append names no partition
-_COMMIT_SQL = "SELECT sp_commit_v1(" + ", ".join(f"${i}" for i in range(1, 35)) + ")"
+_CONFLICT_STATE = "SPC01"  # raised by sp_commit_v2: a check failed
+_UNIQUE_STATE = "23505"  # a unique violation: two writers raced on one event version
+_NO_PARTITION_STATE = "SPC02"  # raised by sp_commit_v2: an append names no partition
+_COMMIT_SQL = "SELECT sp_commit_v2(" + ", ".join(f"${i}" for i in range(1, 42)) + ")"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,7 @@ async def _no_reset(_conn: Any) -> None:
     """Pool connections hold no session state (no LISTEN, SET or session locks)."""
 
 
-class PgStore(PgLog, PgGroups, PgTimers, PgOutbox):
+class PgStore(PgEvents, PgLog, PgGroups, PgTimers, PgOutbox):
     """PostgreSQL state for one engine: everything but the log itself."""
 
     def __init__(self, url: str, pool: asyncpg.Pool, schema: str, *, retry_for: float) -> None:
@@ -140,6 +142,15 @@ class PgStore(PgLog, PgGroups, PgTimers, PgOutbox):
                         [("schema_version", str(SCHEMA_VERSION)), ("nats_prefix", prefix)],
                     )
                 meta = dict(await conn.fetch("SELECT key, value FROM sp_meta"))
+                while meta.get("schema_version") in MIGRATIONS:
+                    old = meta["schema_version"]
+                    for statement in MIGRATIONS[old]:
+                        await conn.execute(statement)
+                    meta["schema_version"] = str(int(old) + 1)
+                    await conn.execute(
+                        "UPDATE sp_meta SET value = $1 WHERE key = 'schema_version'",
+                        meta["schema_version"],
+                    )
                 if meta.get("schema_version") == str(SCHEMA_VERSION):
                     await conn.execute(COMMIT_FUNCTION)
             if meta.get("schema_version") != str(SCHEMA_VERSION):
@@ -273,7 +284,7 @@ class PgStore(PgLog, PgGroups, PgTimers, PgOutbox):
                         raise ConflictError(f"transaction lost a race: {exc}") from None
                     except asyncpg.PostgresError as exc:
                         state = getattr(exc, "sqlstate", None) or ""
-                        if state == _CONFLICT_STATE:
+                        if state in (_CONFLICT_STATE, _UNIQUE_STATE):
                             raise ConflictError(str(exc)) from None
                         if state == _NO_PARTITION_STATE:
                             raise ConfigError(str(exc)) from None
@@ -312,9 +323,11 @@ class PgStore(PgLog, PgGroups, PgTimers, PgOutbox):
         return decoded
 
     def _commit_args(self, work: UnitOfWork, placed: Sequence[Placed]) -> list[object]:
-        """The arguments of ``sp_commit_v1`` after the commit id and the time."""
+        """The arguments of ``sp_commit_v2`` after the commit id and the time."""
         schema = self.schema
+        sequences, events = event_args(work.events)
         locks = {_lock_key(schema, "kv", r.namespace, r.key) for r in work.reads}
+        locks.update(_lock_key(schema, "ev", ns, id_) for ns, id_ in sequences)
         locks.update(_lock_key(schema, "kv", w.namespace, w.key) for w in work.writes)
         locks.update(_lock_key(schema, "off", o.group, o.stream, o.partition) for o in work.offsets)
         final: dict[tuple[str, str], bytes | None] = {}
@@ -357,12 +370,13 @@ class PgStore(PgLog, PgGroups, PgTimers, PgOutbox):
             [p.partition for p in placed],
             [p.key for p in placed],
             [p.value for p in placed],
+            *events,
         ]
 
     async def _apply(
         self, conn: asyncpg.Connection, commit_id: uuid.UUID, args: Sequence[object]
     ) -> list[tuple[str, int, int]]:
-        """The whole unit in one statement (``sp_commit_v1``, one implicit transaction): the
+        """The whole unit in one statement (``sp_commit_v2``, one implicit transaction): the
         advisory locks on every key it reads or writes and every offset it commits, in sorted
         order; the checks (versions, offsets, inbox, fired timers), any miss raising SPC01 and
         rolling everything back; the writes; the appends, numbered per partition last in the

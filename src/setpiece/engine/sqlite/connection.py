@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from setpiece.engine.sqlite.bulk import _CACHED_STATEMENTS
-from setpiece.engine.sqlite.schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION
+from setpiece.engine.sqlite.schema import APPLICATION_ID, MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from setpiece.errors import EngineError
 
 __all__ = ["SQLiteConnection"]
@@ -79,10 +79,29 @@ class SQLiteConnection:
                 db.execute("ROLLBACK")
                 raise
         version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version in MIGRATIONS:
+            SQLiteConnection._migrate(db)
+            version = db.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
             raise EngineError(
                 f"{path}: setpiece schema version {version}, this setpiece needs {SCHEMA_VERSION}"
             )
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        """Bring a file of an older schema version up to this one (a migration per version)."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            while version in MIGRATIONS:  # read again under the lock: another process may
+                for statement in MIGRATIONS[version]:  # have migrated meanwhile
+                    db.execute(statement)
+                version += 1
+                db.execute(f"PRAGMA user_version = {version}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     @property
     def _db(self) -> sqlite3.Connection:

@@ -89,8 +89,7 @@ class SQLiteLog(SQLiteConnection, Log):
             self._streams[spec.name] = (sid, spec.partitions)
 
     async def drop_stream(self, name: str) -> None:
-        """Delete a stream with its records, committed offsets and members (``setpiece apply
-        --allow-delete``; not part of the contract). A stream that does not exist is ignored."""
+        """Delete a stream with its records, committed offsets and members (one transaction)."""
         with self._write() as db:
             row = db.execute("SELECT id FROM sp_streams WHERE name = ?", (name,)).fetchone()
             if row is not None:

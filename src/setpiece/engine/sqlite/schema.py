@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 APPLICATION_ID = 0x53505043  # "SPPC"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Event sequences (event sourcing), added in version 2.
+_EVENTS = (
+    "CREATE TABLE sp_events ("
+    " ns TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, value BLOB NOT NULL,"
+    " PRIMARY KEY (ns, id, version)) WITHOUT ROWID",
+)
+
+# What turns a file of the version in the key into the next version.
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _EVENTS}
 
 SCHEMA = (
     "CREATE TABLE sp_streams ("
@@ -36,4 +46,5 @@ SCHEMA = (
     " ns TEXT NOT NULL, id TEXT NOT NULL, due REAL NOT NULL, payload BLOB NOT NULL,"
     " PRIMARY KEY (ns, id))",
     "CREATE INDEX sp_timers_due ON sp_timers(due)",
+    *_EVENTS,
 )

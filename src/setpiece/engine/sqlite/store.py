@@ -10,7 +10,7 @@ from typing import Any
 
 from setpiece.engine.contract import Store, UnitOfWork
 from setpiece.engine.sqlite.bulk import _Bulk, _In
-from setpiece.engine.sqlite.groups import SQLiteGroupLog
+from setpiece.engine.sqlite.events import SQLiteEvents
 from setpiece.errors import ConfigError, ConflictError, EngineError, RefusedError
 
 __all__ = ["SQLiteStore"]
@@ -36,7 +36,7 @@ _KV_VERSIONS = _In("SELECT key, version FROM sp_kv WHERE ns = ?1 AND key IN (", 
 _KV_GET_ONE = "SELECT value, version FROM sp_kv WHERE ns = ? AND key = ?"
 
 
-class SQLiteStore(SQLiteGroupLog, Store):
+class SQLiteStore(SQLiteEvents, Store):
     """The store rung of :class:`~setpiece.engine.sqlite.SQLiteEngine`."""
 
     async def kv_get(self, namespace: str, keys: Sequence[str]) -> dict[str, tuple[bytes, int]]:
@@ -79,6 +79,8 @@ class SQLiteStore(SQLiteGroupLog, Store):
         try:
             with self._write() as db:
                 self._check(db, work)
+                if work.events:
+                    self._append_events(db, work.events)
                 out = self._apply(db, work)
         except (ConfigError, EngineError):
             raise

@@ -27,7 +27,7 @@ from setpiece.schemas.schema import Schema, versions_by_type
 from setpiece.service import Service
 from setpiece.sourcing.aggregate import Aggregate
 from setpiece.stream import Stream, check_name
-from setpiece.views import declarations as views
+from setpiece.views import declarations as view_kinds
 from setpiece.views.declarations import Join, StreamJoin, Table, TableJoin, View
 from setpiece.workflows.workflow import Workflow
 
@@ -96,7 +96,7 @@ class Stack:
         self.schemas: dict[str, tuple[Schema, ...]] = versions_by_type(schemas)
         self.views: dict[str, View] = {}
         for view in views:
-            if not isinstance(view, Table | views.Aggregate | Join | TableJoin | StreamJoin):
+            if not isinstance(view, Table | view_kinds.Aggregate | Join | TableJoin | StreamJoin):
                 raise ConfigError(f"views: expected Table, Aggregate, Join, TableJoin or "
                                   f"StreamJoin, got "
                                   f"{type(view).__name__}")
@@ -155,7 +155,7 @@ class Stack:
             places = [("left", view.left), ("right", view.right), ("emit_to", view.emit_to)]
         else:
             places = [("source", view.source)]
-        if isinstance(view, views.Aggregate | Join):
+        if isinstance(view, view_kinds.Aggregate | Join):
             places.append(("emit_to", view.emit_to))
         for what, place in places:
             if isinstance(place, Stream) and self.streams.get(place.name) != place:

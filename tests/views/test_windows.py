@@ -169,16 +169,25 @@ def test_bad_input_is_dead_lettered_with_its_reason(run: Any) -> None:
 
 
 def test_an_idle_partition_closes_its_windows_after_the_timeout(run: Any) -> None:
-    agg = counting(Tumbling(10), idle_timeout=0.2)
+    from setpiece.clock import VirtualClock
+
+    agg = counting(Tumbling(10), idle_timeout=60)
+    clock = VirtualClock(at(0))
 
     async def main() -> None:
-        async with stack_of(agg).start(engine="memory") as rt:
-            await feed(rt, [ev("quiet", 1), ev("quiet", 2)])  # 2026: long past on the clock
-            for _ in range(200):
+        async with stack_of(agg).start(engine="memory", clock=clock) as rt:
+            await feed(rt, [ev("quiet", 1), ev("quiet", 2)])
+            await clock.advance(30)
+            await rt.drain()
+            assert await finals(rt) == []  # idle for 30 s of the clock: still open
+            await clock.advance(31)
+            for _ in range(200):  # the view looks at its clock between turns
                 if await finals(rt):
                     break
                 await asyncio.sleep(0.05)
             assert await finals(rt) == [("quiet", at(0), at(10), 2)]
+            await feed(rt, [ev("quiet", 5)])  # stream time moved to the clock: late
+            assert await rt.view("agg").late() == 1
 
     run(main())
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from setpiece.clock import SYSTEM_CLOCK, Clock
 from setpiece.context import VIEWS
 from setpiece.engine.contract import KVRead, KVWrite, OffsetCommit, UnitOfWork
 from setpiece.errors import ConfigError, ConflictError
@@ -52,6 +53,7 @@ class Views:
         self.views = views
         self._engine: Engine | None = None
         self._now: Any = time.time
+        self._clock: Clock = SYSTEM_CLOCK
         self._stopped = asyncio.Event()
 
     def reader(self, name: str, tenant: str | None = None) -> ViewReader | JoinedReader:
@@ -68,9 +70,8 @@ class Views:
 
     async def attach(self, runtime: Runtime) -> None:
         self._engine = engine = runtime.engine
-        clock = getattr(runtime, "clock", None)
-        if clock is not None:
-            self._now = clock.time
+        self._clock = clock = runtime.clock
+        self._now = clock.time
         runtime.add_context_service(VIEWS, lambda attempt: self)
         for name, view in self.views.items():
             if isinstance(view, Join | StreamJoin):
@@ -91,11 +92,11 @@ class Views:
                 for side, source in (("left", view.left), ("right", view.right)):
                     runtime.add_consumer(ViewConsumer(
                         view, engine, runtime.config, runtime.reader(source_stream(source)),
-                        self._now, runtime.notify_progress, side=side))
+                        clock, runtime.notify_progress, side=side))
                 continue
             await self._generation(engine, view)
             consumer = ViewConsumer(view, engine, runtime.config,
-                                    runtime.reader(source_stream(view.source)), self._now,
+                                    runtime.reader(source_stream(view.source)), clock,
                                     runtime.notify_progress)
             runtime.add_consumer(consumer)
             if isinstance(view, Table) and view.ttl is not None:
@@ -197,8 +198,7 @@ class Views:
                         writes=[KVWrite(layout.state, k, None) for k in gone])
                     with contextlib.suppress(ConflictError):  # updated meanwhile: kept
                         await engine.commit(work)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopped.wait(), interval)
+                await self._clock.wait(self._stopped, interval)
 
         return sweep
 

@@ -16,7 +16,7 @@ decoding, a dict fold, the touched rows upserted and the outputs inserted per co
 Bytewax where it is installed (in memory). Each case runs in its own process, so each peak
 memory (RSS high-water mark) is its own.
 
-    python benchmarks/views.py [--events 1000000] [--case all|a|b]
+    python benchmarks/views.py [--events 1000000] [--case all|a|b] [--no-bytewax]
 """
 
 from __future__ import annotations
@@ -443,6 +443,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--case", default="all", choices=["all", "a", "b"])
+    parser.add_argument("--no-bytewax", action="store_true", help="leave Bytewax out")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--shared", default="", help=argparse.SUPPRESS)
     parser.add_argument("--extra", type=int, default=0, help=argparse.SUPPRESS)
@@ -465,6 +466,8 @@ def main() -> None:
         for who, label in (("sqlite", "SQLite by hand, commit per 1,000 (durable floor)"),
                            ("dict", "plain-Python dict loop (floor)"),
                            ("bytewax", "Bytewax (in memory)")):
+            if who == "bytewax" and args.no_bytewax:
+                continue
             _show(label, measure(f"{who}-{case}", args.events))
 
 

@@ -48,7 +48,12 @@ SUBPACKAGES = {
         "EngineError", "EventError", "ExecutionAlreadyExists", "ExecutionDoesNotExist",
         "HTTPError", "HandlerError", "HandlerTimeout", "HttpError", "InputDecodeError",
         "InvalidToken", "PatternError", "RefusedError", "SchemaError", "SetpieceError",
-        "TaskDoesNotExist", "TaskFailed", "TaskTimedOut", "TaskTokenError", "WorkflowError",
+        "TaskDoesNotExist", "TaskFailed", "TaskTimedOut", "TaskTokenError", "ViewError",
+        "WorkflowError",
+    },
+    "setpiece.views": {
+        "Aggregate", "Hopping", "Join", "Session", "Sliding", "StreamJoin", "Table", "TableJoin",
+        "Tumbling", "ViewError",
     },
     "setpiece.schemas": {"Schema", "is_compatible"},
     "setpiece.signals": {"ControlSignal", "Drop", "Retry"},

@@ -6,6 +6,8 @@
                                  \\--> promotions   --discount_generated--> email
                                  \\--> support      --support_case_opened-->
                                  \\--> rule notify-manufacturer --HTTP POST--> manufacturer
+    views: points (a table of points_awarded), registrations_with_points (product_registered
+    joined to it), registrations_per_model (registrations per model per hour)
 
 ``stack`` is built from the environment (``OUTBOX_DIR``, ``MANUFACTURER_URL``) for tools such as
 ``setpiece dev examples.product_registration.app:stack``, on first use; tests and the demo call
@@ -26,6 +28,11 @@ from pathlib import Path
 from examples.product_registration import audit, loyalty, products, promotions, support
 from examples.product_registration.emails import Outbox, email_service
 from examples.product_registration.manufacturer import ManufacturerWebhook, notify_manufacturer
+from examples.product_registration.views import (
+    build_views,
+    hourly_registrations,
+    registrations_enriched,
+)
 from setpiece import Bus, JWTAuth, Stack
 
 STACK_NAME = "product-registration"
@@ -57,6 +64,8 @@ def build_stack(
             audit.service,
         ],
         buses=[bus],
+        streams=[registrations_enriched, hourly_registrations],
+        views=build_views(bus),
         auth=JWTAuth(secret=jwt_secret, issuer=ISSUER, audience=AUDIENCE),
     )
 

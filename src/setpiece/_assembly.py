@@ -23,6 +23,8 @@ from setpiece.schemas._extension import SchemaChecks
 from setpiece.sourcing._api import SourcingMethods
 from setpiece.sourcing._extension import EventSourcing
 from setpiece.stack import Stack
+from setpiece.views._api import ViewMethods
+from setpiece.views._extension import Views
 from setpiece.workflows._api import WorkflowMethods
 from setpiece.workflows._extension import DurableWorkflows
 
@@ -32,14 +34,16 @@ __all__ = [
 ]
 
 
-class Runtime(GatewayMethods, WorkflowMethods, SourcingMethods, ObserveMethods, CoreRuntime):
+class Runtime(
+    GatewayMethods, WorkflowMethods, SourcingMethods, ViewMethods, ObserveMethods, CoreRuntime
+):
     """A running stack. Get one from ``stack.start(...)``.
 
     Besides publishing, draining, stores, dead letters and replay (the runtime's own), it serves
     the HTTP gateway (``asgi()``) and runs the stack's durable workflows (``start_execution``,
     ``executions``, ``send_task_success``, ...), commands on its event-sourced aggregates
-    (``aggregate(name, id)``, ``execute_many``, ``replay_aggregate``), and, when the stack
-    observes, reports its metrics (``metrics()``).
+    (``aggregate(name, id)``, ``execute_many``, ``replay_aggregate``), keeps its views
+    (``view``), and, when the stack observes, reports its metrics (``metrics()``).
     """
 
 
@@ -51,6 +55,8 @@ def extensions_for(stack: Stack, *, observe: Observability | None = None) -> lis
         extensions.append(SchemaChecks(stack))
     if stack.aggregates:
         extensions.append(EventSourcing())
+    if stack.views:
+        extensions.append(Views(dict(stack.views)))
     observe = observe or stack.observe
     if observe is not None:
         extensions.append(Observe(observe))

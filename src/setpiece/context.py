@@ -26,6 +26,8 @@ __all__ = [
 
 #: The context service that answers workflow task tokens (provided by durable workflows).
 TASK_TOKENS = "task_tokens"
+#: The context service that reads the stack's views (provided by setpiece.views).
+VIEWS = "views"
 #: The context service behind ``ctx.aggregate`` (provided by event sourcing).
 AGGREGATES = "aggregates"
 
@@ -171,6 +173,15 @@ class Context:
     async def send_task_heartbeat(self, token: str) -> None:
         """Tell a task with ``HeartbeatSeconds`` that the work for ``token`` is still going on."""
         await self._token_api().heartbeat(token)
+
+    def view(self, name: str) -> Any:
+        """Read the stack's view ``name`` (its committed state: ``get``, ``items``, ``range``,
+        ``windows``), the rows of this event's tenant; ConfigError when the stack declares no
+        view of that name."""
+        views = self._scope.service_named(VIEWS)
+        if views is None:
+            raise ConfigError(f"the stack has no view {name!r} (it declares no views)")
+        return views.reader(name, self.event.tenant)
 
     async def publish(
         self, event: Event, *, bus: str | None = None, stream: str | None = None

@@ -16,6 +16,7 @@
     ├── HttpError                         raised in a route handler: answer with a 4xx/5xx status (alias HTTPError)
     ├── AuthError                         the gateway refuses a request: 401, 403 or 503, with WWW-Authenticate
     ├── DrainTimeout        (TimeoutError) ``Runtime.drain`` ran out of time with work still pending
+    ├── ViewError           (ValueError)  a view cannot take an event (key, time, late, fold): dead-lettered
     └── WorkflowError
         ├── DefinitionError (ValueError)  a state machine definition is invalid; names the state and field
         ├── TaskFailed                    a task failed with an ASL error name and cause
@@ -61,6 +62,7 @@ __all__ = [
     "TaskFailed",
     "TaskTimedOut",
     "TaskTokenError",
+    "ViewError",
     "WorkflowError",
 ]
 
@@ -95,6 +97,12 @@ class PatternError(SetpieceError, ValueError):
 
 class ConfigError(SetpieceError, ValueError):
     """A stack, service, bus or rule is declared wrongly."""
+
+
+class ViewError(SetpieceError, ValueError):
+    """A view cannot take an event (its key function raised or returned no string, the event
+    has no usable time, it came after its window closed, a fold raised): the event is
+    dead-lettered with this reason."""
 
 
 class EngineError(SetpieceError):

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["RESERVED", "RouteEntry", "RouteTable", "check_routes"]
 
 RESERVED = ("/openapi.json", "/asyncapi.json", "/healthz", "/metrics", "/events/", "/workflows/",
-            "/_setpiece/")
+            "/views/", "/_setpiece/")
 """Paths the gateway serves itself; no service route may take them."""
 
 
@@ -37,12 +37,14 @@ class RouteEntry:
     __slots__ = ("kind", "public", "route", "scopes", "service", "template")
 
     def __init__(self, kind: str, template: str, route: HttpRoute | None = None) -> None:
-        self.kind = kind  # "service" | "events" | "tasks" | "openapi" | "asyncapi" | "health"
+        # "service" | "events" | "tasks" | "views" | "openapi" | "asyncapi" | "health"
+        self.kind = kind
         self.template = template
         self.route = route
         self.service = route.service if route is not None else ""
         self.scopes: tuple[str, ...] = route.scopes if route is not None else ()
-        self.public = route.public if route is not None else kind not in ("events", "tasks")
+        self.public = route.public if route is not None else kind not in (
+            "events", "tasks", "views")
 
 
 def _regex(template: str) -> re.Pattern[str]:
@@ -67,11 +69,13 @@ class RouteTable:
         self._add("POST", "/events/{bus}", RouteEntry("events", "/events/{bus}"), "the gateway")
         self._add("POST", "/workflows/tasks/{action}",
                   RouteEntry("tasks", "/workflows/tasks/{action}"), "the gateway")
+        for template in ("/views/{view}", "/views/{view}/{key}"):  # served by setpiece.views
+            self._add("GET", template, RouteEntry("views", template), "the gateway")
         for service in stack.services.values():
             for route in service.routes:
                 where = f"route {service.name}.{route.name}"
                 if route.path in ("/openapi.json", "/asyncapi.json", "/healthz", "/metrics") or (
-                    route.path.startswith(("/events/", "/workflows/", "/_setpiece/"))
+                    route.path.startswith(("/events/", "/workflows/", "/views/", "/_setpiece/"))
                 ):
                     raise ConfigError(f"{where}: {route.path!r} is reserved by the gateway "
                                       f"({', '.join(RESERVED)})")

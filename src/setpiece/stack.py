@@ -29,6 +29,8 @@ from setpiece.schemas.schema import Schema, versions_by_type
 from setpiece.service import Service
 from setpiece.sourcing.aggregate import Aggregate
 from setpiece.stream import Stream, check_name
+from setpiece.views import declarations as view_kinds
+from setpiece.views.declarations import Join, StreamJoin, Table, TableJoin, View
 from setpiece.workflows.workflow import Workflow
 
 if TYPE_CHECKING:
@@ -72,6 +74,7 @@ class Stack:
         calls: CallPolicy | None = None,
         workflows: Sequence[Workflow] = (),
         rollouts: Sequence[Rollout] = (),
+        views: Sequence[View] = (),
         schemas: Sequence[Schema] = (),
         aggregates: Sequence[Aggregate] = (),
         observe: Observability | None = None,
@@ -100,6 +103,15 @@ class Stack:
             self.buses[default_bus] = Bus(default_bus)
         #: event type -> its declared schemas, oldest version first (setpiece.schemas)
         self.schemas: dict[str, tuple[Schema, ...]] = versions_by_type(schemas)
+        self.views: dict[str, View] = {}
+        for view in views:
+            if not isinstance(view, Table | view_kinds.Aggregate | Join | TableJoin | StreamJoin):
+                raise ConfigError(f"views: expected Table, Aggregate, Join, TableJoin or "
+                                  f"StreamJoin, got "
+                                  f"{type(view).__name__}")
+            if view.name in self.views:
+                raise ConfigError(f"the stack declares two of view {view.name!r}")
+            self.views[view.name] = view
         self.auth = auth
         self.routes = routes
         self.calls = calls
@@ -149,6 +161,49 @@ class Stack:
                 raise ConfigError(f"aggregate {aggregate.name!r}: publishes on bus "
                                   f"{aggregate.bus!r}, which the stack does not declare "
                                   f"(buses: {sorted(self.buses)})")
+        for view in self.views.values():
+            self._check_view(view)
+
+    def _check_view(self, view: View) -> None:
+        where = f"view {view.name!r}"
+        if isinstance(view, TableJoin):
+            for side in (view.left, view.right):
+                if self.views.get(side.name) is not side:
+                    raise ConfigError(f"{where}: joins table {side.name!r}, which the stack "
+                                      "does not declare in views=")
+            return
+        places: list[tuple[str, Stream | Bus | None]]
+        if isinstance(view, StreamJoin):
+            places = [("left", view.left), ("right", view.right), ("emit_to", view.emit_to)]
+        else:
+            places = [("source", view.source)]
+        if isinstance(view, view_kinds.Aggregate | Join):
+            places.append(("emit_to", view.emit_to))
+        for what, place in places:
+            if isinstance(place, Stream) and self.streams.get(place.name) != place:
+                raise ConfigError(f"{where}: {what} stream {place.name!r} is not declared in "
+                                  f"the stack (streams: {sorted(self.streams)})")
+            if isinstance(place, Bus) and self.buses.get(place.name) is not place:
+                raise ConfigError(f"{where}: {what} bus {place.name!r} is not declared in the "
+                                  f"stack (buses: {sorted(self.buses)})")
+        if isinstance(view, StreamJoin):
+            left, right = view.left, view.right
+            if left.partitions != right.partitions:
+                raise ConfigError(
+                    f"{where}: not co-partitioned: {_kind(left)} {left.name!r} has "
+                    f"{left.partitions} partitions, {_kind(right)} {right.name!r} has "
+                    f"{right.partitions}")
+        if isinstance(view, Join):
+            table = self.views.get(view.table.name)
+            if table is not view.table:
+                raise ConfigError(f"{where}: joins table {view.table.name!r}, which the stack "
+                                  "does not declare in views=")
+            left, right = view.source, view.table.source
+            if left.partitions != right.partitions:
+                raise ConfigError(
+                    f"{where}: not co-partitioned: {_kind(left)} {left.name!r} has "
+                    f"{left.partitions} partitions, the table's source {right.name!r} has "
+                    f"{right.partitions}")
 
     def start(
         self,
@@ -235,3 +290,7 @@ def _by_name(kind: str, items: Sequence[N]) -> dict[str, N]:
             raise ConfigError(f"the stack declares two of {kind} {item.name!r}")
         out[item.name] = item
     return out
+
+
+def _kind(place: Stream | Bus) -> str:
+    return "stream" if isinstance(place, Stream) else "bus"

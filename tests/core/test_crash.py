@@ -42,14 +42,15 @@ class Target:
     worker said (its warnings, a traceback, or the stacks ``faulthandler`` dumps on SIGABRT).
     """
 
-    def __init__(self, logs: Path, url: str, store: str | None = None) -> None:
-        self.logs, self.url, self.store = logs, url, store
+    def __init__(self, logs: Path, url: str, store: str | None = None, app: Path = APP) -> None:
+        self.logs, self.url, self.store, self.app = logs, url, store, app
         self.started = 0
 
     def worker(self, mode: str) -> subprocess.Popen[bytes]:
         env = {**os.environ, "PYTHONFAULTHANDLER": "1",
                "PYTHONPATH": os.pathsep.join([str(Path("src").resolve()), *sys.path])}
-        args = [sys.executable, str(APP), self.url, mode, *([self.store] if self.store else [])]
+        args = [sys.executable, str(self.app), self.url, mode,
+                *([self.store] if self.store else [])]
         self.started += 1
         with self.log(mode).open("wb") as err:
             return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=err)

@@ -85,10 +85,47 @@ async def inspect_stack(stack: Stack, engine: Engine) -> dict[str, Any]:
                          "handlers": handlers})
     return {
         "stack": stack.name, "engine": engine.url, "streams": streams, "groups": groups,
-        "buses": buses, "services": services,
+        "buses": buses, "services": services, "views": _views(stack, lag_of),
         "declared_streams": [{"name": s.name, "partitions": s.partitions}
                              for s in stack.streams.values()],
     }
+
+
+def _views(stack: Stack, lag_of: dict[tuple[str, str], int]) -> list[dict[str, Any]]:
+    """The stack's views: kind, what they read and write, and their consumers' lag."""
+    from setpiece.views._state import Layout, source_stream
+    from setpiece.views.declarations import Aggregate, Join, StreamJoin, Table, TableJoin
+
+    out: list[dict[str, Any]] = []
+    for view in stack.views.values():
+        item: dict[str, Any] = {"name": view.name, "kind": type(view).__name__}
+        consumers: list[tuple[str, str]] = []
+        if isinstance(view, TableJoin):
+            item["reads"] = [view.left.name, view.right.name]
+        elif isinstance(view, StreamJoin):
+            group = Layout(view).group
+            item.update(reads=[view.left.name, view.right.name], emit_to=view.emit_to.name,
+                        within=view.within)
+            consumers = [(f"{group}.left", source_stream(view.left)),
+                         (f"{group}.right", source_stream(view.right))]
+        else:
+            item["reads"] = [view.source.name]
+            consumers = [(Layout(view).group, source_stream(view.source))]
+            if isinstance(view, Aggregate):
+                item["window"] = repr(view.window)
+            if isinstance(view, Aggregate | Join) and view.emit_to is not None:
+                item["emit_to"] = view.emit_to.name
+            if isinstance(view, Join):
+                item["table"] = view.table.name
+            if isinstance(view, Table) and view.ttl is not None:
+                item["ttl"] = view.ttl
+        if consumers:
+            lags = [lag_of.get(c) for c in consumers]
+            item["lag"] = None if any(lag is None for lag in lags) else sum(
+                lag for lag in lags if lag is not None)
+            item["groups"] = [g for g, _ in consumers]
+        out.append(item)
+    return out
 
 
 def _plain(value: Any) -> Any:

@@ -27,10 +27,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, unquote, urlencode
 
 from setpiece.errors import ConfigError, EventError
 from setpiece.event import Event
@@ -118,7 +119,7 @@ class Gateway:
         self._rr = 0
         self._openapi: bytes | None = None
         self._asyncapi: bytes | None = None
-        self._extension_routes: dict[tuple[str, str], HttpEndpoint] | None = None
+        self._extension_routes: _Endpoints | None = None
         self._ending: asyncio.Event | None = None  # set: streamed replies end (a shutdown)
         self._version_header = (
             self.routes.header if self.routes is not None else VERSION_HEADER
@@ -270,7 +271,7 @@ class Gateway:
                 return self._health()
             else:
                 request.body = await self._read_body(receive)
-                if route.kind == "tasks":
+                if route.kind in ("tasks", "views"):
                     return await self._endpoint(method, request, authorization)
                 request.identity = await self._identify(route, authorization)
                 self._trace(request, traceparent, observation)
@@ -407,15 +408,19 @@ class Gateway:
         runtime = self.runtime
         if runtime is None:
             return message_reply(503, "the runtime is not running")
-        endpoint = self._endpoints(runtime).get((method, request.path))
-        if endpoint is None:
+        found = self._endpoints(runtime).match(method, request.path)
+        if found is None:
             return message_reply(404, f"no route for {request.path}")
+        endpoint, params = found
         identity = ANONYMOUS
         if self.auth is not None and not endpoint.public:
             identity = await self.auth.authenticate(authorization)
             self.auth.authorize(identity, (endpoint.scope,))
+        if request.query_string:  # query parameters, below the path's
+            query = parse_qsl(request.query_string.decode("latin-1"))
+            params = {**dict(query), **params}
         status, payload = await endpoint.handle(
-            EndpointCall(params={}, body=request.body, tenant=identity.tenant)
+            EndpointCall(params=params, body=request.body, tenant=identity.tenant)
         )
         if isinstance(payload, RawBody):
             return Reply(status, payload.body,
@@ -429,11 +434,12 @@ class Gateway:
         runtime = self.runtime
         if runtime is None or not runtime.endpoints:
             return None
-        return self._endpoints(runtime).get((method, path))
+        found = self._endpoints(runtime).match(method, path)
+        return None if found is None else found[0]
 
-    def _endpoints(self, runtime: Runtime) -> dict[tuple[str, str], HttpEndpoint]:
+    def _endpoints(self, runtime: Runtime) -> _Endpoints:
         if self._extension_routes is None:
-            self._extension_routes = {(e.method, e.path): e for e in runtime.endpoints}
+            self._extension_routes = _Endpoints(runtime.endpoints)
         return self._extension_routes
 
     # -- routing to an instance -------------------------------------------------------------
@@ -621,3 +627,29 @@ class Gateway:
             {k.decode("latin-1"): v.decode("latin-1") for k, v in reply.headers},
             reply.body,
         )
+
+
+class _Endpoints:
+    """The extensions' endpoints: static paths by lookup, ``{name}`` segments by pattern."""
+
+    def __init__(self, endpoints: list[HttpEndpoint]) -> None:
+        self.static: dict[tuple[str, str], HttpEndpoint] = {}
+        self.dynamic: list[tuple[str, re.Pattern[str], HttpEndpoint]] = []
+        for e in endpoints:
+            if "{" in e.path:
+                parts = re.split(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", e.path)
+                regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)"
+                                for i, p in enumerate(parts))
+                self.dynamic.append((e.method, re.compile(regex), e))
+            else:
+                self.static[(e.method, e.path)] = e
+
+    def match(self, method: str, path: str) -> tuple[HttpEndpoint, dict[str, str]] | None:
+        found = self.static.get((method, path))
+        if found is not None:
+            return found, {}
+        for verb, regex, endpoint in self.dynamic:
+            m = regex.fullmatch(path) if verb == method else None
+            if m is not None:
+                return endpoint, {k: unquote(v) for k, v in m.groupdict().items()}
+        return None

@@ -1,5 +1,5 @@
 """``setpiece inspect``: streams, consumer groups and their lag, buses and rules, services and
-their handlers, as tables or JSON (the data comes from ``setpiece.cli.inspecting``)."""
+their handlers, views, as tables or JSON (the data comes from ``setpiece.cli.inspecting``)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def inspect(
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show streams, consumer groups and their lag, buses and rules, services and handlers."""
+    """Show streams, consumer groups and their lag, buses and rules, services and handlers,
+    views."""
     from setpiece.cli.inspecting import inspect_stack
 
     data = run_async(with_engine(target, engine, store, inspect_stack))
@@ -69,6 +70,15 @@ def inspect(
             table.add_row(svc["name"], h["name"], h["kind"], escape(on),
                           "-" if lag is None else str(lag))
     out.print(table)
+    if data["views"]:
+        table = Table("view", "kind", "reads", "emits to", "lag", title="views",
+                      title_justify="left")
+        for v in data["views"]:
+            lag = v.get("lag")
+            table.add_row(v["name"], v["kind"] + (f" {v['window']}" if "window" in v else ""),
+                          ", ".join(v["reads"]), v.get("emit_to", ""),
+                          "-" if lag is None else str(lag))
+        out.print(table)
 
 
 def register(app: Typer) -> None:

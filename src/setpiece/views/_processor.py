@@ -138,7 +138,7 @@ class ViewConsumer(Consumer):
             records = await self.engine.read(self.stream, partition, start, BATCH)
             events = [(r, None) for r in records]
         else:
-            entries = await self.reader.read(partition, start, BATCH)
+            entries = await self.reader.read(partition, start, BATCH, self.group)
             records = [e.record for e in entries]
             events = [(e.record, e) for e in entries]
         if not records:

@@ -58,12 +58,12 @@ def test_graph_first_then_ticks_in_simulated_time_then_the_json_summary(
     ticks = got[1:-1]
     assert len(ticks) >= 50 and all(t["type"] == "tick" for t in ticks)
     times = [t["t"] for t in ticks]
-    assert times == sorted(set(times)) and 0 < times[0] and times[-1] == pytest.approx(4)
+    assert times == sorted(set(times)) and times[0] > 0 and times[-1] == pytest.approx(4)
     assert sum(t["services"]["proxy"]["requests"] for t in ticks) > 0
     assert any(t["edges"] and any(e["calls"] for e in t["edges"]) for t in ticks)
     # the chaos event shows in the tick that follows it, and the killed service stays dead
     killed = next(t for t in ticks if t["events"])
-    assert "kill_instance" in killed["events"][0] and 1 <= killed["t"]
+    assert "kill_instance" in killed["events"][0] and killed["t"] >= 1
     assert killed["services"]["web"] == {**killed["services"]["web"], "instances": 0,
                                          "stopped": 6, "zones": {}}
     assert ticks[-1]["services"]["web"]["instances"] == 0

@@ -354,5 +354,7 @@ def serve(live: LiveRun, *, host: str = "127.0.0.1", port: int = 0,
 
     try:
         asyncio.run(main())
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a served run ends: uvicorn closed the pages and stopped
     finally:
         sock.close()

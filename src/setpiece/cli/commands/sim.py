@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -174,7 +175,7 @@ def _finish(run: Any, zipkin: Path | None, otlp: Path | None, graph: Path | None
 
 
 def _serve(run: Any, started: float, host: str, port: int, speed: str | None, json_out: bool,
-           finish: Any) -> None:
+           finish: Callable[[], dict[str, Any]]) -> None:
     """``--serve``: play the run in the browser; write the files when it ends."""
     from setpiece.sim import output as reporting
     from setpiece.sim.serve import DEFAULT_PLAY_SECONDS, LiveRun, parse_speed, serve
@@ -184,7 +185,7 @@ def _serve(run: Any, started: float, host: str, port: int, speed: str | None, js
     pace = (parse_speed(speed, "--speed") if speed is not None
             else run.config.duration / DEFAULT_PLAY_SECONDS)
 
-    def done(wall: float) -> dict[str, Any]:
+    def done(_wall: float) -> dict[str, Any]:  # the wall time of --json: since the start
         try:
             summary = reporting.summary(run, time.perf_counter() - started, finish())
         except CliError as exc:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import math
@@ -45,6 +46,8 @@ __all__ = ["LiveRun", "parse_speed", "serve", "sim_app"]
 
 log = logging.getLogger("setpiece.sim")
 VENDOR = "vendor/cytoscape-3.35.0/cytoscape.min.js"
+_NEEDS = ("setpiece sim --serve needs starlette, uvicorn and websockets: "
+          "pip install 'setpiece[sim]'")
 DEFAULT_PLAY_SECONDS = 30.0  # without --speed, a run plays in about this many wall seconds
 
 
@@ -284,9 +287,8 @@ def sim_app(live: LiveRun) -> Any:
         from starlette.applications import Starlette
         from starlette.responses import Response
         from starlette.routing import Route, WebSocketRoute
-    except ImportError:  # pragma: no cover - setpiece[sim] brings it
-        raise ConfigError("setpiece sim --serve needs starlette, uvicorn and websockets: "
-                          "pip install 'setpiece[sim]'") from None
+    except ImportError:
+        raise ConfigError(_NEEDS) from None
 
     files = {
         "/": (("sim", "static", "sim.html"), "text/html; charset=utf-8"),
@@ -316,6 +318,14 @@ def sim_app(live: LiveRun) -> Any:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -337,9 +347,10 @@ def serve(live: LiveRun, *, host: str = "127.0.0.1", port: int = 0,
     ``announce`` is told the page's URL once the socket listens."""
     try:
         import uvicorn
-    except ImportError:  # pragma: no cover - setpiece[sim] brings it
-        raise ConfigError("setpiece sim --serve needs starlette, uvicorn and websockets: "
-                          "pip install 'setpiece[sim]'") from None
+    except ImportError:
+        raise ConfigError(_NEEDS) from None
+    if not any(map(_importable, ("websockets", "wsproto"))):
+        raise ConfigError(_NEEDS)  # uvicorn would answer no WebSocket
     app = sim_app(live)
     sock = _listen(host, port)
     shown = f"[{host}]" if ":" in host else host

@@ -134,6 +134,14 @@ class _Ticks:
                 "events": events, "requests": sim.roots[0], "errors": sim.roots[1]}
 
 
+    @staticmethod
+    def moved(tick: dict[str, Any]) -> bool:
+        """Whether anything happened in ``tick``."""
+        return bool(tick["events"]) or any(
+            s["requests"] or s["errors"] for s in tick["services"].values()) or any(
+            e["calls"] or e["errors"] for e in tick["edges"])
+
+
 class LiveRun:
     """One run, played in a thread; its frames (JSON text) are kept for every page.
 
@@ -169,7 +177,10 @@ class LiveRun:
                              "speed": self.speed})
             sim.run(lambda now: self._emit(now, ticks.tick(now)))
             if ticks.last_t < sim.config.duration:  # the samples stopped short of the end
-                self._emit(sim.config.duration, ticks.tick(sim.config.duration))
+                short = sim.config.duration - ticks.last_t < ticks.interval * 1e-6
+                last = ticks.tick(sim.config.duration)
+                if not short or ticks.moved(last):  # not for a rounding error's worth of run
+                    self._emit(sim.config.duration, last)
             result = self.finish(time.perf_counter() - started)
             self._emit(sim.config.duration, {"type": "summary", "summary": result,
                                              "log": list(sim.log)})

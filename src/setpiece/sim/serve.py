@@ -161,7 +161,7 @@ class LiveRun:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start the run (in the running event loop's thread pool of one)."""
+        """Start the run in a thread of its own; frames reach the running event loop."""
         self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
         self._thread = threading.Thread(target=self._play, name="setpiece-sim", daemon=True)
@@ -224,16 +224,29 @@ class LiveRun:
             self._thread.join(timeout)
 
 
+class _Pace:
+    """How fast one page is shown the run: ``speed`` simulated seconds per wall second (None:
+    the fastest) from ``anchor_t`` (simulated) at ``anchor_wall`` (the loop's clock)."""
+
+    __slots__ = ("anchor_t", "anchor_wall", "sent_t", "speed")
+
+    def __init__(self, speed: float | None, now: float) -> None:
+        self.speed = speed
+        self.anchor_wall = now
+        self.anchor_t = 0.0
+        self.sent_t = 0.0  # simulated time of the last frame sent
+
+
 async def _play_to(websocket: Any, live: LiveRun) -> None:
     from starlette.websockets import WebSocketDisconnect
 
     await websocket.accept()
     loop = asyncio.get_running_loop()
-    pace = {"speed": live.speed}
+    pace = _Pace(live.speed, loop.time())
     wake = asyncio.Event()
     try:
         if "speed" in websocket.query_params:
-            pace["speed"] = parse_speed(websocket.query_params["speed"], "?speed")
+            pace.speed = parse_speed(websocket.query_params["speed"], "?speed")
     except ConfigError as exc:
         await websocket.send_text(json.dumps({"type": "error", "error": str(exc)}))
         await websocket.close(1008)
@@ -248,14 +261,16 @@ async def _play_to(websocket: Any, live: LiveRun) -> None:
                     if not isinstance(asked, dict) or "speed" not in asked:
                         raise ConfigError('expected {"speed": X} (X > 0, or null for the '
                                           'fastest)')
-                    pace["speed"] = parse_speed(asked["speed"])
+                    speed = parse_speed(asked["speed"])
                 except (ValueError, ConfigError) as exc:
                     await websocket.send_text(json.dumps({"type": "error", "error": str(exc)}))
                     continue
+                # the new pace counts from now and from the last frame sent
+                pace.speed, pace.anchor_wall, pace.anchor_t = speed, loop.time(), pace.sent_t
                 wake.set()
 
     listener = asyncio.create_task(listen())
-    anchor_wall, anchor_t, index = loop.time(), 0.0, 0
+    index = 0
     try:
         while True:
             waiting = asyncio.ensure_future(live.frame(index))
@@ -267,20 +282,17 @@ async def _play_to(websocket: Any, live: LiveRun) -> None:
             if found is None:
                 break
             t, text = found
-            while pace["speed"] is not None and not listener.done():
-                delay = anchor_wall + (t - anchor_t) / pace["speed"] - loop.time()
+            while pace.speed is not None and not listener.done():
+                delay = pace.anchor_wall + (t - pace.anchor_t) / pace.speed - loop.time()
                 if delay <= 0:
                     break
                 wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), delay)
-                except TimeoutError:
-                    break
-                # a new speed: from now on, from the last frame sent
-                anchor_wall, anchor_t = loop.time(), live.frames[index - 1][0] if index else 0.0
             if listener.done():
                 return
             await websocket.send_text(text)
+            pace.sent_t = t
             index += 1
         await listener  # the run is over: the page stays connected until it leaves
     except (WebSocketDisconnect, RuntimeError):

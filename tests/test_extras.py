@@ -14,7 +14,8 @@ import pytest
 
 # The top-level modules of every optional dependency in pyproject.toml.
 EXTRAS = ["jsonata", "httpx", "jwt", "uvicorn", "nats", "asyncpg", "typer", "rich", "watchfiles",
-          "starlette", "pydantic", "opentelemetry", "prometheus_client", "selenium"]
+          "starlette", "pydantic", "opentelemetry", "prometheus_client", "selenium",
+          "websockets", "wsproto"]
 
 _BLOCK = """
 import sys
@@ -185,3 +186,16 @@ def test_observability_without_the_otel_extra_says_what_to_install() -> None:
         asyncio.run(main())
     """))
     assert "pip install 'setpiece[otel]'" in out and "prometheus_client" in out
+
+
+@pytest.mark.parametrize("missing", [["starlette"], ["websockets", "wsproto"], ["uvicorn"]])
+def test_sim_serve_without_its_extra_says_what_to_install(missing: list[str]) -> None:
+    shop = "tests/sim/archs/shop_arch.json"
+    result = without(missing, f"""
+        import sys
+        from setpiece.cli import main
+        sys.argv = ["setpiece", "sim", {shop!r}, "--duration", "1", "--serve"]
+        main()
+    """)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "pip install 'setpiece[sim]'" in result.stdout + result.stderr

@@ -9,12 +9,15 @@ figures that the command line prints beside it.
 from __future__ import annotations
 
 import json
+import resource
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from setpiece.sim.engine import Simulation
 
-__all__ = ["dumps", "graph", "otlp", "percentile", "report", "zipkin"]
+__all__ = ["dumps", "graph", "otlp", "peak_rss_bytes", "percentile", "report", "summary",
+           "zipkin"]
 
 BUCKET = 1e5  # latency histograms count in 10 µs buckets
 
@@ -93,6 +96,31 @@ def report(sim: Simulation) -> dict[str, Any]:
         "log": list(sim.log),
         "timeline": sim.timeline,
     }
+
+
+def peak_rss_bytes() -> int:
+    """The peak resident memory of this process (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def summary(sim: Simulation, wall_seconds: float,
+            full: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The summary that ``setpiece sim --json`` prints (and ``--serve`` sends last): the
+    deterministic figures of :func:`report` (``full``, computed when not given) and the
+    wall-clock ones: ``wall_seconds``, ``peak_rss_bytes``, ``messages_per_second``."""
+    if full is None:
+        full = report(sim)
+    out: dict[str, Any] = {
+        key: full[key] for key in ("arch", "seed", "instances", "messages", "simulated_seconds",
+                                   "rate", "requests", "errors", "p50_ms", "p99_ms")}
+    out["wall_seconds"] = round(wall_seconds, 3)
+    out["peak_rss_bytes"] = peak_rss_bytes()
+    out["messages_per_second"] = round(sim.messages / wall_seconds) if wall_seconds > 0 else 0
+    out["services"] = {
+        name: {k: s[k] for k in ("requests", "errors", "p50_ms", "p99_ms", "instances")}
+        for name, s in full["services"].items()}
+    return out
 
 
 def graph(sim: Simulation) -> dict[str, Any]:

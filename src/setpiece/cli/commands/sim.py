@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,12 +26,6 @@ def _write(path: Path, text: str) -> None:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise CliError(f"cannot write {path}: {exc.strerror}") from None
-
-
-def peak_rss_bytes() -> int:
-    """The peak resident memory of this process (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 @guarded
@@ -73,6 +67,18 @@ def sim(
     autoscale: Annotated[float | None, typer.Option(
         "--autoscale", metavar="TARGET",
         help="Autoscale every service to this utilisation (0..1), measured every 10 s.")] = None,
+    serve: Annotated[bool, typer.Option(
+        "--serve", help="Show the run animating in a browser (a page and a WebSocket); "
+        "serve until Ctrl-C.")] = False,
+    port: Annotated[int, typer.Option(
+        "--port", metavar="N", help="With --serve: the port (default: a free one).")] = 0,
+    host: Annotated[str, typer.Option(
+        "--host", metavar="ADDRESS", help="With --serve: the address to listen on.")
+    ] = "127.0.0.1",
+    speed: Annotated[str | None, typer.Option(
+        "--speed", metavar="X",
+        help="With --serve: simulated seconds per wall second, or 'max' (default: the run "
+        "plays in about 30 s).")] = None,
 ) -> None:
     """Simulate an architecture at scale in simulated time: discovery, load balancing, queues,
     timeouts, retries, breakers, autoscaling, code pushes and chaos."""
@@ -113,6 +119,12 @@ def sim(
     if model.calls is not None:  # the stack's own timeouts, retries and breakers
         config = replace(config, calls=model.calls)
     run = simulator.Simulation(model, config)
+    if serve:
+        _serve(run, started, host, port, speed, json_out,
+               lambda: _finish(run, zipkin, otlp, graph, report))
+        return
+    if (port or speed is not None or host != "127.0.0.1"):
+        raise CliError("--port, --host and --speed apply to --serve")
     if err.is_terminal and not json_out:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -124,24 +136,8 @@ def sim(
     else:
         run.run()
     wall = time.perf_counter() - started
-    full = reporting.report(run)
-    if zipkin:
-        _write(zipkin, reporting.dumps(reporting.zipkin(run)))
-    if otlp:
-        _write(otlp, reporting.dumps(reporting.otlp(run)))
-    if graph:
-        _write(graph, reporting.dumps(reporting.graph(run)))
-    if report:
-        _write(report, reporting.dumps(full))
-    summary: dict[str, Any] = {
-        key: full[key] for key in ("arch", "seed", "instances", "messages", "simulated_seconds",
-                                   "rate", "requests", "errors", "p50_ms", "p99_ms")}
-    summary["wall_seconds"] = round(wall, 3)
-    summary["peak_rss_bytes"] = peak_rss_bytes()
-    summary["messages_per_second"] = round(run.messages / wall) if wall > 0 else 0
-    summary["services"] = {
-        name: {k: s[k] for k in ("requests", "errors", "p50_ms", "p99_ms", "instances")}
-        for name, s in full["services"].items()}
+    full = _finish(run, zipkin, otlp, graph, report)
+    summary = reporting.summary(run, wall, full)
     if json_out:
         sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         return
@@ -159,6 +155,57 @@ def sim(
     out.print(table)
     for line in full["log"]:
         out.print(f"[dim]{escape(line)}[/]")
+
+
+def _finish(run: Any, zipkin: Path | None, otlp: Path | None, graph: Path | None,
+            report: Path | None) -> dict[str, Any]:
+    """Write the files asked for; the full report of the run."""
+    from setpiece.sim import output as reporting
+
+    full = reporting.report(run)
+    if zipkin:
+        _write(zipkin, reporting.dumps(reporting.zipkin(run)))
+    if otlp:
+        _write(otlp, reporting.dumps(reporting.otlp(run)))
+    if graph:
+        _write(graph, reporting.dumps(reporting.graph(run)))
+    if report:
+        _write(report, reporting.dumps(full))
+    return full
+
+
+def _serve(run: Any, started: float, host: str, port: int, speed: str | None, json_out: bool,
+           finish: Callable[[], dict[str, Any]]) -> None:
+    """``--serve``: play the run in the browser; write the files when it ends."""
+    from setpiece.sim import output as reporting
+    from setpiece.sim.serve import DEFAULT_PLAY_SECONDS, LiveRun, parse_speed, serve
+
+    if not 0 <= port <= 65535:
+        raise CliError(f"--port: expected 0..65535, got {port}")
+    pace = (parse_speed(speed, "--speed") if speed is not None
+            else run.config.duration / DEFAULT_PLAY_SECONDS)
+
+    def done(_wall: float) -> dict[str, Any]:  # the wall time of --json: since the start
+        try:
+            summary = reporting.summary(run, time.perf_counter() - started, finish())
+        except CliError as exc:
+            err.print(f"[red]{escape(str(exc))}[/]")
+            summary = reporting.summary(run, time.perf_counter() - started)
+        if json_out:
+            sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+            sys.stdout.flush()
+        else:
+            out.print(f"run over: {summary['requests']} outside requests, "
+                      f"{summary['errors']} errors, p99 {summary['p99_ms']} ms "
+                      "(still serving; Ctrl-C to stop)")
+        return summary
+
+    def announce(url: str) -> None:
+        (err if json_out else out).print(f"serving the run of {escape(run.model.name)} at "
+                                         f"{url} (Ctrl-C to stop)")
+        (err if json_out else out).file.flush()
+
+    serve(LiveRun(run, pace, done), host=host, port=port, announce=announce)
 
 
 def register(app: Typer) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from setpiece import Context, Event, RuntimeConfig, Service, Stack
+from setpiece import Context, DrainTimeout, Event, Runtime, RuntimeConfig, Service, Stack
 
 
 def build() -> Stack:
@@ -49,7 +49,27 @@ async def main(engine: str, mode: str, store: str | None) -> None:
             print("ready", flush=True)
             await asyncio.Event().wait()
         elif mode == "drain":
-            await rt.drain(timeout=120)
+            try:
+                await rt.drain(timeout=240)
+            except DrainTimeout:
+                await _say_where_it_stands(rt)
+                raise
+
+
+async def _say_where_it_stands(rt: Runtime) -> None:
+    """On stderr, for the test's failure: each group behind, per partition, its committed
+    offset, the log's end, and what a read at the committed offset returns now."""
+    for consumer in rt.consumers:
+        ends = await rt.engine.end_offsets(consumer.stream)
+        committed = await rt.engine.committed(consumer.group, consumer.stream)
+        for partition, end in enumerate(ends):
+            at = committed.get(partition, 0)
+            if at < end:
+                found = await rt.engine.read(consumer.stream, partition, at, 5)
+                print(f"{consumer.group} {consumer.stream}[{partition}]: committed {at}, end "
+                      f"{end}, owned here {partition in consumer.owned}, busy {consumer.busy}, "
+                      f"a read at {at} gives {[r.offset for r in found]}",
+                      file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ from setpiece.event import Event, encode_event
 
 APP = Path(__file__).with_name("crash_app.py")
 CUSTOMERS = 17
-#: the cluster fault test runs this many times in a row, each with its own seed (and servers)
-CLUSTER_RUNS = 10
+#: the cluster fault test runs this many times in a row, each with its own seed (and servers);
+#: SETPIECE_CLUSTER_RUNS=10 for the issue's ten in a row (CI runs 3: see docs/production.md)
+CLUSTER_RUNS = int(os.environ.get("SETPIECE_CLUSTER_RUNS", "3"))
 
 
 class Target:
@@ -181,14 +182,14 @@ def _kill_loop(
 def _drain(target: Target) -> None:
     final = target.worker("drain")
     try:
-        code = final.wait(timeout=180)
+        code = final.wait(timeout=300)
     except subprocess.TimeoutExpired:
         final.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack first
         code = final.wait(timeout=30)
     assert final.stdout is not None
     final.stdout.close()
     if code != 0:
-        said = target.log("drain").read_text(errors="replace").splitlines()[-60:]
+        said = target.log("drain").read_text(errors="replace").splitlines()[-80:]
         raise AssertionError(f"the drain worker exited with {code}; its stderr ends with:\n"
                              + "\n".join(said))
 

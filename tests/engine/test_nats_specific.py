@@ -628,6 +628,47 @@ def test_the_cluster_serves_on_when_a_node_dies(
     run(body())
 
 
+def test_a_replica_that_lags_is_read_past_from_the_leader(
+    nats_cluster: NatsCluster, postgres: PostgresServer
+) -> None:
+    """A direct get may be answered by a replica still catching up: it says "the end" short of
+    the leader's end. The read then takes the rest from the leader (STREAM.MSG.GET), keys,
+    values and times as a direct get gives them."""
+    url, store = fresh_urls(nats_cluster, postgres)
+
+    async def body() -> None:
+        engine = await open_engine(url, store)
+        assert isinstance(engine, NatsEngine)
+        try:
+            await engine.create_stream(StreamSpec("s", 1))
+            await engine.commit(UnitOfWork(appends=[
+                ("s", key, f"v{n}".encode())
+                for n, key in enumerate(["k", "schlüssel", None, " spaced ", "k"])
+            ]))
+            log = engine._log
+            truth = await engine.read("s", 0, 0, 10)
+            assert [r.value for r in truth] == [b"v0", b"v1", b"v2", b"v3", b"v4"]
+            real_get = log._replies.get
+
+            async def lagging(js_name: str, request: dict[str, Any]) -> tuple[list[Any], bool]:
+                msgs, _ = await real_get(js_name, request)
+                return msgs[:1], True  # a replica two records behind: "that is the end"
+
+            log._replies.get = lagging  # type: ignore[method-assign]
+            found, at_end = await log.read("s", 0, 0, 10)
+            assert at_end
+            assert [(r.offset, r.key, r.value) for r in found] == [
+                (r.offset, r.key, r.value) for r in truth]
+            assert [round(r.timestamp, 3) for r in found] == [
+                round(r.timestamp, 3) for r in truth]
+            found, _ = await log.read("s", 0, 3, 10)
+            assert [r.value for r in found] == [b"v3", b"v4"]
+        finally:
+            await engine.close()
+
+    run(body())
+
+
 # -- the servers ----------------------------------------------------------------------------------
 
 

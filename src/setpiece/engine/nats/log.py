@@ -91,6 +91,16 @@ def parse_timestamp(value: str) -> float:
     return seconds
 
 
+def _header_block(raw: bytes) -> dict[str, str]:
+    """The headers of a NATS header block (``NATS/1.0\r\nName: value\r\n...``)."""
+    out: dict[str, str] = {}
+    for line in raw.decode("latin-1").split("\r\n")[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            out.setdefault(name.strip(), value.strip())
+    return out
+
+
 def _key_headers(key: str | None) -> dict[str, str]:
     if key is None:
         return {}
@@ -296,7 +306,44 @@ class JetStreamLog:
                 encoded = msg.header("Sp-Key64")
                 key = None if encoded is None else base64.b64decode(encoded).decode()
             rows.append((int(sequence) - 1, key, msg.data, parse_timestamp(stamp)))
+        if at_end and self._replicas > 1 and len(rows) < limit:
+            # Any replica may answer a direct get, one still catching up too (after a restart
+            # it can lag for minutes): the leader's STREAM.INFO says where the partition ends,
+            # and the leader serves what the replica has not got yet.
+            following = offset + len(rows)
+            end = await self.last_seq(stream, partition)
+            if end > following:
+                rows += await self._read_from_leader(
+                    stream, partition, following, min(limit - len(rows), end - following)
+                )
+                at_end = following + len(rows) >= end
         return records(stream, partition, rows), at_end
+
+    async def _read_from_leader(
+        self, stream: str, partition: int, offset: int, count: int
+    ) -> list[tuple[int, str | None, bytes, float]]:
+        """``count`` records from ``offset`` by STREAM.MSG.GET, which the stream's leader
+        answers (slower than a direct get: one request per record)."""
+        name = self.js_name(stream, partition)
+
+        async def one(seq: int) -> tuple[int, str | None, bytes, float]:
+            reply = await self._replies.request(
+                f"$JS.API.STREAM.MSG.GET.{name}", msgspec.json.encode({"seq": seq}), READ_TIMEOUT
+            )
+            if reply.status == "503":
+                raise nats.errors.NoRespondersError
+            body = _decode_json(reply.data)
+            if body.get("error") is not None:
+                nats.js.errors.APIError.from_error(body["error"])  # raises
+            message = body["message"]
+            headers = _header_block(base64.b64decode(message.get("hdrs") or b""))
+            key = headers.get("Sp-Key")
+            if key is None and "Sp-Key64" in headers:
+                key = base64.b64decode(headers["Sp-Key64"]).decode()
+            data = base64.b64decode(message.get("data") or b"")
+            return int(message["seq"]) - 1, key, data, parse_timestamp(message["time"])
+
+        return list(await asyncio.gather(*(one(offset + 1 + i) for i in range(count))))
 
     async def first_at(self, stream: str, partition: int, timestamp: float) -> int | None:
         """The offset of the first record stored at or after ``timestamp``, if any."""

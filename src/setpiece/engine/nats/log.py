@@ -310,13 +310,14 @@ class JetStreamLog:
             # Any replica may answer a direct get, one still catching up too (after a restart
             # it can lag for minutes): the leader's STREAM.INFO says where the partition ends,
             # and the leader serves what the replica has not got yet.
-            following = offset + len(rows)
-            end = await self.last_seq(stream, partition)
+            state = await self._stream_state(self.js_name(stream, partition))
+            first, end = int(state["first_seq"]) - 1, int(state["last_seq"])
+            following = rows[-1][0] + 1 if rows else max(offset, first)  # (trimmed: held on)
             if end > following:
                 rows += await self._read_from_leader(
                     stream, partition, following, min(limit - len(rows), end - following)
                 )
-                at_end = following + len(rows) >= end
+                at_end = (rows[-1][0] + 1 if rows else following) >= end
         return records(stream, partition, rows), at_end
 
     async def _read_from_leader(

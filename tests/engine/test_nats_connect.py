@@ -38,7 +38,7 @@ def test_an_unreachable_nats_fails_within_the_connect_timeout_naming_the_url() -
 
 
 def test_connect_timeout_has_a_short_default_and_is_checked() -> None:
-    from setpiece.engine.nats.engine import nats_options
+    from setpiece.engine.nats.options import nats_options
 
     default = nats_options("nats://h:4222")
     assert default.connect_timeout == 5.0 and default.timeout == 30.0
@@ -54,7 +54,7 @@ def test_connect_timeout_has_a_short_default_and_is_checked() -> None:
 
 
 def test_the_url_names_every_seed_and_checks_credentials_files(tmp_path: Path) -> None:
-    from setpiece.engine.nats.engine import nats_options, seed_urls
+    from setpiece.engine.nats.options import nats_options, seed_urls
 
     options = nats_options("nats://127.0.0.1:4222,127.0.0.1:4223, 127.0.0.1:4224?replicas=3")
     assert options.replicas == 3

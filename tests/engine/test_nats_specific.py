@@ -663,6 +663,13 @@ def test_a_replica_that_lags_is_read_past_from_the_leader(
                 round(r.timestamp, 3) for r in truth]
             found, _ = await log.read("s", 0, 3, 10)
             assert [r.value for r in found] == [b"v3", b"v4"]
+
+            async def empty(js_name: str, request: dict[str, Any]) -> tuple[list[Any], bool]:
+                return [], False  # an empty batch that does not even say it is the end
+
+            log._replies.get = empty  # type: ignore[method-assign]
+            found, _ = await log.read("s", 0, 2, 10)
+            assert [r.value for r in found] == [b"v2", b"v3", b"v4"]
         finally:
             await engine.close()
 

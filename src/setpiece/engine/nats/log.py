@@ -306,10 +306,11 @@ class JetStreamLog:
                 encoded = msg.header("Sp-Key64")
                 key = None if encoded is None else base64.b64decode(encoded).decode()
             rows.append((int(sequence) - 1, key, msg.data, parse_timestamp(stamp)))
-        if at_end and self._replicas > 1 and len(rows) < limit:
+        if (at_end or not rows) and self._replicas > 1 and len(rows) < limit:
             # Any replica may answer a direct get, one still catching up too (after a restart
-            # it can lag for minutes): the leader's STREAM.INFO says where the partition ends,
-            # and the leader serves what the replica has not got yet.
+            # it can lag for minutes, and answer "the end", or an empty batch): the leader's
+            # STREAM.INFO says where the partition ends, and the leader serves what the
+            # replica has not got yet.
             state = await self._stream_state(self.js_name(stream, partition))
             first, end = int(state["first_seq"]) - 1, int(state["last_seq"])
             following = rows[-1][0] + 1 if rows else max(offset, first)  # (trimmed: held on)

@@ -8,6 +8,7 @@ the log), and nothing was dead-lettered. Reuses the core crash test's worker har
 
 from __future__ import annotations
 
+import asyncio
 import random
 import signal
 import time
@@ -76,9 +77,29 @@ def _unfinished(target: Target) -> bool:
     return bool(target.call(behind))
 
 
+async def _relayed(engine: Engine, streams: list[str], quiet: float = 4.0) -> None:
+    """Wait until the streams' ends stop moving for ``quiet`` seconds (at most a minute).
+
+    On NATS a worker killed after its commit leaves its emitted records in the PostgreSQL
+    outbox; the next engine's relay publishes them once they are two seconds old (the
+    guarantee is that they are published, not when). Read the log after that."""
+    last: list[list[int]] | None = None
+    since = time.monotonic()
+    deadline = since + 60
+    while time.monotonic() < deadline:
+        ends = [await engine.end_offsets(s) for s in streams]
+        if ends != last:
+            last, since = ends, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        await asyncio.sleep(0.25)
+
+
 def _check(target: Target, orders: int) -> None:
     async def check(engine: Engine) -> None:
         from setpiece.views._state import Layout
+
+        await _relayed(engine, ["enriched", "totals"])
         from tests.views.crash_app import build
 
         stack = build()

@@ -11,7 +11,13 @@ the PostgreSQL URL the NATS engine needs.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sys
+import time
+from typing import Any
+
+import nats
 
 from setpiece import Context, DrainTimeout, Event, Runtime, RuntimeConfig, Service, Stack
 
@@ -70,6 +76,45 @@ async def _say_where_it_stands(rt: Runtime) -> None:
                       f"{end}, owned here {partition in consumer.owned}, busy {consumer.busy}, "
                       f"a read at {at} gives {[r.offset for r in found]}",
                       file=sys.stderr, flush=True)
+                await _say_what_nats_holds(rt, consumer.stream, partition, at)
+
+
+async def _say_what_nats_holds(rt: Runtime, stream: str, partition: int, at: int) -> None:
+    """On the NATS engine: the read hints, a read past them, and what each server says."""
+    engine: Any = rt.engine
+    log = getattr(engine, "_log", None)
+    if log is None:
+        return
+    key = (stream, partition)
+    print(f"  hints: end {engine._ends.get(key)}, real read {engine._real_read.get(key)}, "
+          f"now {time.monotonic():.1f}, reconnects {log.reconnects}", file=sys.stderr)
+    try:
+        found, at_end = await log.read(stream, partition, at, 5)
+        print(f"  a read past the hints: {[r.offset for r in found]}, at end {at_end}",
+              file=sys.stderr)
+    except Exception as exc:
+        print(f"  a read past the hints failed: {exc!r}", file=sys.stderr)
+    name = log.js_name(stream, partition)
+    try:
+        info = await log._replies.request(f"$JS.API.STREAM.INFO.{name}", b"", 5)
+        body = json.loads(info.data)
+        print(f"  STREAM.INFO: state {body.get('state')}, cluster {body.get('cluster')}",
+              file=sys.stderr)
+    except Exception as exc:
+        print(f"  STREAM.INFO failed: {exc!r}", file=sys.stderr)
+    for server in os.environ.get("SETPIECE_DIAG_SERVERS", "").split(","):
+        if not server:
+            continue
+        nc = await nats.connect(server, allow_reconnect=False)
+        try:
+            msg = await nc.request(f"$JS.API.DIRECT.GET.{name}",
+                                   json.dumps({"seq": at + 1}).encode(), timeout=2)
+            print(f"  direct get via {server}: {msg.headers}", file=sys.stderr)
+        except Exception as exc:
+            print(f"  direct get via {server} failed: {exc!r}", file=sys.stderr)
+        finally:
+            await nc.close()
+    print(flush=True, file=sys.stderr)
 
 
 if __name__ == "__main__":

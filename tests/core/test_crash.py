@@ -245,7 +245,7 @@ def test_sigkill_and_server_restarts_on_nats_and_postgres(tmp_path: Path) -> Non
 @pytest.mark.servers
 @pytest.mark.parametrize("seed", range(20261203, 20261203 + CLUSTER_RUNS))
 def test_a_cluster_that_loses_nodes_loses_nothing_and_doubles_nothing(
-    tmp_path: Path, seed: int
+    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a 3-node JetStream cluster (streams with 3 replicas) + PostgreSQL, while workers are
     SIGKILLed at random: one node SIGKILLed in the middle of the backlog and restarted later,
@@ -256,6 +256,8 @@ def test_a_cluster_that_loses_nodes_loses_nothing_and_doubles_nothing(
     with nats_cluster(tmp_path / "nats", nodes=3) as cluster, postgres_server() as pg:
         target = Target(tmp_path, f"{cluster.url}&prefix=crash&timeout=60",
                         f"{pg.url}?schema=crash")
+        # a drain that times out asks each server directly what it holds (crash_app.py)
+        monkeypatch.setenv("SETPIECE_DIAG_SERVERS", ",".join(n.url for n in cluster.nodes))
         _init(target)
         _publish_backlog(target, items)
         down: list[str] = []

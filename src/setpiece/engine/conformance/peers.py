@@ -47,6 +47,25 @@ class PeerConformance(EngineTestCase):
             await peer.create_stream(StreamSpec("orders", 3))
 
     @peer_test
+    async def test_a_reader_behind_is_not_answered_by_one_at_the_end(
+        self, engine: Engine, peer: Engine
+    ) -> None:
+        """An instance opened after the appends (it saw none of them) serves two readers of one
+        partition, one at the end and one behind it, as the consumers of two hops are: the
+        reader behind gets every record, however the reads interleave."""
+        await engine.create_stream(StreamSpec("orders", 1))
+        await engine.append("orders", [("k", f"v{i}".encode()) for i in range(20)])
+        late = await self.make_peer_engine(engine)
+        assert late is not None
+        try:
+            assert await late.read("orders", 0, 20, 10) == [], "nothing past the end"
+            assert [r.offset for r in await late.read("orders", 0, 5, 10)] == [*range(5, 15)]
+            assert await late.read("orders", 0, 20, 10) == [], "nothing past the end"
+            assert [r.offset for r in await late.read("orders", 0, 15, 10)] == [*range(15, 20)]
+        finally:
+            await late.close()
+
+    @peer_test
     async def test_peer_wait_wakes(self, engine: Engine, peer: Engine) -> None:
         await engine.create_stream(StreamSpec("orders", 2))
         waiter = asyncio.create_task(peer.wait(["orders"], timeout=60))

@@ -76,9 +76,10 @@ class NatsEngine(Engine):
         self._background: asyncio.Task[None] | None = None
         # Read hints: a lower bound of each partition's end offset (monotonic: raised by this
         # engine's relay, by wake-ups from every relayer, and by reads), and when a real read
-        # last reached the partition's end, on which connection (reconnect count).
+        # last reached the partition's end, on which connection (reconnect count), at which
+        # offset.
         self._ends: dict[tuple[str, int], int] = {}
-        self._real_read: dict[tuple[str, int], tuple[float, int]] = {}
+        self._real_read: dict[tuple[str, int], tuple[float, int, int]] = {}
 
     async def _start(self) -> None:
         await self._nc.subscribe(self._log.wake_wildcard, cb=self._on_wake)
@@ -214,7 +215,9 @@ class NatsEngine(Engine):
         reconnecting): after a reconnect, and at least every ``_RECHECK`` seconds, the
         partition is read for real, which bounds the delay such a loss can cause. A read is
         only ever skipped after a real read that reached the partition's end (the server says
-        so: ``Nats-Num-Pending`` 0, or nothing found), so what it saw is the end it knew.
+        so: ``Nats-Num-Pending`` 0, or nothing found), and only at or past the offset that
+        read reached: a read at the end (a consumer caught up) says nothing of the records
+        before it, which a consumer behind on the same partition still has to read.
         """
         await self._partition(stream, partition)
         key = (stream, partition)
@@ -223,6 +226,7 @@ class NatsEngine(Engine):
             reconnects = self._log.reconnects
             if (
                 checked is not None
+                and offset >= checked[2]
                 and checked[1] == reconnects
                 and time.monotonic() - checked[0] < _RECHECK
             ):
@@ -233,15 +237,17 @@ class NatsEngine(Engine):
                     and self._log.reconnects == reconnects
                 ):
                     return []
-        started = (time.monotonic(), self._log.reconnects)
+        started = time.monotonic(), self._log.reconnects
         records: list[Record]
         records, at_end = await self._nats(
             lambda: self._log.read(stream, partition, offset, limit)
         )
+        reached = offset
         if records:
-            self._raise_end(stream, partition, records[-1].offset + 1)
-        if at_end:  # the partition ended there when the server answered
-            self._real_read[key] = started
+            reached = records[-1].offset + 1
+            self._raise_end(stream, partition, reached)
+        if at_end:  # the partition ended at ``reached`` (or before) when the server answered
+            self._real_read[key] = (*started, reached)
         else:
             self._real_read.pop(key, None)
         return records

@@ -36,12 +36,18 @@ SENDER = "rewards@shop.example"
 
 
 class Outbox:
-    """A stand-in for an email provider: one JSON line per message in a local file."""
+    """A stand-in for an email provider: one JSON line per message in a local file.
 
-    def __init__(self, path: Path) -> None:
+    Like a provider's idempotency keys, which expire, it remembers the last ``remember``
+    message ids: enough for the window it has to close (a redelivery right after a crash),
+    without a worker's memory growing with every email it ever sent.
+    """
+
+    def __init__(self, path: Path, remember: int = 10_000) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._ids: set[str] = set()  # message ids seen in the file so far
+        self._remember = remember
+        self._ids: dict[str, None] = {}  # the latest message ids seen in the file, oldest first
         self._indexed = 0  # bytes of the file read into _ids
 
     def send(self, message: dict[str, Any]) -> bool:
@@ -54,11 +60,11 @@ class Outbox:
                 out.write(json.dumps(message, sort_keys=True) + "\n")
             return True
 
-    def _sent_ids(self) -> set[str]:
+    def _sent_ids(self) -> dict[str, None]:
         """The message ids in the file, read incrementally: only lines appended since the
         last look (by this process or another worker sharing the file) are parsed."""
         if not self.path.exists() or self.path.stat().st_size < self._indexed:
-            self._ids, self._indexed = set(), 0  # removed or started afresh
+            self._ids, self._indexed = {}, 0  # removed or started afresh
         if not self.path.exists():
             return self._ids
         with self.path.open("rb") as lines:
@@ -68,7 +74,9 @@ class Outbox:
                     break  # another process is writing it: read it next time
                 self._indexed += len(line)
                 if line.strip():
-                    self._ids.add(json.loads(line)["message_id"])
+                    self._ids[json.loads(line)["message_id"]] = None
+        while len(self._ids) > self._remember:  # forget the oldest
+            del self._ids[next(iter(self._ids))]
         return self._ids
 
     def messages(self) -> list[dict[str, Any]]:

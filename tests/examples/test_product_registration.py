@@ -182,6 +182,15 @@ def test_the_outbox_accepts_each_message_id_once(tmp_path: Path) -> None:
     assert outbox.messages() == [message]
 
 
+def test_the_outbox_remembers_only_the_latest_message_ids(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "emails.jsonl", remember=3)
+    for n in range(5):
+        assert outbox.send({"message_id": f"<{n}@x>"}) is True
+    assert outbox.send({"message_id": "<4@x>"}) is False  # a recent one: still refused
+    assert outbox.send({"message_id": "<0@x>"}) is True  # long forgotten, as keys expire
+    assert len(outbox._ids) == 3, "what it remembers stays bounded"
+
+
 def test_the_stack_can_be_imported_by_tools() -> None:
     from examples.product_registration.app import stack
 

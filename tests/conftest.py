@@ -54,6 +54,16 @@ def run() -> Callable[[Coroutine[Any, Any, Any]], Any]:
     return runner
 
 
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """A headless Chromium (tests/_browser.py: fails, never skips, without chromium). Ask for
+    it after the server a test drives: it quits, closing the page's connections, first."""
+    from tests._browser import headless_chromium  # selenium: the browser tests' alone
+
+    with headless_chromium() as chrome:
+        yield chrome
+
+
 @pytest.fixture(scope="session")
 def nats(setpiece_servers: Servers) -> NatsServer:
     """The session's nats-server (the plugin's ``setpiece_servers``, started from the wheel)."""

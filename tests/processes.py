@@ -66,5 +66,6 @@ class LineProcess:
             self.proc.kill()
             return self.proc.wait()
         finally:
+            self.reader.join(5)  # the rest of the output first: no read of a closed pipe
             if self.proc.stdout is not None:
                 self.proc.stdout.close()

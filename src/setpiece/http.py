@@ -28,9 +28,14 @@ from typing import Any, Protocol
 from setpiece.errors import ConfigError
 from setpiece.policy import RetryPolicy
 
-__all__ = ["VERSION_HEADER", "Authenticator", "BreakerPolicy", "CallPolicy", "VersionRoutes"]
+__all__ = [
+    "EVENTS_SCOPE", "VERSION_HEADER", "Authenticator", "BreakerPolicy", "CallPolicy",
+    "VersionRoutes",
+]
 
 VERSION_HEADER = "x-setpiece-version"
+EVENTS_SCOPE = "events:publish"
+"""The scope a token needs to publish onto a bus over HTTP (``POST /events/{bus}``), with auth."""
 
 
 class Authenticator(Protocol):

@@ -1,31 +1,25 @@
 """The live map in a real headless Chromium: the page loads offline (vendored script), draws the
 example's nodes, and its counts change as events flow. Fails, never skips, without Chromium
-(``scripts/setup`` installs Debian's chromium and chromium-driver)."""
+(``scripts/setup`` installs Debian's chromium and chromium-driver; the ``browser`` fixture:
+tests/_browser.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
 
 from examples.product_orchestration.app import PRODUCT_REGISTERED, build_stack
 from setpiece import Event, Observability, Stack
 from setpiece.gateway import serving
-
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1400,900"]
+from tests._browser import wait
 
 
 def observed_example() -> Stack:
@@ -67,41 +61,6 @@ class Served:
         self.loop.call_soon_threadsafe(self._stop.set)
         self.thread.join(30)
         self.loop.close()
-
-
-def chromium() -> tuple[str, str]:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if browser is None or driver is None:
-        pytest.fail("the map's browser test needs Debian's chromium and chromium-driver: "
-                    "run scripts/setup (apt-get install chromium chromium-driver)")
-    return browser, driver
-
-
-@pytest.fixture
-def browser() -> Iterator[webdriver.Chrome]:
-    binary, driver = chromium()
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    profile = tempfile.mkdtemp(prefix="setpiece-chromium-")
-    for flag in [*FLAGS, f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    chrome = webdriver.Chrome(service=DriverService(driver), options=options)
-    try:
-        yield chrome
-    finally:
-        chrome.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def wait(test: Any, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = test()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def registered(serial: str) -> Event:

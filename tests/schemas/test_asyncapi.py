@@ -22,6 +22,7 @@ from examples.product_orchestration.app import build_stack as orchestration_stac
 from examples.product_registration.app import build_stack as registration_stack
 from setpiece import Event, JWTAuth, Service, Stack, Stream
 from setpiece.bus import Bus
+from setpiece.gateway import EVENTS_SCOPE, Gateway
 from setpiece.schemas import Schema
 from setpiece.schemas.asyncapi import asyncapi_document
 from tests.gateway.conftest import client
@@ -122,3 +123,31 @@ def test_the_gateway_serves_it_beside_openapi(run: Run) -> None:
             assert (await c.get("/openapi.json")).status_code == 200
 
     run(main())
+
+
+def test_it_describes_the_envelope_and_the_bearer_scheme_as_the_openapi_document_does() -> None:
+    """The two documents of one stack share the CloudEvent envelope (AsyncAPI names every
+    extension, OpenAPI the ones a publisher sets), the bearer scheme and the ingress scope."""
+    stack = schema_stack()
+    events = asyncapi_document(stack)
+    http = Gateway(stack).openapi()
+    envelope, ingress = (events["components"]["schemas"]["CloudEvent"],
+                         http["components"]["schemas"]["CloudEvent"])
+    assert envelope["required"] == ingress["required"] == ["id", "source", "type", "specversion"]
+    assert list(ingress["properties"]) == [
+        "id", "source", "type", "specversion", "time", "subject", "datacontenttype", "tenant",
+        "partitionkey", "data"]
+    for name, schema in ingress["properties"].items():
+        assert envelope["properties"][name] == schema, name
+    assert set(envelope["properties"]) - set(ingress["properties"]) == {
+        "dataschema", "domain", "subdomain", "service", "category", "dataversion",
+        "traceparent", "correlationid", "causationid"}
+    bearer, http_bearer = (events["components"]["securitySchemes"]["bearerAuth"],
+                           http["components"]["securitySchemes"]["bearerAuth"])
+    assert {k: v for k, v in bearer.items() if k != "description"} == {
+        k: v for k, v in http_bearer.items() if k != "description"} == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    assert bearer["description"].startswith(http_bearer["description"])
+    ingest = http["paths"]["/events/{bus}"]["post"]
+    assert events["operations"]["publish.default"]["x-scopes"] == [EVENTS_SCOPE]
+    assert ingest["security"] == [{"bearerAuth": [EVENTS_SCOPE]}]

@@ -2,29 +2,23 @@
 asked for, the page draws the architecture's graph and its counts move as the run plays; a
 click plays the rest as fast as possible and shows the summary; Ctrl-C stops the server. Fails,
 never skips, without Chromium (``scripts/setup`` installs Debian's chromium and
-chromium-driver)."""
+chromium-driver; the ``browser`` fixture: tests/_browser.py)."""
 
 from __future__ import annotations
 
 import os
-import queue
-import shutil
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
 
 from setpiece.sim import Simulation, graph, load_spigo
-from tests.observe.test_map_browser import FLAGS, chromium, wait
+from tests._browser import wait
+from tests.processes import LineProcess
 from tests.sim.conftest import ARCHS, ROOT
 
 SHOP = str(ARCHS / "shop_arch.json")
@@ -36,48 +30,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Serving:
-    """``setpiece sim SHOP --serve --port P`` in a child process; its stdout, line by line."""
+class Serving(LineProcess):
+    """``setpiece sim SHOP --serve --port P`` in a child process; its output, line by line."""
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.proc = subprocess.Popen(
+        super().__init__(
             [sys.executable, "-m", "setpiece.cli", "sim", SHOP, "--duration", "30", "--seed",
              "4", "--serve", "--port", str(port)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "COLUMNS": "200"})
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-
-    def line(self, containing: str, timeout: float = 30.0) -> str:
-        seen = []
-        while True:
-            try:
-                line = self.lines.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(f"no line with {containing!r} in: {seen}") from None
-            seen.append(line)
-            if containing in line:
-                return line
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # Ctrl-C
-        try:
-            return self.proc.wait(15)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            self.reader.join(5)
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
+            ROOT, {**os.environ, "COLUMNS": "200"})
 
 
 @pytest.fixture
@@ -91,27 +52,11 @@ def served() -> Iterator[Serving]:
         running.stop()
 
 
-@pytest.fixture
-def browser() -> Iterator[webdriver.Chrome]:
-    binary, driver = chromium()
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    profile = tempfile.mkdtemp(prefix="setpiece-chromium-")
-    for flag in [*FLAGS, f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    chrome = webdriver.Chrome(service=DriverService(driver), options=options)
-    try:
-        yield chrome
-    finally:
-        chrome.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
 @pytest.mark.timeout(120)
 def test_the_page_draws_the_run_and_its_counts_move(
     served: Serving, browser: webdriver.Chrome
 ) -> None:
-    url = served.line("serving the run").split(" at ", 1)[1].split()[0]
+    url = served.wait_for("serving the run", 30).split(" at ", 1)[1].split()[0]
     assert url == f"http://127.0.0.1:{served.port}/"
     # two simulated seconds per wall second: the 30 s run would play in 15 s
     browser.get(url + "?speed=2")
@@ -137,7 +82,7 @@ def test_the_page_draws_the_run_and_its_counts_move(
     assert browser.find_element(By.ID, "summary").is_displayed()
     assert "run over" in browser.find_element(By.ID, "status").text
     assert requests("proxy") == summary["services"]["proxy"]["requests"]
-    served.line("run over")  # the command says so, and keeps serving
+    served.wait_for("run over", 30)  # the command says so, and keeps serving
     assert served.proc.poll() is None
     browser.get("about:blank")  # the page leaves; then Ctrl-C stops the server cleanly
     assert served.stop() == 0

@@ -15,11 +15,15 @@
     serve(stack, "0.0.0.0", 8000)       # ``setpiece gateway``: uvicorn, registered for discovery
 
 One module per concept: :mod:`~setpiece.gateway.app` (the ASGI app and the request path),
-:mod:`~setpiece.gateway.auth` (JWTs), :mod:`~setpiece.gateway.routing` (version choice),
-:mod:`~setpiece.gateway.breaker` (breakers), :mod:`~setpiece.runtime.discovery` (discovery),
-:mod:`~setpiece.gateway.openapi`, :mod:`~setpiece.gateway.ingress` (CloudEvents over HTTP),
-:mod:`~setpiece.gateway.server`. What a stack declares (``VersionRoutes``, ``CallPolicy``,
-``BreakerPolicy``) is plain data in :mod:`setpiece.http`, re-exported here; the route table in
+:mod:`~setpiece.gateway.asgi` (bodies, replies, streams and the lifespan),
+:mod:`~setpiece.gateway.dispatch` (picking an instance and calling it),
+:mod:`~setpiece.gateway.local` (serving a route here), :mod:`~setpiece.gateway.endpoints` (the
+extensions' routes), :mod:`~setpiece.gateway.auth` (JWTs), :mod:`~setpiece.gateway.routing`
+(version choice), :mod:`~setpiece.gateway.breaker` (breakers),
+:mod:`~setpiece.runtime.discovery` (discovery), :mod:`~setpiece.gateway.openapi`,
+:mod:`~setpiece.gateway.ingress` (CloudEvents over HTTP), :mod:`~setpiece.gateway.server`.
+What a stack declares (``VersionRoutes``, ``CallPolicy``, ``BreakerPolicy``, ``EVENTS_SCOPE``)
+is plain data in :mod:`setpiece.http`, re-exported here; the route table in
 :mod:`setpiece.route_table`, request decoding in :mod:`setpiece.route_params`.
 """
 

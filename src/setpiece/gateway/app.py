@@ -12,14 +12,18 @@ For each request it
    too few closed breakers (the panic threshold), any instance of the version;
 4. calls it with a timeout, retrying idempotent methods on another instance after a transport
    failure, a timeout or a 502/503/504, and records on the instance's breaker whether the call
-   failed so (a handler's 500 is the handler's failure, not the instance's);
+   failed so (a handler's 500 is the handler's failure, not the instance's): steps 3 and 4 are
+   :mod:`setpiece.gateway.dispatch`;
 5. in-process, binds the request to the handler's parameters (422 naming the field), runs the
    handler with a context whose store is the caller's tenant's, and commits the store writes and
    published events together in one unit of work — or nothing when the handler fails (500 with
    an error id, logged with the traceback): :mod:`setpiece.gateway.local`.
 
 Requests proxied from another gateway carry ``x-setpiece-route: local`` and are served here
-without routing again (their token is checked again: no hop is trusted blindly).
+without routing again (their token is checked again: no hop is trusted blindly). The routes the
+runtime's extensions serve (``/metrics``, ``/_setpiece/...``, ``/workflows/tasks/...``,
+``/views/...``) go to :mod:`setpiece.gateway.endpoints`; reading bodies, sending replies and the
+lifespan are :mod:`setpiece.gateway.asgi`.
 """
 
 from __future__ import annotations
@@ -27,36 +31,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
-import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlencode
+from urllib.parse import urlencode
 
-from setpiece.errors import ConfigError, EventError
+from setpiece.errors import EventError
 from setpiece.event import Event
+from setpiece.gateway.asgi import ASGIScope, Receive, Send, lifespan, read_body, send_reply
 from setpiece.gateway.auth import ANONYMOUS, AuthError, Identity
 from setpiece.gateway.breaker import Breaker
+from setpiece.gateway.dispatch import Dispatcher
+from setpiece.gateway.endpoints import ExtensionRoutes, serve_endpoint
 from setpiece.gateway.exchange import (
     JSON_HEADER,
     Reply,
     Request,
-    Unavailable,
     encode_json,
     error_reply,
     message_reply,
 )
 from setpiece.gateway.handle import GatewayMethods
 from setpiece.gateway.ingress import IngressError, parse_events
-from setpiece.gateway.local import run_local
 from setpiece.gateway.openapi import build_openapi
 from setpiece.gateway.responses import CallResult, HTTPError, reason
-from setpiece.gateway.routing import choose_version
-from setpiece.http import VERSION_HEADER, CallPolicy, VersionRoutes
+from setpiece.http import EVENTS_SCOPE, VERSION_HEADER, CallPolicy, VersionRoutes
 from setpiece.route_table import RouteEntry as _Route
 from setpiece.route_table import RouteTable
-from setpiece.runtime.discovery import Instance
-from setpiece.runtime.extension import EndpointCall, HttpEndpoint, RawBody, StreamBody
+from setpiece.runtime.extension import HttpEndpoint
 from setpiece.runtime.instrument import RequestObservation
 from setpiece.schemas.asyncapi import asyncapi_document
 
@@ -69,18 +70,8 @@ __all__ = ["EVENTS_SCOPE", "Gateway"]
 
 log = logging.getLogger("setpiece.gateway")
 
-ASGIScope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-EVENTS_SCOPE = "events:publish"
-IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 MAX_BODY = 1024 * 1024
 _DIRECT = b"x-setpiece-route"
-_RETRYABLE = frozenset({502, 503, 504})
-_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "date",
-                  "server", "upgrade", "te", "trailer", "proxy-authenticate"})
 
 
 # -- the gateway ------------------------------------------------------------------------------
@@ -111,15 +102,13 @@ class Gateway:
         self.runtime = runtime
         self.address = address
         self.max_body = MAX_BODY
-        self.client: Any = None  # an httpx.AsyncClient, made on the first remote call
         self.table = RouteTable(stack)
-        self.breakers: dict[str, Breaker] = {}
+        self._dispatcher = Dispatcher(self)
+        self.breakers: dict[str, Breaker] = self._dispatcher.breakers
         self._starter = starter
-        self._live: dict[str, tuple[float, list[Instance]]] = {}
-        self._rr = 0
         self._openapi: bytes | None = None
         self._asyncapi: bytes | None = None
-        self._extension_routes: _Endpoints | None = None
+        self._extension_routes: ExtensionRoutes | None = None
         self._ending: asyncio.Event | None = None  # set: streamed replies end (a shutdown)
         self._version_header = (
             self.routes.header if self.routes is not None else VERSION_HEADER
@@ -151,9 +140,16 @@ class Gateway:
             await self._starter.__aexit__(None, None, None)
 
     async def aclose(self) -> None:
-        client, self.client = self.client, None
-        if client is not None:
-            await client.aclose()
+        await self._dispatcher.aclose()
+
+    @property
+    def client(self) -> Any:
+        """The httpx.AsyncClient of the calls to other instances (None until the first)."""
+        return self._dispatcher.client
+
+    @client.setter
+    def client(self, client: Any) -> None:
+        self._dispatcher.client = client
 
     # -- ASGI -------------------------------------------------------------------------------
 
@@ -161,70 +157,20 @@ class Gateway:
         kind = scope["type"]
         if kind == "http":
             reply = await self._http(scope, receive)
-            if reply.stream is not None:
-                await self._stream(reply, receive, send)
-                return
-            await send({"type": "http.response.start", "status": reply.status,
-                        "headers": [(b"content-length", str(len(reply.body)).encode()),
-                                    *reply.headers]})
-            await send({"type": "http.response.body", "body": reply.body})
+            await send_reply(reply, receive, send, self._streams_ending)
         elif kind == "lifespan":
-            await self._lifespan(receive, send)
+            await lifespan(receive, send, self.startup, self.shutdown)
 
     def end_streams(self) -> None:
         """End the streamed replies in progress (server-sent events), and any started later:
         a server that stops waits for its requests to finish, and a stream would not."""
+        self._streams_ending().set()
+
+    def _streams_ending(self) -> asyncio.Event:
+        """Set when the streamed replies are to end (:meth:`end_streams`)."""
         if self._ending is None:
             self._ending = asyncio.Event()
-        self._ending.set()
-
-    async def _stream(self, reply: Reply, receive: Receive, send: Send) -> None:
-        """Send a streamed reply chunk by chunk until it ends, the client disconnects, or
-        :meth:`end_streams` is called."""
-        assert reply.stream is not None
-        stream = reply.stream
-        if self._ending is None:
-            self._ending = asyncio.Event()
-        ending = self._ending
-        await send({"type": "http.response.start", "status": reply.status,
-                    "headers": reply.headers})
-
-        async def pump() -> None:
-            async for chunk in stream():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-        async def gone() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(gone()),
-                 asyncio.ensure_future(ending.wait())]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if tasks[1] not in done:  # the client is still there: end the body
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except Exception as exc:
-                    log.exception("gateway startup failed")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                try:
-                    await self.shutdown()
-                finally:
-                    await send({"type": "lifespan.shutdown.complete"})
-                return
+        return self._ending
 
     async def _http(self, scope: ASGIScope, receive: Receive) -> Reply:
         method: str = scope["method"]
@@ -250,7 +196,7 @@ class Gateway:
         try:
             endpoint = self._extension_endpoint(method, request.path)
             if endpoint is not None:  # /metrics, /_setpiece/..., served by an extension
-                request.body = await self._read_body(receive)
+                request.body = await read_body(receive, self.max_body)
                 return await self._endpoint(method, request, authorization)
             route, params = self.table.match(method, request.path)
             runtime = self.runtime
@@ -259,10 +205,10 @@ class Gateway:
                 observation = runtime.instrumentation.request(
                     method, route.template, route.service or None, traceparent)
             if route.kind == "service":
-                request.body = await self._read_body(receive)
+                request.body = await read_body(receive, self.max_body)
                 request.identity = await self._identify(route, authorization)
                 self._trace(request, traceparent, observation)
-                reply = await self._dispatch(route, params, request, None)
+                reply = await self._dispatcher.dispatch(route, params, request, None)
             elif route.kind == "openapi":
                 return self._openapi_reply()
             elif route.kind == "asyncapi":
@@ -270,7 +216,7 @@ class Gateway:
             elif route.kind == "health":
                 return self._health()
             else:
-                request.body = await self._read_body(receive)
+                request.body = await read_body(receive, self.max_body)
                 if route.kind in ("tasks", "views"):
                     return await self._endpoint(method, request, authorization)
                 request.identity = await self._identify(route, authorization)
@@ -299,24 +245,6 @@ class Gateway:
             request.trace_from(observation.traceparent)
         else:
             request.set_trace(traceparent)
-
-    async def _read_body(self, receive: Receive) -> bytes:
-        message = await receive()
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body"):
-            if len(body) > self.max_body:
-                raise HTTPError(413, f"the body is over {self.max_body} bytes")
-            return body
-        chunks = [body]
-        size = len(body)
-        while message.get("more_body"):
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                raise HTTPError(413, f"the body is over {self.max_body} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     async def _identify(self, route: _Route, authorization: str | None) -> Identity:
         auth = self.auth
@@ -412,23 +340,7 @@ class Gateway:
         if found is None:
             return message_reply(404, f"no route for {request.path}")
         endpoint, params = found
-        identity = ANONYMOUS
-        if self.auth is not None and not endpoint.public:
-            identity = await self.auth.authenticate(authorization)
-            self.auth.authorize(identity, (endpoint.scope,))
-        if request.query_string:  # query parameters, below the path's
-            query = parse_qsl(request.query_string.decode("latin-1"))
-            params = {**dict(query), **params}
-        status, payload = await endpoint.handle(
-            EndpointCall(params=params, body=request.body, tenant=identity.tenant)
-        )
-        if isinstance(payload, RawBody):
-            return Reply(status, payload.body,
-                         [(b"content-type", payload.content_type.encode("latin-1"))])
-        if isinstance(payload, StreamBody):
-            return Reply(status, b"", [(b"content-type", payload.content_type.encode("latin-1")),
-                                       (b"cache-control", b"no-cache")], payload.chunks)
-        return Reply(status, encode_json(payload), [JSON_HEADER])
+        return await serve_endpoint(endpoint, params, request, self.auth, authorization)
 
     def _extension_endpoint(self, method: str, path: str) -> HttpEndpoint | None:
         runtime = self.runtime
@@ -437,144 +349,10 @@ class Gateway:
         found = self._endpoints(runtime).match(method, path)
         return None if found is None else found[0]
 
-    def _endpoints(self, runtime: Runtime) -> _Endpoints:
+    def _endpoints(self, runtime: Runtime) -> ExtensionRoutes:
         if self._extension_routes is None:
-            self._extension_routes = _Endpoints(runtime.endpoints)
+            self._extension_routes = ExtensionRoutes(runtime.endpoints)
         return self._extension_routes
-
-    # -- routing to an instance -------------------------------------------------------------
-
-    async def _dispatch(
-        self, route: _Route, params: dict[str, str], request: Request, timeout: float | None
-    ) -> Reply:
-        runtime = self.runtime
-        if runtime is None:
-            return message_reply(503, "the runtime is not running")
-        policy = self.policy
-        timeout = timeout or policy.timeout
-        if request.direct:  # sent here by another gateway: serve it here, do not route again
-            if not runtime.wants(route.service):
-                return message_reply(503, f"{route.service} does not run here")
-            return await run_local(self, route, params, request, timeout)
-        attempts = 1 + (policy.retries if request.method in IDEMPOTENT else 0)
-        tried: set[str] = set()
-        reply: Reply | None = None
-        for number in range(attempts):
-            if number:
-                await asyncio.sleep(policy.retry_policy.delay(number))
-            try:
-                instance, panic = await self._pick(route.service, request, tried)
-            except Unavailable as exc:  # after a failed attempt, its answer says more
-                return reply if reply is not None else exc.reply
-            tried.add(instance.key)
-            breaker = self.breakers[instance.key]
-            recorded = False
-            try:
-                if instance.local:
-                    reply = await run_local(self, route, params, request, timeout)
-                else:
-                    reply = await self._remote(instance, request, timeout)
-                breaker.record(reply.status not in _RETRYABLE, panic=panic)
-                recorded = True
-                if runtime.instrumentation is not None:
-                    runtime.instrumentation.breaker(route.service, instance.key, breaker.state)
-            finally:
-                if not recorded and not panic:  # cancelled: neither a success nor a failure
-                    breaker.release()
-            if reply.status not in _RETRYABLE:
-                return reply
-        assert reply is not None
-        return reply
-
-    async def _instances(self, service: str) -> list[Instance]:
-        now = time.monotonic()
-        cached = self._live.get(service)
-        if cached is not None and now < cached[0]:
-            return cached[1]
-        assert self.runtime is not None
-        found = [i for i in await self.runtime.instances(service)
-                 if i.health == "up" and (i.local or i.address)]
-        refresh = min(1.0, self.runtime.config.heartbeat_interval)
-        self._live[service] = (now + refresh, found)
-        return found
-
-    async def _pick(
-        self, service: str, request: Request, tried: set[str]
-    ) -> tuple[Instance, bool]:
-        """An instance to call, and whether it was picked in panic (its breaker not asked)."""
-        instances = await self._instances(service)
-        versions = sorted({i.version for i in instances})
-        version = choose_version(self.routes, service, versions, requested=request.version,
-                                 subject=request.identity.subject)
-        if version is None:
-            which = f"{service} version {request.version}" if request.version else service
-            raise Unavailable(message_reply(503, f"no live instance of {which}"))
-        request.served_version = version
-        pool = [i for i in instances if i.version == version]
-        untried = [i for i in pool if i.key not in tried] or pool
-        local = [i for i in untried if i.local]
-        remote = [i for i in untried if not i.local]
-        if len(remote) > 1:
-            self._rr += 1
-            shift = self._rr % len(remote)
-            remote = remote[shift:] + remote[:shift]
-        breakers = self.breakers
-        for instance in pool:
-            if instance.key not in breakers:
-                breakers[instance.key] = Breaker(self.policy.breaker)
-        for instance in local + remote:
-            if breakers[instance.key].allow():
-                return instance, False
-        closed = sum(breakers[i.key].closed for i in pool)
-        if closed < self.policy.breaker.panic_threshold * len(pool):
-            # panic: too few instances left to take the load; ejecting more would only turn
-            # every call away, so each instance takes calls, ejected or not
-            return (local + remote)[0], True
-        wait = min(breakers[i.key].retry_after() for i in untried)
-        raise Unavailable(error_reply(
-            503, {"error": "unavailable",
-                  "detail": f"the circuit breaker of every {service} v{version} instance is open"},
-            {"retry-after": str(max(1, round(wait))), "x-setpiece-breaker": "open"},
-        ))
-
-    async def _remote(self, instance: Instance, request: Request, timeout: float) -> Reply:
-        client = self._client()
-        import httpx
-
-        url = f"{instance.address}{request.raw_path.decode('latin-1') or request.path}"
-        if request.query_string:
-            url = f"{url}?{request.query_string.decode('latin-1')}"
-        headers = {"x-setpiece-route": "local", "traceparent": request.child_traceparent()}
-        token = request.identity.token
-        if token is not None:
-            headers["authorization"] = f"Bearer {token}"
-        if request.content_type:
-            headers["content-type"] = request.content_type
-        if request.request_id:
-            headers["x-request-id"] = request.request_id
-        try:
-            response = await client.request(request.method, url, content=request.body,
-                                            headers=headers, timeout=timeout)
-        except httpx.TimeoutException:
-            return message_reply(504, f"{instance.service} at {instance.address} timed out",
-                            instance=instance.member)
-        except httpx.TransportError as exc:
-            return message_reply(502, f"{instance.service} at {instance.address} is unreachable "
-                                 f"({type(exc).__name__})", instance=instance.member)
-        out = [(k.encode("latin-1"), v.encode("latin-1"))
-               for k, v in response.headers.items() if k not in _HOP]
-        return Reply(response.status_code, response.content, out)
-
-    def _client(self) -> Any:
-        if self.client is None:
-            try:
-                import httpx
-            except ImportError:  # pragma: no cover - depends on the installed extras
-                raise ConfigError("the gateway needs httpx: pip install 'setpiece[http]'") from None
-            self.client = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=512, max_keepalive_connections=128)
-            )
-        return self.client
 
     # -- ctx.call ---------------------------------------------------------------------------
 
@@ -614,7 +392,7 @@ class Gateway:
                 self._trace(request, traceparent, observation)
             if self.auth is not None and not route.public:
                 self.auth.authorize(identity, route.scopes)
-            reply = await self._dispatch(route, params, request, timeout)
+            reply = await self._dispatcher.dispatch(route, params, request, timeout)
         except AuthError as exc:
             reply = error_reply(exc.status, {"error": exc.error or reason(exc.status),
                                         "detail": exc.description})
@@ -627,29 +405,3 @@ class Gateway:
             {k.decode("latin-1"): v.decode("latin-1") for k, v in reply.headers},
             reply.body,
         )
-
-
-class _Endpoints:
-    """The extensions' endpoints: static paths by lookup, ``{name}`` segments by pattern."""
-
-    def __init__(self, endpoints: list[HttpEndpoint]) -> None:
-        self.static: dict[tuple[str, str], HttpEndpoint] = {}
-        self.dynamic: list[tuple[str, re.Pattern[str], HttpEndpoint]] = []
-        for e in endpoints:
-            if "{" in e.path:
-                parts = re.split(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", e.path)
-                regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)"
-                                for i, p in enumerate(parts))
-                self.dynamic.append((e.method, re.compile(regex), e))
-            else:
-                self.static[(e.method, e.path)] = e
-
-    def match(self, method: str, path: str) -> tuple[HttpEndpoint, dict[str, str]] | None:
-        found = self.static.get((method, path))
-        if found is not None:
-            return found, {}
-        for verb, regex, endpoint in self.dynamic:
-            m = regex.fullmatch(path) if verb == method else None
-            if m is not None:
-                return endpoint, {k: unquote(v) for k, v in m.groupdict().items()}
-        return None

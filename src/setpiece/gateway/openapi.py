@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from setpiece._apidoc import BEARER, CLOUDEVENT, bearer_scheme, cloudevent_schema
 from setpiece.route_params import Param, is_pydantic
 from setpiece.service import HttpRoute
 
@@ -25,6 +26,7 @@ _REF = "#/components/schemas/{name}"
 _PYDANTIC_REF = "#/components/schemas/{model}"
 _EMPTY = inspect.Parameter.empty
 _ERROR = {"$ref": "#/components/schemas/Error"}
+_CLOUDEVENT_REF = {"$ref": _REF.format(name=CLOUDEVENT)}
 _ERROR_SCHEMA = {
     "type": "object",
     "properties": {
@@ -115,7 +117,7 @@ def _operation(route: HttpRoute, version: str, schemas: _Schemas, secured: bool)
     if secured and not route.public:
         responses["401"] = _json(_ERROR, "No valid bearer token")
         responses["403"] = _json(_ERROR, "The token lacks a scope")
-        op["security"] = [{"bearerAuth": list(route.scopes)}]
+        op["security"] = [{BEARER: list(route.scopes)}]
         op["x-scopes"] = list(route.scopes)
     else:
         op["security"] = []
@@ -134,9 +136,9 @@ def _ingress(buses: list[str], secured: bool, scope: str) -> dict[str, Any]:
         "parameters": [{"name": "bus", "in": "path", "required": True,
                         "schema": {"type": "string", "enum": buses}}],
         "requestBody": {"required": True, "content": {
-            "application/cloudevents+json": {"schema": {"$ref": "#/components/schemas/CloudEvent"}},
+            "application/cloudevents+json": {"schema": _CLOUDEVENT_REF},
             "application/cloudevents-batch+json": {
-                "schema": {"type": "array", "items": {"$ref": "#/components/schemas/CloudEvent"}}
+                "schema": {"type": "array", "items": _CLOUDEVENT_REF}
             },
         }},
         "responses": {
@@ -149,30 +151,12 @@ def _ingress(buses: list[str], secured: bool, scope: str) -> dict[str, Any]:
         },
     }
     if secured:
-        op["security"] = [{"bearerAuth": [scope]}]
+        op["security"] = [{BEARER: [scope]}]
         op["responses"]["401"] = _json(_ERROR, "No valid bearer token")
         op["responses"]["403"] = _json(_ERROR, "The token lacks a scope, or names another tenant")
     else:
         op["security"] = []
     return op
-
-
-_CLOUDEVENT = {
-    "type": "object",
-    "required": ["id", "source", "type", "specversion"],
-    "properties": {
-        "id": {"type": "string", "minLength": 1},
-        "source": {"type": "string", "minLength": 1},
-        "type": {"type": "string", "minLength": 1},
-        "specversion": {"const": "1.0"},
-        "time": {"type": "string", "format": "date-time"},
-        "subject": {"type": "string"},
-        "datacontenttype": {"type": "string"},
-        "tenant": {"type": "string"},
-        "partitionkey": {"type": "string"},
-        "data": {},
-    },
-}
 
 
 def build_openapi(stack: Stack, *, events_scope: str) -> dict[str, Any]:
@@ -186,13 +170,10 @@ def build_openapi(stack: Stack, *, events_scope: str) -> dict[str, Any]:
             item[route.method.lower()] = _operation(route, service.version, schemas, secured)
     paths["/events/{bus}"] = {"post": _ingress(sorted(stack.buses), secured, events_scope)}
     schemas.render()
-    schemas.components["CloudEvent"] = _CLOUDEVENT
+    schemas.components[CLOUDEVENT] = cloudevent_schema(("tenant", "partitionkey"))
     components: dict[str, Any] = {"schemas": schemas.components}
     if secured:
-        components["securitySchemes"] = {
-            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                           "description": "OAuth2 bearer JWT (RFC 6750 / RFC 7519)"},
-        }
+        components["securitySchemes"] = bearer_scheme()
     return {
         "openapi": "3.1.0",
         "info": {"title": stack.name, "version": "1"},

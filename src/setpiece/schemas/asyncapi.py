@@ -23,8 +23,10 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
+from setpiece._apidoc import BEARER, CLOUDEVENT, bearer_scheme, cloudevent_schema
 from setpiece.bus import Bus, bus_stream_name
 from setpiece.errors import ConfigError
+from setpiece.http import EVENTS_SCOPE
 from setpiece.schemas.schema import to_json_schema
 from setpiece.service import Handler
 from setpiece.stack import Stack
@@ -32,28 +34,14 @@ from setpiece.stream import Stream
 
 __all__ = ["asyncapi_document"]
 
-EVENTS_SCOPE = "events:publish"  # the gateway's ingress scope (setpiece.gateway.EVENTS_SCOPE)
 CONTENT_TYPE = "application/cloudevents+json"
 
-_ENVELOPE: dict[str, Any] = {
-    "type": "object",
-    "description": "A CloudEvents 1.0 event in structured JSON, with setpiece's extensions.",
-    "required": ["id", "source", "type", "specversion"],
-    "properties": {
-        "id": {"type": "string", "minLength": 1},
-        "source": {"type": "string", "minLength": 1},
-        "type": {"type": "string", "minLength": 1},
-        "specversion": {"const": "1.0"},
-        "time": {"type": "string", "format": "date-time"},
-        "subject": {"type": "string"},
-        "datacontenttype": {"type": "string"},
-        "dataschema": {"type": "string"},
-        **{name: {"type": "string"} for name in (
-            "domain", "subdomain", "service", "category", "dataversion", "traceparent",
-            "correlationid", "causationid", "partitionkey", "tenant")},
-        "data": {},
-    },
-}
+_ENVELOPE = cloudevent_schema(
+    ("dataschema", "domain", "subdomain", "service", "category", "dataversion", "traceparent",
+     "correlationid", "causationid", "partitionkey", "tenant"),
+    "A CloudEvents 1.0 event in structured JSON, with setpiece's extensions.",
+)
+_ENVELOPE_REF = f"#/components/schemas/{CLOUDEVENT}"
 
 
 def _key(name: str) -> str:
@@ -109,7 +97,7 @@ def input_model(handler: Handler) -> Any:
 
 def asyncapi_document(stack: Stack) -> dict[str, Any]:
     """The stack's AsyncAPI 3.0 document (a JSON-ready dict)."""
-    schemas: dict[str, Any] = {"CloudEvent": _ENVELOPE}
+    schemas: dict[str, Any] = {CLOUDEVENT: _ENVELOPE}
     messages: dict[str, Any] = {}
     data_of: dict[str, Any] = {}
     for event_type, versions in stack.schemas.items():
@@ -138,7 +126,7 @@ def asyncapi_document(stack: Stack) -> dict[str, Any]:
         message: dict[str, Any] = {
             "name": event_type, "title": event_type, "contentType": CONTENT_TYPE,
             "payload": {"allOf": [
-                {"$ref": "#/components/schemas/CloudEvent"},
+                {"$ref": _ENVELOPE_REF},
                 {"type": "object", "properties": {
                     "type": {"const": event_type},
                     "data": {"$ref": f"#/components/schemas/{key}"},
@@ -174,7 +162,7 @@ def asyncapi_document(stack: Stack) -> dict[str, Any]:
                         f"Publish CloudEvents onto bus {name!r} (HTTP: POST /events/{name})",
                         None)
         if secured:
-            op["security"] = [{"$ref": "#/components/securitySchemes/bearerAuth"}]
+            op["security"] = [{"$ref": f"#/components/securitySchemes/{BEARER}"}]
             op["x-scopes"] = [EVENTS_SCOPE]
         operations[f"publish.{_key(name)}"] = op
     for channel, handlers in sorted(consumers.items()):
@@ -194,10 +182,8 @@ def asyncapi_document(stack: Stack) -> dict[str, Any]:
 
     components: dict[str, Any] = {"schemas": schemas, "messages": messages}
     if secured:
-        components["securitySchemes"] = {"bearerAuth": {
-            "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-            "description": "OAuth2 bearer JWT (RFC 6750 / RFC 7519); an operation's "
-                           "x-scopes lists the scopes its token needs."}}
+        components["securitySchemes"] = bearer_scheme(
+            "; an operation's x-scopes lists the scopes its token needs.")
     return {
         "asyncapi": "3.0.0",
         "info": {"title": stack.name, "version": "1",

@@ -8,7 +8,8 @@ While it runs, a worker says what it does on the ``setpiece.cli`` logger (INFO):
 summary once its consumers have their first partitions (the engine, each consumer group and the
 partitions it owns, whether HTTP is served, then a ``ready:`` line), every later change of
 partitions, and every ``stats_interval`` seconds in which something was delivered one line with
-the counts and rate (and one ``idle`` line when it stops).
+the counts and rate (and one ``idle`` line when it stops). Once a minute it gives its heap's
+free pages back to the system (``cli/_memory.py``), so its resident memory stays flat.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from setpiece.cli._memory import trim_periodically
 from setpiece.errors import EngineError
 from setpiece.runtime.config import RuntimeConfig
 from setpiece.runtime.runtime import Runtime
@@ -75,6 +77,7 @@ async def serve(
                 exporter = await serve_metrics(rt, *metrics)
                 log.info("metrics: http://%s:%d/metrics", *metrics)
             on_ready(rt)
+            trimmer = loop.create_task(trim_periodically(stop), name="setpiece-heap-trim")
             watcher = (
                 loop.create_task(_report(rt, stop, counts, stats_interval, http))
                 if report_assignments else None
@@ -84,6 +87,7 @@ async def serve(
             for sig in signals:  # a second signal interrupts the graceful stop
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+            trimmer.cancel()
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

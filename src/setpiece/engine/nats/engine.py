@@ -239,8 +239,9 @@ class NatsEngine(Engine):
                     return []
         started = time.monotonic(), self._log.reconnects
         records: list[Record]
+        known_end = self._ends.get(key, 0)
         records, at_end = await self._nats(
-            lambda: self._log.read(stream, partition, offset, limit)
+            lambda: self._log.read(stream, partition, offset, limit, known_end)
         )
         reached = offset
         if records:

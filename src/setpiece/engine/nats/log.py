@@ -67,6 +67,9 @@ _NAME_OK = re.compile(r"[A-Za-z0-9]")
 _decode_json = msgspec.json.Decoder().decode
 _WRONG_LAST_SEQUENCE = 10071
 _DUPLICATE_WINDOW = 120.0  # seconds; never more than a stream's max_age
+# Seconds a replica's "that is the end" is believed without asking the leader, unless the
+# reader knows the partition goes further (see JetStreamLog.read).
+_LEADER_RECHECK = 1.0
 
 
 def encode_name(name: str) -> str:
@@ -143,6 +146,7 @@ class JetStreamLog:
         self.prefix = prefix
         self._replicas = replicas
         self._replies = Replies(nc)
+        self._leader_asked: dict[tuple[str, int], float] = {}  # when, per partition
         self._next_sync: asyncio.Future[None] | None = None
         self._sync_task: asyncio.Future[None] | None = None
         fast_headers(nc)
@@ -288,9 +292,19 @@ class JetStreamLog:
     # -- reading ----------------------------------------------------------------------------
 
     async def read(
-        self, stream: str, partition: int, offset: int, limit: int
+        self, stream: str, partition: int, offset: int, limit: int, known_end: int = 0
     ) -> tuple[list[Record], bool]:
-        """Records from ``offset`` on, and whether they reach the end of the partition."""
+        """Records from ``offset`` on, and whether they reach the end of the partition.
+
+        On a replicated stream any replica may answer, one still catching up too (after its
+        node restarted), which answers "the end" (or an empty batch) short of the leader's end.
+        Such an answer is checked against the leader, and what the replica lacks is read from
+        the leader, when the reader knows the partition goes further (``known_end``, a lower
+        bound of its end: what the caller has seen appended) or when the leader was last asked
+        about this partition ``_LEADER_RECHECK`` seconds ago or more. So a caught-up reader
+        costs the leader one STREAM.INFO a second per partition, not one per read, and a
+        lagging replica delays a reader that knows nothing newer by at most that long.
+        """
         if limit <= 0:
             return [], False
         msgs, at_end = await self._replies.get(
@@ -307,10 +321,12 @@ class JetStreamLog:
                 key = None if encoded is None else base64.b64decode(encoded).decode()
             rows.append((int(sequence) - 1, key, msg.data, parse_timestamp(stamp)))
         if (at_end or not rows) and self._replicas > 1 and len(rows) < limit:
-            # Any replica may answer a direct get, one still catching up too (after a restart
-            # it can lag for minutes, and answer "the end", or an empty batch): the leader's
-            # STREAM.INFO says where the partition ends, and the leader serves what the
-            # replica has not got yet.
+            reached = rows[-1][0] + 1 if rows else offset
+            which, now = (stream, partition), time.monotonic()
+            asked = self._leader_asked.get(which, -_LEADER_RECHECK)
+            if reached >= known_end and now - asked < _LEADER_RECHECK:
+                return records(stream, partition, rows), at_end
+            self._leader_asked[which] = now
             state = await self._stream_state(self.js_name(stream, partition))
             first, end = int(state["first_seq"]) - 1, int(state["last_seq"])
             following = rows[-1][0] + 1 if rows else max(offset, first)  # (trimmed: held on)

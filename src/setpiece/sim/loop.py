@@ -9,10 +9,10 @@ A request waits in its instance's FIFO queue: with one worker the time it starts
 ``max(arrival, free)`` and its end is known when it arrives (Lindley's recursion), so a leaf's
 reply is one event.
 
-This is the hot path: everything the loop reads is bound to a local first, and helpers are
-closures over those locals (a closure's call and its cell reads are cheaper than a method's and
-its attribute reads). The rare events — discovery updates, chaos, pushes, autoscaling — are
-:class:`~setpiece.sim.fleet.Fleet`'s, scheduled on the same heap.
+This is the hot path: everything the loop reads is bound to a local first, and its helpers are
+closures over those locals (no attribute look-up on the way). The rare events — discovery
+updates, chaos, pushes, autoscaling — are :class:`~setpiece.sim.fleet.Fleet`'s, scheduled on
+the same heap.
 """
 
 from __future__ import annotations

@@ -148,6 +148,58 @@ def test_bad_cost_models(costs: dict, message: str) -> None:
         from_stack(shop_stack.stack, costs)
 
 
+@pytest.mark.parametrize(("load", "name", "text", "message"), [
+    ("chaos", "chaos.json", None, r"^chaos spec \S*chaos.json: no such file$"),
+    ("chaos", "chaos.json", "[1,", r"^chaos spec \S*chaos.json: not valid JSON \("),
+    ("costs", "costs.json", None, r"^cost model \S*costs.json: no such file$"),
+    ("costs", "costs.json", "{", r"^cost model \S*costs.json: not valid JSON \("),
+    ("costs", "costs.json", "[]", r"^cost model \S*costs.json: must be a JSON object$"),
+    ("spigo", "x_arch.json", None, r"^\S*x_arch.json: no such architecture file$"),
+    ("spigo", "x_arch.json", b"\xff\xfe", r"^\S*x_arch.json: not valid JSON \("),
+])
+def test_unreadable_input_files_are_named_with_what_is_wrong(
+        tmp_path: Path, load: str, name: str, text: str | bytes | None, message: str) -> None:
+    from setpiece.sim.stack import load_costs
+
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
+        path.write_text(text)
+    reader = {"chaos": load_chaos, "costs": load_costs, "spigo": load_spigo}[load]
+    with pytest.raises(ConfigError, match=message):
+        reader(path)
+
+
+def test_a_call_loop_is_named_from_where_it_starts() -> None:
+    from setpiece.sim import Call, Model, ServiceSpec
+
+    a = ServiceSpec("a", count=1, plans=((Call("b"),),))
+    b = ServiceSpec("b", count=1, plans=((Call("c"), Call("a", leaf=True)),))
+    c = ServiceSpec("c", count=1, plans=((Call("b"),),))
+    with pytest.raises(ConfigError, match=r"the calls loop \(b -> c -> b\)"):
+        Model("loop", services=(a, b, c), entry=((Call("a"),),))
+
+
+def test_break_cycles_marks_only_the_calls_that_close_a_loop() -> None:
+    from setpiece.sim import Call, ServiceSpec
+    from setpiece.sim.model import break_cycles
+
+    services = [
+        ServiceSpec("a", count=1, plans=((Call("b"), Call("c")),)),
+        ServiceSpec("b", count=1, plans=((Call("c"),),)),
+        ServiceSpec("c", count=1, plans=((Call("a"), Call("c")),)),  # back to a, and itself
+        ServiceSpec("d", count=1, plans=((Call("e"),),)),  # not reached from the root
+        ServiceSpec("e", count=1, plans=((Call("d"),),)),
+    ]
+    fixed = {s.name: s for s in break_cycles(services, ["a"])}
+    leaves = {(name, c.target) for name, s in fixed.items() for plan in s.plans for c in plan
+              if c.leaf}
+    assert leaves == {("c", "a"), ("c", "c"), ("e", "d")}
+    plain = [ServiceSpec("a", count=1, plans=((Call("b"),),)), ServiceSpec("b", count=1)]
+    assert break_cycles(plain, ["a"]) is plain  # no loop: unchanged
+
+
 def test_a_call_loop_is_refused_unless_a_call_closes_it() -> None:
     from setpiece.sim import Call, Model, ServiceSpec
 

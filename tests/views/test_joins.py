@@ -183,3 +183,55 @@ def test_windowed_stream_stream_join_pairs_events_within_the_window_once(
                 rt.view("click_after_view")
 
     run(main())
+
+
+def test_what_a_fold_cannot_use_is_dead_lettered_naming_the_view_and_why(run: Any) -> None:
+    """Every fold path: an event with no key to join on, and a combine or value function that
+    raises, is a dead letter; the rest of the batch is folded."""
+    from setpiece.views import StreamJoin
+    from tests.views.helpers import at
+
+    clicks = Stream("clicks", partitions=4)
+    pairs = Stream("pairs", partitions=4)
+
+    def refuse(*args: Any) -> Any:
+        raise ValueError("no")
+
+    table = Table("names", profiles, key=lambda e: e.partitionkey,
+                  value=lambda e: e.data["name"] if e.data["name"] != "x" else refuse())
+    join = Join("docs", documents, table, emit_to=enriched, how="left",
+                combine=lambda e, row: e.data if e.data["doc"] != 2 else refuse())
+    pair = StreamJoin("pair", clicks, documents, within=10, emit_to=pairs,
+                      combine=lambda left, right: (
+                          refuse() if (left.data["n"], right.data["doc"]) == (2, 2)
+                          else [left.data["n"], right.data["doc"]]))
+    stack = Stack("j", streams=[profiles, documents, enriched, clicks, pairs],
+                  views=[table, join, pair])
+
+    def event(key: str | None, **data: Any) -> Event:
+        return Event(type="d", source="t", partitionkey=key, time=at(0), data=data)
+
+    async def main() -> None:
+        async with stack.start(engine="memory") as rt:
+            await rt.publish_many([event("a", name="Ann"), event("b", name="x")],
+                                  stream="profiles")
+            await rt.publish_many([event(None, n=0), event("a", n=1), event("a", n=2)],
+                                  stream="clicks")
+            await rt.publish_many([event(None, doc=0), event("a", doc=1), event("a", doc=2)],
+                                  stream="documents")
+            await rt.drain()
+            assert await rt.view("names").items() == [("a", "Ann")]
+            assert [e["data"]["doc"] for e in await read_all(rt.engine, "enriched")] == [1]
+            assert sorted(e["data"] for e in await read_all(rt.engine, "pairs")) == [
+                [1, 1], [1, 2], [2, 1]]
+            errors = sorted(letter.error for letter in await rt.dead_letters())
+            assert errors == sorted([
+                "ViewError: view 'names': the value function raised ValueError: no",
+                "ViewError: view 'docs': the event has no partitionkey to join on (or give key=)",
+                "ViewError: view 'docs': combine raised ValueError: no",
+                "ViewError: view 'pair': the event has no partitionkey to join on (or give key=)",
+                "ViewError: view 'pair': the event has no partitionkey to join on (or give key=)",
+                "ViewError: view 'pair': combine raised ValueError: no",
+            ])
+
+    run(main())

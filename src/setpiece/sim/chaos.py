@@ -18,13 +18,13 @@ event (its index) and the field.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from setpiece.errors import ConfigError
+from setpiece.sim.files import read_json
 
 __all__ = ["ACTIONS", "ChaosEvent", "load_chaos", "parse_chaos"]
 
@@ -63,12 +63,7 @@ class ChaosEvent:
 
 def load_chaos(path: str | Path) -> tuple[ChaosEvent, ...]:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"chaos spec {path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"chaos spec {path}: not valid JSON ({exc})") from None
+    data = read_json(path, f"chaos spec {path}")
     try:
         return parse_chaos(data)
     except ConfigError as exc:

@@ -11,6 +11,7 @@ at random) and each of its calls is made, in parallel. A service with no plan is
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from setpiece.errors import ConfigError
@@ -179,37 +180,13 @@ def _graph(services: tuple[ServiceSpec, ...]) -> dict[str, list[str]]:
     return out
 
 
-def _cycle(services: tuple[ServiceSpec, ...]) -> list[str]:
-    """A loop of non-leaf calls (a request would never end), or []."""
-    graph = _graph(services)
+def _back_edges(graph: dict[str, list[str]], starts: Iterable[str]
+                ) -> Iterator[tuple[list[str], str]]:
+    """Every call that closes a loop, walking ``graph`` depth first from each of ``starts`` not
+    yet walked: ``(path, target)``, ``path`` the walk's path (its last service makes the call;
+    read it before the next one) and ``target`` a service on it."""
     state: dict[str, int] = {}  # 1: on the path, 2: done
-    for start in graph:
-        if start in state:
-            continue
-        path = [start]
-        todo = [iter(graph[start])]
-        state[start] = 1
-        while todo:
-            nxt = next(todo[-1], None)
-            if nxt is None:
-                state[path.pop()] = 2
-                todo.pop()
-            elif state.get(nxt) == 1:
-                return [*path[path.index(nxt):], nxt]
-            elif nxt not in state:
-                state[nxt] = 1
-                path.append(nxt)
-                todo.append(iter(graph[nxt]))
-    return []
-
-
-def break_cycles(services: list[ServiceSpec], roots: list[str]) -> list[ServiceSpec]:
-    """Mark as leaf every call that closes a loop, walking depth first from ``roots`` (then from
-    the other services, in order), so every request ends."""
-    graph = _graph(tuple(services))
-    closing: set[tuple[str, str]] = set()
-    state: dict[str, int] = {}
-    for start in [*roots, *graph]:
+    for start in starts:
         if start in state or start not in graph:
             continue
         path = [start]
@@ -221,11 +198,26 @@ def break_cycles(services: list[ServiceSpec], roots: list[str]) -> list[ServiceS
                 state[path.pop()] = 2
                 todo.pop()
             elif state.get(nxt) == 1:
-                closing.add((path[-1], nxt))
+                yield path, nxt
             elif nxt not in state:
                 state[nxt] = 1
                 path.append(nxt)
                 todo.append(iter(graph[nxt]))
+
+
+def _cycle(services: tuple[ServiceSpec, ...]) -> list[str]:
+    """A loop of non-leaf calls (a request would never end), or []."""
+    graph = _graph(services)
+    for path, nxt in _back_edges(graph, graph):
+        return [*path[path.index(nxt):], nxt]
+    return []
+
+
+def break_cycles(services: list[ServiceSpec], roots: list[str]) -> list[ServiceSpec]:
+    """Mark as leaf every call that closes a loop, walking depth first from ``roots`` (then from
+    the other services, in order), so every request ends."""
+    graph = _graph(tuple(services))
+    closing = {(path[-1], nxt) for path, nxt in _back_edges(graph, [*roots, *graph])}
     if not closing:
         return services
     out = []

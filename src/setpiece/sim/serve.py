@@ -107,7 +107,7 @@ class _Ticks:
                 "stopped": self.launched[s] - sim.alive_count[s],
                 "zones": {zone: n for zone, n in zip(sim.zones, sim.alive_zone[s], strict=True)
                           if n},
-                "in_flight": sim._s_held[s],
+                "in_flight": sim.s_held[s],
                 "requests": requests,
                 "errors": sim.s_err[s] - self.errors_s[s],
                 "throughput": round(requests / span, 3),

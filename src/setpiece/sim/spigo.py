@@ -10,13 +10,13 @@ the entry points (the load generator sends its requests through them); the depen
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from setpiece.errors import ConfigError
+from setpiece.sim.files import read_json
 from setpiece.sim.model import REGIONS, Call, Cost, Model, ServiceSpec, break_cycles
 
 __all__ = ["PACKAGES", "from_spigo", "load_spigo"]
@@ -45,12 +45,7 @@ def load_spigo(path: str | Path, *, scale: float = 1.0,
                costs: Mapping[str, Cost] | None = None) -> Model:
     """Read a Spigo architecture file; errors name the file and the field."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such architecture file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, str(path), "no such architecture file")
     try:
         return from_spigo(data, scale=scale, costs=costs)
     except ConfigError as exc:

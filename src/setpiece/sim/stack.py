@@ -22,7 +22,6 @@ HTTP route. Unknown services, nodes and dependencies are errors that name them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from setpiece.bus import Bus
 from setpiece.errors import ConfigError, EventError, PatternError
 from setpiece.event import Event
 from setpiece.policy import RetryPolicy
+from setpiece.sim.files import read_json
 from setpiece.sim.model import REGIONS, Call, Cost, Model, ServiceSpec, break_cycles
 from setpiece.stream import Stream
 
@@ -50,12 +50,7 @@ DELIVERY_RETRY = RetryPolicy()
 def load_costs(path: str | Path) -> dict[str, Any]:
     """Read a cost model file (JSON)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"cost model {path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cost model {path}: not valid JSON ({exc})") from None
+    data = read_json(path, f"cost model {path}")
     if not isinstance(data, dict):
         raise ConfigError(f"cost model {path}: must be a JSON object")
     return data

@@ -233,11 +233,12 @@ class ViewConsumer(Consumer):
         work.appends.append(dead_letter_record(event, exc, 1, label=self.label,
                                                group=self.group, record=record))
 
+    def _raised(self, what: str, exc: Exception) -> ViewError:
+        """The error of one of the view's functions (``what``) that raised ``exc``."""
+        return ViewError(f"view {self.view.name!r}: {what} raised {type(exc).__name__}: {exc}")
+
     def _key_error(self, exc: Exception) -> ViewError:
-        error = ViewError(f"view {self.view.name!r}: the key function raised "
-                          f"{type(exc).__name__}: {exc}")
-        error.__cause__ = exc
-        return error
+        return self._raised("the key function", exc)
 
     def _key(self, fn: Callable[[Event], Any], event: Event) -> str:
         try:
@@ -245,6 +246,15 @@ class ViewConsumer(Consumer):
         except Exception as exc:
             raise self._key_error(exc) from exc
         return self.checked_key(key)
+
+    def _join_key(self, view: Join | StreamJoin, event: Event) -> str:
+        """The stored key ``event`` joins on: its ``key=`` function's, or its partition key."""
+        if view.key is None:
+            if event.partitionkey is None:
+                raise ViewError(f"view {view.name!r}: the event has no partitionkey "
+                                "to join on (or give key=)")
+            return scoped(event.partitionkey, event.tenant)
+        return scoped(self._key(view.key, event), event.tenant)
 
     def checked_key(self, key: Any) -> str:
         """``key`` if a view can keep it; ViewError naming what is wrong otherwise."""
@@ -291,8 +301,7 @@ class ViewConsumer(Consumer):
                     try:
                         value = value_fn(event)
                     except Exception as exc:
-                        raise ViewError(f"view {view.name!r}: the value function raised "
-                                        f"{type(exc).__name__}: {exc}") from exc
+                        raise self._raised("the value function", exc) from exc
                 expires = None if ttl is None else event_ms(event) + round(ttl * 1000)
                 rows[key] = None if value is None else _encode([value, expires])
             except Exception as exc:
@@ -305,17 +314,9 @@ class ViewConsumer(Consumer):
         keyed: list[tuple[Record, Event, str]] = []
         for record, event in decoded:
             try:
-                if view.key is None:
-                    if event.partitionkey is None:
-                        raise ViewError(f"view {view.name!r}: the event has no partitionkey "
-                                        "to join on (or give key=)")
-                    key = event.partitionkey
-                else:
-                    key = self._key(view.key, event)
+                keyed.append((record, event, self._join_key(view, event)))
             except Exception as exc:
                 self._dead(work, record, event, exc)
-                continue
-            keyed.append((record, event, scoped(key, event.tenant)))
         if not keyed:
             return
         table = Layout(view.table).state
@@ -341,8 +342,7 @@ class ViewConsumer(Consumer):
                     correlationid=event.correlationid or event.id)
                 appends.append((target, out.partitionkey, encode_event(out)))
             except Exception as exc:
-                self._dead(work, record, event, ViewError(
-                    f"view {view.name!r}: combine raised {type(exc).__name__}: {exc}"))
+                self._dead(work, record, event, self._raised("combine", exc))
 
     async def _fold_stream_join(self, view: StreamJoin, partition: int,
                                 decoded: list[tuple[Record, Event]], work: UnitOfWork) -> None:
@@ -360,14 +360,7 @@ class ViewConsumer(Consumer):
         keyed: list[tuple[Record, Event, str, int]] = []
         for record, event in decoded:
             try:
-                if view.key is None:
-                    if event.partitionkey is None:
-                        raise ViewError(f"view {view.name!r}: the event has no partitionkey "
-                                        "to join on (or give key=)")
-                    key = event.partitionkey
-                else:
-                    key = self._key(view.key, event)
-                keyed.append((record, event, scoped(key, event.tenant), event_ms(event)))
+                keyed.append((record, event, self._join_key(view, event), event_ms(event)))
             except Exception as exc:
                 self._dead(work, record, event, exc)
         keys = sorted({k for _, _, k, _ in keyed})
@@ -393,8 +386,7 @@ class ViewConsumer(Consumer):
                         data = ({"left": left.data, "right": right.data} if view.combine is None
                                 else view.combine(left, right))
                     except Exception as exc:
-                        self._dead(work, record, event, ViewError(
-                            f"view {view.name!r}: combine raised {type(exc).__name__}: {exc}"))
+                        self._dead(work, record, event, self._raised("combine", exc))
                         continue
                     out = {"type": f"view.{view.name}", "source": f"setpiece/views/{view.name}",
                            "data": data, "id": f"{view.name}:{left.id}:{right.id}",

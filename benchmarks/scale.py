@@ -9,10 +9,14 @@ committed offsets until both hops have handled all of them.
     python benchmarks/scale.py [--events 20000] [--workers 1,2,4] [--targets single,cluster]
 
 Prints, per target and worker count: events/s end to end, the ratio to one worker, the highest
-lag seen while the backlog drained, and the peak RSS of the workers. Then a rebalance: with two
-workers draining a backlog, a third joins and one later leaves; the longest time any partition
-that had work left made no progress is printed beside the session timeout (what a
-stop-the-world rebalance that waits for a dead member would cost).
+lag seen while the backlog drained, the peak RSS of the workers, and how many cores the machine
+kept busy meanwhile (the workers', nats-server's and PostgreSQL's share). From one worker's
+figure it prints the most any number of workers could reach on this machine: its cores over the
+cores one worker's rate keeps busy (workers, servers and harness on one machine).
+
+Then a rebalance: with two workers draining a backlog, a third joins and one later leaves; the
+longest time any partition that had work left made no progress is printed beside the session
+timeout (what a stop-the-world rebalance that waits for a dead member would cost).
 
 The baseline, measured in the same run: the same flow with one worker, the first row. On a
 machine with two cores, four workers share two cores with the servers and the harness.
@@ -30,6 +34,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -128,8 +133,51 @@ async def _members(engine: Engine) -> int:
     return len(await members(GROUPS[0], BUS_STREAM))
 
 
-async def one_run(url: str, store: str, n: int, workers: int) -> tuple[float, int, int]:
-    """events/s, the highest lag seen, the workers' peak RSS."""
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy (every core, every process) so far."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of_servers() -> dict[str, float]:
+    """CPU seconds used so far by every nats-server and postgres process on the machine."""
+    used = {"nats-server": 0.0, "postgres": 0.0}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/comm") as comm:
+                    name = comm.read().strip()
+            except OSError:
+                continue
+            if name in used:
+                used[name] += _cpu_of(int(entry.name))
+    return used
+
+
+@dataclass
+class Run:
+    rate: float  # events/s end to end
+    lag: int  # the highest lag seen
+    rss: int  # the workers' peak RSS
+    busy: float  # cores the machine kept busy on average while the backlog drained
+    workers_busy: float  # of which the workers
+    servers_busy: dict[str, float]  # and the servers
+
+
+async def one_run(url: str, store: str, n: int, workers: int) -> Run:
+    """One backlog of ``n`` events through ``workers`` workers, measured."""
     from setpiece._assembly import new_runtime
 
     engine = await open_engine(url, store=store)
@@ -140,6 +188,8 @@ async def one_run(url: str, store: str, n: int, workers: int) -> tuple[float, in
         await asyncio.sleep(2 + workers)  # every worker starts and takes its partitions
         data = payloads(n)
         started = time.perf_counter()
+        machine, mine = _machine_busy(), sum(_cpu_of(p.pid) for p in pool.procs)
+        theirs = _cpu_of_servers()
         for i in range(0, n, 1000):
             await engine.append(BUS_STREAM, data[i : i + 1000])
         highest, polls = 0, 0
@@ -158,8 +208,12 @@ async def one_run(url: str, store: str, n: int, workers: int) -> tuple[float, in
             if all(sum(group) == 2 * n for group in committed.values()):
                 break  # both hops read every input and every emitted event
             await asyncio.sleep(0.05)
-        rate = n / (time.perf_counter() - started)
-        return rate, highest, pool.peak_rss()
+        took = time.perf_counter() - started
+        busy = (_machine_busy() - machine) / took
+        workers_busy = (sum(_cpu_of(p.pid) for p in pool.procs) - mine) / took
+        servers_busy = {name: (used - theirs.get(name, 0.0)) / took
+                        for name, used in _cpu_of_servers().items()}
+        return Run(n / took, highest, pool.peak_rss(), busy, workers_busy, servers_busy)
     finally:
         pool.stop()
         await engine.close()
@@ -228,21 +282,30 @@ def main() -> None:
     parser.add_argument("--no-rebalance", action="store_true")
     args = parser.parse_args()
     counts = [int(w) for w in args.workers.split(",")]
+    cores = os.cpu_count() or 1
     print(f"two-hop flow, {args.events} events, bus of {PARTITIONS} partitions, "
-          f"{os.cpu_count()} cores")
+          f"{cores} cores")
     for kind in args.targets.split(","):
         with servers(kind) as (nats_url, pg_url):
-            base: float | None = None
+            base: Run | None = None
             for workers in counts:
                 name = f"s{uuid.uuid4().hex[:10]}"
                 joiner = "&" if "?" in nats_url else "?"
-                rate, lag, rss = asyncio.run(one_run(
+                run = asyncio.run(one_run(
                     f"{nats_url}{joiner}prefix={name}", f"{pg_url}?schema={name}",
                     args.events, workers))
-                base = base or rate
-                print(f"{kind:8} workers={workers}  {rate:9,.0f} events/s  "
-                      f"x{rate / base:4.2f} of 1 worker  highest lag {lag:7,}  "
-                      f"worker peak RSS {rss / 2**20:5.0f} MiB", flush=True)
+                base = base or run
+                print(f"{kind:8} workers={workers}  {run.rate:9,.0f} events/s  "
+                      f"x{run.rate / base.rate:4.2f} of 1 worker  highest lag {run.lag:7,}  "
+                      f"worker peak RSS {run.rss / 2**20:5.0f} MiB  CPU busy {run.busy:4.2f} "
+                      f"of {cores} (workers {run.workers_busy:4.2f}, "
+                      + ", ".join(f"{k} {v:4.2f}" for k, v in run.servers_busy.items())
+                      + ")", flush=True)
+            if base is not None and base.busy > 0:
+                # What the machine can give: its cores over what one worker's rate kept busy
+                # (the worker, the servers and the harness), if every part scaled linearly.
+                print(f"{kind:8} bound on this machine: {cores} cores / {base.busy:.2f} busy at "
+                      f"1 worker = at most x{cores / base.busy:.2f} of 1 worker", flush=True)
             if not args.no_rebalance:
                 name = f"r{uuid.uuid4().hex[:10]}"
                 joiner = "&" if "?" in nats_url else "?"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -52,6 +53,9 @@ async def main(engine: str, mode: str, store: str | None) -> None:
     config = RuntimeConfig(batch_size=64, heartbeat_interval=0.1, session_timeout=0.5)
     async with build().start(engine=url, store=store, config=config) as rt:
         if mode == "run":
+            # SIGUSR1: say where each group stands (the test asks when progress stops)
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGUSR1, lambda: _say_what_waits(rt))
             print("ready", flush=True)
             await asyncio.Event().wait()
         elif mode == "drain":
@@ -62,21 +66,43 @@ async def main(engine: str, mode: str, store: str | None) -> None:
                 raise
 
 
+def _say_what_waits(rt: Runtime) -> None:
+    """On stderr, at once (no I/O): the NATS connection and where each consumer's task waits;
+    then, as far as the engine answers, where each group stands."""
+    log = getattr(rt.engine, "_log", None)
+    if log is not None:
+        nc = log._nc
+        print(f"NATS: connected to {nc.connected_url.netloc}, status {nc._status}, "
+              f"reconnects {log.reconnects}", file=sys.stderr)
+    for consumer in rt.consumers:
+        for task in asyncio.all_tasks():
+            if task.get_name() == consumer.label:
+                print(f"-- {consumer.label}: owns {consumer.owned}, busy {consumer.busy}",
+                      file=sys.stderr)
+                task.print_stack(limit=8, file=sys.stderr)
+    sys.stderr.flush()
+    asyncio.get_running_loop().create_task(_say_where_it_stands(rt))
+
+
 async def _say_where_it_stands(rt: Runtime) -> None:
     """On stderr, for the test's failure: each group behind, per partition, its committed
     offset, the log's end, and what a read at the committed offset returns now."""
+    behind = False
     for consumer in rt.consumers:
         ends = await rt.engine.end_offsets(consumer.stream)
         committed = await rt.engine.committed(consumer.group, consumer.stream)
         for partition, end in enumerate(ends):
             at = committed.get(partition, 0)
             if at < end:
+                behind = True
                 found = await rt.engine.read(consumer.stream, partition, at, 5)
                 print(f"{consumer.group} {consumer.stream}[{partition}]: committed {at}, end "
                       f"{end}, owned here {partition in consumer.owned}, busy {consumer.busy}, "
                       f"a read at {at} gives {[r.offset for r in found]}",
                       file=sys.stderr, flush=True)
                 await _say_what_nats_holds(rt, consumer.stream, partition, at)
+    if not behind:
+        print("every group is at the log's end", file=sys.stderr, flush=True)
 
 
 async def _say_what_nats_holds(rt: Runtime, stream: str, partition: int, at: int) -> None:
@@ -87,7 +113,8 @@ async def _say_what_nats_holds(rt: Runtime, stream: str, partition: int, at: int
         return
     key = (stream, partition)
     print(f"  hints: end {engine._ends.get(key)}, real read {engine._real_read.get(key)}, "
-          f"now {time.monotonic():.1f}, reconnects {log.reconnects}", file=sys.stderr)
+          f"leader said {log._leader_said.get(key)}, now {time.monotonic():.1f}",
+          file=sys.stderr)
     try:
         found, at_end = await log.read(stream, partition, at, 5)
         print(f"  a read past the hints: {[r.offset for r in found]}, at end {at_end}",

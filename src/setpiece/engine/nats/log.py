@@ -146,7 +146,9 @@ class JetStreamLog:
         self.prefix = prefix
         self._replicas = replicas
         self._replies = Replies(nc)
-        self._leader_asked: dict[tuple[str, int], float] = {}  # when, per partition
+        # per partition: when the leader was last asked, and the end it gave (a lower bound of
+        # the end from then on, whoever reads)
+        self._leader_said: dict[tuple[str, int], tuple[float, int]] = {}
         self._next_sync: asyncio.Future[None] | None = None
         self._sync_task: asyncio.Future[None] | None = None
         fast_headers(nc)
@@ -238,6 +240,8 @@ class JetStreamLog:
                 await self._jsm.delete_stream(self.js_name(stream, partition))
 
         await asyncio.gather(*(one(p) for p in range(partitions)))
+        for partition in range(partitions):
+            self._leader_said.pop((stream, partition), None)
 
     async def drift(self, stream: str, partitions: int, retention: float | None) -> list[str]:
         """How the JetStream streams of a stream differ from its declaration (empty: none)."""
@@ -299,11 +303,12 @@ class JetStreamLog:
         On a replicated stream any replica may answer, one still catching up too (after its
         node restarted), which answers "the end" (or an empty batch) short of the leader's end.
         Such an answer is checked against the leader, and what the replica lacks is read from
-        the leader, when the reader knows the partition goes further (``known_end``, a lower
-        bound of its end: what the caller has seen appended) or when the leader was last asked
-        about this partition ``_LEADER_RECHECK`` seconds ago or more. So a caught-up reader
-        costs the leader one STREAM.INFO a second per partition, not one per read, and a
-        lagging replica delays a reader that knows nothing newer by at most that long.
+        the leader, when the partition is known to go further (``known_end``, a lower bound of
+        its end: what the caller has seen appended; or the end the leader last gave, for any
+        reader) or when the leader was last asked about this partition ``_LEADER_RECHECK``
+        seconds ago or more. So a caught-up reader costs the leader one STREAM.INFO a second
+        per partition, not one per read, and a lagging replica delays a reader that knows
+        nothing newer by at most that long.
         """
         if limit <= 0:
             return [], False
@@ -323,12 +328,12 @@ class JetStreamLog:
         if (at_end or not rows) and self._replicas > 1 and len(rows) < limit:
             reached = rows[-1][0] + 1 if rows else offset
             which, now = (stream, partition), time.monotonic()
-            asked = self._leader_asked.get(which, -_LEADER_RECHECK)
-            if reached >= known_end and now - asked < _LEADER_RECHECK:
+            asked, said = self._leader_said.get(which, (-_LEADER_RECHECK, 0))
+            if reached >= max(known_end, said) and now - asked < _LEADER_RECHECK:
                 return records(stream, partition, rows), at_end
-            self._leader_asked[which] = now
             state = await self._stream_state(self.js_name(stream, partition))
             first, end = int(state["first_seq"]) - 1, int(state["last_seq"])
+            self._leader_said[which] = (now, end)
             following = rows[-1][0] + 1 if rows else max(offset, first)  # (trimmed: held on)
             if end > following:
                 rows += await self._read_from_leader(

@@ -19,7 +19,7 @@ import pytest
 from setpiece.engine import Engine, KVRead, KVWrite, OffsetCommit, StreamSpec, UnitOfWork
 from setpiece.engine import open_engine as _open_engine
 from setpiece.engine.nats import NatsEngine
-from setpiece.engine.nats.log import encode_name
+from setpiece.engine.nats.wire import encode_name
 from setpiece.engine.postgres.store import PgStore
 from setpiece.engine.servers import (
     NatsCluster,

@@ -31,12 +31,13 @@ from setpiece.engine.contract import (
     UnitOfWork,
     partition_for,
 )
-from setpiece.engine.nats.log import TRANSIENT_ERRORS, JetStreamLog, parse_wake
+from setpiece.engine.nats.log import TRANSIENT_ERRORS, JetStreamLog
 from setpiece.engine.nats.options import (
     nats_options,
     seed_urls,
 )
 from setpiece.engine.nats.relay import Relay
+from setpiece.engine.nats.wire import parse_wake
 from setpiece.engine.postgres.connection import split_store_url
 from setpiece.engine.postgres.outbox import OutboxRow
 from setpiece.engine.postgres.store import PgStore, Placed

@@ -11,21 +11,16 @@ Every record is published by the outbox relay (:mod:`setpiece.engine.nats.relay`
 offset PostgreSQL assigned it, or not at all: lost, duplicated or reordered publishes (a relayer
 crashing, a reconnect resending its buffer, two relayers racing) are refused by the server.
 
-Names: characters other than ``A-Z a-z 0-9`` in a stream name are written ``_XX`` (hex of each
-UTF-8 byte), which keeps JetStream names and subject tokens valid and the mapping one to one.
+Names, headers, timestamps, publish acks and wake-ups as they travel: :mod:`.wire`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import calendar
 import contextlib
-import functools
-import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +30,14 @@ from setpiece.engine._records import records
 from setpiece.engine.contract import Record
 from setpiece.engine.nats import client
 from setpiece.engine.nats.client import READ_TIMEOUT, Replies, Reply, fast_headers
+from setpiece.engine.nats.wire import (
+    Ack,
+    encode_name,
+    header_block,
+    key_headers,
+    parse_timestamp,
+    wake_payload,
+)
 from setpiece.engine.postgres.outbox import OutboxRow
 from setpiece.errors import ConfigError, EngineError
 
@@ -49,7 +52,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "the production engine needs nats-py: pip install 'setpiece[nats,postgres]'"
     ) from exc
 
-__all__ = ["TRANSIENT_ERRORS", "JetStreamLog", "encode_name"]
+__all__ = ["TRANSIENT_ERRORS", "JetStreamLog"]
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
@@ -63,77 +66,12 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     nats.js.errors.ServiceUnavailableError,
 )
 
-_NAME_OK = re.compile(r"[A-Za-z0-9]")
 _decode_json = msgspec.json.Decoder().decode
 _WRONG_LAST_SEQUENCE = 10071
 _DUPLICATE_WINDOW = 120.0  # seconds; never more than a stream's max_age
 # Seconds a replica's "that is the end" is believed without asking the leader, unless the
 # reader knows the partition goes further (see JetStreamLog.read).
 _LEADER_RECHECK = 1.0
-
-
-def encode_name(name: str) -> str:
-    """A stream name as a JetStream name part and subject token (one to one)."""
-    return "".join(
-        c if _NAME_OK.fullmatch(c) else "".join(f"_{b:02X}" for b in c.encode()) for c in name
-    )
-
-
-@functools.lru_cache(maxsize=4096)
-def _epoch_seconds(stamp: str) -> int:
-    return calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S"))
-
-
-def parse_timestamp(value: str) -> float:
-    """``2026-11-22T04:14:51.228189137Z`` (JetStream's RFC 3339, UTC) as epoch seconds."""
-    value = value.rstrip("Z")
-    base, _, frac = value.partition(".")
-    seconds = float(_epoch_seconds(base))
-    if frac:
-        seconds += int(frac) / 10 ** len(frac)
-    return seconds
-
-
-def _header_block(raw: bytes) -> dict[str, str]:
-    """The headers of a NATS header block (``NATS/1.0\r\nName: value\r\n...``)."""
-    out: dict[str, str] = {}
-    for line in raw.decode("latin-1").split("\r\n")[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            out.setdefault(name.strip(), value.strip())
-    return out
-
-
-def _key_headers(key: str | None) -> dict[str, str]:
-    if key is None:
-        return {}
-    if key.isascii() and key.isprintable() and key == key.strip() and key:
-        return {"Sp-Key": key}
-    return {"Sp-Key64": base64.b64encode(key.encode()).decode()}
-
-
-@dataclass(frozen=True, slots=True)
-class _Ack:
-    """JetStream's answer to a publish: a sequence, or an error code."""
-
-    seq: int = 0
-    error: int = 0
-    description: str = ""
-
-    @classmethod
-    def parse(cls, msg: Reply) -> _Ack:
-        if msg.status == "503":  # no responders: the stream is not (yet) there
-            return cls(error=503, description="no responders")
-        try:
-            body = _decode_json(msg.data)
-            if not isinstance(body, dict):
-                raise ValueError
-        except ValueError:
-            return cls(error=-1, description=repr(msg.data[:200]))
-        if "error" in body:
-            err = body["error"]
-            return cls(error=int(err.get("err_code", -1)), description=str(err))
-        return cls(seq=int(body["seq"]))
 
 
 class JetStreamLog:
@@ -359,7 +297,7 @@ class JetStreamLog:
             if body.get("error") is not None:
                 nats.js.errors.APIError.from_error(body["error"])  # raises
             message = body["message"]
-            headers = _header_block(base64.b64decode(message.get("hdrs") or b""))
+            headers = header_block(base64.b64decode(message.get("hdrs") or b""))
             key = headers.get("Sp-Key")
             if key is None and "Sp-Key64" in headers:
                 key = base64.b64decode(headers["Sp-Key64"]).decode()
@@ -401,14 +339,14 @@ class JetStreamLog:
         prefix = await self._replies.prefix()
         loop = asyncio.get_running_loop()
         answered: asyncio.Future[None] = loop.create_future()
-        acks: list[_Ack | None] = [None] * len(rows)
+        acks: list[Ack | None] = [None] * len(rows)
         missing = len(rows)
 
         def on_ack(msg: Reply) -> None:  # one handler for the whole batch
             nonlocal missing
             index = int(msg.subject.rpartition("-")[2])
             if acks[index] is None:
-                acks[index] = _Ack.parse(msg)
+                acks[index] = Ack.parse(msg)
                 missing -= 1
                 if missing == 0 and not answered.done():
                     answered.set_result(None)
@@ -461,7 +399,7 @@ class JetStreamLog:
                 headers = {
                     "Nats-Msg-Id": row.msg_id,
                     "Nats-Expected-Last-Sequence": str(row.pseq - 1),
-                    **_key_headers(row.key),
+                    **key_headers(row.key),
                 }
                 await nc.publish(subject, value, reply=f"{reply}{index}", headers=headers)
             return
@@ -492,14 +430,4 @@ class JetStreamLog:
 
     async def wake(self, stream: str, partition: int, end: int) -> None:
         """Tell every engine that ``stream[partition]`` holds records up to offset ``end``."""
-        payload = f"{partition} {end} ".encode() + stream.encode()
-        await self._nc.publish(self.wake_subject(stream), payload)
-
-
-def parse_wake(data: bytes) -> tuple[str, int, int] | None:
-    """(stream, partition, end offset) of a wake-up, None if it names no partition."""
-    try:
-        part, end, stream = data.split(b" ", 2)
-        return stream.decode(), int(part), int(end)
-    except ValueError:
-        return None
+        await self._nc.publish(self.wake_subject(stream), wake_payload(stream, partition, end))

@@ -11,8 +11,9 @@ committed offsets until both hops have handled all of them.
 Prints, per target and worker count: events/s end to end, the ratio to one worker, the highest
 lag seen while the backlog drained, the peak RSS of the workers, and how many cores the machine
 kept busy meanwhile (the workers', nats-server's and PostgreSQL's share). From one worker's
-figure it prints the most any number of workers could reach on this machine: its cores over the
-cores one worker's rate keeps busy (workers, servers and harness on one machine).
+figure it estimates the most any number of workers could reach on this machine: its cores over
+the cores one worker's rate keeps busy (workers, servers and harness on one machine; larger
+batches under more workers lower the cost per event a little, so the bound is approximate).
 
 Then a rebalance: with two workers draining a backlog, a third joins and one later leaves; the
 longest time any partition that had work left made no progress is printed beside the session
@@ -305,7 +306,8 @@ def main() -> None:
                 # What the machine can give: its cores over what one worker's rate kept busy
                 # (the worker, the servers and the harness), if every part scaled linearly.
                 print(f"{kind:8} bound on this machine: {cores} cores / {base.busy:.2f} busy at "
-                      f"1 worker = at most x{cores / base.busy:.2f} of 1 worker", flush=True)
+                      f"1 worker = about x{cores / base.busy:.2f} of 1 worker (an estimate: "
+                      f"the cost per event falls a little as batches grow)", flush=True)
             if not args.no_rebalance:
                 name = f"r{uuid.uuid4().hex[:10]}"
                 joiner = "&" if "?" in nats_url else "?"

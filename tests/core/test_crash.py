@@ -139,7 +139,8 @@ def _check(target: Target) -> None:
         expected = {f"cu-{c}": len(range(c, items, CUSTOMERS)) for c in range(CUSTOMERS)}
         assert per_customer == expected
         tallies = dict(await engine.kv_scan("svc:tally", "item:", 1_000_000))
-        assert len(tallies) == items
+        if len(tallies) != items:
+            raise AssertionError(await _where_the_untallied_went(engine, items, tallies))
         assert {msgspec.json.decode(v) for v in tallies.values()} == {1}
         done, disorder = 0, []
         for partition, end in enumerate(await engine.end_offsets("bus.default")):
@@ -158,6 +159,34 @@ def _check(target: Target) -> None:
         assert await engine.end_offsets("setpiece.deadletters") == [0]
 
     target.call(check)
+
+
+async def _where_the_untallied_went(
+    engine: Engine, items: int, tallies: dict[str, bytes]
+) -> str:
+    """For a failure: which items the second hop did not tally, where their "done" events are
+    on the bus (or that they are not there), and where each group reading it stands."""
+    missing = sorted(i for i in range(items) if f"item:{i}" not in tallies)
+    found: dict[int, list[tuple[int, int]]] = {}
+    ends = await engine.end_offsets("bus.default")
+    for partition, end in enumerate(ends):
+        offset = 0
+        while offset < end:
+            batch = await engine.read("bus.default", partition, offset, 1000)
+            if not batch:
+                break
+            for r in batch:
+                emitted = msgspec.json.decode(r.value)
+                if emitted["type"] == "done":
+                    found.setdefault(emitted["data"]["item"], []).append((partition, r.offset))
+            offset = batch[-1].offset + 1
+    groups = [g for g, s in await engine.groups() if s == "bus.default"]
+    committed = {g: await engine.committed(g, "bus.default") for g in groups}
+    lines = [f"{len(missing)} of {items} items not tallied (first {missing[:5]}); bus ends "
+             f"{ends}; committed {committed}"]
+    for item in missing[:10]:
+        lines.append(f"  item {item}: done at {found.get(item, 'nowhere on the bus')}")
+    return "\n".join(lines)
 
 
 def _kill_loop(

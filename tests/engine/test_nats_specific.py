@@ -19,6 +19,7 @@ import pytest
 from setpiece.engine import Engine, KVRead, KVWrite, OffsetCommit, StreamSpec, UnitOfWork
 from setpiece.engine import open_engine as _open_engine
 from setpiece.engine.nats import NatsEngine
+from setpiece.engine.nats.relay import Relay
 from setpiece.engine.nats.wire import encode_name
 from setpiece.engine.postgres.store import PgStore
 from setpiece.engine.servers import (
@@ -281,6 +282,42 @@ def test_relay_crash_between_publish_and_delete_duplicates_nothing(
             return [r.value for r in await peek.read("s", 0, 0, 100)]
         finally:
             await peek.close()
+
+    run(body())
+
+
+def test_records_a_committer_died_before_relaying_count_in_the_end(
+    nats: NatsServer, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process commits to PostgreSQL and dies before relaying: the records are not readable
+    yet, but every engine's end offsets count them (a consumer's lag, and so a drain, waits
+    for them), and the background relay makes them readable."""
+    url, store = fresh_urls(nats, postgres)
+
+    async def body() -> None:
+        engine, peer = await open_engine(url, store), await open_engine(url, store)
+        try:
+            await engine.create_stream(StreamSpec("s", 2))
+            await engine.append("s", [("k", b"0")])
+            partition = (await engine.append("s", [("k", b"1")]))[0][0]
+            with monkeypatch.context() as patch:  # this committer relays nothing any more
+                patch.setattr(Relay, "committed", lambda self, lanes, rows: [])
+                await engine.append("s", [("k", b"2"), ("k", b"3")])
+            ends = [0, 0]
+            ends[partition] = 4
+            assert await peer.end_offsets("s") == ends
+            assert await engine.end_offsets("s") == ends
+            assert [r.value for r in await peer.read("s", partition, 0, 10)] == [b"0", b"1"]
+            for _ in range(100):  # the background relay takes over within ~3 s
+                found = await peer.read("s", partition, 2, 10)
+                if found:
+                    break
+                await asyncio.sleep(0.1)
+            assert [r.value for r in found] == [b"2", b"3"]
+            assert await peer.end_offsets("s") == ends
+        finally:
+            await engine.close()
+            await peer.close()
 
     run(body())
 

@@ -223,7 +223,12 @@ class Log(abc.ABC):
 
     @abc.abstractmethod
     async def end_offsets(self, stream: str) -> list[int]:
-        """Per partition, the offset the next appended record will get."""
+        """Per partition, the offset the next appended record will get.
+
+        Every committed record counts, one a read cannot return yet too (an engine that relays
+        commits to its log, when the relaying process died or the log was unreachable): a
+        consumer's lag, and so a drain, waits for it.
+        """
 
     @abc.abstractmethod
     async def start_offsets(self, stream: str) -> list[int]:

@@ -262,7 +262,15 @@ class NatsEngine(Engine):
         return state
 
     async def end_offsets(self, stream: str) -> list[int]:
-        return [end for _, end in await self._state(stream)]
+        """Where the next record goes, per partition. Records committed in PostgreSQL but not
+        yet relayed to JetStream (their committer died before relaying them, or NATS was
+        unreachable) count: a consumer's lag, and so a drain, include them; they are readable
+        once the background relay publishes them."""
+        spec = await self._stream(stream)
+        state, committed = await asyncio.gather(
+            self._state(stream), self._store.committed_ends(stream, spec.partitions)
+        )
+        return [max(end, last) for (_, end), last in zip(state, committed, strict=True)]
 
     async def start_offsets(self, stream: str) -> list[int]:
         return [start for start, _ in await self._state(stream)]

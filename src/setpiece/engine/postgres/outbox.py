@@ -86,6 +86,18 @@ class PgOutbox(PgConnection):
         )
         return [(s, p) for s, p in rows]
 
+    async def committed_ends(self, stream: str, partitions: int) -> list[int]:
+        """Per partition, the sequence of the last record committed, relayed to the log or not
+        (0: none)."""
+        rows = await self.fetch(
+            "SELECT part, last_pseq FROM sp_partitions WHERE stream = $1", stream
+        )
+        ends = [0] * partitions
+        for part, last in rows:
+            if 0 <= part < partitions:
+                ends[part] = int(last)
+        return ends
+
     async def forget_commits(self, before: float) -> int:
         status = await self.execute("DELETE FROM sp_commits WHERE ts < $1", before)
         return int(status.split()[-1])

@@ -145,12 +145,8 @@ class Stack:
         for bus in self.buses.values():
             for rule in bus.rules:
                 for target in rule.targets:
-                    if isinstance(target, Stream) and self.streams.get(target.name) != target:
-                        raise ConfigError(f"rule {bus.name}/{rule.name}: target stream "
-                                          f"{target.name!r} is not declared in the stack")
-                    if isinstance(target, Bus) and self.buses.get(target.name) is not target:
-                        raise ConfigError(f"rule {bus.name}/{rule.name}: target bus "
-                                          f"{target.name!r} is not declared in the stack")
+                    if isinstance(target, Stream | Bus):
+                        self._check_declared(f"rule {bus.name}/{rule.name}", "target", target)
                     if isinstance(target, WorkflowTarget) and target.name not in self.workflows:
                         raise ConfigError(f"rule {bus.name}/{rule.name}: target workflow "
                                           f"{target.name!r} is not declared in the stack")
@@ -163,6 +159,18 @@ class Stack:
                                   f"(buses: {sorted(self.buses)})")
         for view in self.views.values():
             self._check_view(view)
+
+    def _check_declared(self, where: str, what: str, place: Stream | Bus) -> None:
+        """A stream or bus that ``where`` names (as its ``what``) must be the stack's own."""
+        if isinstance(place, Stream):
+            kind, names = "stream", sorted(self.streams)
+            ok = self.streams.get(place.name) == place
+        else:
+            kind, names = "bus", sorted(self.buses)
+            ok = self.buses.get(place.name) is place
+        if not ok:
+            raise ConfigError(f"{where}: {what} {kind} {place.name!r} is not declared in the "
+                              f"stack ({'buses' if kind == 'bus' else 'streams'}: {names})")
 
     def _check_view(self, view: View) -> None:
         where = f"view {view.name!r}"
@@ -180,12 +188,8 @@ class Stack:
         if isinstance(view, view_kinds.Aggregate | Join):
             places.append(("emit_to", view.emit_to))
         for what, place in places:
-            if isinstance(place, Stream) and self.streams.get(place.name) != place:
-                raise ConfigError(f"{where}: {what} stream {place.name!r} is not declared in "
-                                  f"the stack (streams: {sorted(self.streams)})")
-            if isinstance(place, Bus) and self.buses.get(place.name) is not place:
-                raise ConfigError(f"{where}: {what} bus {place.name!r} is not declared in the "
-                                  f"stack (buses: {sorted(self.buses)})")
+            if place is not None:
+                self._check_declared(where, what, place)
         if isinstance(view, StreamJoin):
             left, right = view.left, view.right
             if left.partitions != right.partitions:

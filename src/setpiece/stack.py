@@ -163,14 +163,14 @@ class Stack:
     def _check_declared(self, where: str, what: str, place: Stream | Bus) -> None:
         """A stream or bus that ``where`` names (as its ``what``) must be the stack's own."""
         if isinstance(place, Stream):
-            kind, names = "stream", sorted(self.streams)
-            ok = self.streams.get(place.name) == place
+            ok, kind, kinds, names = (self.streams.get(place.name) == place, "stream", "streams",
+                                      sorted(self.streams))
         else:
-            kind, names = "bus", sorted(self.buses)
-            ok = self.buses.get(place.name) is place
+            ok, kind, kinds, names = (self.buses.get(place.name) is place, "bus", "buses",
+                                      sorted(self.buses))
         if not ok:
             raise ConfigError(f"{where}: {what} {kind} {place.name!r} is not declared in the "
-                              f"stack ({'buses' if kind == 'bus' else 'streams'}: {names})")
+                              f"stack ({kinds}: {names})")
 
     def _check_view(self, view: View) -> None:
         where = f"view {view.name!r}"

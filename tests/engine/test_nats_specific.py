@@ -14,11 +14,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncpg
+import nats.js.errors as nats_errors
 import pytest
 
 from setpiece.engine import Engine, KVRead, KVWrite, OffsetCommit, StreamSpec, UnitOfWork
 from setpiece.engine import open_engine as _open_engine
 from setpiece.engine.nats import NatsEngine
+from setpiece.engine.nats.log import PeersOffline
 from setpiece.engine.nats.relay import Relay
 from setpiece.engine.nats.wire import encode_name
 from setpiece.engine.postgres.store import PgStore
@@ -590,6 +592,63 @@ def test_retention_becomes_max_age(nats: NatsServer, postgres: PostgresServer) -
             info = await engine._log._jsm.stream_info(engine._log.js_name("s", 0))
             assert info.config.max_age == 60
             assert (await engine.streams())[0].retention == 60
+        finally:
+            await engine.close()
+
+    run(body())
+
+
+def test_a_stream_placed_while_a_peer_is_offline_waits_for_it(
+    nats: NatsServer, postgres: PostgresServer
+) -> None:
+    """JetStream refuses to place a replicated stream while a node it needs is offline or not
+    yet heard from (err 10005, "peer offline": a cluster starting, a node restarting, a new
+    meta leader). Creating a stream then waits for the node within the engine's timeout, and
+    says which stream and why when the node stays away. Other refusals are not waited on."""
+    url, store = fresh_urls(nats, postgres)
+
+    def refusal(reason: str) -> nats_errors.BadRequestError:
+        return nats_errors.BadRequestError(
+            code=400, err_code=10005, description=f"no suitable peers for placement, {reason}")
+
+    async def body() -> None:
+        engine = await _open_engine(f"{url}&timeout=1", store=store)
+        assert isinstance(engine, NatsEngine)
+        jsm = engine._log._jsm
+        real_add = jsm.add_stream
+        refusals: list[str] = []
+
+        def refusing(*reasons: str, forever: bool = False) -> Callable[..., Awaitable[Any]]:
+            left = list(reasons)
+
+            async def add_stream(config: Any, **kwargs: Any) -> Any:
+                if left:
+                    refusals.append(config.name)
+                    raise refusal(left[0] if forever else left.pop(0))
+                return await real_add(config, **kwargs)
+
+            return add_stream
+
+        try:
+            jsm.add_stream = refusing("peer offline", "peer offline")  # type: ignore[method-assign]
+            await engine.create_stream(StreamSpec("s", 1))
+            assert len(refusals) == 2
+            await engine.commit(UnitOfWork(appends=[("s", "k", b"v")]))
+            assert [r.value for r in await engine.read("s", 0, 0, 10)] == [b"v"]
+
+            jsm.add_stream = refusing("peer offline", forever=True)  # type: ignore[method-assign]
+            with pytest.raises(PeersOffline) as offline:
+                await engine.create_stream(StreamSpec("t", 2))
+            message = str(offline.value)
+            assert "stream 't' partition" in message and "offline" in message, message
+            assert "still so after 1 s" in message, message
+            assert await engine.streams() == [StreamSpec("s", 1)], "nothing half-made is kept"
+
+            refusals.clear()
+            jsm.add_stream = refusing("insufficient resources", forever=True)  # type: ignore[method-assign]
+            with pytest.raises(ConfigError, match="insufficient resources"):
+                await engine.create_stream(StreamSpec("u", 1))
+            assert len(refusals) == 1, "a refusal that will not pass is not waited on"
         finally:
             await engine.close()
 

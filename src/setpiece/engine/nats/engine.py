@@ -31,7 +31,7 @@ from setpiece.engine.contract import (
     UnitOfWork,
     partition_for,
 )
-from setpiece.engine.nats.log import TRANSIENT_ERRORS, JetStreamLog
+from setpiece.engine.nats.log import TRANSIENT_ERRORS, JetStreamLog, PeersOffline
 from setpiece.engine.nats.options import (
     nats_options,
     seed_urls,
@@ -97,13 +97,17 @@ class NatsEngine(Engine):
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _nats(self, make: Any) -> Any:
-        """Run a JetStream call, retrying transient failures (reconnects) until the timeout."""
+        """Run a JetStream call, retrying transient failures until the timeout: reconnects, and
+        a replicated stream JetStream cannot place while a node is offline."""
         backoff = UNREACHABLE.backoff(self._retry_for)
         while True:
             if self._closing.is_set():
                 raise EngineError("engine is closed")
             try:
                 return await make()
+            except PeersOffline as exc:
+                if not await backoff.pause():
+                    raise PeersOffline(f"{exc}; still so after {self._retry_for:g} s") from exc
             except TRANSIENT_ERRORS as exc:
                 if not await backoff.pause():
                     raise EngineError(f"NATS unreachable: {exc!r}") from exc

@@ -52,7 +52,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "the production engine needs nats-py: pip install 'setpiece[nats,postgres]'"
     ) from exc
 
-__all__ = ["TRANSIENT_ERRORS", "JetStreamLog"]
+__all__ = ["TRANSIENT_ERRORS", "JetStreamLog", "PeersOffline"]
+
+
+class PeersOffline(EngineError):
+    """JetStream cannot place a replicated stream now: a node it needs is offline, or not yet
+    heard from (a cluster starting, a node restarting, a meta leader newly elected). It passes
+    once the node reports in, so the engine retries it within its timeout."""
+
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
@@ -68,6 +75,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 _decode_json = msgspec.json.Decoder().decode
 _WRONG_LAST_SEQUENCE = 10071
+_NO_PEERS_FOR_PLACEMENT = 10005  # the reasons follow in the description
+_EXISTS_OTHERWISE = 10058  # a stream of that name exists with another configuration
 _DUPLICATE_WINDOW = 120.0  # seconds; never more than a stream's max_age
 # Seconds a replica's "that is the end" is believed without asking the leader, unless the
 # reader knows the partition goes further (see JetStreamLog.read).
@@ -164,11 +173,20 @@ class JetStreamLog:
             description=f"setpiece stream {stream!r} partition {partition}",
         )
         try:
-            await self._jsm.add_stream(config)
+            try:
+                await self._jsm.add_stream(config)
+            except nats.js.errors.BadRequestError as exc:
+                if exc.err_code != _EXISTS_OTHERWISE:
+                    raise
+                await self._jsm.update_stream(config)
         except nats.js.errors.BadRequestError as exc:
-            if exc.err_code != 10058:  # exists with a different configuration
-                raise ConfigError(f"stream {stream!r}: JetStream refused it: {exc}") from exc
-            await self._jsm.update_stream(config)
+            where = f"stream {stream!r} partition {partition}"
+            if exc.err_code == _NO_PEERS_FOR_PLACEMENT and "offline" in (exc.description or ""):
+                raise PeersOffline(
+                    f"{where}: JetStream cannot place {self._replicas} replica(s) while a node "
+                    f"is offline ({exc.description})"
+                ) from exc
+            raise ConfigError(f"{where}: JetStream refused it: {exc}") from exc
 
     async def delete(self, stream: str, partitions: int) -> None:
         """Delete the JetStream streams of every partition (missing ones are fine)."""
